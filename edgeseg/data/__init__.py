@@ -1,0 +1,71 @@
+"""Data sets (native-resolution samples) and kernel-matched label down-sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, Sample, SegDataset
+from edgeseg.data.resample import KERNELS, LABEL_MODES, downsample_labels, kernel_matrix, resize, resize_image
+from edgeseg.errors import ConfigError, DataError
+
+
+def _camvid(root, split, skip_bad):
+    from edgeseg.data import camvid
+
+    return camvid.build(root, split, skip_bad)
+
+
+def _cityscapes(root, split, skip_bad):
+    from edgeseg.data import cityscapes
+
+    return cityscapes.build(root, split, skip_bad)
+
+
+def _folder(root, split, skip_bad):
+    from edgeseg.data import folder
+
+    return folder.build(root, split, skip_bad)
+
+
+def _synthetic(root, split, skip_bad):
+    from edgeseg.data import synthetic
+
+    return synthetic.build(root, split, skip_bad)
+
+
+DATASETS = {"synthetic": _synthetic, "camvid": _camvid, "cityscapes": _cityscapes, "folder": _folder}
+
+
+def build_dataset(name: str = "synthetic", root: str | Path | None = None, split: str = "train", skip_bad: bool = False) -> SegDataset:
+    """Open a data set split. ``root`` is required for every data set but ``synthetic``.
+
+    With ``skip_bad`` every sample is read once up front and bad ones are dropped
+    (``ds.skipped`` counts them); without it the first bad sample raises a
+    ``DataError`` naming its file.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}")
+    if name != "synthetic" and root is None:
+        raise ConfigError(f"dataset '{name}' needs --data PATH (its root folder)")
+    ds = DATASETS[name](Path(root) if root is not None else None, split, skip_bad)
+    if skip_bad:
+        ds.validate(skip_bad=True)
+    if len(ds) == 0:
+        raise DataError(f"dataset '{name}' split '{split}' has no usable samples")
+    return ds
+
+
+__all__ = [
+    "DATASETS",
+    "IGNORE_INDEX",
+    "KERNELS",
+    "LABEL_MODES",
+    "DatasetInfo",
+    "Sample",
+    "SegDataset",
+    "build_dataset",
+    "downsample_labels",
+    "kernel_matrix",
+    "resize",
+    "resize_image",
+]

@@ -1,0 +1,239 @@
+"""The one dataset interface: native-resolution samples plus class metadata."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edgeseg.errors import DataError
+
+IGNORE_INDEX = 255
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model trained on a data set needs to know about its classes."""
+
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int = IGNORE_INDEX
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "palette": [list(c) for c in self.palette],
+            "ignore_index": self.ignore_index,
+        }
+
+
+class Sample(NamedTuple):
+    image: np.ndarray  # uint8 HxWx3
+    label: np.ndarray  # uint8 HxW, classes 0..C-1, void = info.ignore_index
+    name: str
+
+
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct colours for ``n`` classes (bit-interleaved, as in PASCAL VOC)."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i + 1
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return tuple(out)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An RGB image as uint8 HxWx3, or a DataError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc}); expected a readable PNG or JPEG") from None
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A single-channel label map as an integer HxW array, or a DataError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("L", "P"):
+                return np.asarray(im, dtype=np.uint8)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(im).astype(np.int64)
+            raise DataError(
+                f"{path}: label image has mode {im.mode}; expected a single-channel (L, P or 16-bit) PNG of class indices"
+            )
+    except FileNotFoundError:
+        raise DataError(f"{path}: label file not found") from None
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read label ({exc}); expected a readable single-channel PNG") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image header ({exc})") from None
+
+
+class SegDataset:
+    """Base class: ``len(ds)`` samples, ``ds[i]`` a native-resolution ``Sample``.
+
+    Labels come out as uint8 with classes 0..C-1 and void equal to
+    ``info.ignore_index``; anything else is rejected with the file named.
+    """
+
+    info: DatasetInfo
+    split: str
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> Sample:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.load(i)
+
+    def load(self, i: int) -> Sample:
+        raise NotImplementedError
+
+    def sample_name(self, i: int) -> str:
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int]) -> "SegDataset":
+        raise NotImplementedError
+
+    def validate(self, skip_bad: bool) -> int:
+        """Read every sample; drop bad ones when ``skip_bad``, else raise on the first.
+
+        Returns the number of samples dropped.
+        """
+        keep = []
+        for i in range(len(self)):
+            try:
+                self.load(i)
+            except DataError:
+                if not skip_bad:
+                    raise
+                continue
+            keep.append(i)
+        dropped = len(self) - len(keep)
+        if dropped:
+            self._keep(keep)
+            self.skipped += dropped
+        return dropped
+
+    def _keep(self, indices: Sequence[int]) -> None:
+        raise NotImplementedError
+
+
+class FileDataset(SegDataset):
+    """A data set of (image file, label file) pairs."""
+
+    def __init__(self, info: DatasetInfo, split: str, pairs: list[tuple[Path, Path]], skipped: int = 0):
+        self.info = info
+        self.split = split
+        self.pairs = pairs
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sample_name(self, i: int) -> str:
+        return self.pairs[i][0].stem
+
+    def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """Data-set-specific id mapping; the default takes values as they are."""
+        return raw
+
+    def load(self, i: int) -> Sample:
+        img_path, lab_path = self.pairs[i]
+        image = read_image(img_path)
+        raw = read_label(lab_path)
+        if raw.shape != image.shape[:2]:
+            raise DataError(
+                f"{lab_path}: label is {raw.shape[1]}x{raw.shape[0]} but its image {img_path.name} is "
+                f"{image.shape[1]}x{image.shape[0]}; expected the same size"
+            )
+        label = self.map_label(raw, lab_path)
+        check_label_values(label, self.info, lab_path)
+        return Sample(image, label.astype(np.uint8, copy=False), self.sample_name(i))
+
+    def _keep(self, indices: Sequence[int]) -> None:
+        self.pairs = [self.pairs[i] for i in indices]
+
+    def subset(self, indices: Sequence[int]) -> "FileDataset":
+        sub = copy.copy(self)
+        sub.pairs = [self.pairs[i] for i in indices]
+        return sub
+
+
+def check_label_values(label: np.ndarray, info: DatasetInfo, where) -> None:
+    values = np.unique(label) if label.dtype != np.uint8 else np.nonzero(np.bincount(label.ravel(), minlength=256))[0]
+    bad = [int(v) for v in values if not (0 <= v < info.num_classes or v == info.ignore_index)]
+    if bad:
+        raise DataError(
+            f"{where}: label values {bad[:8]} are neither a class (0..{info.num_classes - 1}) "
+            f"nor the ignore value {info.ignore_index}"
+        )
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{path}: {what} not found")
+    return path
+
+
+def pair_by_key(
+    images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path, skip_bad: bool
+) -> tuple[list[tuple[Path, Path]], int]:
+    """Match images to labels by key; an unmatched file is an error unless ``skip_bad``."""
+    pairs = []
+    skipped = 0
+    for key in sorted(images):
+        lab = labels.get(key)
+        if lab is None:
+            if skip_bad:
+                skipped += 1
+                continue
+            raise DataError(f"{images[key]}: no label for this image in {label_dir} (expected a file with the same name)")
+        pairs.append((images[key], lab))
+    orphans = sorted(set(labels) - set(images))
+    if orphans:
+        if not skip_bad:
+            raise DataError(f"{labels[orphans[0]]}: label has no image in {image_dir} ({len(orphans)} such labels)")
+        skipped += len(orphans)
+    return pairs, skipped
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def list_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)

@@ -1,0 +1,88 @@
+"""Bring-your-own data: images/ and masks/ with matching stems plus classes.json.
+
+Layout (split folders optional)::
+
+    ROOT/classes.json                 {"names": [...], "ignore_index": 255, "palette": [[r,g,b], ...]}
+    ROOT/[<split>/]images/*.png|jpg
+    ROOT/[<split>/]masks/*.png        class index per pixel, ignore_index for void
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, FileDataset, default_palette, list_files, pair_by_key, require_dir
+from edgeseg.errors import DataError
+
+
+def read_classes(path: Path) -> tuple[DatasetInfo, int]:
+    """Parse classes.json; returns the info (void mapped to 255) and the file's own ignore value."""
+    if not path.is_file():
+        raise DataError(f"{path}: classes.json not found (expected {{\"names\": [...], \"ignore_index\": 255}})")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a JSON object with key 'names'")
+    names = doc.get("names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise DataError(f"{path}: key 'names' must be a non-empty list of class names")
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: key 'names' has duplicate class names")
+    if len(names) > 254:
+        raise DataError(f"{path}: {len(names)} classes; at most 254 are supported")
+    ignore = doc.get("ignore_index", IGNORE_INDEX)
+    if not isinstance(ignore, int) or isinstance(ignore, bool) or not (0 <= ignore <= 255) or ignore < len(names):
+        raise DataError(
+            f"{path}: key 'ignore_index' must be an integer in {len(names)}..255 (not a class index), got {ignore!r}"
+        )
+    palette = doc.get("palette")
+    if palette is None:
+        palette = default_palette(len(names))
+    else:
+        ok = (
+            isinstance(palette, list)
+            and len(palette) == len(names)
+            and all(
+                isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                for c in palette
+            )
+        )
+        if not ok:
+            raise DataError(f"{path}: key 'palette' must be a list of {len(names)} [r, g, b] triples in 0..255")
+        palette = tuple(tuple(c) for c in palette)
+    extra = sorted(set(doc) - {"names", "ignore_index", "palette"})
+    if extra:
+        raise DataError(f"{path}: unknown keys {extra}; expected names, ignore_index, palette")
+    return DatasetInfo(path.parent.name or "folder", tuple(names), palette, IGNORE_INDEX), ignore
+
+
+class Folder(FileDataset):
+    file_ignore: int = IGNORE_INDEX
+
+    def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        if self.file_ignore == IGNORE_INDEX:
+            return raw
+        label = raw.copy()
+        label[raw == self.file_ignore] = IGNORE_INDEX
+        return label
+
+
+def build(root: Path, split: str, skip_bad: bool = False) -> Folder:
+    require_dir(root, "folder data set root")
+    info, file_ignore = read_classes(root / "classes.json")
+    base = root / split if (root / split / "images").is_dir() else root
+    image_dir = require_dir(base / "images", f"images/ folder (expected {root}/images/ or {root}/{split}/images/)")
+    mask_dir = require_dir(base / "masks", "masks/ folder")
+    images = {p.stem: p for p in list_files(image_dir)}
+    masks = {p.stem: p for p in list_files(mask_dir, (".png",))}
+    if not images:
+        raise DataError(f"{image_dir}: no images found (expected PNG or JPEG files)")
+    pairs, skipped = pair_by_key(images, masks, image_dir, mask_dir, skip_bad)
+    ds = Folder(info, split, pairs, skipped)
+    ds.file_ignore = file_ignore
+    return ds

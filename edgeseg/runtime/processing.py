@@ -1,0 +1,98 @@
+"""Pre- and post-processing, written once for training evaluation, eval, bench,
+predict, calibration and parity checks.
+
+Pre-processing resizes a native image to the model's input resolution with the
+training kernel and normalises it; post-processing up-samples scores to the
+native size (bilinear, half-pixel centres), takes the argmax and colourises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgeseg.data.resample import resize
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Native uint8 HxWx3 images -> model input at ``res`` (width, height).
+
+    ``layout="nchw"`` gives normalised float32 NCHW; ``layout="nhwc-uint8"`` gives
+    resized uint8 NHWC for models that normalise inside the graph.
+    """
+
+    res: tuple[int, int]
+    kernel: str = "area"
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    layout: str = "nchw"
+
+    def resize(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """Float32 Nx3xhxw in [0, 255] at the model resolution."""
+        w, h = self.res
+        out = []
+        for img in images:
+            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32)
+            out.append(resize(t, (h, w), self.kernel))
+        return torch.stack(out)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        x = self.resize(images)
+        if self.layout == "nhwc-uint8":
+            return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        return self.normalise(x).numpy()
+
+
+def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (half-pixel centres) up-sampling of ``(N, C, h, w)`` scores to ``size=(H, W)``."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores.to(torch.float32), size=size, mode="bilinear", align_corners=False)
+
+
+def scores_to_labels(scores: torch.Tensor | np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(N, C, h, w)`` logits or class masses -> ``(N, H, W)`` int64 labels at ``size``.
+
+    Images are up-sampled one at a time so that a batch of Cityscapes-sized
+    results never holds more than one image's full-resolution score planes.
+    """
+    scores = torch.as_tensor(scores)
+    if size is None or tuple(size) == tuple(scores.shape[-2:]):
+        return scores.argmax(1)
+    H, W = size
+    out = torch.empty((scores.shape[0], H, W), dtype=torch.int64)
+    for n in range(scores.shape[0]):
+        out[n] = upsample_scores(scores[n : n + 1], (H, W)).argmax(1)[0]
+    return out
+
+
+def upsample_labels(labels: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest (centre-aligned) up-sampling of ``(N, h, w)`` label maps, for label-only models."""
+    labels = torch.as_tensor(labels)
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.to(torch.int64)
+    x = labels[:, None].to(torch.float32)
+    return F.interpolate(x, size=size, mode="nearest-exact")[:, 0].to(torch.int64)
+
+
+def colourise(label: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int = 255) -> np.ndarray:
+    """HxW labels -> HxWx3 uint8 colours; void is black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    lut[ignore_index] = 0
+    return lut[np.clip(label, 0, 255).astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5) -> np.ndarray:
+    colours = colourise(label, palette).astype(np.float32)
+    return np.clip(image.astype(np.float32) * (1 - alpha) + colours * alpha, 0, 255).astype(np.uint8)

@@ -1,0 +1,70 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+CAMVID = Path(os.environ.get("EDGESEG_CAMVID", Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"))
+
+
+def camvid_root() -> Path:
+    if not (CAMVID / "val").is_dir():
+        pytest.skip(f"CamVid not found at {CAMVID}")
+    return CAMVID
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from edgeseg.cli import main
+
+    def run(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def make_scene(rng, h=36, w=48, classes=5, void=255):
+    """A small image/label pair whose colours follow the label (learnable)."""
+    label = np.zeros((h, w), dtype=np.uint8)
+    for c in range(1, classes):
+        y0, x0 = rng.integers(0, h - 8), rng.integers(0, w - 8)
+        label[y0 : y0 + rng.integers(4, 12), x0 : x0 + rng.integers(4, 16)] = c
+    label[:, rng.integers(0, w)] = classes - 1  # a thin 1-px structure
+    label[rng.random((h, w)) < 0.02] = void
+    palette = np.array([[40 * c + 20, 255 - 40 * c, (97 * c) % 255] for c in range(classes)], dtype=np.uint8)
+    image = palette[np.minimum(label, classes - 1)]
+    noise = rng.integers(-10, 10, image.shape)
+    return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), label
+
+
+@pytest.fixture
+def folder_dataset(tmp_path):
+    """A tiny `folder` data set with train/ and val/ splits (5 classes, void 255)."""
+    import json
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for split, n in (("train", 6), ("val", 3)):
+        for i in range(n):
+            img, lab = make_scene(rng)
+            write_png(root / split / "images" / f"s{i}.png", img)
+            write_png(root / split / "masks" / f"s{i}.png", lab)
+    (root / "classes.json").write_text(json.dumps({"names": ["a", "b", "c", "d", "e"], "ignore_index": 255}))
+    return root

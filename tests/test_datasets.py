@@ -1,0 +1,131 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import camvid_root, write_png
+from edgeseg.data import build_dataset
+from edgeseg.data.synthetic import SYNTHETIC_CLASSES, Synthetic, render_scene
+from edgeseg.errors import ConfigError, DataError
+
+
+def camvid_layout(root, n=2, size=(12, 16), void_value=11, split="train"):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        write_png(root / split / f"f{i}.png", rng.integers(0, 255, size + (3,), dtype=np.uint8))
+        lab = rng.integers(0, 11, size, dtype=np.uint8)
+        lab[0, 0] = void_value
+        write_png(root / f"{split}annot" / f"f{i}.png", lab)
+    return root
+
+
+def test_camvid_maps_void_to_ignore(tmp_path):
+    ds = build_dataset("camvid", camvid_layout(tmp_path), "train")
+    s = ds[0]
+    assert s.image.shape == (12, 16, 3) and s.image.dtype == np.uint8
+    assert s.label[0, 0] == 255 and s.label.max() == 255 and (s.label[s.label != 255] < 11).all()
+    assert ds.info.num_classes == 11 and ds.info.class_names[2] == "Pole"
+
+
+def test_cityscapes_maps_label_ids_to_train_ids(tmp_path):
+    ids = np.array([[7, 8, 26, 0], [33, 24, 1, 255]], dtype=np.uint8)
+    write_png(tmp_path / "leftImg8bit/val/ulm/ulm_000001_000019_leftImg8bit.png", np.zeros((2, 4, 3), np.uint8))
+    write_png(tmp_path / "gtFine/val/ulm/ulm_000001_000019_gtFine_labelIds.png", ids)
+    ds = build_dataset("cityscapes", tmp_path, "val")
+    np.testing.assert_array_equal(ds[0].label, [[0, 1, 13, 255], [18, 11, 255, 255]])
+    assert ds[0].name == "ulm_000001_000019" and ds.info.num_classes == 19
+
+
+def test_folder_dataset_reads_classes_json_and_maps_its_ignore_value(tmp_path):
+    write_png(tmp_path / "images/a.png", np.zeros((4, 4, 3), np.uint8))
+    write_png(tmp_path / "masks/a.png", np.array([[0, 1, 2, 9]] * 4, np.uint8))
+    (tmp_path / "classes.json").write_text(json.dumps({"names": ["x", "y", "z"], "ignore_index": 9}))
+    ds = build_dataset("folder", tmp_path, "val")
+    np.testing.assert_array_equal(ds[0].label[0], [0, 1, 2, 255])
+    assert ds.info.palette and len(ds.info.palette) == 3
+
+
+@pytest.mark.parametrize(
+    "doc,match",
+    [
+        ("not json", "not valid JSON"),
+        (json.dumps({"names": []}), "non-empty list"),
+        (json.dumps({"names": ["a", "a"]}), "duplicate"),
+        (json.dumps({"names": ["a", "b"], "ignore_index": 1}), "ignore_index"),
+        (json.dumps({"names": ["a", "b"], "palette": [[0, 0, 0]]}), "palette"),
+        (json.dumps({"names": ["a"], "colours": []}), "unknown keys"),
+    ],
+)
+def test_malformed_classes_json(tmp_path, doc, match):
+    write_png(tmp_path / "images/a.png", np.zeros((4, 4, 3), np.uint8))
+    write_png(tmp_path / "masks/a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "classes.json").write_text(doc)
+    with pytest.raises(DataError, match=match) as err:
+        build_dataset("folder", tmp_path, "val")
+    assert "classes.json" in str(err.value)
+
+
+def test_bad_samples_name_the_file_and_skip_bad_counts_them(tmp_path):
+    root = camvid_layout(tmp_path, n=4)
+    write_png(root / "train" / "orphan.png", np.zeros((12, 16, 3), np.uint8))  # image without label
+    with pytest.raises(DataError, match=r"orphan\.png: no label"):
+        build_dataset("camvid", root, "train")
+    (root / "trainannot" / "f1.png").write_bytes(b"not a png")  # corrupt
+    write_png(root / "trainannot" / "f2.png", np.zeros((5, 5), np.uint8))  # size mismatch
+    write_png(root / "trainannot" / "f3.png", np.full((12, 16), 40, np.uint8))  # bad values
+    ds = build_dataset("camvid", root, "train", skip_bad=True)
+    assert len(ds) == 1 and ds.skipped == 4
+    (root / "train" / "orphan.png").unlink()
+    ds = build_dataset("camvid", root, "train")
+    with pytest.raises(DataError, match=r"f1\.png: cannot read label"):
+        ds[1]
+    with pytest.raises(DataError, match=r"f2\.png: label is 5x5 but its image f2\.png is 16x12"):
+        ds[2]
+    with pytest.raises(DataError, match=r"f3\.png: label values \[40\]"):
+        ds[3]
+
+
+def test_missing_root_split_and_unknown_dataset(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        build_dataset("camvid", tmp_path / "nope", "train")
+    with pytest.raises(DataError, match="split folder 'val'"):
+        build_dataset("camvid", camvid_layout(tmp_path), "val")
+    with pytest.raises(DataError, match="splits"):
+        build_dataset("camvid", tmp_path, "holdout")
+    with pytest.raises(ConfigError, match="unknown dataset 'kitti'.*synthetic"):
+        build_dataset("kitti", tmp_path)
+    with pytest.raises(ConfigError, match="needs --data"):
+        build_dataset("folder", None)
+
+
+def test_synthetic_is_deterministic_and_has_thin_and_small_classes():
+    a, b = Synthetic("train"), Synthetic("train")
+    np.testing.assert_array_equal(a[3].image, b[3].image)
+    np.testing.assert_array_equal(a[3].label, b[3].label)
+    assert not np.array_equal(a[3].label, a[4].label)
+    assert not np.array_equal(Synthetic("val")[3].label, a[3].label)
+    counts = np.zeros(256)
+    pole_widths = []
+    for i in range(12):
+        s = a[i]
+        assert s.image.shape == (512, 1024, 3) and s.label.shape == (512, 1024)
+        counts += np.bincount(s.label.ravel(), minlength=256)
+        mask = (s.label == SYNTHETIC_CLASSES.index("pole")).astype(np.int8)
+        edges = np.diff(np.pad(mask, ((0, 0), (1, 1))), axis=1)
+        starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)
+        pole_widths += list(ends[1] - starts[1])  # horizontal run lengths
+    assert (counts[: len(SYNTHETIC_CLASSES)] > 0).all(), "every class appears"
+    assert counts[SYNTHETIC_CLASSES.index("sign")] / counts.sum() < 0.01  # small
+    assert np.median(pole_widths) <= 4  # poles are a few pixels wide
+    assert set(np.unique(a[0].label)) <= set(range(9)) | {255}
+
+
+def test_render_scene_depends_only_on_seed():
+    np.testing.assert_array_equal(render_scene(5)[1], render_scene(5)[1])
+
+
+def test_real_camvid_loads():
+    ds = build_dataset("camvid", camvid_root(), "val")
+    assert len(ds) == 101
+    s = ds[0]
+    assert s.image.shape == (360, 480, 3) and s.label.shape == (360, 480)
