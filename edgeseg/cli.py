@@ -123,6 +123,140 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, json_path):
     write_json(json_path, result)
 
 
+def device_option(fn):
+    return click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")(fn)
+
+
+def _next_run_dir(base: Path) -> Path:
+    """runs/train, runs/train2, runs/train3 ...: the first that does not exist yet."""
+    if not base.exists():
+        return base
+    n = 2
+    while Path(f"{base}{n}").exists():
+        n += 1
+    return Path(f"{base}{n}")
+
+
+def _float_pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected MIN,MAX, e.g. 0.75,1.5; got '{text}'", param_hint=option) from None
+    return lo, hi
+
+
+@cli.command()
+@click.option("--res", type=RES, default="512x256", show_default=True, help="Training resolution (model input).")
+@click.option("--dataset", type=click.Choice(["synthetic", "camvid", "cityscapes", "folder"]), default="synthetic", show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Data set root (not needed for synthetic).")
+@click.option("--labels", "label_mode", type=click.Choice(["soft", "nearest", "onehot-bilinear"]), default="soft", show_default=True,
+              help="How labels reach the training resolution.")
+@click.option("--kernel", type=click.Choice(["area", "bilinear"]), default="area", show_default=True,
+              help="Resize kernel shared by image and soft label.")
+@click.option("--loss", type=click.Choice(["ce", "kl"]), default="ce", show_default=True, help="Loss for soft targets.")
+@click.option("--model", default="lite0-lraspp", show_default=True, help="Architecture (see 'edgeseg models').")
+@click.option("--pretrained", default="auto", show_default=True,
+              help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
+@click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")
+@click.option("--iters", type=int, default=None, help="Total optimiser steps (instead of --epochs).")
+@click.option("--batch", type=int, default=8, show_default=True, help="Images per step and process.")
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
+@click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly", show_default=True)
+@click.option("--warmup", type=int, default=None, help="Warm-up steps [default: 5% of the run, at most 200].")
+@click.option("--clip-grad", type=float, default=5.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--workers", type=int, default=None, help="Data loader processes [default: 0 on CPU, min(8, cores-1) on CUDA].")
+@device_option
+@click.option("--amp", type=click.Choice(["off", "auto", "bf16", "fp16"]), default="off", show_default=True,
+              help="Mixed precision on CUDA (auto: bf16 where supported, else fp16).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/train, runs/train2, ...].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--exist-ok", is_flag=True, help="Train into an existing --out, overwriting its files.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", default="0.75,1.5", show_default=True, help="Random zoom range MIN,MAX.")
+@click.option("--no-hflip", is_flag=True, help="Turn off random horizontal flips.")
+@click.option("--jitter", type=float, default=0.2, show_default=True, help="Photometric jitter strength (0: off).")
+@click.option("--val-every", type=int, default=1, show_default=True, help="Validate every N epochs.")
+@click.option("--val-limit", type=int, default=None, help="Validate on the first N val images only.")
+@click.option("--train-limit", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent samples and report how many.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epochs, iters, batch, lr, weight_decay,
+          optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
+          jitter, val_every, val_limit, train_limit, skip_bad, quiet):
+    """Train a compact model at low resolution with soft labels.
+
+    With no options: lite0-lraspp on the embedded synthetic scenes at 512x256,
+    a few minutes on a CPU. Run under 'torchrun --nproc_per_node N' for
+    DistributedDataParallel (NCCL on GPU, gloo on CPU). Ctrl-C saves last.pt;
+    --resume continues exactly where it stopped.
+    """
+    from edgeseg.trainer import TrainConfig
+    from edgeseg.trainer import train as run_train
+
+    if resume and out is None:
+        raise click.BadParameter("give the run folder to resume, e.g. --out runs/train", param_hint="--resume")
+    out = out if out is not None else _next_run_dir(Path("runs") / "train")
+    cfg = TrainConfig(
+        out=str(out), res=res, dataset=dataset, data=str(data) if data else None, labels=label_mode, kernel=kernel,
+        loss=loss, model=model, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
+        weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
+        workers=workers, device=device, amp=amp, seed=seed, scale=_float_pair(scale, "--scale"), hflip=not no_hflip,
+        jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, skip_bad=skip_bad,
+        resume=resume, exist_ok=exist_ok, progress=not quiet,
+    )
+    result = run_train(cfg, log=lambda m: click.echo(m, err=True))
+    if result.get("interrupted"):
+        return 130
+    if result["is_main"]:
+        click.echo(f"best val mIoU {result['best_miou']:.2f}; checkpoints in {result['out']} (best.pt, last.pt)")
+    return 0
+
+
+@cli.command(name="eval")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="Checkpoint (.pt), ONNX model (.onnx) or TensorRT engine (.engine).")
+@dataset_options(default_split="val")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Also run this model (e.g. best.pt) and report parity: pixel agreement and mIoU change.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N images only.")
+@device_option
+@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider).")
+@click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
+@json_option
+def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, json_path):
+    """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
+    from edgeseg.evaluation import evaluate_model
+    from edgeseg.metrics import format_table
+
+    providers = [p.strip() for p in providers.split(",")] if providers else None
+    result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict)
+    columns = ["IoU"] + (["ref IoU", "delta"] if "parity" in result else [])
+    rows = {}
+    for name, iou in result["per_class"].items():
+        rows[name] = {"IoU": iou}
+        if "parity" in result:
+            rows[name]["delta"] = result["parity"]["per_class_delta"].get(name)
+            ref = result["parity"]["reference_per_class"].get(name)
+            rows[name]["ref IoU"] = ref
+    rows["mIoU"] = {"IoU": result["miou"]}
+    if "parity" in result:
+        rows["mIoU"].update({"ref IoU": result["parity"]["reference_miou"], "delta": result["parity"]["delta_miou"]})
+    click.echo(f"{result['backend']} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
+               f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution")
+    click.echo(format_table(rows, columns))
+    click.echo(f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}")
+    if "parity" in result:
+        p = result["parity"]
+        diff = "n/a" if p["max_abs_logit_diff"] is None else f"{p['max_abs_logit_diff']:.3g}"
+        click.echo(f"parity vs {p['reference']}: pixel agreement {p['pixel_agreement']:.4f}%, "
+                   f"delta mIoU {p['delta_miou']:+.3f}, max |logit diff| {diff}")
+    write_json(json_path, result)
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -65,7 +65,7 @@ def read_image(path: Path) -> np.ndarray:
             im.load()
             if im.mode != "RGB":
                 im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8)
+            return np.array(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -78,9 +78,9 @@ def read_label(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("L", "P"):
-                return np.asarray(im, dtype=np.uint8)
+                return np.array(im, dtype=np.uint8)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.asarray(im).astype(np.int64)
+                return np.array(im).astype(np.int64)
             raise DataError(
                 f"{path}: label image has mode {im.mode}; expected a single-channel (L, P or 16-bit) PNG of class indices"
             )

@@ -26,7 +26,7 @@ SKY, BUILDING, ROAD, SIDEWALK, VEGETATION, CAR, PEDESTRIAN, POLE, SIGN = range(9
 INFO = DatasetInfo("synthetic", SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, IGNORE_INDEX)
 
 WIDTH, HEIGHT = 1024, 512
-SPLIT_SIZES = {"train": 400, "val": 40, "test": 40}
+SPLIT_SIZES = {"train": 160, "val": 32, "test": 32}
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 
 

@@ -1,0 +1,111 @@
+"""Model registry: plain dicts from names to builders; unknown names list the valid ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch.nn as nn
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.models.base import ModelConfig, SegModel
+from edgeseg.models.checkpoint import load_checkpoint, load_file, strict_load
+
+
+def _lite0_lraspp(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.efficientnet_lite import EfficientNetLite0
+    from edgeseg.models.parts import LRASPP, ClassifierHead
+
+    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    dec = LRASPP(enc.out_channels, enc.reductions, cfg.options.get("inter", 128))
+    return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+
+
+def _lite0_fpn(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.efficientnet_lite import EfficientNetLite0
+    from edgeseg.models.parts import ClassifierHead, LiteFPN
+
+    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    dec = LiteFPN(enc.out_channels, enc.reductions, cfg.options.get("width", 64))
+    return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+
+
+def _tiny(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.parts import ClassifierHead, LastFeature, TinyEncoder
+
+    enc = TinyEncoder()
+    dec = LastFeature(enc.out_channels, enc.reductions)
+    return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes, dropout=0.0))
+
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "lite0-lraspp": _lite0_lraspp,
+    "lite0-fpn": _lite0_fpn,
+    "tiny": _tiny,
+}
+DEFAULT_MODEL = "lite0-lraspp"
+
+
+def register(name: str, builder: Callable[[ModelConfig], nn.Module]) -> None:
+    MODELS[name] = builder
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if cfg.name not in MODELS:
+        raise ConfigError(f"unknown model '{cfg.name}'; expected one of: {', '.join(sorted(MODELS))}")
+    if cfg.num_classes < 1:
+        raise ConfigError(f"a model needs at least one class, got {cfg.num_classes}")
+    return MODELS[cfg.name](cfg)
+
+
+def load_pretrained(model: nn.Module, spec: str) -> str:
+    """Apply ``--pretrained``: ``none``, ``imagenet`` (EfficientNet-Lite0 encoders) or a file.
+
+    A file may hold a whole model (an edgeseg checkpoint or its state dict) or an
+    encoder state dict in the lukemelas naming. Returns a one-line description.
+    """
+    if spec in (None, "", "none"):
+        return "random initialisation"
+    encoder = getattr(model, "encoder", None)
+    if spec == "imagenet":
+        from edgeseg.models.pretrained import imagenet_lite0_state_dict
+
+        if not hasattr(encoder, "classifier_prefixes"):
+            raise ConfigError(f"--pretrained imagenet needs an EfficientNet-Lite0 model (lite0-*); '{model.config.name}' has none")
+        state, source = imagenet_lite0_state_dict()
+        strict_load(encoder, state, source, ignore_prefixes=encoder.classifier_prefixes)
+        return f"ImageNet EfficientNet-Lite0 weights from {source}"
+    path = Path(spec)
+    obj = load_file(path)
+    state = obj["model"] if "model" in obj and isinstance(obj["model"], dict) else obj
+    if any(k.startswith("encoder.") for k in state):
+        strict_load(model, state, str(path))
+        return f"whole-model weights from {path}"
+    if encoder is None:
+        raise ModelFileError(f"{path}: holds encoder weights but the model has no encoder")
+    strict_load(encoder, state, str(path), ignore_prefixes=getattr(encoder, "classifier_prefixes", ()))
+    return f"encoder weights from {path}"
+
+
+def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> nn.Module:
+    """Rebuild the model from the config stored in a checkpoint and load its weights."""
+    try:
+        cfg = ModelConfig.from_dict(ckpt["model_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: model config unreadable ({exc})") from None
+    model = build_model(cfg)
+    strict_load(model, ckpt["model"], where)
+    return model
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "ModelConfig",
+    "SegModel",
+    "build_model",
+    "load_checkpoint",
+    "load_pretrained",
+    "model_from_checkpoint",
+    "register",
+]

@@ -1,0 +1,58 @@
+"""One runner interface for every backend; ``load(path)`` picks the runner by file type.
+
+Backends import their heavy packages lazily: importing this package needs
+neither onnxruntime nor tensorrt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.errors import ModelFileError
+from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.meta import ModelMeta
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def backend_for(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "torch"
+    if suffix in ONNX_SUFFIXES:
+        return "onnxruntime"
+    if suffix in ENGINE_SUFFIXES:
+        return "tensorrt"
+    raise ModelFileError(
+        f"{path}: unknown model file type '{suffix}'; expected a checkpoint (.pt), an ONNX model (.onnx) or a TensorRT engine (.engine)"
+    )
+
+
+def load(path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False) -> BaseRunner:
+    """A runner for a checkpoint, ONNX model or TensorRT engine (not yet activated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file not found")
+    backend = backend_for(path)
+    if backend == "torch":
+        from edgeseg.runtime.torch_runner import TorchRunner
+
+        return TorchRunner.from_checkpoint(path, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device))
+    if backend == "onnxruntime":
+        from edgeseg.runtime.ort_runner import OrtRunner
+
+        return OrtRunner.from_file(path, device=device, providers=providers)
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    return TrtRunner.from_file(path)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+__all__ = ["BaseRunner", "ModelMeta", "backend_for", "load"]

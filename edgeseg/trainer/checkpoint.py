@@ -1,0 +1,44 @@
+"""Training checkpoints: atomic writes of plain tensors and primitives only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgeseg import __version__
+from edgeseg.errors import ConfigError
+from edgeseg.fileio import atomic_path
+from edgeseg.models.checkpoint import CHECKPOINT_FORMAT
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    state = {"format": CHECKPOINT_FORMAT, "version": __version__, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+# Options that must match between a checkpoint and the run that resumes it.
+RESUME_KEYS = ("model", "res", "labels", "kernel", "dataset", "batch", "optimizer")
+
+
+def check_resume_compatible(ckpt: dict, cfg_dict: dict, where: str) -> None:
+    saved = ckpt.get("train_config", {})
+    diffs = [f"--{k} {saved.get(k)!r} (now {cfg_dict.get(k)!r})" for k in RESUME_KEYS if saved.get(k) != cfg_dict.get(k)]
+    if diffs:
+        raise ConfigError(
+            f"{where} was trained with {', '.join(diffs)}; resume with the same options or train into a new --out"
+        )

@@ -1,0 +1,56 @@
+"""The resolved options of one training run; saved to config.json and into checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str = "runs/train"
+    res: tuple[int, int] = (512, 256)  # (width, height)
+    dataset: str = "synthetic"
+    data: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    labels: str = "soft"  # soft | nearest | onehot-bilinear
+    kernel: str = "area"  # area | bilinear
+    loss: str = "ce"  # ce | kl, for soft targets
+    model: str = "lite0-lraspp"
+    pretrained: str = "auto"  # auto | imagenet | none | PATH
+    epochs: int | None = None
+    iters: int | None = None
+    batch: int = 8  # per process
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adamw | sgd
+    schedule: str = "poly"  # poly | cosine
+    warmup: int | None = None  # steps; default 5% of the run, at most 200
+    clip_grad: float = 5.0  # max gradient norm; 0 turns clipping off
+    workers: int | None = None  # default: 0 on CPU (the 2-core case), up to 8 on CUDA
+    device: str = "auto"
+    amp: str = "off"  # off | auto | bf16 | fp16 (CUDA only)
+    seed: int = 0
+    scale: tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    jitter: float = 0.2
+    val_every: int = 1
+    val_limit: int | None = None
+    train_limit: int | None = None  # first N training samples (few-label experiments)
+    skip_bad: bool = False
+    resume: bool = False
+    exist_ok: bool = False
+    progress: bool = True
+    model_options: tuple = ()  # (key, value) pairs passed to the model builder
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["res"] = list(self.res)
+        d["scale"] = list(self.scale)
+        d["model_options"] = [list(kv) for kv in self.model_options]
+        return d
+
+
+def default_epochs(dataset: str) -> int:
+    """The quick-start default on the synthetic set fits in minutes on a CPU; real data gets a real schedule."""
+    return 4 if dataset == "synthetic" else 100

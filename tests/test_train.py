@@ -1,0 +1,152 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeseg.errors import ConfigError, ModelFileError, TrainingStopped
+from edgeseg.models import load_checkpoint, model_from_checkpoint
+from edgeseg.trainer import TrainConfig, train
+
+
+def tiny_cfg(root, out, **kw):
+    base = dict(out=str(out), res=(48, 36), dataset="folder", data=str(root), model="tiny", epochs=2, batch=2,
+                lr=1e-2, progress=False, workers=0, device="cpu", seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def quiet(_):
+    pass
+
+
+def test_train_writes_checkpoints_metrics_and_config(folder_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_cfg(folder_dataset, out), log=quiet)
+    assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "metrics.jsonl", "config.json"}
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    assert {"train_loss", "val_miou", "lr", "img_per_s", "peak_mem_mb"} <= set(lines[0])
+    assert result["best_miou"] == max(line["val_miou"] for line in lines)
+    ckpt = torch.load(out / "last.pt", weights_only=True)  # never executes code
+    for key in ("model_config", "model", "optimizer", "scheduler", "rng", "epoch", "class_names", "normalisation", "res", "kernel", "version"):
+        assert key in ckpt
+    assert ckpt["res"] == [48, 36] and ckpt["epoch"] == 2 and ckpt["class_names"] == ["a", "b", "c", "d", "e"]
+    model = model_from_checkpoint(load_checkpoint(out / "best.pt"))  # rebuilt from the checkpoint alone
+    assert model(torch.zeros(1, 3, 36, 48)).shape == (1, 5, 36, 48)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["iters"] == 6 and cfg["steps_per_epoch"] == 3
+
+
+def final_weights(out):
+    return torch.load(Path(out) / "last.pt", weights_only=True)["model"]
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
+    train(tiny_cfg(folder_dataset, tmp_path / "straight", epochs=3), log=quiet)
+    out = tmp_path / "split"  # Ctrl-C at the last step of epoch 1, then resume
+
+    def interrupt_at(step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train(tiny_cfg(folder_dataset, out, epochs=3), log=quiet, on_step=interrupt_at)
+    assert first["interrupted"]
+    train(tiny_cfg(folder_dataset, out, epochs=3, resume=True), log=quiet)
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
+
+
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
+    train(tiny_cfg(folder_dataset, tmp_path / "straight"), log=quiet)
+    out = tmp_path / "interrupted"
+
+    def interrupt_at(step):
+        if step == 4:  # second step of epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(tiny_cfg(folder_dataset, out), log=quiet, on_step=interrupt_at)
+    assert result["interrupted"] and result["step"] == 4
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]) == (1, 1, 4)
+    train(tiny_cfg(folder_dataset, out, resume=True), log=quiet)
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset, tmp_path):
+    out = tmp_path / "nan"
+    train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(TrainingStopped, match=r"loss became (nan|inf).*kept .*last\.pt"):
+        train(tiny_cfg(folder_dataset, out, epochs=3, resume=True, lr=1e30, clip_grad=0.0), log=quiet)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
+    with pytest.raises(ConfigError, match="already exists"):
+        train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
+    train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True), log=quiet)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(tiny_cfg(folder_dataset, tmp_path / "empty", resume=True), log=quiet)
+    with pytest.raises(ConfigError, match="--model 'tiny' \\(now 'lite0-fpn'\\)"):
+        train(tiny_cfg(folder_dataset, out, model="lite0-fpn", resume=True), log=quiet)
+    (out / "last.pt").write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        train(tiny_cfg(folder_dataset, out, resume=True), log=quiet)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            train(tiny_cfg(folder_dataset, tmp_path / "gpu", device="cuda"), log=quiet)
+    with pytest.raises(ConfigError, match="larger than the 6 training samples"):
+        train(tiny_cfg(folder_dataset, tmp_path / "big", batch=7), log=quiet)
+
+
+def test_cli_train_then_eval(cli_run, folder_dataset, tmp_path):
+    out = tmp_path / "cli"
+    code, stdout, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
+                                "--epochs", "1", "--batch", "2", "--out", out, "--quiet", "--device", "cpu")
+    assert code == 0, err
+    assert "best val mIoU" in stdout
+    code, stdout, err = cli_run("eval", "--model", out / "best.pt", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["backend"] == "torch" and result["n_images"] == 3 and result["res"] == [48, 36]
+    assert set(result["per_class"]) == {"a", "b", "c", "d", "e"}
+    ckpt_val = torch.load(out / "best.pt", weights_only=True)["best_miou"]
+    assert result["miou"] == pytest.approx(ckpt_val, abs=1e-3)  # training validation and eval agree
+    for args, needle in [
+        (("train", "--res", "48"), "--res"),
+        (("train", "--model", "nope", "--out", tmp_path / "x", "--quiet"), "unknown model 'nope'"),
+        (("train", "--resume"), "--resume"),
+        (("eval", "--model", tmp_path / "missing.pt"), "file not found"),
+    ]:
+        code, _, err = cli_run(*args)
+        assert code == 2 and needle in err and "Traceback" not in err, (args, err)
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes(folder_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "edgeseg", "train", "--dataset", "folder", "--data", str(folder_dataset), "--model", "tiny",
+           "--res", "48x36", "--epochs", "2", "--batch", "1", "--out", str(out), "--quiet", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world_size"] == 2 and cfg["steps_per_epoch"] == 3  # 6 samples / (1 x 2 ranks)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # rank 0 writes once per epoch
+    assert proc.stdout.count("best val mIoU") == 1
