@@ -257,6 +257,90 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
     return 0
 
 
+@cli.command()
+@click.option("--model", "checkpoint", type=click.Path(path_type=Path), required=True, help="Checkpoint to export (e.g. runs/train/best.pt).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output folder [default: the checkpoint's folder].")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17 suits TensorRT 8.5 and newer).")
+@click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")
+@click.option("--output", type=click.Choice(["logits", "labels", "both"]), default="logits", show_default=True,
+              help="Graph outputs: float logits, in-graph argmax labels (uint8), or both.")
+@click.option("--output-size", type=RES, default=None, help="Up-sample the label output to WxH inside the graph.")
+@click.option("--input", "input_format", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
+              help="float: normalised NCHW float32; uint8: NHWC uint8 with normalisation inside the graph.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check on real images.")
+@dataset_options(default_split="val")
+@click.option("--verify-images", type=click.IntRange(min=1), default=32, show_default=True, help="Images for the parity check.")
+@click.option("--min-agreement", type=float, default=99.9, show_default=True, help="Minimum pixel agreement (percent).")
+@click.option("--max-delta-miou", type=float, default=0.1, show_default=True, help="Maximum |delta mIoU| (points).")
+@device_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
+           skip_bad, verify_images, min_agreement, max_delta_miou, device, quiet):
+    """Export a checkpoint to ONNX and prove parity on real images (parity.json).
+
+    Fails with exit code 1 when pixel agreement or mIoU change miss the thresholds.
+    """
+    from edgeseg.export import OnnxOptions, export_model
+
+    options = OnnxOptions(opset=opset, dynamic_batch=dynamic_batch, output=output, output_size=output_size, input_format=input_format)
+    export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
+                 n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
+                 device="cpu" if device == "auto" else device, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    return 0
+
+
+@cli.command()
+@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="Model file; repeat to time several side by side in one run.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@dataset_options(default_split="val")
+@device_option
+@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@json_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, providers, json_path, quiet):
+    """Latency p50/p90/p99 and throughput, model only and end to end (pre- and post-processing)."""
+    from edgeseg.runtime.bench import bench as run_bench
+
+    providers = [p.strip() for p in providers.split(",")] if providers else None
+    result = run_bench(list(models), batch, iters, warmup, device, providers, dataset, data, progress=not quiet)
+    click.echo(f"batch {batch}, {iters} iterations after {warmup} warm-up, end to end from {result['images_from']} images "
+               f"({result['native_size'][0]}x{result['native_size'][1]}); {result['machine']}")
+    head = f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
+    click.echo(head)
+    click.echo("-" * len(head))
+    for r in result["results"]:
+        m, e = r["model_only"], r["end_to_end"]
+        click.echo(f"{Path(r['model']).name[:40]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
+                   f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
+    if "p50_ratio_to_first" in result:
+        click.echo("p50 latency relative to the first model: "
+                   + ", ".join(f"{Path(k).name} {v:.3f}x" for k, v in result["p50_ratio_to_first"].items()))
+    write_json(json_path, result)
+    return 0
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
+@device_option
+@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
+@click.option("--strict", is_flag=True, help="Refuse images whose aspect ratio differs from the model input.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet):
+    """Segment images, folders (and videos when OpenCV is installed): label and overlay PNGs."""
+    from edgeseg.runtime.predict import predict as run_predict
+
+    providers = [p.strip() for p in providers.split(",")] if providers else None
+    result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet)
+    click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -88,16 +88,18 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
     """``edgeseg eval``: score ``model`` (any backend) and, with ``reference``, report parity."""
     from edgeseg import runtime
 
-    runner = runtime.load(model, device=device, providers=providers, strict=strict)
-    ds = resolve_dataset(runner.meta, dataset, data, split, skip_bad, runner.meta.extra.get("dataset_root"))
+    runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()  # fail fast on a broken model
+    ref_runner = runtime.load(reference, device=device, providers=providers).activate() if reference is not None else None
+    # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
+    saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)
+    ds = resolve_dataset(runner.meta, dataset, data, split, skip_bad, saved_root)
     indices = list(range(min(limit, len(ds)))) if limit else None
-    if reference is None:
+    if ref_runner is None:
         with runner:
             summary, _ = evaluate(runner, ds, batch, indices, progress)
     else:
         from edgeseg.runtime.compare import compare_runners
 
-        ref_runner = runtime.load(reference, device=device, providers=providers)
         report = compare_runners(runner, ref_runner, ds, indices=indices, batch=batch, progress=progress)
         summary = report["model"]
         summary["parity"] = report["parity"]

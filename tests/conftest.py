@@ -54,13 +54,11 @@ def make_scene(rng, h=36, w=48, classes=5, void=255):
     return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), label
 
 
-@pytest.fixture
-def folder_dataset(tmp_path):
+def make_folder_dataset(root: Path) -> Path:
     """A tiny `folder` data set with train/ and val/ splits (5 classes, void 255)."""
     import json
 
     rng = np.random.default_rng(0)
-    root = tmp_path / "folder"
     for split, n in (("train", 6), ("val", 3)):
         for i in range(n):
             img, lab = make_scene(rng)
@@ -68,3 +66,24 @@ def folder_dataset(tmp_path):
             write_png(root / split / "masks" / f"s{i}.png", lab)
     (root / "classes.json").write_text(json.dumps({"names": ["a", "b", "c", "d", "e"], "ignore_index": 255}))
     return root
+
+
+@pytest.fixture
+def folder_dataset(tmp_path):
+    return make_folder_dataset(tmp_path / "folder")
+
+
+@pytest.fixture(scope="session")
+def shared_folder(tmp_path_factory):
+    return make_folder_dataset(tmp_path_factory.mktemp("data") / "folder")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(shared_folder, tmp_path_factory):
+    """best.pt of a tiny model trained for a few steps on the folder data set (shared, read-only)."""
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny", epochs=3,
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu"), log=lambda _: None)
+    return out / "best.pt"

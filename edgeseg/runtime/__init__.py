@@ -43,7 +43,7 @@ def load(path: str | Path, device: str = "auto", providers: list[str] | None = N
     if backend == "onnxruntime":
         from edgeseg.runtime.ort_runner import OrtRunner
 
-        return OrtRunner.from_file(path, device=device, providers=providers)
+        return OrtRunner.from_file(path, device=device, providers=providers, strict=strict)
     from edgeseg.runtime.trt_runner import TrtRunner
 
     return TrtRunner.from_file(path)

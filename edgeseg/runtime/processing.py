@@ -31,6 +31,7 @@ class Preprocess:
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
     layout: str = "nchw"
+    round_uint8: bool = False  # round the resized image to uint8 values, as a uint8-input model sees it
 
     def resize(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Float32 Nx3xhxw in [0, 255] at the model resolution."""
@@ -48,6 +49,8 @@ class Preprocess:
 
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         x = self.resize(images)
+        if self.round_uint8:
+            x = x.round_().clamp_(0, 255)
         if self.layout == "nhwc-uint8":
             return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
         return self.normalise(x).numpy()

@@ -1,0 +1,162 @@
+"""Checkpoint -> ONNX with edgeseg metadata, optional uint8 NHWC input and in-graph argmax."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.fileio import atomic_path, sha256_file
+from edgeseg.models import load_checkpoint, model_from_checkpoint
+from edgeseg.runtime.meta import ModelMeta, meta_from_checkpoint
+
+OUTPUT_CHOICES = ("logits", "labels", "both")
+MIN_OPSET, MAX_OPSET = 13, 23
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    opset: int = 17
+    dynamic_batch: bool = False
+    output: str = "logits"  # logits | labels | both
+    output_size: tuple[int, int] | None = None  # (width, height) of the label output
+    input_format: str = "float"  # float: normalised NCHW float32; uint8: NHWC uint8, normalised in the graph
+    slim: bool = True  # run onnxslim when it is installed
+
+    def check(self) -> None:
+        if self.output not in OUTPUT_CHOICES:
+            raise ConfigError(f"--output: expected one of {', '.join(OUTPUT_CHOICES)}; got '{self.output}'")
+        if self.input_format not in ("float", "uint8"):
+            raise ConfigError(f"--input: expected float or uint8; got '{self.input_format}'")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise ConfigError(f"--opset {self.opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET} (17 suits TensorRT 8.5 and newer)")
+        if self.output_size is not None and self.output == "logits":
+            raise ConfigError("--output-size applies to the label output; add --output labels or both")
+
+
+class ExportWrapper(nn.Module):
+    """The deployed graph: [uint8 NHWC -> normalised NCHW] -> model -> logits and/or uint8 labels."""
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, options: OnnxOptions):
+        super().__init__()
+        self.model = model
+        self.uint8_input = options.input_format == "uint8"
+        self.emit_logits = options.output in ("logits", "both")
+        self.emit_labels = options.output in ("labels", "both")
+        self.labels_size = None if options.output_size is None else (options.output_size[1], options.output_size[0])
+        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor):
+        if self.uint8_input:
+            x = (x.permute(0, 3, 1, 2).to(torch.float32) - self.mean) * self.inv_std
+        logits = self.model(x)
+        outs = []
+        if self.emit_logits:
+            outs.append(logits)
+        if self.emit_labels:
+            scores = logits
+            if self.labels_size is not None and tuple(self.labels_size) != tuple(logits.shape[-2:]):
+                scores = F.interpolate(logits, size=self.labels_size, mode="bilinear", align_corners=False)
+            outs.append(scores.argmax(1).to(torch.uint8))
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter logs progress and warnings for packages we do not use; keep the CLI clean."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "torch._guards", "torch.fx", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def export_module(module: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool, output_names: list[str]) -> None:
+    """torch.export-based ONNX export at opset >= 18, then down-converted to ``opset``."""
+    import onnx
+
+    from edgeseg.export.opset import downgrade
+
+    module = module.eval()
+    kwargs = {}
+    if dynamic_batch:
+        # An example batch of 1 would be specialised; trace with 2 and mark the dimension dynamic.
+        example = torch.cat([example, example])
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    with _quiet_exporter():
+        torch.onnx.export(
+            module, (example,), str(path), dynamo=True, opset_version=max(opset, 18), input_names=["input"],
+            output_names=output_names, external_data=False, optimize=True, verbose=False, **kwargs,
+        )
+    model = onnx.load(str(path))
+    model = downgrade(model, opset)
+    onnx.save(model, str(path))
+
+
+def _slim(path: Path) -> bool:
+    from edgeseg.optional import available
+
+    if not available("onnxslim"):
+        return False
+    import onnxslim
+
+    with _quiet_exporter():
+        slimmed = onnxslim.slim(str(path))
+    if slimmed is not None:
+        import onnx
+
+        onnx.save(slimmed, str(path))
+    return True
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = OnnxOptions()) -> tuple[Path, ModelMeta]:
+    """Write ``out`` (an .onnx file) from an edgeseg checkpoint; returns its path and metadata."""
+    import onnx
+
+    options.check()
+    checkpoint, out = Path(checkpoint), Path(out)
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, str(checkpoint)).eval()
+    if not getattr(model, "exportable", True):
+        raise ConfigError(f"model '{model.config.name}' is not exportable")
+    meta = meta_from_checkpoint(ckpt, sha256_file(checkpoint))
+    outputs = {"logits": ["logits"], "labels": ["labels"], "both": ["logits", "labels"]}[options.output]
+    labels_size = tuple(options.output_size) if options.output_size else (tuple(meta.res) if "labels" in outputs else None)
+    meta = meta.with_(
+        input_layout="nhwc-uint8" if options.input_format == "uint8" else "nchw",
+        outputs=tuple(outputs),
+        labels_size=labels_size,
+        extra={"opset": options.opset, "dynamic_batch": options.dynamic_batch, "source": checkpoint.name},
+    )
+    w, h = meta.res
+    example = torch.zeros((1, h, w, 3), dtype=torch.uint8) if options.input_format == "uint8" else torch.zeros((1, 3, h, w))
+    wrapper = ExportWrapper(model, meta, options)
+    with atomic_path(out) as tmp:
+        try:
+            export_module(wrapper, example, tmp, options.opset, options.dynamic_batch, outputs)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the exporter's own errors are long; keep the first line
+            raise ModelFileError(f"{checkpoint}: ONNX export failed: {str(exc).strip().splitlines()[0][:200]}") from None
+        slimmed = options.slim and _slim(tmp)
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, meta.with_(extra={**meta.extra, "onnxslim": bool(slimmed)}).to_props())
+        proto.producer_name = "edgeseg"
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    return out, meta

@@ -1,0 +1,81 @@
+"""Down-convert an opset-18 graph to an older default-domain opset (17 for TensorRT 8.5/8.6).
+
+PyTorch's exporter writes opset 18 at the least. Between 17 and 18 only a few
+operator schemas changed; those we emit are rewritten here, and any other node
+whose schema differs between the two versions is refused by name rather than
+passed through unchecked.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper, numpy_helper
+
+from edgeseg.errors import ConfigError
+
+# Reductions whose 'axes' moved from attribute to input in opset 18 (ReduceSum moved in 13).
+_REDUCE_18 = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+# Resize gained attributes in 18; at their defaults they can be dropped.
+_RESIZE_DEFAULTS = {"antialias": 0, "keep_aspect_ratio_policy": b"stretch"}
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return 0
+
+
+def _constant_values(model: onnx.ModelProto, name: str):
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    return None
+
+
+def downgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
+    source = default_opset(model)
+    if target >= source:
+        return model
+    if source != 18 or target < 13:
+        raise ConfigError(f"--opset {target}: can only down-convert from opset 18 to 13..17 (graph has {source})")
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in _REDUCE_18 and len(node.input) > 1 and node.input[1]:
+            axes = _constant_values(model, node.input[1])
+            if axes is None:
+                raise ConfigError(f"--opset {target}: {node.op_type} '{node.name}' has computed axes; use --opset 18")
+            del node.input[1]
+            keep = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+            del node.attribute[:]
+            node.attribute.extend(keep + [helper.make_attribute("axes", [int(a) for a in axes.ravel()])])
+            continue
+        if node.op_type == "Resize":
+            keep = []
+            for a in node.attribute:
+                if a.name == "axes":
+                    raise ConfigError(f"--opset {target}: Resize '{node.name}' uses 'axes'; use --opset 18")
+                if a.name in _RESIZE_DEFAULTS:
+                    if helper.get_attribute_value(a) != _RESIZE_DEFAULTS[a.name]:
+                        raise ConfigError(f"--opset {target}: Resize '{node.name}' uses {a.name}; use --opset 18")
+                    continue
+                keep.append(a)
+            del node.attribute[:]
+            node.attribute.extend(keep)
+            continue
+        if node.op_type == "Pad":
+            if len(node.input) > 3 and node.input[3]:
+                raise ConfigError(f"--opset {target}: Pad '{node.name}' uses 'axes'; use --opset 18")
+            continue
+        new = onnx.defs.get_schema(node.op_type, source, "").since_version
+        old = onnx.defs.get_schema(node.op_type, target, "").since_version
+        if new != old:
+            raise ConfigError(f"--opset {target}: operator {node.op_type} changed in opset {new} and has no down-conversion here; use --opset {source}")
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = target
+    return model

@@ -1,0 +1,91 @@
+"""``edgeseg bench``: latency percentiles and throughput, model only and end to end.
+
+Several models are timed in one run with their iterations interleaved, so a
+shared, noisy machine slows them alike and their ratio stays meaningful.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from edgeseg.evaluation import native_labels, preprocess_for
+
+
+def _stats(times_s: list[float], batch: int) -> dict:
+    ms = np.asarray(times_s) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+        "throughput_ips": round(batch * 1000.0 / float(ms.mean()), 2),
+    }
+
+
+def _bench_images(meta, dataset, data, batch):
+    """Real native images for end-to-end timing: the model's data set, else synthetic scenes."""
+    from edgeseg.data.synthetic import Synthetic
+    from edgeseg.evaluation import resolve_dataset
+
+    try:
+        ds = resolve_dataset(meta, dataset, data, "val", False, meta.extra.get("dataset_root"))
+    except Exception:  # no data set at hand: synthetic street scenes stand in
+        ds = Synthetic("val")
+    return [ds[i % len(ds)].image for i in range(batch)], ds.info.name
+
+
+def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str = "auto", providers=None,
+          dataset=None, data=None, progress: bool = True) -> dict:
+    from edgeseg import runtime
+    from edgeseg.progress import Progress
+
+    runners = [runtime.load(m, device=device, providers=providers) for m in models]
+    images, source = _bench_images(runners[0].meta, dataset, data, batch)
+    sizes = [im.shape[:2] for im in images]
+    rows = []
+    for r in runners:
+        r.activate()
+    try:
+        pres = [preprocess_for(r.meta) for r in runners]
+        inputs = [pre(images) for pre in pres]
+        model_t = [[] for _ in runners]
+        e2e_t = [[] for _ in runners]
+        bar = Progress(warmup + iters, "bench", "round", enabled=progress)
+        for it in range(warmup + iters):
+            for k, (r, pre, x) in enumerate(zip(runners, pres, inputs)):
+                t0 = time.perf_counter()
+                r.infer(x)
+                t1 = time.perf_counter()
+                native_labels(r.infer(pre(images)), sizes)
+                t2 = time.perf_counter()
+                if it >= warmup:
+                    model_t[k].append(t1 - t0)
+                    e2e_t[k].append(t2 - t1)
+            bar.update()
+        bar.close()
+    finally:
+        for r in runners:
+            r.deactivate()
+    for k, (m, r) in enumerate(zip(models, runners)):
+        rows.append({
+            "model": str(m), "backend": r.backend, "providers": getattr(r, "active_providers", None),
+            "input": f"{r.meta.res[0]}x{r.meta.res[1]} {r.meta.input_layout}",
+            "model_only": _stats(model_t[k], batch), "end_to_end": _stats(e2e_t[k], batch),
+        })
+    import torch
+
+    result = {
+        "batch": batch, "iters": iters, "warmup": warmup, "images_from": source,
+        "native_size": [int(sizes[0][1]), int(sizes[0][0])],
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, torch threads {torch.get_num_threads()}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "results": rows,
+    }
+    if len(rows) > 1:
+        base = rows[0]["model_only"]["p50_ms"]
+        result["p50_ratio_to_first"] = {r["model"]: round(r["model_only"]["p50_ms"] / base, 3) for r in rows}
+    return result

@@ -1,0 +1,91 @@
+"""Parity in task terms: two runners on the same real images, compared as segmentations.
+
+Each runner gets its own pre-processing (their input layouts may differ), both
+outputs are taken to native resolution, and the report gives pixel agreement,
+the mIoU of each against the labels and its change, per-class IoU changes, and
+the logit differences where both models expose logits of the same shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgeseg.data.base import SegDataset
+from edgeseg.evaluation import iterate_batches, native_labels, preprocess_for
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.progress import Progress
+from edgeseg.runtime.base import BaseRunner
+
+DEFAULT_MIN_AGREEMENT = 99.9  # percent of pixels
+DEFAULT_MAX_DELTA_MIOU = 0.1  # mIoU points, FP32
+
+
+def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, indices=None, batch: int = 1, progress: bool = True) -> dict:
+    if model.meta.num_classes != reference.meta.num_classes:
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError(f"the model has {model.meta.num_classes} classes and the reference {reference.meta.num_classes}; they cannot be compared")
+    n_classes = model.meta.num_classes
+    pre_m, pre_r = preprocess_for(model.meta), preprocess_for(reference.meta)
+    if "nhwc-uint8" in (model.meta.input_layout, reference.meta.input_layout):
+        # Compare the graphs on the same input: a uint8-input model sees the resized image rounded.
+        from dataclasses import replace
+
+        pre_m, pre_r = replace(pre_m, round_uint8=True), replace(pre_r, round_uint8=True)
+    cm_m, cm_r = ConfusionMatrix(n_classes), ConfusionMatrix(n_classes)
+    agree = total = 0
+    max_diff, sum_diff, n_diff, comparable = 0.0, 0.0, 0, True
+    n = len(ds) if indices is None else len(indices)
+    bar = Progress(n, "parity", "img", enabled=progress)
+    with model, reference:
+        for samples in iterate_batches(ds, batch, indices):
+            images = [s.image for s in samples]
+            out_m, out_r = model.infer(pre_m(images)), reference.infer(pre_r(images))
+            if "logits" in out_m and "logits" in out_r and out_m["logits"].shape == out_r["logits"].shape:
+                d = np.abs(out_m["logits"].astype(np.float64) - out_r["logits"].astype(np.float64))
+                max_diff = max(max_diff, float(d.max()))
+                sum_diff += float(d.sum())
+                n_diff += d.size
+            else:
+                comparable = False
+            sizes = [s.label.shape for s in samples]
+            for s, lm, lr in zip(samples, native_labels(out_m, sizes), native_labels(out_r, sizes)):
+                agree += int((lm == lr).sum())
+                total += lm.numel()
+                gt = torch.from_numpy(s.label)
+                cm_m.update(gt, lm)
+                cm_r.update(gt, lr)
+            bar.update(len(samples))
+    bar.close()
+    names = ds.info.class_names
+    sm, sr = cm_m.summary(names), cm_r.summary(names)
+    per_class_delta = {
+        c: (None if sm["per_class"][c] is None or sr["per_class"][c] is None else round(sm["per_class"][c] - sr["per_class"][c], 4))
+        for c in names
+    }
+    parity = {
+        "reference": reference.name,
+        "reference_backend": reference.backend,
+        "n_images": n,
+        "pixel_agreement": round(100.0 * agree / max(total, 1), 5),
+        "model_miou": sm["miou"],
+        "reference_miou": sr["miou"],
+        "delta_miou": round(sm["miou"] - sr["miou"], 4),
+        "per_class_delta": per_class_delta,
+        "reference_per_class": sr["per_class"],
+        "max_abs_logit_diff": max_diff if comparable and n_diff else None,
+        "mean_abs_logit_diff": (sum_diff / n_diff) if comparable and n_diff else None,
+    }
+    model_summary = {**sm, "n_images": n, "res": list(model.meta.res), "backend": model.backend}
+    return {"model": model_summary, "reference": {**sr, "backend": reference.backend}, "parity": parity}
+
+
+def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU) -> list[str]:
+    """Reasons a parity report fails its thresholds (empty when it passes)."""
+    out = []
+    if parity["pixel_agreement"] < min_agreement:
+        out.append(f"pixel agreement {parity['pixel_agreement']:.4f}% < {min_agreement}%")
+    if abs(parity["delta_miou"]) > max_delta_miou:
+        out.append(f"|delta mIoU| {abs(parity['delta_miou']):.4f} > {max_delta_miou}")
+    return out

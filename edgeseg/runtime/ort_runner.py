@@ -1,0 +1,156 @@
+"""ONNX Runtime runner: CPU, CUDA and TensorRT execution providers, whichever are available."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.meta import ModelMeta
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+
+def _ort():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def resolve_providers(device: str = "auto", providers: list[str] | None = None) -> list[str]:
+    """Execution providers to ask for, checked against the installed onnxruntime."""
+    available = _ort().get_available_providers()
+    if providers:
+        chosen = [PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+        missing = [p for p in chosen if p not in available]
+        if missing:
+            hint = ' (install "edgeseg[gpu]" for CUDA and TensorRT providers)' if any(p != "CPUExecutionProvider" for p in missing) else ""
+            raise ConfigError(f"--providers: {', '.join(missing)} not available in this onnxruntime; available: {', '.join(available)}{hint}")
+        if "CPUExecutionProvider" not in chosen:
+            chosen.append("CPUExecutionProvider")
+        return chosen
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError('--device cuda: onnxruntime has no CUDAExecutionProvider here; install "edgeseg[gpu]" (onnxruntime-gpu)')
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device != "auto":
+        raise ConfigError(f"--device: expected auto, cpu or cuda[:N]; got '{device}'")
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
+def read_onnx(path: Path):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise ModelFileError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+
+
+def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
+    """Metadata of an ONNX model; for a foreign model, what can be read off its graph."""
+    from edgeseg.data.base import default_palette
+
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = ModelMeta.from_props(props, str(path))
+    inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise ModelFileError(f"{path}: expected one image input, found {len(inputs)}")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    elem = inputs[0].type.tensor_type.elem_type
+    if len(dims) != 4:
+        raise ModelFileError(f"{path}: expected a 4-D image input, found shape {dims}")
+    nhwc = dims[3] == 3 and dims[1] != 3
+    h, w = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
+    if h is None or w is None:
+        raise ModelFileError(f"{path}: the input's height and width are not fixed ({dims}); edgeseg needs a static input size")
+    if meta is None:
+        out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+        n = out_dims[1] if len(out_dims) == 4 and out_dims[1] else None
+        if n is None:
+            raise ModelFileError(f"{path}: no edgeseg metadata and the output is not (N, C, H, W) logits; cannot run it")
+        print(f"warning: {path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
+              "normalisation (x - 127) / 128 and the area kernel", file=sys.stderr)
+        layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
+        return ModelMeta(class_names=tuple(f"class{i}" for i in range(n)), palette=default_palette(n), res=(w, h), input_layout=layout,
+                         outputs=(model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels") else ("logits",))
+    if tuple(meta.res) != (w, h):
+        if strict:
+            raise ModelFileError(f"{path}: metadata says input {meta.res[0]}x{meta.res[1]} but the graph takes {w}x{h} (--strict)")
+        print(f"warning: {path}: metadata says input {meta.res[0]}x{meta.res[1]} but the graph takes {w}x{h}; resizing images to {w}x{h}",
+              file=sys.stderr)
+        meta = meta.with_(res=(w, h))
+    return meta
+
+
+class OrtRunner(BaseRunner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", output_names=None, session_options=None):
+        super().__init__(meta, name or f"onnxruntime:{Path(path).name}")
+        self.path = Path(path)
+        self.providers = providers
+        self.output_names = output_names
+        self.session_options = session_options
+        self.session = None
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False) -> "OrtRunner":
+        path = Path(path)
+        model = read_onnx(path)
+        meta = meta_from_graph(model, path, strict)
+        output_names = [o.name for o in model.graph.output]
+        if "logits" in output_names or "labels" in output_names:
+            meta = meta.with_(outputs=tuple(n for n in output_names if n in ("logits", "labels")))
+        return cls(path, meta, resolve_providers(device, providers), output_names=output_names)
+
+    def activate_impl(self) -> None:
+        ort = _ort()
+        opts = self.session_options or ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            text = str(exc)
+            if "ValidateOpsetForDomain" in text or "opset" in text.lower():
+                opset = next((o.version for o in read_onnx(self.path).opset_import if o.domain in ("", "ai.onnx")), "?")
+                raise ModelFileError(
+                    f"{self.path}: uses ONNX opset {opset}, which onnxruntime {ort.__version__} cannot run; re-export with --opset 17"
+                ) from None
+            raise ModelFileError(f"{self.path}: onnxruntime cannot load the model: {text.strip().splitlines()[0][:200]}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.active_providers = self.session.get_providers()
+
+    def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        fixed = self.fixed_batch
+        if fixed and x.shape[0] != fixed:
+            # A static-batch model runs a larger batch in chunks of its own size.
+            if x.shape[0] % fixed:
+                raise ConfigError(f"{self.name}: the model takes batches of {fixed}; got {x.shape[0]} (export with --dynamic-batch)")
+            parts = [self.infer_impl(x[i : i + fixed]) for i in range(0, x.shape[0], fixed)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        outs = self.session.run(None, {self.input_name: x})
+        names = self.output_names or [o.name for o in self.session.get_outputs()]
+        result = {}
+        for name, value in zip(names, outs):
+            if name in ("logits", "labels"):
+                result[name] = value
+        if not result:  # a foreign model: its first output is taken as logits
+            result["logits"] = outs[0]
+        return result
+
+    def deactivate_impl(self) -> None:
+        self.session = None

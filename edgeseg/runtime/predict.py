@@ -1,0 +1,131 @@
+"""``edgeseg predict``: images, folders or videos to label PNGs and colour overlays."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgeseg.data.base import IMAGE_SUFFIXES, read_image
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.evaluation import native_labels, preprocess_for
+from edgeseg.fileio import atomic_path
+from edgeseg.progress import Progress
+from edgeseg.runtime.processing import overlay
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def collect_inputs(inputs) -> tuple[list[Path], list[Path]]:
+    images, videos = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")
+            images += found
+        elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)
+        elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(p)
+        elif not p.exists():
+            raise DataError(f"{p}: input not found")
+        else:
+            raise DataError(f"{p}: not an image ({', '.join(IMAGE_SUFFIXES)}), video ({', '.join(VIDEO_SUFFIXES)}) or folder")
+    return images, videos
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+class _AspectCheck:
+    """Images whose aspect ratio differs from the model input are resized anyway (with one
+    warning), or refused under --strict."""
+
+    def __init__(self, res, strict: bool):
+        self.ratio = res[0] / res[1]
+        self.res = res
+        self.strict = strict
+        self.warned = False
+
+    def __call__(self, shape, where) -> None:
+        h, w = shape[:2]
+        if abs((w / h) / self.ratio - 1) <= 0.01:
+            return
+        msg = f"{where}: {w}x{h} image has another aspect ratio than the model input {self.res[0]}x{self.res[1]}"
+        if self.strict:
+            raise DataError(msg + " (--strict)")
+        if not self.warned:
+            print(f"warning: {msg}; resizing it anyway (later such images are not reported)", file=sys.stderr)
+            self.warned = True
+
+
+def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha: float = 0.5, strict: bool = False, progress: bool = True) -> dict:
+    from edgeseg import runtime
+
+    images, videos = collect_inputs(inputs)
+    if not images and not videos:
+        raise ConfigError("predict: give at least one image, folder or video")
+    runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()
+    meta = runner.meta
+    pre = preprocess_for(meta)
+    check = _AspectCheck(tuple(meta.res), strict)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+
+    def stem_for(path: Path) -> str:
+        stem = path.stem
+        n = 2
+        while stem in used:
+            stem = f"{path.stem}_{n}"
+            n += 1
+        used.add(stem)
+        return stem
+
+    def run_one(image: np.ndarray, stem: str, where) -> None:
+        check(image.shape, where)
+        label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
+        _save_png(out_dir / f"{stem}_label.png", label)
+        _save_png(out_dir / f"{stem}_overlay.png", overlay(image, label, meta.palette, alpha))
+        written.append(stem)
+
+    with runner:
+        bar = Progress(len(images), "predict", "img", enabled=progress)
+        for path in images:
+            run_one(read_image(path), stem_for(path), path)
+            bar.update()
+        bar.close()
+        for video in videos:
+            _predict_video(video, stem_for(video), run_one, progress)
+    return {"images": len(images), "videos": len(videos), "outputs": len(written), "out": str(out_dir)}
+
+
+def _predict_video(path: Path, stem: str, run_one, progress: bool) -> None:
+    from edgeseg.optional import require
+
+    cv2 = require("cv2", f"video input ({path.name})")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise DataError(f"{path}: OpenCV cannot open this video")
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    bar = Progress(total, f"predict {path.name}", "frame", enabled=progress)
+    i = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            run_one(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), f"{stem}_{i:06d}", f"{path} frame {i}")
+            i += 1
+            bar.update()
+    finally:
+        cap.release()
+        bar.close()
+    if i == 0:
+        raise DataError(f"{path}: no frames could be read")

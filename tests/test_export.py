@@ -1,0 +1,157 @@
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeseg.export import OnnxOptions, export_model, export_onnx
+from edgeseg.models import MODELS, ModelConfig, build_model
+from edgeseg.models.checkpoint import CHECKPOINT_FORMAT
+from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg.runtime.torch_runner import TorchRunner
+
+
+def fake_checkpoint(path, name, num_classes=4, res=(64, 48)):
+    """A checkpoint of a freshly built model (random weights, BN statistics perturbed)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name, num_classes))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save({"format": CHECKPOINT_FORMAT, "model_config": model.config.to_dict(), "model": model.state_dict(),
+                "res": list(res), "kernel": "area", "class_names": [f"c{i}" for i in range(num_classes)],
+                "dataset": {"name": "synthetic"}}, path)
+    return path
+
+
+def test_export_writes_metadata_and_passes_checker_and_parity(tiny_checkpoint, tmp_path):
+    result = export_model(tiny_checkpoint, tmp_path, n_verify=3, progress=False, log=lambda _: None)
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert next(o.version for o in model.opset_import if o.domain == "") == 17
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    for key in ("edgeseg_version", "class_names", "palette", "mean", "std", "res", "kernel", "ignore_index", "source_sha256"):
+        assert f"edgeseg.{key}" in props
+    assert props["edgeseg.res"] == [48, 36] and len(props["edgeseg.source_sha256"]) == 64
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    assert parity == result["parity"] and parity["passed"] and parity["pixel_agreement"] == 100.0
+    assert parity["max_abs_logit_diff"] < 1e-4 and parity["n_images"] == 3
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_eager_and_onnxruntime_agree_for_every_architecture(name, tmp_path):
+    ckpt = fake_checkpoint(tmp_path / "m.pt", name)
+    path, meta = export_onnx(ckpt, tmp_path / "m.onnx", OnnxOptions(opset=17))
+    x = np.random.default_rng(0).standard_normal((2, 3, 48, 64)).astype(np.float32)
+    with TorchRunner.from_checkpoint(ckpt) as ref, OrtRunner.from_file(path, device="cpu") as ort_runner:
+        a, b = ref.infer(x)["logits"], ort_runner.infer(x)["logits"]
+    np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-3)
+    assert (a.argmax(1) == b.argmax(1)).mean() > 0.999
+
+
+def test_label_output_uint8_input_and_dynamic_batch(tiny_checkpoint, tmp_path):
+    opts = OnnxOptions(output="both", output_size=(96, 72), input_format="uint8", dynamic_batch=True)
+    path, meta = export_onnx(tiny_checkpoint, tmp_path / "m.onnx", opts)
+    runner = OrtRunner.from_file(path, device="cpu")
+    assert runner.meta.input_layout == "nhwc-uint8" and runner.meta.outputs == ("logits", "labels")
+    with runner:
+        for batch in (1, 3):
+            out = runner.infer(np.zeros((batch, 36, 48, 3), np.uint8))
+            assert out["logits"].shape == (batch, 5, 36, 48)
+            assert out["labels"].shape == (batch, 72, 96) and out["labels"].dtype == np.uint8
+    # the in-graph argmax agrees with the arg-max of the up-sampled logits
+    x = np.random.default_rng(1).integers(0, 255, (2, 36, 48, 3), dtype=np.uint8)
+    with runner:
+        out = runner.infer(x)
+    up = torch.nn.functional.interpolate(torch.from_numpy(out["logits"]), size=(72, 96), mode="bilinear", align_corners=False)
+    assert (up.argmax(1).numpy() == out["labels"]).mean() > 0.999
+    result = export_model(tiny_checkpoint, tmp_path / "u8", opts, n_verify=3, progress=False, log=lambda _: None)
+    assert result["parity"]["passed"]
+
+
+def test_parity_report_on_a_model_with_two_classes_swapped(tiny_checkpoint, tmp_path, shared_folder):
+    """Swapping two output channels gives answers we can compute independently."""
+    from edgeseg.data import build_dataset
+    from edgeseg.evaluation import native_labels, preprocess_for
+    from edgeseg.runtime.compare import compare_runners
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    for key in ("head.conv.weight", "head.conv.bias"):
+        ckpt["model"][key] = ckpt["model"][key][[1, 0, 2, 3, 4]]
+    torch.save(ckpt, tmp_path / "swapped.pt")
+    ds = build_dataset("folder", shared_folder, "val")
+    ref = TorchRunner.from_checkpoint(tiny_checkpoint)
+    report = compare_runners(TorchRunner.from_checkpoint(tmp_path / "swapped.pt"), ref, ds, progress=False)
+    parity = report["parity"]
+    pre = preprocess_for(ref.meta)
+    preds, max_diff = [], 0.0
+    with ref:
+        for s in (ds[i] for i in range(len(ds))):
+            out = ref.infer(pre([s.image]))
+            max_diff = max(max_diff, float(np.abs(out["logits"][:, 0] - out["logits"][:, 1]).max()))
+            preds.append(native_labels(out, [s.label.shape])[0].numpy())
+    share_01 = np.mean(np.concatenate([np.isin(p, [0, 1]).ravel() for p in preds]))
+    assert parity["pixel_agreement"] == pytest.approx(100 * (1 - share_01), abs=1e-3)
+    assert parity["max_abs_logit_diff"] == pytest.approx(max_diff, rel=1e-5)
+    assert parity["delta_miou"] == pytest.approx(report["model"]["miou"] - report["reference"]["miou"], abs=1e-3)
+    assert parity["per_class_delta"]["c"] == 0.0  # untouched classes keep their IoU
+    assert parity["per_class_delta"]["a"] == pytest.approx(report["model"]["per_class"]["a"] - report["reference"]["per_class"]["a"], abs=1e-3)
+
+
+def test_eval_with_reference_reports_parity(cli_run, tiny_checkpoint, tmp_path):
+    export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    code, out, err = cli_run("eval", "--model", tmp_path / "m.onnx", "--reference", tiny_checkpoint, "--json", tmp_path / "e.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["backend"] == "onnxruntime"
+    p = result["parity"]
+    assert set(p) >= {"pixel_agreement", "reference_miou", "delta_miou", "per_class_delta", "max_abs_logit_diff"}
+    assert p["pixel_agreement"] == 100.0 and abs(p["delta_miou"]) < 1e-6
+    assert "pixel agreement" in out
+
+
+def test_export_cli_fails_with_exit_1_when_parity_thresholds_are_missed(cli_run, tiny_checkpoint, tmp_path):
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--input", "uint8", "--verify-images", "2",
+                           "--min-agreement", "100.1", "--quiet")
+    assert code == 1 and "fails parity" in err and err.count("\n") <= 3
+    assert (tmp_path / "model.onnx").is_file() and json.loads((tmp_path / "parity.json").read_text())["passed"] is False
+
+
+def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
+    path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    # no edgeseg metadata: runs, with a warning
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(model)
+    del stripped.metadata_props[:]
+    onnx.save(stripped, str(tmp_path / "plain.onnx"))
+    code, _, err = cli_run("eval", "--model", tmp_path / "plain.onnx", "--dataset", "synthetic", "--limit", "1")
+    assert code == 2 and "5 classes but data set 'synthetic' has 9" in err  # ran far enough to compare classes
+    assert "no edgeseg metadata" in err
+    # metadata and graph disagree on the input size: resized, or refused under --strict
+    wrong = onnx.ModelProto()
+    wrong.CopyFrom(model)
+    for p in wrong.metadata_props:
+        if p.key == "edgeseg.res":
+            p.value = "[64, 48]"
+    onnx.save(wrong, str(tmp_path / "wrong.onnx"))
+    code, _, err = cli_run("eval", "--model", tmp_path / "wrong.onnx", "--strict", "--dataset", "synthetic")
+    assert code == 2 and "--strict" in err
+    # corrupt file and unsupported opset
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    code, _, err = cli_run("eval", "--model", tmp_path / "bad.onnx")
+    assert code == 2 and "not a readable ONNX model" in err and err.count("\n") == 1
+    model.opset_import[0].version = 40
+    onnx.save(model, str(tmp_path / "future.onnx"))
+    code, _, err = cli_run("eval", "--model", tmp_path / "future.onnx", "--limit", "1")
+    assert code == 2 and "opset 40" in err and "--opset 17" in err
+    code, _, err = cli_run("eval", "--model", tmp_path / "model.tflite")
+    assert code == 2 and "file not found" in err
+    shutil.copy(path, tmp_path / "model.tflite")
+    code, _, err = cli_run("eval", "--model", tmp_path / "model.tflite")
+    assert code == 2 and "unknown model file type" in err
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--opset", "9", "--out", tmp_path / "o9")
+    assert code == 2 and "--opset 9" in err

@@ -1,0 +1,87 @@
+"""One contract, run against every backend that can run here."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeseg import runtime
+from edgeseg.errors import ConfigError, DataError, EdgesegError
+from edgeseg.export import export_onnx
+from edgeseg.optional import available
+
+BACKENDS = ["torch", "onnxruntime", pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.skipif(not available("tensorrt"), reason="tensorrt not installed")])]
+
+
+@pytest.fixture(scope="module")
+def model_files(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("backends")
+    onnx_path, _ = export_onnx(tiny_checkpoint, out / "model.onnx")
+    files = {"torch": tiny_checkpoint, "onnxruntime": onnx_path}
+    if available("tensorrt"):
+        from edgeseg.export.trt import build_engine
+
+        files["tensorrt"] = build_engine(onnx_path, out / "model.engine")["engine"]
+    return files
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runner_contract(backend, model_files):
+    runner = runtime.load(model_files[backend], device="auto")
+    assert runner.backend == backend and runner.meta.num_classes == 5 and tuple(runner.meta.res) == (48, 36)
+    x = np.random.default_rng(0).standard_normal(runner.input_shape(2)).astype(np.float32)
+    with pytest.raises(EdgesegError, match="not active"):
+        runner.infer(x)
+    with runner:
+        assert runner.is_active
+        out = runner.infer(x)
+        assert out["logits"].shape == (2, 5, 36, 48) and out["logits"].dtype == np.float32
+        with pytest.raises(ConfigError, match="input shape"):
+            runner.infer(x[:, :, :10])
+        with pytest.raises(ConfigError, match="dtype"):
+            runner.infer(x.astype(np.float64))
+    assert not runner.is_active
+    runner.activate()
+    again = runner.infer(x)["logits"]
+    runner.deactivate()
+    np.testing.assert_allclose(again, out["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bench_and_predict(backend, model_files, tmp_path, cli_run, shared_folder):
+    code, out, err = cli_run("bench", "--model", model_files[backend], "--iters", "3", "--warmup", "1", "--json", tmp_path / "b.json", "--quiet")
+    assert code == 0, err
+    result = json.loads((tmp_path / "b.json").read_text())
+    row = result["results"][0]
+    assert row["backend"] == backend and row["model_only"]["p50_ms"] > 0 and row["end_to_end"]["throughput_ips"] > 0
+    code, out, err = cli_run("predict", "--model", model_files[backend], shared_folder / "val" / "images", shared_folder / "train/images/s0.png",
+                             "--out", tmp_path / "pred", "--quiet")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert "s0_label.png" in names and "s0_2_overlay.png" in names and len(names) == 8
+    label = np.array(Image.open(tmp_path / "pred" / "s1_label.png"))
+    assert label.shape == (36, 48) and label.max() < 5
+    assert np.array(Image.open(tmp_path / "pred" / "s1_overlay.png")).shape == (36, 48, 3)
+
+
+def test_bench_two_models_side_by_side(model_files):
+    from edgeseg.runtime.bench import bench
+
+    result = bench([model_files["torch"], model_files["onnxruntime"]], iters=2, warmup=0, progress=False)
+    assert [r["backend"] for r in result["results"]] == ["torch", "onnxruntime"]
+    assert set(result["p50_ratio_to_first"].values()) and result["p50_ratio_to_first"][str(model_files["torch"])] == 1.0
+
+
+def test_predict_bad_inputs(model_files, tmp_path):
+    from edgeseg.runtime.predict import predict
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="notes.txt: not an image"):
+        predict(model_files["torch"], [tmp_path / "notes.txt"], tmp_path / "o", progress=False)
+    with pytest.raises(DataError, match="missing.png: input not found"):
+        predict(model_files["torch"], [tmp_path / "missing.png"], tmp_path / "o", progress=False)
+    Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(DataError, match="aspect ratio.*--strict"):
+        predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", strict=True, progress=False)
+    assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", progress=False)["outputs"] == 1
