@@ -273,19 +273,50 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--min-agreement", type=float, default=99.9, show_default=True, help="Minimum pixel agreement (percent).")
 @click.option("--max-delta-miou", type=float, default=0.1, show_default=True, help="Maximum |delta mIoU| (points).")
 @device_option
+@click.option("--int8", is_flag=True, help="Also write model.int8.onnx (Q/DQ, calibrated on the training split) and calibration.cache.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="entropy", show_default=True)
+@click.option("--calib-images", type=int, default=300, show_default=True, help="Calibration images (at least 10; 100+ advised).")
+@click.option("--calib-seed", type=int, default=0, show_default=True)
+@click.option("--calib-array", type=click.Path(path_type=Path), default=None, help="Pre-processed calibration inputs (.npy) instead of images.")
+@click.option("--int8-budget", type=float, default=0.5, show_default=True, help="mIoU points INT8 may lose against FP32.")
+@click.option("--no-fallback", is_flag=True, help="Quantise every layer; no float fallback of sensitive blocks.")
+@click.option("--sensitivity-images", type=int, default=32, show_default=True, help="Val images for the INT8 sensitivity search.")
+@click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
+@click.option("--fp16", is_flag=True, help="With --trt: FP16 engine.")
+@click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default="auto", show_default=True,
+              help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration cache (8.5-10.x); auto picks by version.")
+@click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT workspace in GB.")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file (read and updated).")
+@click.option("--dla", type=int, default=None, help="Build for DLA core N (Jetson), GPU fallback on.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
-           skip_bad, verify_images, min_agreement, max_delta_miou, device, quiet):
-    """Export a checkpoint to ONNX and prove parity on real images (parity.json).
+           skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
+           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, quiet):
+    """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
-    Fails with exit code 1 when pixel agreement or mIoU change miss the thresholds.
+    Writes model.onnx and parity.json; --int8 adds model.int8.onnx, int8_report.json and a
+    TensorRT calibration cache; --trt adds model.engine and model.engine.json. Fails with exit
+    code 1 when a parity check misses its threshold.
     """
     from edgeseg.export import OnnxOptions, export_model
+    from edgeseg.export.int8 import Int8Options
+    from edgeseg.export.trt_build import TrtOptions
 
+    if fp16 and not trt:
+        raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
     options = OnnxOptions(opset=opset, dynamic_batch=dynamic_batch, output=output, output_size=output_size, input_format=input_format)
+    int8_opts = Int8Options(calib_method=calib_method, calib_images=calib_images, calib_seed=calib_seed,
+                            calib_array=str(calib_array) if calib_array else None, budget=int8_budget, fallback=not no_fallback,
+                            sensitivity_images=sensitivity_images) if int8 else None
+    trt_opts = None
+    if trt:
+        precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
+        trt_opts = TrtOptions(precision=precision, int8_mode=int8_mode, workspace_gb=workspace,
+                              timing_cache=str(timing_cache) if timing_cache else None, dla_core=dla)
     export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
                  n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
-                 device="cpu" if device == "auto" else device, progress=not quiet, log=lambda m: click.echo(m, err=True))
+                 device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet,
+                 log=lambda m: click.echo(m, err=True))
     return 0
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from edgeseg.errors import CheckFailed
+from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
 from edgeseg.fileio import write_json_atomic
 from edgeseg.runtime.compare import DEFAULT_MAX_DELTA_MIOU, DEFAULT_MIN_AGREEMENT, compare_runners, parity_failures
 
 
-def verify_parity(model_path: Path, checkpoint: Path, meta, dataset, data, split, n_images, min_agreement, max_delta_miou,
+def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
+                  min_agreement=DEFAULT_MIN_AGREEMENT, max_delta_miou=DEFAULT_MAX_DELTA_MIOU,
                   device: str = "cpu", progress: bool = True, report_path: Path | None = None) -> dict:
     """Run the exported model and the checkpoint on ``n_images`` real images; write the report."""
     from edgeseg import runtime
@@ -46,22 +47,68 @@ def export_model(
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU,
     device: str = "cpu",
+    int8=None,
+    trt=None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
+    """FP32 ONNX (always), INT8 Q/DQ (``int8``: Int8Options) and a TensorRT engine (``trt``: TrtOptions),
+    each followed by a parity check on real images unless ``verify`` is off."""
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent
+    if int8 is not None:
+        int8.check()
+    if trt is not None:
+        trt.check()
+        if trt.precision == "int8" and int8 is None:
+            raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
     onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
     log(f"wrote {onnx_path} (opset {options.opset}, input {meta.res[0]}x{meta.res[1]} {meta.input_layout}, outputs {', '.join(meta.outputs)})")
     result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
+    saved_root = _saved_root(checkpoint)
+    check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress)
     if verify:
-        parity = verify_parity(onnx_path, checkpoint, meta, dataset, data, split, n_verify, min_agreement, max_delta_miou,
-                               device, progress, out_dir / "parity.json")
+        parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
+                               report_path=out_dir / "parity.json", **check)
         result["parity"] = parity
         log(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
         if not parity["passed"]:
             raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} (kept the file for inspection)")
+    if int8 is not None:
+        from edgeseg.export.int8 import export_int8
+
+        report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress, log)
+        result["int8"] = report
+        if verify:
+            parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
+                                   report_path=out_dir / "parity.int8.json", **check)
+            result["int8_parity"] = parity
+            log(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
+            if not parity["passed"]:
+                raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
+                                  f"{'; '.join(parity['failures'])} (see int8_report.json)")
+    if trt is not None:
+        from edgeseg.export.trt_build import build_engine
+
+        engine = build_engine(onnx_path, out_dir / "model.engine", trt, qdq_path=out_dir / "model.int8.onnx" if int8 else None,
+                              calib_cache=out_dir / "calibration.cache" if int8 else None, meta=meta,
+                              calibration_sha256=result.get("int8", {}).get("calibration_sha256"), log=log)
+        result["engine"] = str(engine["engine"])
+        if verify:
+            budget = int8.budget if trt.precision == "int8" else (0.5 if trt.precision == "fp16" else max_delta_miou)
+            parity = verify_parity(engine["engine"], checkpoint, meta, min_agreement=0.0 if trt.precision != "fp32" else min_agreement,
+                                   max_delta_miou=budget, report_path=out_dir / "parity.engine.json", **{**check, "device": "auto"})
+            result["engine_parity"] = parity
+            log(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
+            if not parity["passed"]:
+                raise CheckFailed(f"{engine['engine']} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])}")
     return result
+
+
+def _saved_root(checkpoint: Path):
+    from edgeseg.models import load_checkpoint
+
+    return load_checkpoint(checkpoint).get("dataset", {}).get("root")
 
 
 def _parity_line(what: str, p: dict) -> str:

@@ -44,9 +44,12 @@ def load(path: str | Path, device: str = "auto", providers: list[str] | None = N
         from edgeseg.runtime.ort_runner import OrtRunner
 
         return OrtRunner.from_file(path, device=device, providers=providers, strict=strict)
+    from edgeseg.errors import ConfigError
     from edgeseg.runtime.trt_runner import TrtRunner
 
-    return TrtRunner.from_file(path)
+    if device == "cpu":
+        raise ConfigError(f"{path}: TensorRT engines run on a CUDA GPU; --device cpu cannot run them")
+    return TrtRunner.from_file(path, device=TrtRunner.default_device if device == "auto" else device)
 
 
 def _cuda() -> bool:

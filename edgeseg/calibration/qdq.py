@@ -1,0 +1,144 @@
+"""Activation ranges and explicit quantization (Q/DQ) with onnxruntime.quantization.
+
+The Q/DQ form follows what TensorRT accepts: symmetric int8 activations and
+weights (zero point 0), per-channel weights on the output-channel axis, float
+biases, a Q/DQ pair on each weight and a dedicated pair per consumer. Ranges
+are computed once per (ONNX model, calibration set, method) and cached; every
+quantisation variant (fallback search included) reuses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.calibration.dataset import CalibrationSet
+from edgeseg.errors import ConfigError
+from edgeseg.fileio import sha256_file, write_json_atomic
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+# Ops whose inputs get Q/DQ: the weighted ops plus the joins TensorRT fuses around them.
+QUANT_OP_TYPES = ("Conv", "Add", "Concat", "Mul", "Resize")
+QDQ_OPTIONS = {
+    "ActivationSymmetric": True,
+    "WeightSymmetric": True,
+    "QuantizeBias": False,
+    "AddQDQPairToWeight": True,
+    "DedicatedQDQPair": True,
+}
+
+
+@contextlib.contextmanager
+def _quiet_ort():
+    import onnxruntime as ort
+
+    previous = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs through the root logger
+    ort.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        logging.getLogger().setLevel(previous)
+        ort.set_default_logger_severity(2)
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    if name not in table:
+        raise ConfigError(f"--calib-method: expected one of {', '.join(CALIB_METHODS)}; got '{name}'")
+    return table[name]
+
+
+class _ArrayReader:
+    """onnxruntime CalibrationDataReader over pre-processed inputs, one image per call."""
+
+    def __init__(self, name: str, inputs: np.ndarray):
+        self.name, self.inputs, self.i = name, inputs, 0
+
+    def get_next(self):
+        if self.i >= len(self.inputs):
+            return None
+        self.i += 1
+        return {self.name: self.inputs[self.i - 1 : self.i]}
+
+    def __len__(self):
+        return len(self.inputs)
+
+
+def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entropy", percentile: float = 99.999) -> dict[str, list[float]]:
+    """Per-tensor activation ranges ``{name: [min, max]}`` of the FP32 model on the calibration set."""
+    import onnx
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    input_name = model.graph.input[0].name
+    extra = {"symmetric": True}
+    if method == "percentile":
+        extra["percentile"] = percentile
+    with _quiet_ort(), tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
+        calibrator = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=_method(method), extra_options=extra)
+        calibrator.collect_data(_ArrayReader(input_name, calib.inputs))
+        data = calibrator.compute_data()
+    return {name: [float(np.asarray(t.range_value[0]).ravel()[0]), float(np.asarray(t.range_value[1]).ravel()[0])]
+            for name, t in data.data.items()}
+
+
+def cache_key(onnx_sha256: str, calib_sha256: str, method: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{onnx_sha256}:{calib_sha256}:{method}".encode()).hexdigest()
+
+
+def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path, log=print) -> tuple[dict, str]:
+    """Ranges from ``cache_dir`` when its key matches (ONNX model, calibration set, method); else
+    calibrate, say why, and rewrite the cache. Returns (ranges, key)."""
+    onnx_sha = sha256_file(onnx_path)
+    key = cache_key(onnx_sha, calib.sha256, method)
+    path = cache_dir / f"ranges-{method}.json"
+    if path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            cached = {}
+        if cached.get("key") == key:
+            log(f"using cached {method} activation ranges from {path}")
+            return cached["ranges"], key
+        what = []
+        if cached.get("onnx_sha256") != onnx_sha:
+            what.append("the ONNX model changed")
+        if cached.get("calibration_sha256") != calib.sha256:
+            what.append("the calibration set changed")
+        log(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable'}); recalibrating")
+    log(f"calibrating ({method}) on {len(calib)} images")
+    ranges = compute_ranges(onnx_path, calib, method)
+    write_json_atomic(path, {"key": key, "onnx_sha256": onnx_sha, "calibration_sha256": calib.sha256, "method": method, "ranges": ranges})
+    write_json_atomic(cache_dir / "manifest.json", calib.manifest)
+    return ranges, key
+
+
+def quantize_qdq(fp32_path: Path, out_path: Path, ranges: dict, method: str, exclude_nodes=(), op_types=QUANT_OP_TYPES) -> None:
+    """Write a Q/DQ model of ``fp32_path`` using precomputed ``ranges``; ``exclude_nodes`` stay float."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    tensors = TensorsData(_method(method), {k: TensorData(lowest=np.float32(v[0]), highest=np.float32(v[1])) for k, v in ranges.items()})
+    with _quiet_ort():
+        model = load_model_with_shape_infer(Path(fp32_path))
+        quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], list(exclude_nodes),
+                                 list(op_types), dict(QDQ_OPTIONS))
+        quantizer.quantize_model()
+        quantizer.model.save_model_to_file(str(out_path), False)
+
+
+def quantizable_nodes(model, op_types=QUANT_OP_TYPES) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type in op_types]

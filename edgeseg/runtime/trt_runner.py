@@ -1,0 +1,119 @@
+"""TensorRT runner: named tensors + ``execute_async_v3`` (8.5.1 and newer) or bindings +
+``execute_async_v2`` (8.x), device buffers as torch CUDA tensors, one CUDA stream.
+
+Engines are tied to a TensorRT version and a GPU; the fingerprint written beside
+the engine is checked first so that a mismatch reads as "rebuild on the target"
+rather than as a deserialisation failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.meta import ModelMeta
+from edgeseg.runtime.trt_api import TrtApi
+
+
+def check_fingerprint(path: Path, fp: dict, api: TrtApi, gpu: dict) -> None:
+    built_on = f"TensorRT {fp.get('tensorrt')} on {fp.get('gpu')} (compute {fp.get('compute_capability')})"
+    here = f"TensorRT {api.trt.__version__} on {gpu.get('gpu')} (compute {gpu.get('compute_capability')})"
+    if fp.get("tensorrt") != api.trt.__version__ or fp.get("compute_capability") != gpu.get("compute_capability") or fp.get("gpu") != gpu.get("gpu"):
+        raise ModelFileError(
+            f"{path}: engine was built with {built_on}; this machine has {here}; rebuild it on the target: "
+            "edgeseg export --model <best.pt or model.onnx> --trt"
+        )
+
+
+class TrtRunner(BaseRunner):
+    backend = "tensorrt"
+    default_device = "cuda"  # where I/O buffers live; the tests' TensorRT double runs on host memory
+
+    def __init__(self, path: Path, meta: ModelMeta, fingerprint: dict, device: str = "cuda", api_mode: str = "auto"):
+        super().__init__(meta, f"tensorrt:{Path(path).name}")
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.device = device
+        self.api_mode = api_mode  # auto | tensors | bindings
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str = "cuda", api_mode: str = "auto", check: bool = True) -> "TrtRunner":
+        from edgeseg.export.trt_build import _gpu_info, read_fingerprint
+
+        path = Path(path)
+        fp = read_fingerprint(path)
+        meta = ModelMeta.from_props(fp.get("meta", {}), str(path))
+        if meta is None:
+            raise ModelFileError(f"{path}: its fingerprint has no model metadata; rebuild with 'edgeseg export --trt'")
+        if check:
+            check_fingerprint(path, fp, TrtApi.load(), _gpu_info())
+        return cls(path, meta, fp, device, api_mode)
+
+    def activate_impl(self) -> None:
+        import torch
+
+        self.api = TrtApi.load()
+        trt = self.api.trt
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("TensorRT engines need a CUDA GPU visible to PyTorch")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise ModelFileError(f"{self.path}: TensorRT {trt.__version__} cannot deserialise this engine; rebuild it on this machine")
+        self.context = self.engine.create_execution_context()
+        self.tensors = self.api.io_tensors(self.engine)
+        self.use_v3 = self.api.use_tensor_api(self.context, self.api_mode)
+        self.stream = torch.cuda.Stream() if self.device.startswith("cuda") else None
+        self.inputs = [t for t in self.tensors if t.is_input]
+        self.outputs = [t for t in self.tensors if not t.is_input]
+        if len(self.inputs) != 1:
+            raise ModelFileError(f"{self.path}: expected one input tensor, found {len(self.inputs)}")
+
+    def _output_shape(self, t, batch: int) -> tuple[int, ...]:
+        if self.use_v3:
+            shape = tuple(self.context.get_tensor_shape(t.name))
+        else:
+            shape = tuple(self.context.get_binding_shape(t.index))
+        return tuple(batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
+
+    def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        inp = self.inputs[0]
+        x_dev = torch.from_numpy(x).to(self.device).to(self.api.torch_dtype(inp.dtype)).contiguous()
+        if self.use_v3:
+            if -1 in inp.shape:
+                self.context.set_input_shape(inp.name, tuple(x.shape))
+        elif -1 in inp.shape:
+            self.context.set_binding_shape(inp.index, tuple(x.shape))
+        outs = {t.name: torch.empty(self._output_shape(t, x.shape[0]), dtype=self.api.torch_dtype(t.dtype), device=self.device)
+                for t in self.outputs}
+        handle = self.stream.cuda_stream if self.stream is not None else 0
+        if self.use_v3:
+            self.context.set_tensor_address(inp.name, int(x_dev.data_ptr()))
+            for name, buf in outs.items():
+                self.context.set_tensor_address(name, int(buf.data_ptr()))
+            ok = self.context.execute_async_v3(handle)
+        else:
+            bindings = [0] * len(self.tensors)
+            bindings[inp.index] = int(x_dev.data_ptr())
+            for t in self.outputs:
+                bindings[t.index] = int(outs[t.name].data_ptr())
+            ok = self.context.execute_async_v2(bindings, handle)
+        if self.stream is not None:
+            self.stream.synchronize()
+        if not ok:
+            raise ModelFileError(f"{self.path}: TensorRT execution failed")
+        result = {}
+        for name, buf in outs.items():
+            arr = buf.cpu().numpy()
+            key = name if name in ("logits", "labels") else ("logits" if arr.ndim == 4 else "labels")
+            result[key] = arr.astype(np.float32) if key == "logits" else arr
+        return result
+
+    def deactivate_impl(self) -> None:
+        self.context = self.engine = self.runtime = None
