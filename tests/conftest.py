@@ -54,12 +54,12 @@ def make_scene(rng, h=36, w=48, classes=5, void=255):
     return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8), label
 
 
-def make_folder_dataset(root: Path) -> Path:
+def make_folder_dataset(root: Path, n_train: int = 6, n_val: int = 3) -> Path:
     """A tiny `folder` data set with train/ and val/ splits (5 classes, void 255)."""
     import json
 
     rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("val", 3)):
+    for split, n in (("train", n_train), ("val", n_val)):
         for i in range(n):
             img, lab = make_scene(rng)
             write_png(root / split / "images" / f"s{i}.png", img)
@@ -75,7 +75,7 @@ def folder_dataset(tmp_path):
 
 @pytest.fixture(scope="session")
 def shared_folder(tmp_path_factory):
-    return make_folder_dataset(tmp_path_factory.mktemp("data") / "folder")
+    return make_folder_dataset(tmp_path_factory.mktemp("data") / "folder", n_train=12)
 
 
 @pytest.fixture(scope="session")

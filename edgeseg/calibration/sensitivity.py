@@ -26,7 +26,7 @@ from edgeseg.evaluation import native_labels, preprocess_for
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
 
-_BLOCK = re.compile(r"^model\.encoder\._blocks\.\d+$")
+_BLOCK = re.compile(r"^model\.encoder\.[A-Za-z_]\w*\.\d+$")  # an indexed encoder stage: _blocks.3, stages.1
 
 
 def node_block(node, initializers: set[str]) -> str:
@@ -53,7 +53,8 @@ def node_block(node, initializers: set[str]) -> str:
                 return "encoder.stem"
             deeper = [t for t in scopes if t.startswith(f"model.{parts[1]}.")]
             return f"{parts[1]}.{deeper[0].split('.')[2]}" if deeper else parts[1]
-    return "graph"
+    # ops of SegModel.forward itself (the final up-sampling), or of the export wrapper
+    return "model" if "model" in scopes else "graph"
 
 
 def blocks_of(model_proto, op_types=QUANT_OP_TYPES) -> dict[str, list[str]]:

@@ -46,11 +46,7 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
     if options.calib_array:
         calib = calibration_set_from_array(Path(options.calib_array), meta)
     else:
-        try:
-            train_ds = resolve_dataset(meta, dataset, data, options.calib_split, False, saved_root)
-        except ConfigError as exc:
-            raise ConfigError(f"--int8 needs calibration images ({exc}); give --dataset/--data (its {options.calib_split} split is used) "
-                              "or --calib-array FILE.npy") from None
+        train_ds = calibration_dataset(meta, options, dataset, data, saved_root)
         calib = build_calibration_set(meta, train_ds, options.calib_images, options.calib_seed, progress,
                                       warn=lambda m: log(f"warning: {m}"))
     ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir, log)
@@ -90,6 +86,16 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
     write_json_atomic(out_dir / "int8_report.json", report)
     log(f"wrote {qdq_path}, {trt_cache} and {out_dir / 'int8_report.json'}")
     return report
+
+
+def calibration_dataset(meta, options: Int8Options, dataset, data, saved_root):
+    from edgeseg.evaluation import resolve_dataset
+
+    try:
+        return resolve_dataset(meta, dataset, data, options.calib_split, False, saved_root)
+    except ConfigError as exc:
+        raise ConfigError(f"--int8 needs calibration images ({exc}); give --dataset/--data (its {options.calib_split} split is used) "
+                          "or --calib-array FILE.npy") from None
 
 
 def _stamp_metadata(path: Path, meta, options: Int8Options, calib_sha: str, float_blocks) -> None:

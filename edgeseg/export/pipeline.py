@@ -58,6 +58,13 @@ def export_model(
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent
     if int8 is not None:
         int8.check()
+        if not int8.calib_array:  # fail before writing anything when there is nothing to calibrate on
+            from edgeseg.export.int8 import calibration_dataset
+            from edgeseg.models import load_checkpoint
+            from edgeseg.runtime.meta import meta_from_checkpoint
+
+            ckpt = load_checkpoint(checkpoint)
+            calibration_dataset(meta_from_checkpoint(ckpt), int8, dataset, data, ckpt.get("dataset", {}).get("root"))
     if trt is not None:
         trt.check()
         if trt.precision == "int8" and int8 is None:

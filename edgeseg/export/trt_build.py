@@ -149,7 +149,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
 
             if calib_cache is None:
                 raise ConfigError("--int8-mode implicit needs a calibration cache (written by 'edgeseg export --int8')")
-            calibrator = make_calibrator(api, Path(calib_cache), inputs=calib_inputs)
+            from edgeseg.runtime.trt_runner import TrtRunner
+
+            calibrator = make_calibrator(api, Path(calib_cache), inputs=calib_inputs, device=TrtRunner.default_device)
             api.set_calibrator(config, calibrator)
     if options.dla_core is not None:
         api.set_dla(builder, config, options.dla_core)

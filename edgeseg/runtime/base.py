@@ -20,6 +20,7 @@ class BaseRunner:
         self.meta = meta
         self.name = name or self.backend
         self.is_active = False
+        self.fixed_batch: int | None = None  # set on activation for models with a static batch size
 
     # -- lifecycle
     def activate(self) -> "BaseRunner":
@@ -57,7 +58,15 @@ class BaseRunner:
             raise ConfigError(f"{self.name}: input shape {tuple(x.shape)} does not match the model's {expected}")
         if x.dtype != self.input_dtype():
             raise ConfigError(f"{self.name}: input dtype {x.dtype} does not match the model's {np.dtype(self.input_dtype())}")
-        return self.infer_impl(np.ascontiguousarray(x))
+        x = np.ascontiguousarray(x)
+        fixed = self.fixed_batch
+        if fixed and x.shape[0] != fixed:
+            # A static-batch model runs a larger batch in chunks of its own size.
+            if x.shape[0] % fixed:
+                raise ConfigError(f"{self.name}: the model takes batches of {fixed}; got {x.shape[0]} (export with --dynamic-batch)")
+            parts = [self.infer_impl(x[i : i + fixed]) for i in range(0, x.shape[0], fixed)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self.infer_impl(x)
 
     # -- to override
     def activate_impl(self) -> None:

@@ -135,13 +135,6 @@ class OrtRunner(BaseRunner):
         self.active_providers = self.session.get_providers()
 
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        fixed = self.fixed_batch
-        if fixed and x.shape[0] != fixed:
-            # A static-batch model runs a larger batch in chunks of its own size.
-            if x.shape[0] % fixed:
-                raise ConfigError(f"{self.name}: the model takes batches of {fixed}; got {x.shape[0]} (export with --dynamic-batch)")
-            parts = [self.infer_impl(x[i : i + fixed]) for i in range(0, x.shape[0], fixed)]
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         outs = self.session.run(None, {self.input_name: x})
         names = self.output_names or [o.name for o in self.session.get_outputs()]
         result = {}

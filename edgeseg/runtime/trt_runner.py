@@ -72,6 +72,8 @@ class TrtRunner(BaseRunner):
         self.outputs = [t for t in self.tensors if not t.is_input]
         if len(self.inputs) != 1:
             raise ModelFileError(f"{self.path}: expected one input tensor, found {len(self.inputs)}")
+        batch = self.inputs[0].shape[0]
+        self.fixed_batch = batch if batch > 0 else None
 
     def _output_shape(self, t, batch: int) -> tuple[int, ...]:
         if self.use_v3:

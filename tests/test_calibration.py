@@ -1,0 +1,150 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgeseg.calibration.dataset import build_calibration_set, calibration_set_from_array, select_covering
+from edgeseg.calibration.qdq import load_or_compute_ranges
+from edgeseg.calibration.trt_cache import cache_text, hex_to_scale, read_trt_cache, scale_to_hex, with_header
+from edgeseg.data import build_dataset
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.export import OnnxOptions, export_model, export_onnx
+from edgeseg.export.int8 import Int8Options
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32")
+    path, meta = export_onnx(tiny_checkpoint, out / "model.onnx")
+    return path, meta
+
+
+def test_trt_cache_encoding():
+    assert scale_to_hex(1.0) == "3f800000" and scale_to_hex(0.0) == "0"  # no zero padding
+    assert hex_to_scale("3f800000") == 1.0 and hex_to_scale("0") == 0.0
+    assert hex_to_scale(scale_to_hex(0.0123)) == pytest.approx(0.0123, rel=1e-7)
+    text = cache_text({"input": [-1.0, 0.5], "relu": [0.0, 6.35]}, 8502)
+    lines = text.splitlines()
+    assert lines[0] == "TRT-8502-EntropyCalibration2"
+    assert lines[1] == f"input: {scale_to_hex(1.0 / 127)}" and hex_to_scale(lines[2].split(": ")[1]) == pytest.approx(0.05, rel=1e-6)
+    assert with_header(text.encode(), 100300).decode().splitlines() == ["TRT-100300-EntropyCalibration2"] + lines[1:]
+
+
+def test_trt_cache_round_trip_and_bad_files(tmp_path):
+    (tmp_path / "c.cache").write_text(cache_text({"a": [-2.54, 2.54]}, 8501))
+    header, scales = read_trt_cache(tmp_path / "c.cache")
+    assert header == "TRT-8501-EntropyCalibration2" and scales["a"] == pytest.approx(0.02, rel=1e-6)
+    (tmp_path / "bad.cache").write_text("hello\n")
+    with pytest.raises(Exception, match="not a TensorRT calibration cache"):
+        read_trt_cache(tmp_path / "bad.cache")
+
+
+def test_calibration_set_covers_every_class_and_hashes_its_manifest(fp32, shared_folder):
+    _, meta = fp32
+    ds = build_dataset("folder", shared_folder, "train")
+    warnings = []
+    calib = build_calibration_set(meta, ds, n=10, seed=0, progress=False, warn=warnings.append)
+    assert calib.inputs.shape == (10, 3, 36, 48) and calib.inputs.dtype == np.float32
+    assert all(v > 0 for v in calib.manifest["class_images"].values())
+    assert len(calib.manifest["files"]) == 10 and all(len(f["sha256"]) == 64 for f in calib.manifest["files"])
+    assert calib.manifest["preprocess"]["res"] == [48, 36]
+    assert any("fewer than 100" in w for w in warnings)
+    again = build_calibration_set(meta, ds, n=10, seed=0, progress=False, warn=lambda _: None)
+    other = build_calibration_set(meta, ds, n=10, seed=1, progress=False, warn=lambda _: None)
+    assert again.sha256 == calib.sha256 != other.sha256
+    # a rare class still gets picked: only one image has class 4 in this selection problem
+    chosen, covered, absent = select_covering(ds, 3, seed=0, progress=False)
+    assert len(chosen) == 3 and not absent
+
+
+def test_calibration_input_errors(fp32, shared_folder, tmp_path):
+    _, meta = fp32
+    ds = build_dataset("folder", shared_folder, "train")
+    with pytest.raises(ConfigError, match="at least 10"):
+        build_calibration_set(meta, ds, n=5, progress=False)
+    with pytest.raises(DataError, match="has 3 images"):
+        build_calibration_set(meta, build_dataset("folder", shared_folder, "val"), n=10, progress=False)
+    np.save(tmp_path / "wrong.npy", np.zeros((12, 3, 30, 40), np.float32))
+    with pytest.raises(DataError, match=r"shape \(12, 3, 30, 40\); the model takes \(N, 3, 36, 48\)"):
+        calibration_set_from_array(tmp_path / "wrong.npy", meta)
+    np.save(tmp_path / "ok.npy", np.zeros((12, 3, 36, 48), np.float32))
+    assert len(calibration_set_from_array(tmp_path / "ok.npy", meta)) == 12
+
+
+def test_ranges_cache_is_reused_and_invalidated_with_a_reason(fp32, shared_folder, tmp_path):
+    path, meta = fp32
+    ds = build_dataset("folder", shared_folder, "train")
+    calib = build_calibration_set(meta, ds, n=10, progress=False, warn=lambda _: None)
+    logs = []
+    ranges, key = load_or_compute_ranges(path, calib, "minmax", tmp_path, logs.append)
+    assert "input" in ranges and ranges["input"][0] < 0 < ranges["input"][1]
+    again, key2 = load_or_compute_ranges(path, calib, "minmax", tmp_path, logs.append)
+    assert key2 == key and again == ranges and "using cached" in logs[-1]
+    other = build_calibration_set(meta, ds, n=11, progress=False, warn=lambda _: None)
+    load_or_compute_ranges(path, other, "minmax", tmp_path, logs.append)
+    assert any("stale (the calibration set changed)" in m for m in logs)
+
+
+def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, shared_folder, tmp_path):
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0)
+    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False, log=lambda _: None)
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert q and dq
+    for node in q + dq:  # symmetric int8, zero point 0
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+    weight_dq = [n for n in dq if any(a.name == "axis" for a in n.attribute)]
+    assert weight_dq, "per-channel weights carry an axis"
+    assert not any(inits.get(n.input[0], np.zeros(1)).dtype == np.int32 for n in dq), "biases stay float"
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props["edgeseg.extra"]["quantization"]["calib_method"] == "minmax"
+    report = json.loads((tmp_path / "int8_report.json").read_text())
+    assert report == result["int8"] and report["within_budget"] and report["float_blocks"] == []
+    parity = json.loads((tmp_path / "parity.int8.json").read_text())
+    assert parity["passed"] and parity["pixel_agreement"] > 50
+    header, scales = read_trt_cache(tmp_path / "calibration.cache")
+    assert header == "TRT-8502-EntropyCalibration2" and "input" in scales
+
+
+def test_int8_fallback_keeps_the_most_sensitive_blocks_in_float(tiny_checkpoint, shared_folder, tmp_path, monkeypatch):
+    """A budget of -1 (INT8 must beat FP32 by a point) cannot be met: every block goes back to float."""
+    from edgeseg.export.int8 import export_int8
+
+    path, meta = export_onnx(tiny_checkpoint, tmp_path / "model.onnx")
+    monkeypatch.setattr(Int8Options, "check", lambda self: None)  # allow the impossible budget
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=-1.0)
+    logs = []
+    report = export_int8(path, meta, tmp_path, opts, "folder", str(shared_folder), progress=False, log=logs.append)
+    blocks = {row["block"] for row in report["sensitivity"]}
+    assert blocks == {"encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "head.conv", "model"}
+    assert set(report["float_blocks"]) == blocks and not report["within_budget"]
+    agreements = [row["pixel_agreement"] for row in report["sensitivity"]]
+    assert agreements == sorted(agreements), "most disagreeing block first"
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    assert not any(n.op_type == "QuantizeLinear" for n in model.graph.node), "everything fell back to float"
+    assert {"fp32_ms", "int8_full_ms", "int8_fallback_ms"} <= set(report["latency"])
+
+
+def test_int8_cli_errors(cli_run, tiny_checkpoint, tmp_path):
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--int8", "--no-verify",
+                           "--dataset", "camvid", "--quiet")
+    assert code == 2 and "--int8 needs calibration images" in err and err.count("\n") == 1
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--int8", "--calib-images", "4", "--no-verify", "--quiet")
+    assert code == 2 and "at least 10" in err
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--fp16")
+    assert code == 2 and "--trt" in err
+
+
+def test_eval_of_the_int8_model_against_the_checkpoint(cli_run, tiny_checkpoint, shared_folder, tmp_path):
+    opts = Int8Options(calib_method="percentile", calib_images=10, sensitivity_images=3, budget=100.0)
+    export_model(tiny_checkpoint, tmp_path, int8=opts, verify=False, progress=False, log=lambda _: None)
+    code, out, err = cli_run("eval", "--model", tmp_path / "model.int8.onnx", "--reference", tiny_checkpoint, "--json", tmp_path / "e.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["backend"] == "onnxruntime" and 0 <= result["parity"]["pixel_agreement"] <= 100
+    assert result["parity"]["reference_backend"] == "torch"
