@@ -94,8 +94,10 @@ def labels():
     help="Comma-separated label modes to compare.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N samples.")
+@click.option("--dup-stride", type=int, default=16, show_default=True, help="Block size r for the dupsample modes.")
+@click.option("--dup-channels", type=int, default=64, show_default=True, help="C' for the dupsample modes (W fitted on the train split).")
 @json_option
-def labels_check(dataset, data, split, skip_bad, res, modes, limit, json_path):
+def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, dup_channels, json_path):
     """How much label information survives down-sampling to --res, per label mode.
 
     Each label is down-sampled to --res, its class masses up-sampled back
@@ -103,18 +105,27 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, json_path):
     for a model trained on those targets.
     """
     from edgeseg.data import build_dataset
-    from edgeseg.data.label_check import CHECK_MODES, check_labels
+    from edgeseg.data.label_check import CHECK_MODES, DUP_MODES, check_labels
     from edgeseg.errors import ConfigError
     from edgeseg.metrics import format_table
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in CHECK_MODES]
+    known = list(CHECK_MODES) + list(DUP_MODES)
+    unknown = [m for m in chosen if m not in known]
     if unknown or not chosen:
-        raise ConfigError(f"--modes: unknown mode(s) {unknown}; expected a comma-separated subset of {', '.join(CHECK_MODES)}")
+        raise ConfigError(f"--modes: unknown mode(s) {unknown}; expected a comma-separated subset of {', '.join(known)}")
     ds = build_dataset(dataset or "synthetic", data, split, skip_bad)
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
-    result = check_labels(ds, res, chosen)
+    dup = None
+    if set(chosen) & set(DUP_MODES):
+        from edgeseg.models.dupsample import fitted_w
+
+        if dup_stride < 2 or dup_channels < 1:
+            raise ConfigError("--dup-stride must be at least 2 and --dup-channels at least 1")
+        train = build_dataset(dataset or "synthetic", data, "train", skip_bad)
+        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area", log=lambda m: click.echo(m, err=True))}
+    result = check_labels(ds, res, chosen, dup=dup)
     rows = {name: {m: result["modes"][m]["per_class"][name] for m in chosen} for name in ds.info.class_names}
     rows["mIoU*"] = {m: result["modes"][m]["miou"] for m in chosen}
     click.echo(f"label fidelity at {res[0]}x{res[1]} on {ds.info.name}/{split} ({len(ds)} images"
@@ -143,6 +154,31 @@ def _float_pair(text: str, option: str) -> tuple[float, float]:
     except ValueError:
         raise click.BadParameter(f"expected MIN,MAX, e.g. 0.75,1.5; got '{text}'", param_hint=option) from None
     return lo, hi
+
+
+def _model_opt(text: str):
+    """KEY=VALUE -> (key, value); numbers, true/false and comma lists of numbers are typed."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"expected KEY=VALUE, got '{text}'", param_hint="--model-opt")
+
+    def typed(v: str):
+        v = v.strip()
+        if v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    value = [typed(v) for v in raw.split(",")] if "," in raw else typed(raw)
+    return key.strip(), value
+
+
+def scales_option(fn):
+    return click.option("--scales", default=None, help="Inference scales of a multi-scale attention model, e.g. 0.5,1.0,2.0.")(fn)
 
 
 @cli.command()
@@ -181,10 +217,12 @@ def _float_pair(text: str, option: str) -> tuple[float, float]:
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N val images only.")
 @click.option("--train-limit", type=int, default=None, help="Train on the first N training images only.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent samples and report how many.")
+@click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
+              help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epochs, iters, batch, lr, weight_decay,
           optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
-          jitter, val_every, val_limit, train_limit, skip_bad, quiet):
+          jitter, val_every, val_limit, train_limit, skip_bad, model_opts, quiet):
     """Train a compact model at low resolution with soft labels.
 
     With no options: lite0-lraspp on the embedded synthetic scenes at 512x256,
@@ -204,7 +242,7 @@ def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epoch
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         workers=workers, device=device, amp=amp, seed=seed, scale=_float_pair(scale, "--scale"), hflip=not no_hflip,
         jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, skip_bad=skip_bad,
-        resume=resume, exist_ok=exist_ok, progress=not quiet,
+        resume=resume, exist_ok=exist_ok, progress=not quiet, model_options=tuple(_model_opt(o) for o in model_opts),
     )
     result = run_train(cfg, log=lambda m: click.echo(m, err=True))
     if result.get("interrupted"):
@@ -225,14 +263,15 @@ def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epoch
 @device_option
 @click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider).")
 @click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
+@scales_option
 @json_option
-def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, json_path):
+def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
     from edgeseg.evaluation import evaluate_model
     from edgeseg.metrics import format_table
 
     providers = [p.strip() for p in providers.split(",")] if providers else None
-    result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict)
+    result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales=scales)
     columns = ["IoU"] + (["ref IoU", "delta"] if "parity" in result else [])
     rows = {}
     for name, iou in result["per_class"].items():
@@ -288,10 +327,11 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT workspace in GB.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file (read and updated).")
 @click.option("--dla", type=int, default=None, help="Build for DLA core N (Jetson), GPU fallback on.")
+@scales_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
-           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, quiet):
+           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, scales, quiet):
     """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
     Writes model.onnx and parity.json; --int8 adds model.int8.onnx, int8_report.json and a
@@ -304,7 +344,8 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
 
     if fp16 and not trt:
         raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
-    options = OnnxOptions(opset=opset, dynamic_batch=dynamic_batch, output=output, output_size=output_size, input_format=input_format)
+    options = OnnxOptions(opset=opset, dynamic_batch=dynamic_batch, output=output, output_size=output_size, input_format=input_format,
+                          scales=scales)
     int8_opts = Int8Options(calib_method=calib_method, calib_images=calib_images, calib_seed=calib_seed,
                             calib_array=str(calib_array) if calib_array else None, budget=int8_budget, fallback=not no_fallback,
                             sensitivity_images=sensitivity_images) if int8 else None

@@ -84,11 +84,11 @@ def resolve_dataset(meta, dataset: str | None, data, split: str, skip_bad: bool,
 
 
 def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, reference=None, batch=1, limit=None,
-                   device="auto", providers=None, strict=False, progress=True) -> dict:
+                   device="auto", providers=None, strict=False, progress=True, scales=None) -> dict:
     """``edgeseg eval``: score ``model`` (any backend) and, with ``reference``, report parity."""
     from edgeseg import runtime
 
-    runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()  # fail fast on a broken model
+    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales).activate()  # fail fast on a broken model
     ref_runner = runtime.load(reference, device=device, providers=providers).activate() if reference is not None else None
     # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
     saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)

@@ -24,8 +24,30 @@ CHECK_MODES = {
 }
 
 
-def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES), progress: bool = True) -> dict:
-    """Returns ``{"res": [w, h], "modes": {mode: {"miou", "pixel_acc", "per_class"}}, ...}`` (percent)."""
+# DUpsampling's upper bound (CVPR 2019, Table 1): labels compressed to C' numbers per r x r
+# block through W and reconstructed, against the same labels at stride r up-sampled bilinearly.
+DUP_MODES = ("dupsample", "stride-bilinear")
+
+
+def _reconstruct(mass, W, r: int):
+    """Encode every r x r block of ``mass`` with W^T and decode with W."""
+    import torch
+    import torch.nn.functional as F
+
+    C, h, w = mass.shape
+    hp, wp = -(-h // r) * r, -(-w // r) * r
+    m = F.pad(mass, (0, wp - w, 0, hp - h))
+    blocks = m.reshape(C, hp // r, r, wp // r, r).permute(1, 3, 0, 2, 4).reshape(-1, C * r * r)
+    recon = (blocks @ W) @ W.T
+    out = recon.reshape(hp // r, wp // r, C, r, r).permute(2, 0, 3, 1, 4).reshape(C, hp, wp)
+    return out[:, :h, :w]
+
+
+def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES), progress: bool = True, dup: dict | None = None) -> dict:
+    """Returns ``{"res": [w, h], "modes": {mode: {"miou", "pixel_acc", "per_class"}}, ...}`` (percent).
+
+    ``dup`` (``{"W": (C*r*r, C') tensor, "r": r}``) enables the DUpsampling modes.
+    """
     import torch
 
     w, h = res
@@ -35,8 +57,15 @@ def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES),
         sample = ds[i]
         label = torch.from_numpy(sample.label)
         for mode in modes:
-            how, kernel = CHECK_MODES[mode]
-            mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode=how, kernel=kernel)
+            if mode == "dupsample":
+                mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode="soft", kernel="area")
+                mass = _reconstruct(mass, dup["W"], dup["r"])
+            elif mode == "stride-bilinear":
+                r = dup["r"]
+                mass, _ = downsample_labels(label, (-(-h // r), -(-w // r)), info.num_classes, info.ignore_index, mode="soft", kernel="area")
+            else:
+                how, kernel = CHECK_MODES[mode]
+                mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode=how, kernel=kernel)
             pred = scores_to_labels(mass[None], label.shape)[0]
             cms[mode].update(label, pred)
     return {

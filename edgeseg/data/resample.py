@@ -229,22 +229,26 @@ def _splat(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tens
         weights = _constant(H * W, float(wy0[0]) * float(wx0[0]))
     else:
         weights = (wy0[:, None] * wx0[None, :]).view(-1)
-    acc = torch.bincount(idx.view(-1), weights=weights, minlength=n_bins).view(-1, hp, wp)
-    # Secondary taps land one row and/or one column further: histogram them with
-    # the same base index, then add the histogram shifted by that offset.
+    # Secondary taps land one row and/or one column further: their indices are the base
+    # index plus a constant, so all taps go through a single bincount.
+    parts_idx, parts_w = [idx.view(-1)], [weights]
     if len(rows):
         sub = idx if len(rows) == H else idx[rows]
-        part = torch.bincount(sub.reshape(-1), weights=(wy1[rows, None] * wx0[None, :]).reshape(-1), minlength=n_bins)
-        acc[:, 1:, :] += part.view(-1, hp, wp)[:, :-1, :]
+        parts_idx.append((sub + wp).view(-1))
+        parts_w.append((wy1[rows, None] * wx0[None, :]).view(-1))
     if len(cols):
         sub = idx if len(cols) == W else idx[:, cols]
-        part = torch.bincount(sub.reshape(-1), weights=(wy0[:, None] * wx1[None, cols]).reshape(-1), minlength=n_bins)
-        acc[:, :, 1:] += part.view(-1, hp, wp)[:, :, :-1]
+        parts_idx.append((sub + 1).reshape(-1))
+        parts_w.append((wy0[:, None] * wx1[None, cols]).reshape(-1))
     if len(rows) and len(cols):
         sub = idx[rows][:, cols] if (len(rows) < H or len(cols) < W) else idx
-        part = torch.bincount(sub.reshape(-1), weights=(wy1[rows, None] * wx1[None, cols]).reshape(-1), minlength=n_bins)
-        acc[:, 1:, 1:] += part.view(-1, hp, wp)[:, :-1, :-1]
-    return acc[:, 1 : h + 1, 1 : w + 1]
+        parts_idx.append((sub + (wp + 1)).reshape(-1))
+        parts_w.append((wy1[rows, None] * wx1[None, cols]).reshape(-1))
+    if len(parts_idx) == 1:
+        acc = torch.bincount(parts_idx[0], weights=parts_w[0], minlength=n_bins)
+    else:
+        acc = torch.bincount(torch.cat(parts_idx), weights=torch.cat(parts_w), minlength=n_bins)
+    return acc.to(torch.float32).view(-1, hp, wp)[:, 1 : h + 1, 1 : w + 1]
 
 
 def _gather(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tensor:
@@ -263,6 +267,14 @@ def _gather(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Ten
             weight = wy[:, t, None] * wx[None, :, u]
             acc.index_add_(0, (sampled * plane + base).reshape(-1), weight.reshape(-1))
     return acc.view(num_classes + 1, h, w)
+
+
+def nearest_labels(label: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest (centre-aligned) sampling of an ``HxW`` label map to ``size=(h, w)``, values unchanged."""
+    H, W = label.shape
+    iy, _ = _gather_taps(H, int(size[0]), "nearest")
+    ix, _ = _gather_taps(W, int(size[1]), "nearest")
+    return label.index_select(0, iy[:, 0]).index_select(1, ix[:, 0])
 
 
 def downsample_labels(
@@ -296,9 +308,7 @@ def downsample_labels(
     H, W = cls.shape
 
     if mode == "nearest":
-        iy, _ = _gather_taps(H, h, "nearest")
-        ix, _ = _gather_taps(W, w, "nearest")
-        sampled = cls.index_select(0, iy[:, 0]).index_select(1, ix[:, 0]).to(torch.int64)
+        sampled = nearest_labels(cls, (h, w)).to(torch.int64)
         full = torch.zeros(num_classes + 1, h, w, dtype=torch.float32)
         full.scatter_(0, sampled[None], 1.0)
     elif mode == "onehot-bilinear":

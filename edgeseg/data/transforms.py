@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from edgeseg.data.base import DatasetInfo, Sample
-from edgeseg.data.resample import downsample_labels, resize_image
+from edgeseg.data.resample import downsample_labels, nearest_labels, resize_image
 from edgeseg.errors import ConfigError
 
 PAD_VALUE = 127  # image padding where a zoomed-out window leaves the frame
@@ -98,13 +98,10 @@ class TrainTransform:
         label = np.ascontiguousarray(label)
         img = resize_image(image, (self.h, self.w), self.kernel)
         img = photometric(img, rng, self.augment.jitter)
-        mode = self.label_mode
+        label = torch.from_numpy(label)
+        if self.label_mode == "nearest":
+            return img, {"label": nearest_labels(label, (self.h, self.w)).to(torch.int64)}
         mass, valid = downsample_labels(
-            torch.from_numpy(label), (self.h, self.w), self.info.num_classes, self.info.ignore_index,
-            mode=mode, kernel=self.kernel,
+            label, (self.h, self.w), self.info.num_classes, self.info.ignore_index, mode=self.label_mode, kernel=self.kernel
         )
-        if mode == "nearest":
-            hard = mass.argmax(0)
-            hard[valid <= 0] = self.info.ignore_index
-            return img, {"label": hard}
         return img, {"mass": mass, "valid": valid}

@@ -14,13 +14,13 @@ from edgeseg.runtime.compare import DEFAULT_MAX_DELTA_MIOU, DEFAULT_MIN_AGREEMEN
 
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
                   min_agreement=DEFAULT_MIN_AGREEMENT, max_delta_miou=DEFAULT_MAX_DELTA_MIOU,
-                  device: str = "cpu", progress: bool = True, report_path: Path | None = None) -> dict:
+                  device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None) -> dict:
     """Run the exported model and the checkpoint on ``n_images`` real images; write the report."""
     from edgeseg import runtime
     from edgeseg.evaluation import resolve_dataset
     from edgeseg.runtime.torch_runner import TorchRunner
 
-    ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device)
+    ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device, scales=scales)
     ds = resolve_dataset(meta, dataset, data, split, False, ref.meta.extra.get("dataset_root"))
     indices = list(range(min(n_images, len(ds))))
     runner = runtime.load(model_path, device=device)
@@ -73,7 +73,7 @@ def export_model(
     log(f"wrote {onnx_path} (opset {options.opset}, input {meta.res[0]}x{meta.res[1]} {meta.input_layout}, outputs {', '.join(meta.outputs)})")
     result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
     saved_root = _saved_root(checkpoint)
-    check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress)
+    check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales)
     if verify:
         parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
                                report_path=out_dir / "parity.json", **check)

@@ -30,6 +30,41 @@ def _lite0_fpn(cfg: ModelConfig) -> SegModel:
     return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
 
 
+def _lite0_dupsample(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.dupsample import DUpsampleFusion, DUpsampleHead
+    from edgeseg.models.efficientnet_lite import EfficientNetLite0
+
+    stride = int(cfg.options.get("stride", 16))
+    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    dec = DUpsampleFusion(enc.out_channels, enc.reductions, stride, int(cfg.options.get("width", 128)))
+    head = DUpsampleHead(dec.out_channels, cfg.num_classes, stride, int(cfg.options.get("channels", 64)),
+                         bool(cfg.options.get("finetune_w", False)))
+    return SegModel(cfg, enc, dec, head)
+
+
+def _lite0_lraspp_msa(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.efficientnet_lite import EfficientNetLite0
+    from edgeseg.models.msa import AttentionHead, MultiScaleAttentionModel
+    from edgeseg.models.parts import LRASPP, ClassifierHead
+
+    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    dec = LRASPP(enc.out_channels, enc.reductions, cfg.options.get("inter", 128))
+    return MultiScaleAttentionModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes),
+                                    AttentionHead(dec.out_channels, int(cfg.options.get("attention_width", 64))),
+                                    cfg.options.get("train_scales", (0.5, 1.0)), cfg.options.get("infer_scales", (0.5, 1.0)))
+
+
+def _tiny_msa(cfg: ModelConfig) -> SegModel:
+    from edgeseg.models.msa import AttentionHead, MultiScaleAttentionModel
+    from edgeseg.models.parts import ClassifierHead, LastFeature, TinyEncoder
+
+    enc = TinyEncoder()
+    dec = LastFeature(enc.out_channels, enc.reductions)
+    return MultiScaleAttentionModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes, dropout=0.0),
+                                    AttentionHead(dec.out_channels, 8), cfg.options.get("train_scales", (0.5, 1.0)),
+                                    cfg.options.get("infer_scales", (0.5, 1.0)))
+
+
 def _tiny(cfg: ModelConfig) -> SegModel:
     from edgeseg.models.parts import ClassifierHead, LastFeature, TinyEncoder
 
@@ -41,6 +76,9 @@ def _tiny(cfg: ModelConfig) -> SegModel:
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "lite0-lraspp": _lite0_lraspp,
     "lite0-fpn": _lite0_fpn,
+    "lite0-dupsample": _lite0_dupsample,
+    "lite0-lraspp-msa": _lite0_lraspp_msa,
+    "tiny-msa": _tiny_msa,
     "tiny": _tiny,
 }
 DEFAULT_MODEL = "lite0-lraspp"
@@ -87,12 +125,21 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     return f"encoder weights from {path}"
 
 
-def model_from_checkpoint(ckpt: dict, where: str = "checkpoint") -> nn.Module:
-    """Rebuild the model from the config stored in a checkpoint and load its weights."""
+def model_from_checkpoint(ckpt: dict, where: str = "checkpoint", scales=None) -> nn.Module:
+    """Rebuild the model from the config stored in a checkpoint and load its weights.
+
+    ``scales`` replaces the inference scales of a multi-scale attention model.
+    """
     try:
         cfg = ModelConfig.from_dict(ckpt["model_config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{where}: model config unreadable ({exc})") from None
+    if scales is not None:
+        if not cfg.name.endswith("-msa"):
+            raise ConfigError(f"--scales applies to multi-scale attention models (*-msa); {where} holds '{cfg.name}'")
+        from edgeseg.models.msa import parse_scales
+
+        cfg = ModelConfig(cfg.name, cfg.num_classes, cfg.mean, cfg.std, {**cfg.options, "infer_scales": list(parse_scales(scales))})
     model = build_model(cfg)
     strict_load(model, ckpt["model"], where)
     return model

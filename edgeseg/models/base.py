@@ -58,7 +58,12 @@ class SegModel(nn.Module):
         return self.decoder(self.encoder(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.features(x))
-        if logits.shape[-2:] != x.shape[-2:]:
-            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return logits
+        return self.to_input_size(self.head(self.features(x)), x)
+
+    def to_input_size(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-2:] == x.shape[-2:]:
+            return logits
+        if getattr(self.head, "output_stride", None) == 1:
+            # the head reconstructs whole blocks at full resolution: crop the overhang
+            return logits[..., : x.shape[-2], : x.shape[-1]]
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -30,16 +30,25 @@ def backend_for(path: str | Path) -> str:
     )
 
 
-def load(path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False) -> BaseRunner:
-    """A runner for a checkpoint, ONNX model or TensorRT engine (not yet activated)."""
+def load(path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False, scales=None) -> BaseRunner:
+    """A runner for a checkpoint, ONNX model or TensorRT engine (not yet activated).
+
+    ``scales`` sets the inference scales of a multi-scale attention checkpoint; exported
+    models have theirs fixed in the graph.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: file not found")
     backend = backend_for(path)
+    if scales is not None and backend != "torch":
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError(f"--scales: {path.name} has its scales fixed in the graph; re-export the checkpoint with --scales")
     if backend == "torch":
         from edgeseg.runtime.torch_runner import TorchRunner
 
-        return TorchRunner.from_checkpoint(path, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device))
+        return TorchRunner.from_checkpoint(path, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device),
+                                           scales=scales)
     if backend == "onnxruntime":
         from edgeseg.runtime.ort_runner import OrtRunner
 

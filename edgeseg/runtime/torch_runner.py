@@ -31,12 +31,12 @@ class TorchRunner(BaseRunner):
         self.device = resolve_device(device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "TorchRunner":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None) -> "TorchRunner":
         from edgeseg.fileio import sha256_file
         from edgeseg.models import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, str(path))
+        model = model_from_checkpoint(ckpt, str(path), scales=scales)
         return cls(model, meta_from_checkpoint(ckpt, sha256_file(path)), device, name=f"torch:{Path(path).name}")
 
     def activate_impl(self) -> None:

@@ -119,8 +119,13 @@ def train_one_epoch(
         target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         with ctx:
-            logits = model(x)
-        loss = compute_loss(logits, target, loss_kind, ignore_index)
+            out = model(x)
+        if isinstance(out, dict):  # a main prediction plus weighted auxiliary ones (multi-scale attention)
+            loss = compute_loss(out["logits"], target, loss_kind, ignore_index)
+            for aux in out.get("aux", ()):
+                loss = loss + out["aux_weight"] * compute_loss(aux, target, loss_kind, ignore_index)
+        else:
+            loss = compute_loss(out, target, loss_kind, ignore_index)
         if not bool(torch.isfinite(loss)):
             raise TrainingStopped(f"loss became {loss.item()} at step {schedule.step_count}")
         optimizer.zero_grad(set_to_none=True)
@@ -264,6 +269,9 @@ def _train(cfg, device, out, dist_info, on_step, log):
         init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt['epoch']}, step {ckpt['step']})"
     else:
         init_note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
+        head = getattr(model, "head", None)
+        if hasattr(head, "fit_to_data") and not init_note.startswith("whole-model"):
+            head.fit_to_data(train_ds, cfg.res, cfg.labels, cfg.kernel, progress=cfg.progress and main, log=say)
     model.to(device).to(memory_format=torch.channels_last)
     train_model = model
     if dist_info.enabled:
