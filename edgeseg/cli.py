@@ -216,13 +216,23 @@ def scales_option(fn):
 @click.option("--val-every", type=int, default=1, show_default=True, help="Validate every N epochs.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N val images only.")
 @click.option("--train-limit", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--train-fraction", type=float, default=None, help="Train on a random fraction of the training split (few-label runs).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent samples and report how many.")
+@click.option("--contrastive-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Label-based pixel contrastive pretraining epochs before supervised training.")
+@click.option("--contrastive-pixels", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="Pixels sampled per batch for the contrastive loss.")
+@click.option("--extra-data", type=click.Path(path_type=Path), multiple=True,
+              help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
+@click.option("--class-uniform", type=float, default=0.0, show_default=True,
+              help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
               help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epochs, iters, batch, lr, weight_decay,
           optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
-          jitter, val_every, val_limit, train_limit, skip_bad, model_opts, quiet):
+          jitter, val_every, val_limit, train_limit, train_fraction, skip_bad, contrastive_epochs, contrastive_pixels, extra_data, class_uniform,
+          model_opts, quiet):
     """Train a compact model at low resolution with soft labels.
 
     With no options: lite0-lraspp on the embedded synthetic scenes at 512x256,
@@ -241,8 +251,10 @@ def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epoch
         loss=loss, model=model, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         workers=workers, device=device, amp=amp, seed=seed, scale=_float_pair(scale, "--scale"), hflip=not no_hflip,
-        jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, skip_bad=skip_bad,
+        jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, train_fraction=train_fraction, skip_bad=skip_bad,
         resume=resume, exist_ok=exist_ok, progress=not quiet, model_options=tuple(_model_opt(o) for o in model_opts),
+        contrastive_epochs=contrastive_epochs, contrastive_pixels=contrastive_pixels, class_uniform=class_uniform,
+        extra_data=tuple(str(p) for p in extra_data),
     )
     result = run_train(cfg, log=lambda m: click.echo(m, err=True))
     if result.get("interrupted"):
@@ -410,6 +422,28 @@ def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet
     providers = [p.strip() for p in providers.split(",")] if providers else None
     result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet)
     click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
+    return 0
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True, help="Teacher: checkpoint or ONNX model with logits.")
+@click.option("--images", "images", type=click.Path(path_type=Path), multiple=True, required=True, help="Image files or folders (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder data set (images/, masks/, classes.json).")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Minimum class probability; below it the pixel is void.")
+@scales_option
+@click.option("--soft", is_flag=True, help="Also write top-2 soft labels (soft/<name>.png, 4 bytes a pixel).")
+@device_option
+@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@click.option("--exist-ok", is_flag=True, help="Overwrite labels already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def autolabel(model_path, images, out_dir, threshold, scales, soft, device, providers, exist_ok, quiet):
+    """Teacher predictions to a folder data set that 'edgeseg train' can use (alone or via --extra-data)."""
+    from edgeseg.runtime.autolabel import autolabel as run_autolabel
+
+    providers = [p.strip() for p in providers.split(",")] if providers else None
+    r = run_autolabel(model_path, list(images), out_dir, threshold, scales, soft, device, providers, exist_ok, progress=not quiet)
+    click.echo(f"labelled {r['images']} images into {r['out']}: {100 * r['labelled_fraction']:.1f}% of pixels at p >= {threshold}"
+               + (" (plus top-2 soft labels)" if soft else ""))
     return 0
 
 

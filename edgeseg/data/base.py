@@ -41,6 +41,7 @@ class Sample(NamedTuple):
     image: np.ndarray  # uint8 HxWx3
     label: np.ndarray  # uint8 HxW, classes 0..C-1, void = info.ignore_index
     name: str
+    soft: np.ndarray | None = None  # optional uint8 HxWx4 top-2 soft label: class1, p1*255, class2, p2*255
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
@@ -191,6 +192,40 @@ class FileDataset(SegDataset):
     def subset(self, indices: Sequence[int]) -> "FileDataset":
         sub = copy.copy(self)
         sub.pairs = [self.pairs[i] for i in indices]
+        return sub
+
+
+class ConcatDataset(SegDataset):
+    """Several data sets with the same classes, one after the other (e.g. labels plus auto-labels)."""
+
+    def __init__(self, parts: Sequence[SegDataset]):
+        first = parts[0]
+        for p in parts[1:]:
+            if p.info.class_names != first.info.class_names:
+                raise DataError(f"data set '{p.info.name}' has classes {list(p.info.class_names)}; expected {list(first.info.class_names)}")
+        self.parts = list(parts)
+        self.info = first.info
+        self.split = first.split
+        self.skipped = sum(p.skipped for p in parts)
+        self.index = [(k, i) for k, p in enumerate(self.parts) for i in range(len(p))]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def load(self, i: int) -> Sample:
+        k, j = self.index[i]
+        return self.parts[k].load(j)
+
+    def sample_name(self, i: int) -> str:
+        k, j = self.index[i]
+        return f"{k}:{self.parts[k].sample_name(j)}"
+
+    def _keep(self, indices: Sequence[int]) -> None:
+        self.index = [self.index[i] for i in indices]
+
+    def subset(self, indices: Sequence[int]) -> "ConcatDataset":
+        sub = copy.copy(self)
+        sub.index = [self.index[i] for i in indices]
         return sub
 
 

@@ -5,6 +5,7 @@ Layout (split folders optional)::
     ROOT/classes.json                 {"names": [...], "ignore_index": 255, "palette": [[r,g,b], ...]}
     ROOT/[<split>/]images/*.png|jpg
     ROOT/[<split>/]masks/*.png        class index per pixel, ignore_index for void
+    ROOT/[<split>/]soft/*.png         optional top-2 soft labels (RGBA: class1, p1*255, class2, p2*255)
 """
 
 from __future__ import annotations
@@ -63,6 +64,28 @@ def read_classes(path: Path) -> tuple[DatasetInfo, int]:
 
 class Folder(FileDataset):
     file_ignore: int = IGNORE_INDEX
+    soft_dir: Path | None = None  # soft/<stem>.png: top-2 soft labels written by 'edgeseg autolabel --soft'
+
+    def load(self, i: int):
+        sample = super().load(i)
+        if self.soft_dir is None:
+            return sample
+        path = self.soft_dir / f"{self.pairs[i][1].stem}.png"
+        if not path.is_file():
+            return sample
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                soft = np.array(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read soft label ({exc})") from None
+        if soft.shape[:2] != sample.label.shape:
+            raise DataError(f"{path}: soft label is {soft.shape[1]}x{soft.shape[0]}; its mask is {sample.label.shape[1]}x{sample.label.shape[0]}")
+        C = self.info.num_classes
+        if soft[..., 0].max() >= C or soft[..., 2].max() >= C:
+            raise DataError(f"{path}: soft label classes must be below {C}")
+        return sample._replace(soft=soft)
 
     def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         if self.file_ignore == IGNORE_INDEX:
@@ -85,4 +108,6 @@ def build(root: Path, split: str, skip_bad: bool = False) -> Folder:
     pairs, skipped = pair_by_key(images, masks, image_dir, mask_dir, skip_bad)
     ds = Folder(info, split, pairs, skipped)
     ds.file_ignore = file_ignore
+    if (base / "soft").is_dir():
+        ds.soft_dir = base / "soft"
     return ds

@@ -208,7 +208,7 @@ def _splat_base(H: int, W: int, h: int, w: int, kernel: str) -> torch.Tensor:
     return ky[:, None] * (w + 2) + kx[None, :]
 
 
-def _splat(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tensor:
+def _splat(cls: torch.Tensor, size, num_classes: int, kernel: str, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Class mass ``(C+1, h, w)`` for down-sampling: each input pixel adds its
     (normalised) weight to the two nearest output cells along each axis."""
     H, W = cls.shape
@@ -229,21 +229,24 @@ def _splat(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tens
         weights = _constant(H * W, float(wy0[0]) * float(wx0[0]))
     else:
         weights = (wy0[:, None] * wx0[None, :]).view(-1)
+    pw = pixel_weight
+    if pw is not None:
+        weights = weights * pw.reshape(-1)
     # Secondary taps land one row and/or one column further: their indices are the base
     # index plus a constant, so all taps go through a single bincount.
     parts_idx, parts_w = [idx.view(-1)], [weights]
     if len(rows):
         sub = idx if len(rows) == H else idx[rows]
         parts_idx.append((sub + wp).view(-1))
-        parts_w.append((wy1[rows, None] * wx0[None, :]).view(-1))
+        parts_w.append((wy1[rows, None] * wx0[None, :] * (1 if pw is None else pw[rows])).reshape(-1))
     if len(cols):
         sub = idx if len(cols) == W else idx[:, cols]
         parts_idx.append((sub + 1).reshape(-1))
-        parts_w.append((wy0[:, None] * wx1[None, cols]).reshape(-1))
+        parts_w.append((wy0[:, None] * wx1[None, cols] * (1 if pw is None else pw[:, cols])).reshape(-1))
     if len(rows) and len(cols):
         sub = idx[rows][:, cols] if (len(rows) < H or len(cols) < W) else idx
         parts_idx.append((sub + (wp + 1)).reshape(-1))
-        parts_w.append((wy1[rows, None] * wx1[None, cols]).reshape(-1))
+        parts_w.append((wy1[rows, None] * wx1[None, cols] * (1 if pw is None else pw[rows][:, cols])).reshape(-1))
     if len(parts_idx) == 1:
         acc = torch.bincount(parts_idx[0], weights=parts_w[0], minlength=n_bins)
     else:
@@ -251,7 +254,7 @@ def _splat(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tens
     return acc.to(torch.float32).view(-1, hp, wp)[:, 1 : h + 1, 1 : w + 1]
 
 
-def _gather(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Tensor:
+def _gather(cls: torch.Tensor, size, num_classes: int, kernel: str, pixel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Class mass ``(C+1, h, w)`` by gathering each output's taps (few taps per output)."""
     H, W = cls.shape
     h, w = size
@@ -262,9 +265,12 @@ def _gather(cls: torch.Tensor, size, num_classes: int, kernel: str) -> torch.Ten
     acc = torch.zeros((num_classes + 1) * plane, dtype=torch.float32)
     for t in range(iy.shape[1]):
         rows = cls.index_select(0, iy[:, t])
+        prow = None if pixel_weight is None else pixel_weight.index_select(0, iy[:, t])
         for u in range(ix.shape[1]):
             sampled = rows.index_select(1, ix[:, u]).to(torch.int64)
             weight = wy[:, t, None] * wx[None, :, u]
+            if prow is not None:
+                weight = weight * prow.index_select(1, ix[:, u])
             acc.index_add_(0, (sampled * plane + base).reshape(-1), weight.reshape(-1))
     return acc.view(num_classes + 1, h, w)
 
@@ -284,6 +290,7 @@ def downsample_labels(
     ignore_index: int = 255,
     mode: str = "soft",
     kernel: str = "area",
+    weight=None,
 ):
     """Resize an integer label map ``HxW`` to class mass ``(C, h, w)`` and valid mass ``(h, w)``.
 
@@ -293,6 +300,8 @@ def downsample_labels(
     ``nearest`` and ``onehot-bilinear`` are the comparison modes (``kernel`` unused).
 
     ``label`` is a numpy array or torch tensor; the result has the same type.
+    ``weight`` (``HxW`` in [0, 1]) scales each pixel's contribution: soft labels given as
+    (class, probability) maps are the sum of one call per map.
     """
     if mode not in LABEL_MODES:
         raise ConfigError(f"unknown label mode '{mode}'; expected one of: {', '.join(LABEL_MODES)}")
@@ -306,17 +315,24 @@ def downsample_labels(
         raise ConfigError(f"label resize target must be positive, got {w}x{h}")
     cls = _class_map(lab, num_classes, ignore_index)
     H, W = cls.shape
+    pw = None
+    if weight is not None:
+        pw = torch.as_tensor(weight, dtype=torch.float32)
+        if pw.shape != cls.shape:
+            raise DataError(f"label weights have shape {tuple(pw.shape)}; the label map is {tuple(cls.shape)}")
+        if mode == "nearest":
+            raise ConfigError("per-pixel label weights need a soft label mode, not nearest")
 
     if mode == "nearest":
         sampled = nearest_labels(cls, (h, w)).to(torch.int64)
         full = torch.zeros(num_classes + 1, h, w, dtype=torch.float32)
         full.scatter_(0, sampled[None], 1.0)
     elif mode == "onehot-bilinear":
-        full = _gather(cls, (h, w), num_classes, "bilinear-noaa")
+        full = _gather(cls, (h, w), num_classes, "bilinear-noaa", pw)
     elif H >= h and W >= w:
-        full = _splat(cls, (h, w), num_classes, kernel)
+        full = _splat(cls, (h, w), num_classes, kernel, pw)
     else:
-        full = _gather(cls, (h, w), num_classes, kernel)
+        full = _gather(cls, (h, w), num_classes, kernel, pw)
 
     mass = full[:num_classes].contiguous()
     valid = mass.sum(0)

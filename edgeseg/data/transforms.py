@@ -39,12 +39,12 @@ class Augment:
 NO_AUGMENT = Augment(scale=(1.0, 1.0), hflip=False, jitter=0.0)
 
 
-def crop_window(image: np.ndarray, label: np.ndarray, x0: int, y0: int, w: int, h: int, ignore_index: int):
-    """Crop ``[y0:y0+h, x0:x0+w]``, padding outside the frame (image grey, label void)."""
+def crop_window(image: np.ndarray, label: np.ndarray, x0: int, y0: int, w: int, h: int, ignore_index: int, pad: int = PAD_VALUE):
+    """Crop ``[y0:y0+h, x0:x0+w]``, padding outside the frame (image ``pad``, label void)."""
     H, W = label.shape
     if x0 >= 0 and y0 >= 0 and x0 + w <= W and y0 + h <= H:
         return image[y0 : y0 + h, x0 : x0 + w], label[y0 : y0 + h, x0 : x0 + w]
-    img = np.full((h, w, 3), PAD_VALUE, dtype=image.dtype)
+    img = np.full((h, w) + image.shape[2:], pad, dtype=image.dtype)
     lab = np.full((h, w), ignore_index, dtype=label.dtype)
     sx0, sy0 = max(x0, 0), max(y0, 0)
     sx1, sy1 = min(x0 + w, W), min(y0 + h, H)
@@ -79,21 +79,31 @@ class TrainTransform:
         self.kernel = kernel
         self.augment = augment
 
-    def window(self, H: int, W: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    def window(self, H: int, W: int, rng: np.random.Generator, centre: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         lo, hi = self.augment.scale
         zoom = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else lo
         cw, ch = max(int(round(W / zoom)), 1), max(int(round(H / zoom)), 1)
-        x0 = int(rng.integers(min(0, W - cw), max(0, W - cw) + 1))
-        y0 = int(rng.integers(min(0, H - ch), max(0, H - ch) + 1))
+        if centre is None:
+            x0 = int(rng.integers(min(0, W - cw), max(0, W - cw) + 1))
+            y0 = int(rng.integers(min(0, H - ch), max(0, H - ch) + 1))
+        else:  # class-uniform crop: the centre pixel stays in view, the window inside the frame where it fits
+            y, x = centre
+            x0 = int(np.clip(x - cw // 2, min(0, W - cw), max(0, W - cw)))
+            y0 = int(np.clip(y - ch // 2, min(0, H - ch), max(0, H - ch)))
         return x0, y0, cw, ch
 
-    def __call__(self, sample: Sample, rng: np.random.Generator):
+    def __call__(self, sample: Sample, rng: np.random.Generator, centre: tuple[int, int] | None = None):
         image, label = sample.image, sample.label
         H, W = label.shape
-        x0, y0, cw, ch = self.window(H, W, rng)
+        x0, y0, cw, ch = self.window(H, W, rng, centre)
+        soft = None
+        if sample.soft is not None and self.label_mode != "nearest":
+            soft, _ = crop_window(sample.soft, label, x0, y0, cw, ch, self.info.ignore_index, pad=0)
         image, label = crop_window(image, label, x0, y0, cw, ch, self.info.ignore_index)
-        if self.augment.hflip and rng.random() < 0.5:
+        flip = self.augment.hflip and rng.random() < 0.5
+        if flip:
             image, label = image[:, ::-1], label[:, ::-1]
+            soft = None if soft is None else soft[:, ::-1]
         image = np.ascontiguousarray(image)
         label = np.ascontiguousarray(label)
         img = resize_image(image, (self.h, self.w), self.kernel)
@@ -101,6 +111,14 @@ class TrainTransform:
         label = torch.from_numpy(label)
         if self.label_mode == "nearest":
             return img, {"label": nearest_labels(label, (self.h, self.w)).to(torch.int64)}
+        if soft is not None:  # top-2 soft label: the class mass is the sum of both weighted maps
+            soft = torch.from_numpy(np.ascontiguousarray(soft))
+            mass = valid = 0
+            for k in (0, 2):
+                m, v = downsample_labels(soft[..., k], (self.h, self.w), self.info.num_classes, self.info.ignore_index,
+                                         mode=self.label_mode, kernel=self.kernel, weight=soft[..., k + 1].float() / 255.0)
+                mass, valid = mass + m, valid + v
+            return img, {"mass": mass, "valid": valid}
         mass, valid = downsample_labels(
             label, (self.h, self.w), self.info.num_classes, self.info.ignore_index, mode=self.label_mode, kernel=self.kernel
         )

@@ -95,13 +95,15 @@ def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit
 
 
 class DUpsampleFusion(nn.Module):
-    """Features at strides <= r are brought to stride r (average pooling) and fused there."""
+    """Every feature map from stride 4 on is brought to stride r and fused there: finer maps
+    by average pooling, coarser ones by bilinear up-sampling of their few pixels."""
 
     def __init__(self, in_channels: Sequence[int], reductions: Sequence[int], stride: int = 16, width: int = 128):
         super().__init__()
-        self.indices = [i for i, red in enumerate(reductions) if 4 <= red <= stride]
-        if not self.indices or reductions[self.indices[-1]] != stride:
+        self.indices = [i for i, red in enumerate(reductions) if red >= 4]
+        if stride not in reductions:
             raise ValueError(f"DUpsampling stride {stride} must be one of the encoder's reductions {list(reductions)}")
+        self.target = list(reductions).index(stride)
         self.reductions = [reductions[i] for i in self.indices]
         self.stride = stride
         total = sum(in_channels[i] for i in self.indices)
@@ -109,12 +111,15 @@ class DUpsampleFusion(nn.Module):
         self.out_channels = width
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        size = feats[self.target].shape[-2:]
         parts = []
         for i, red in zip(self.indices, self.reductions):
             f = feats[i]
             if red < self.stride:
                 # ceil_mode matches the ceil(size / stride) of TF "same" padding on odd sizes
                 f = F.avg_pool2d(f, self.stride // red, ceil_mode=True)
+            elif red > self.stride:
+                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
             parts.append(f)
         return self.fuse(torch.cat(parts, dim=1))
 

@@ -36,12 +36,19 @@ class TrainConfig:
     jitter: float = 0.2
     val_every: int = 1
     val_limit: int | None = None
-    train_limit: int | None = None  # first N training samples (few-label experiments)
+    train_limit: int | None = None  # first N training samples
+    train_fraction: float | None = None  # a random fraction of the training split (few-label experiments)
+    subset_seed: int = 0  # fixes which samples --train-fraction keeps, whatever --seed
     skip_bad: bool = False
     resume: bool = False
     exist_ok: bool = False
     progress: bool = True
     model_options: tuple = ()  # (key, value) pairs passed to the model builder
+    contrastive_epochs: int = 0  # label-based pixel contrastive pretraining before supervised training
+    contrastive_pixels: int = 10000  # pixels per batch in the contrastive loss (bounds its memory)
+    contrastive_threshold: float = 0.75  # soft labels: minimum share of the top class
+    class_uniform: float = 0.0  # fraction of each epoch's samples centred on a uniformly chosen class
+    extra_data: tuple = ()  # folder data sets (e.g. auto-labels) added to the training split
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -22,19 +22,31 @@ class SampleError:
 
 
 class TrainingSet(Dataset):
-    def __init__(self, ds: SegDataset, transform: TrainTransform, seed: int):
+    """Item k of an epoch is ``plan[k] = (sample index, crop centre or None)``; without
+    class-uniform sampling the plan is the identity."""
+
+    def __init__(self, ds: SegDataset, transform: TrainTransform, seed: int, class_uniform: float = 0.0, centroids=None):
         self.ds = ds
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
+        self.class_uniform = class_uniform
+        self.centroids = centroids
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        from edgeseg.data.class_uniform import epoch_plan
+
+        self.epoch = epoch
+        self.plan = epoch_plan(len(self.ds), self.class_uniform, self.centroids, self.seed, epoch) if self.class_uniform else None
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng([self.seed, self.epoch, k])
+        index, centre = self.plan[k] if self.plan is not None else (k, None)
         try:
-            return self.transform(self.ds[i], rng)
+            return self.transform(self.ds[index], rng, centre=centre)
         except EdgesegError as exc:
             return SampleError(str(exc))
 
@@ -73,7 +85,7 @@ def _worker_init(_):
 
 
 def make_loader(train_set: TrainingSet, batch: int, workers: int, seed: int, epoch: int, rank: int, world: int, skip_batches: int, pin: bool) -> DataLoader:
-    train_set.epoch = epoch
+    train_set.set_epoch(epoch)
     sampler = EpochSampler(len(train_set), batch, seed, epoch, rank, world, skip_batches)
     return DataLoader(
         train_set,

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -213,6 +214,8 @@ def _check_options(cfg: TrainConfig) -> None:
         raise ConfigError("--epochs/--iters: must be at least 1")
     if cfg.lr <= 0:
         raise ConfigError(f"--lr: must be positive, got {cfg.lr}")
+    if not 0 <= cfg.class_uniform <= 1:
+        raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {cfg.class_uniform}")
 
 
 def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
@@ -247,6 +250,16 @@ def _train(cfg, device, out, dist_info, on_step, log):
     train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
     if cfg.train_limit:
         train_ds = train_ds.subset(range(min(cfg.train_limit, len(train_ds))))
+    if cfg.train_fraction is not None:
+        if not 0 < cfg.train_fraction <= 1:
+            raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {cfg.train_fraction}")
+        keep = max(1, int(round(cfg.train_fraction * len(train_ds))))
+        train_ds = train_ds.subset(sorted(np.random.default_rng(cfg.subset_seed).permutation(len(train_ds))[:keep].tolist()))
+    if cfg.extra_data:
+        from edgeseg.data.base import ConcatDataset
+
+        extra = [build_dataset("folder", path, cfg.train_split, cfg.skip_bad) for path in cfg.extra_data]
+        train_ds = ConcatDataset([train_ds] + extra)
     val_ds = build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad)
     info = train_ds.info
     if train_ds.skipped or val_ds.skipped:
@@ -312,11 +325,35 @@ def _train(cfg, device, out, dist_info, on_step, log):
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] if (out / "metrics.jsonl").is_file() else []
         history = [h for h in history if h["epoch"] <= start_epoch]
 
+    centroids = None
+    if cfg.class_uniform > 0:
+        from edgeseg.data.class_uniform import cached_centroids
+
+        centroids = cached_centroids(train_ds, progress=cfg.progress and main, log=say)
+    train_set = TrainingSet(train_ds, TrainTransform(cfg.res, info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter)),
+                            cfg.seed, cfg.class_uniform, centroids)
+    contrastive = None
+    if cfg.contrastive_epochs and ckpt is None:
+        from edgeseg.trainer.contrastive import pretrain
+
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        say(f"contrastive pretraining: {cfg.contrastive_epochs} epochs, at most {cfg.contrastive_pixels} pixels per batch")
+        contrastive = pretrain(
+            model, lambda e: make_loader(train_set, cfg.batch, workers, cfg.seed + 7777, e, dist_info.rank, dist_info.world, 0, device.type == "cuda"),
+            steps_per_epoch, cfg.contrastive_epochs, device=device, normalise=norm.normalise, num_classes=info.num_classes,
+            lr=cfg.lr, weight_decay=cfg.weight_decay, grid=(max(1, cfg.res[1] // 8), max(1, cfg.res[0] // 8)),
+            max_pixels=cfg.contrastive_pixels, threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=dist_info,
+            progress=cfg.progress, log=say, out=out if main else None,
+        )
+        init_note += f"; then {cfg.contrastive_epochs} epochs of pixel contrastive pretraining"
+
     resolved = {
         **cfg.to_dict(), "epochs": epochs, "iters": total_steps, "steps_per_epoch": steps_per_epoch,
         "warmup": warmup, "workers": workers, "world_size": dist_info.world, "device": str(device),
         "autocast": str(autocast).replace("torch.", "") if autocast else "off",
         "train_samples": len(train_ds), "val_samples": len(val_ds), "init": init_note, "edgeseg_version": __version__,
+        "contrastive": contrastive,
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +364,6 @@ def _train(cfg, device, out, dist_info, on_step, log):
     say(f"init: {init_note}")
 
     writer = _tensorboard(out) if main else None
-    train_set = TrainingSet(train_ds, TrainTransform(cfg.res, info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter)), cfg.seed)
 
     def state(epoch: int, step_in_epoch: int) -> dict:
         return {

@@ -1,0 +1,81 @@
+"""``edgeseg autolabel``: a teacher's confident predictions become a ``folder`` data set.
+
+Each image gets ``masks/<stem>.png``: the predicted class where its probability is at
+least ``threshold``, void (255) elsewhere. With ``soft``, ``soft/<stem>.png`` keeps the
+top two classes and their probabilities as uint8 (4 bytes a pixel instead of C floats),
+which ``edgeseg train`` turns into soft class mass. Multi-scale teachers (*-msa
+checkpoints) take ``scales``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeseg.data.base import IGNORE_INDEX, read_image
+from edgeseg.errors import ConfigError
+from edgeseg.evaluation import preprocess_for
+from edgeseg.fileio import write_json_atomic
+from edgeseg.progress import Progress
+from edgeseg.runtime.predict import _save_png, collect_inputs
+from edgeseg.runtime.processing import upsample_scores
+
+
+def label_from_probabilities(prob: torch.Tensor, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, H, W)`` probabilities -> (hard label with void below threshold, top-2 soft label HxWx4)."""
+    top = torch.topk(prob, k=min(2, prob.shape[0]), dim=0)
+    p1, c1 = top.values[0], top.indices[0]
+    label = torch.where(p1 >= threshold, c1, torch.full_like(c1, IGNORE_INDEX)).to(torch.uint8).numpy()
+    p2 = top.values[1] if prob.shape[0] > 1 else torch.zeros_like(p1)
+    c2 = top.indices[1] if prob.shape[0] > 1 else c1
+    soft = torch.stack([c1.to(torch.uint8), (p1 * 255).round().to(torch.uint8), c2.to(torch.uint8), (p2 * 255).round().to(torch.uint8)], -1)
+    return label, soft.numpy()
+
+
+def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft: bool = False, device: str = "auto",
+              providers=None, exist_ok: bool = False, progress: bool = True) -> dict:
+    from edgeseg import runtime
+
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"--threshold: expected a probability in [0, 1], got {threshold}")
+    paths, videos = collect_inputs(images if isinstance(images, (list, tuple)) else [images])
+    if videos:
+        raise ConfigError(f"autolabel takes images and folders; got video {videos[0]}")
+    out_dir = Path(out_dir)
+    if (out_dir / "masks").exists() and any((out_dir / "masks").iterdir()) and not exist_ok:
+        raise ConfigError(f"--out {out_dir}: already holds masks/; use another --out or --exist-ok to overwrite")
+    runner = runtime.load(model, device=device, providers=providers, scales=scales).activate()
+    meta = runner.meta
+    if "logits" not in meta.outputs:
+        raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")
+    pre = preprocess_for(meta)
+    for sub in ("images", "masks") + (("soft",) if soft else ()):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    kept = total = 0
+    bar = Progress(len(paths), "autolabel", "img", enabled=progress)
+    with runner:
+        for path in paths:
+            image = read_image(path)
+            logits = torch.from_numpy(runner.infer(pre([image]))["logits"])
+            prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0], dim=0)
+            label, soft_label = label_from_probabilities(prob, threshold)
+            _save_png(out_dir / "masks" / f"{path.stem}.png", label)
+            if soft:
+                _save_png(out_dir / "soft" / f"{path.stem}.png", soft_label)
+            target = out_dir / "images" / path.name
+            if target.resolve() != path.resolve():
+                shutil.copy2(path, target)
+            kept += int((label != IGNORE_INDEX).sum())
+            total += label.size
+            bar.update()
+    bar.close()
+    write_json_atomic(out_dir / "classes.json", {"names": list(meta.class_names), "ignore_index": IGNORE_INDEX,
+                                                  "palette": [list(c) for c in meta.palette]})
+    summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
+               "soft": soft, "teacher": str(model), "out": str(out_dir)}
+    write_json_atomic(out_dir / "autolabel.json", summary)
+    return summary

@@ -1,0 +1,232 @@
+"""The seed papers' methods: DUpsampling, multi-scale attention, pixel contrastive
+pretraining, auto-labelling and class-uniform sampling."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgeseg.data import build_dataset, downsample_labels, resize
+from edgeseg.data.synthetic import Synthetic
+from edgeseg.models import ModelConfig, build_model
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+
+
+# ------------------------------------------------------------------ DUpsampling
+def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
+    from edgeseg.data.label_check import check_labels
+    from edgeseg.models.dupsample import fitted_w
+
+    train = Synthetic("train").subset(range(6))
+    W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area", progress=False, log=lambda _: None)
+    assert W.shape == (9 * 8 * 8, 48)
+    torch.testing.assert_close(W.T @ W, torch.eye(48), atol=1e-4, rtol=0)
+    val = Synthetic("val").subset(range(3))
+    result = check_labels(val, (256, 128), ("dupsample", "stride-bilinear"), progress=False, dup={"W": W, "r": 8})
+    assert result["modes"]["dupsample"]["miou"] > result["modes"]["stride-bilinear"]["miou"] + 5
+
+
+def test_w_is_cached_and_loaded_into_the_head(tmp_path):
+    from edgeseg.models.dupsample import fitted_w
+
+    train = Synthetic("train").subset(range(2))
+    logs = []
+    a = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False, log=logs.append)
+    b = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False, log=logs.append)
+    assert torch.equal(a, b) and "from cache" in logs[-1]
+    model = build_model(ModelConfig("lite0-dupsample", 9, options={"stride": 8, "channels": 16}))
+    model.head.set_w(a)
+    assert torch.equal(model.head.reconstruct.weight.view(9 * 64, 16), a)
+    assert not model.head.reconstruct.weight.requires_grad  # fixed unless finetune_w
+    with pytest.raises(ValueError, match="W has shape"):
+        model.head.set_w(a[:, :8])
+
+
+def test_dupsample_head_reconstructs_blocks_with_pixel_shuffle():
+    from edgeseg.models.dupsample import DUpsampleHead, block_vectors
+
+    head = DUpsampleHead(4, num_classes=3, stride=2, channels=5)
+    torch.nn.init.eye_(head.proj.weight.view(5, 4))
+    x = torch.randn(1, 4, 3, 3)
+    out = head(x)
+    assert out.shape == (1, 3, 6, 6)
+    # the 1x1 convolution plus pixel_shuffle equals W applied to each position's C' vector
+    z = head.proj(x)[0].permute(1, 2, 0).reshape(9, 5)
+    W = head.reconstruct.weight.view(12, 5)
+    blocks = block_vectors(out[0].detach(), torch.ones(6, 6), 2)
+    torch.testing.assert_close(blocks, (z @ W.T).detach(), atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ multi-scale attention
+def _force_attention(model, value: float):
+    with torch.no_grad():
+        model.attention.out.weight.zero_()
+        model.attention.out.bias.fill_(1e4 if value == 1 else -1e4)
+
+
+def test_cascade_equals_single_scale_when_attention_is_constant():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("tiny-msa", 4)).eval()
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        _force_attention(model, 1)  # the lower scale wins everywhere: the 0.5 model, up-sampled
+        low, _ = model.single_scale(torch.nn.functional.interpolate(x, size=(16, 24), mode="bilinear", align_corners=False))
+        torch.testing.assert_close(model(x), torch.nn.functional.interpolate(low, size=(32, 48), mode="bilinear", align_corners=False))
+        _force_attention(model, 0)  # the lower scale is ignored: the single-scale model
+        torch.testing.assert_close(model(x), model.single_scale(x)[0])
+        # scales above 1.0 cascade too: 1.0 comes after 2.0 and, with attention 1, replaces it
+        _force_attention(model, 1)
+        model.infer_scales = (2.0, 1.0)
+        torch.testing.assert_close(model(x), model.single_scale(x)[0])
+
+
+def test_msa_training_loss_uses_joint_and_auxiliary_predictions():
+    from edgeseg.models.msa import AUX_WEIGHT
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("tiny-msa", 4)).train()
+    out = model(torch.randn(2, 3, 32, 48))
+    assert set(out) == {"logits", "aux", "aux_weight"} and out["aux_weight"] == AUX_WEIGHT == 0.05
+    assert len(out["aux"]) == 2 and all(a.shape == (2, 4, 32, 48) for a in out["aux"])
+
+
+def test_msa_exports_with_fixed_scales(tmp_path):
+    from edgeseg.export import OnnxOptions, export_onnx
+    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.runtime.torch_runner import TorchRunner
+    from test_export import fake_checkpoint
+
+    ckpt = fake_checkpoint(tmp_path / "m.pt", "tiny-msa")
+    path, meta = export_onnx(ckpt, tmp_path / "m.onnx", OnnxOptions(scales="0.5,1.0,2.0"))
+    assert meta.extra["scales"] == [2.0, 1.0, 0.5]
+    x = np.random.default_rng(0).standard_normal((1, 3, 48, 64)).astype(np.float32)
+    with TorchRunner.from_checkpoint(ckpt, scales="0.5,1.0,2.0") as ref, OrtRunner.from_file(path, device="cpu") as ort_runner:
+        np.testing.assert_allclose(ort_runner.infer(x)["logits"], ref.infer(x)["logits"], atol=1e-4)
+    from edgeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multi-scale attention"):
+        export_onnx(fake_checkpoint(tmp_path / "t.pt", "tiny"), tmp_path / "t.onnx", OnnxOptions(scales="0.5,1.0"))
+    with pytest.raises(ConfigError, match="include 1.0"):
+        export_onnx(ckpt, tmp_path / "bad.onnx", OnnxOptions(scales="0.5,2.0"))
+
+
+# ------------------------------------------------------------------ contrastive
+def test_contrastive_loss_matches_a_per_pixel_reference():
+    from edgeseg.trainer.contrastive import contrastive_loss
+
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(9, 5), dim=1)
+    y = torch.tensor([0, 1, 0, 2, 1, 0, 3, 2, 1])  # class 3 has no positive: not an anchor
+    t = 0.07
+    losses = []
+    for i in range(9):
+        pos = [p for p in range(9) if p != i and y[p] == y[i]]
+        if not pos:
+            continue
+        denom = sum(torch.exp(z[i] @ z[a] / t) for a in range(9) if a != i)
+        losses.append(-sum(torch.log(torch.exp(z[i] @ z[p] / t) / denom) for p in pos) / len(pos))
+    torch.testing.assert_close(contrastive_loss(z, y, t), torch.stack(losses).mean(), atol=1e-4, rtol=1e-5)
+
+
+def test_grid_labels_and_pixel_sampling():
+    from edgeseg.trainer.contrastive import IGNORE, grid_labels, sample_pixels
+
+    lab = torch.full((1, 4, 4), 255)
+    lab[0, :2, :2] = 1
+    lab[0, :2, 2:] = 2
+    lab[0, 2:, :2] = torch.tensor([[0, 1], [1, 1]])  # 3/4 of class 1
+    mass, valid = downsample_labels(lab[0].to(torch.uint8), (4, 4), 3)
+    got = grid_labels({"mass": mass[None], "valid": valid[None]}, (2, 2), 3, threshold=0.8)
+    assert got.tolist() == [[[1, 2], [IGNORE, IGNORE]]]  # 75% < 80%; all-void cell ignored
+    z = torch.randn(1, 8, 2, 2)
+    zs, ys = sample_pixels(z, got, 1, torch.Generator().manual_seed(0))
+    assert zs.shape == (1, 8) and ys.item() in (1, 2)
+
+
+def test_contrastive_pretraining_runs_before_training(folder_dataset, tmp_path):
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path / "run"
+    result = train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(folder_dataset), model="tiny", epochs=1,
+                               batch=2, progress=False, workers=0, device="cpu", contrastive_epochs=2, contrastive_pixels=50),
+                   log=lambda _: None)
+    assert (out / "contrastive.pt").is_file() and result["epochs"] == 1
+    cfg = json.loads((out / "config.json").read_text())
+    assert len(cfg["contrastive"]["history"]) == 2 and "contrastive" in cfg["init"]
+
+
+# ------------------------------------------------------------------ auto-labelling
+def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_folder, tmp_path):
+    from edgeseg.evaluation import preprocess_for
+    from edgeseg.runtime.autolabel import autolabel
+    from edgeseg.runtime.processing import upsample_scores
+    from edgeseg.runtime.torch_runner import TorchRunner
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path / "auto"
+    summary = autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, threshold=0.5, soft=True, progress=False)
+    assert summary["images"] == 12 and 0 < summary["labelled_fraction"] < 1
+    ref = TorchRunner.from_checkpoint(tiny_checkpoint)
+    with ref:
+        for name in ("s0", "s5"):
+            image = np.array(Image.open(shared_folder / "train" / "images" / f"{name}.png"))
+            logits = torch.from_numpy(ref.infer(preprocess_for(ref.meta)([image]))["logits"])
+            prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0], 0)
+            p, c = prob.max(0)
+            mask = np.array(Image.open(out / "masks" / f"{name}.png"))
+            confident = p.numpy() >= 0.5
+            assert (mask[confident] == c.numpy()[confident]).all() and (mask[~confident] == 255).all()
+            soft = np.array(Image.open(out / "soft" / f"{name}.png"))
+            assert (soft[..., 0] == c.numpy()).all() and np.abs(soft[..., 1] / 255 - p.numpy()).max() <= 0.5 / 255 + 1e-6
+    ds = build_dataset("folder", out, "train")
+    sample = ds[0]
+    assert ds.info.class_names == ("a", "b", "c", "d", "e") and sample.soft is not None and sample.soft.shape[2] == 4
+    result = train(TrainConfig(out=str(tmp_path / "student"), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny",
+                               epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(out),)),
+                   log=lambda _: None)
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["train_samples"] == 24 and result["epochs"] == 1
+    from edgeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="already holds masks"):
+        autolabel(tiny_checkpoint, [shared_folder / "val" / "images"], out, progress=False)
+
+
+def test_weighted_labels_match_a_dense_reference():
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 4, (30, 40)).astype(np.uint8)
+    lab[rng.random((30, 40)) < 0.1] = 255
+    weight = rng.random((30, 40)).astype(np.float32)
+    for kernel in ("area", "bilinear"):
+        onehot = torch.stack([torch.from_numpy((lab == c) * weight) for c in range(4)])
+        ref = resize(onehot.float(), (7, 13), kernel)
+        mass, valid = downsample_labels(torch.from_numpy(lab), (7, 13), 4, kernel=kernel, weight=weight)
+        torch.testing.assert_close(mass, ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(valid, ref.sum(0), atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ class-uniform sampling
+def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path):
+    from edgeseg.data.class_uniform import cached_centroids, epoch_plan
+    from edgeseg.data.transforms import Augment, TrainTransform
+
+    ds = build_dataset("folder", shared_folder, "train")
+    logs = []
+    cent = cached_centroids(ds, progress=False, log=logs.append)
+    again = cached_centroids(ds, progress=False, log=logs.append)
+    assert "from cache" in logs[-1] and all(np.array_equal(cent[c], again[c]) for c in cent)
+    for c, arr in cent.items():
+        for i, y, x in arr[:5]:
+            lab = ds[int(i)].label
+            assert 0 <= y < lab.shape[0] and 0 <= x < lab.shape[1]
+    plan = epoch_plan(len(ds), 0.5, cent, seed=0, epoch=3)
+    assert len(plan) == len(ds) and sum(c is not None for _, c in plan) == 6
+    assert plan == epoch_plan(len(ds), 0.5, cent, seed=0, epoch=3) != epoch_plan(len(ds), 0.5, cent, seed=0, epoch=4)
+    tf = TrainTransform((24, 18), ds.info, augment=Augment(scale=(2.0, 2.0), hflip=False, jitter=0.0))
+    x0, y0, cw, ch = tf.window(36, 48, np.random.default_rng(0), centre=(30, 5))
+    assert x0 <= 5 < x0 + cw and y0 <= 30 < y0 + ch and x0 >= 0 and y0 + ch <= 36
