@@ -333,7 +333,7 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--no-fallback", is_flag=True, help="Quantise every layer; no float fallback of sensitive blocks.")
 @click.option("--sensitivity-images", type=int, default=32, show_default=True, help="Val images for the INT8 sensitivity search.")
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
-@click.option("--fp16", is_flag=True, help="With --trt: FP16 engine.")
+@click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
 @click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default="auto", show_default=True,
               help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration cache (8.5-10.x); auto picks by version.")
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT workspace in GB.")
@@ -365,7 +365,8 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
     if trt:
         precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
         trt_opts = TrtOptions(precision=precision, int8_mode=int8_mode, workspace_gb=workspace,
-                              timing_cache=str(timing_cache) if timing_cache else None, dla_core=dla)
+                              timing_cache=str(timing_cache) if timing_cache else None, dla_core=dla,
+                              fp16_fallback=bool(int8 and fp16))
     export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
                  n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
                  device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet,

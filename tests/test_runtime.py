@@ -85,3 +85,14 @@ def test_predict_bad_inputs(model_files, tmp_path):
     with pytest.raises(DataError, match="aspect ratio.*--strict"):
         predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", strict=True, progress=False)
     assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", progress=False)["outputs"] == 1
+
+
+def test_video_input_needs_opencv(model_files, tmp_path):
+    from edgeseg.errors import MissingDependencyError
+    from edgeseg.runtime.predict import predict
+
+    if available("cv2"):
+        pytest.skip("OpenCV is installed; the video path is exercised where it is not")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
+    with pytest.raises(MissingDependencyError, match="opencv"):
+        predict(model_files["torch"], [tmp_path / "clip.mp4"], tmp_path / "o", progress=False)

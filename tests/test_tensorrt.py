@@ -111,8 +111,11 @@ def test_explicit_int8_engine_from_the_qdq_model(trt, models, tmp_path):
     flags = {c[0] for c in calls(trt, "config.set_flag")}
     if trt.generation == "11":
         assert flags == set() and not calls(trt, "config.int8_calibrator")
-    else:  # weakly typed: Q/DQ needs the INT8 flag; FP16 lets float-fallback layers use half precision
-        assert flags == {"INT8", "FP16"}
+    else:  # weakly typed: Q/DQ needs the INT8 flag
+        assert flags == {"INT8"}
+        build_engine(models["fp32"], tmp_path / "h.engine", TrtOptions(precision="int8", int8_mode="explicit", fp16_fallback=True),
+                     qdq_path=models["int8"], meta=models["meta"], log=lambda _: None)
+        assert {c[0] for c in calls(trt, "config.set_flag")} == {"INT8", "FP16"}  # float-fallback layers may use FP16
     x = sample_input(models)
     np.testing.assert_allclose(run_engine(engine, x)["logits"], reference(models, models["int8"], x)["logits"], atol=1e-4)
 

@@ -34,7 +34,7 @@ class TrtOptions:
     workspace_gb: float = 2.0
     timing_cache: str | None = None
     dla_core: int | None = None
-    fp16_fallback: bool = True  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only)
+    fp16_fallback: bool = False  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only; --int8 --fp16)
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
