@@ -155,3 +155,20 @@ def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
     assert code == 2 and "unknown model file type" in err
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--opset", "9", "--out", tmp_path / "o9")
     assert code == 2 and "--opset 9" in err
+
+
+def test_onnxslim_is_used_when_installed(tiny_checkpoint, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    seen = []
+    fake = types.ModuleType("onnxslim")
+    fake.slim = lambda path: (seen.append(path), onnx.load(path))[1]
+    monkeypatch.setitem(sys.modules, "onnxslim", fake)
+    path, meta = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    assert len(seen) == 1 and meta.extra.get("source") == tiny_checkpoint.name
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+    assert props["edgeseg.extra"]["onnxslim"] is True
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    path, _ = export_onnx(tiny_checkpoint, tmp_path / "n.onnx")
+    assert {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}["edgeseg.extra"]["onnxslim"] is False

@@ -106,6 +106,10 @@ def export_module(module: nn.Module, example: torch.Tensor, path: Path, opset: i
         )
     model = onnx.load(str(path))
     model = downgrade(model, opset)
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    unused = [init for init in model.graph.initializer if init.name not in used]
+    for init in unused:  # left behind by the exporter's folding; onnxruntime warns about each
+        model.graph.initializer.remove(init)
     onnx.save(model, str(path))
 
 
