@@ -98,6 +98,8 @@ def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, share
     for node in q + dq:  # symmetric int8, zero point 0
         zp = inits[node.input[2]]
         assert zp.dtype == np.int8 and not zp.any()
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert not any(producers.get(n.input[0]) == "Conv" for n in q), "Q/DQ on inputs only, never on a convolution output"
     weight_dq = [n for n in dq if any(a.name == "axis" for a in n.attribute)]
     assert weight_dq, "per-channel weights carry an axis"
     assert not any(inits.get(n.input[0], np.zeros(1)).dtype == np.int32 for n in dq), "biases stay float"
