@@ -150,3 +150,23 @@ def test_eval_of_the_int8_model_against_the_checkpoint(cli_run, tiny_checkpoint,
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["backend"] == "onnxruntime" and 0 <= result["parity"]["pixel_agreement"] <= 100
     assert result["parity"]["reference_backend"] == "torch"
+
+
+def test_entropy_and_percentile_clip_outliers_that_minmax_keeps(tmp_path):
+    """A heavy-tailed activation: min-max keeps the outliers' range, entropy and percentile cut it."""
+    from onnx import TensorProto, helper
+
+    from edgeseg.calibration.dataset import CalibrationSet
+    from edgeseg.calibration.qdq import compute_ranges
+
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["out"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 64, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 64, 64])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "relu.onnx"))
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(0, 1, (20, 1, 64, 64))).astype(np.float32)
+    x[:, 0, 0, 0] = 100.0  # one outlier per image
+    calib = CalibrationSet(x, {"n": 20})
+    amax = {m: max(abs(v) for v in compute_ranges(tmp_path / "relu.onnx", calib, m)["out"]) for m in ("minmax", "entropy", "percentile")}
+    assert amax["minmax"] == pytest.approx(100.0)
+    assert amax["entropy"] < 20 and amax["percentile"] < 20

@@ -87,6 +87,10 @@ def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entrop
     extra = {"symmetric": True}
     if method == "percentile":
         extra["percentile"] = percentile
+    if method == "entropy":
+        # onnxruntime's defaults (128 bins, 128 quantised bins) leave the KL search a single
+        # candidate, the full range; TensorRT's entropy calibration uses 2048 bins.
+        extra.update(num_bins=2048, num_quantized_bins=128)
     with _quiet_ort(), tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
         calibrator = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_method(method), extra_options=extra)

@@ -1,0 +1,91 @@
+"""Markdown tables from the JSON the benchmark scripts record in benchmarks/results/.
+
+    python benchmarks/summarize.py [labels|methods|int8|downsampling|throughput|bench]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
+
+
+def _rows(name):
+    path = RESULTS / name
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _ms(values):
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def labels() -> str:
+    groups = defaultdict(list)
+    for r in _rows("camvid_labels.jsonl"):
+        groups[(tuple(r["res"]), r["labels"])].append(r)
+    out = ["| training res | labels | seeds | mIoU | " + " | ".join(THIN) + " | thin mean |", "|---|---|---|---|" + "---|" * (len(THIN) + 1)]
+    for (res, mode), rs in sorted(groups.items()):
+        cells = [_ms([r["per_class"][c] for r in rs]) for c in THIN]
+        out.append(f"| {res[0]}x{res[1]} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | " + " | ".join(cells)
+                   + f" | {_ms([r['thin_mean'] for r in rs])} |")
+    pairs = defaultdict(dict)
+    for r in _rows("camvid_labels.jsonl"):
+        pairs[(tuple(r["res"]), r["seed"])][r["labels"]] = r
+    out.append("")
+    out.append("| training res | seed | soft - nearest mIoU | soft - nearest thin mean |")
+    out.append("|---|---|---|---|")
+    for (res, seed), d in sorted(pairs.items()):
+        if "soft" in d and "nearest" in d:
+            out.append(f"| {res[0]}x{res[1]} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
+                       f"{d['soft']['thin_mean'] - d['nearest']['thin_mean']:+.2f} |")
+    return "\n".join(out)
+
+
+def methods() -> str:
+    groups = defaultdict(list)
+    for r in _rows("camvid_methods.jsonl"):
+        groups[r["variant"].rsplit("-", 1)[0] if r["variant"].endswith(("x90", "x180")) else r["variant"]].append(r)
+    out = ["| variant | seeds | mIoU | thin mean | minutes per run |", "|---|---|---|---|---|"]
+    for name, rs in sorted(groups.items()):
+        out.append(f"| {name} | {len(rs)} | {_ms([r['miou'] for r in rs])} | {_ms([r['thin_mean'] for r in rs])} | "
+                   f"{statistics.mean(r['train_minutes'] for r in rs):.1f} |")
+    return "\n".join(out)
+
+
+def int8(name="int8_camvid.json") -> str:
+    d = json.loads((RESULTS / name).read_text())
+    out = [f"model input {d['input']}, {d['val_images']} val images, {d['calib_images']} calibration images, budget {d['budget']} mIoU",
+           "", "| calibration | fallback | float blocks | mIoU INT8 | mIoU FP32 | delta | pixel agreement | ORT CPU latency INT8/FP32 |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['method']} | {'yes' if r['fallback'] else 'no'} | {', '.join(r['float_blocks']) or '-'} | {r['int8_miou']:.2f} | "
+                   f"{r['fp32_miou']:.2f} | {r['delta_miou']:+.2f} | {r['pixel_agreement']:.2f}% | {r['latency_ratio']:.2f} |")
+    return "\n".join(out)
+
+
+def downsampling(name="label_downsampling.json") -> str:
+    d = json.loads((RESULTS / name).read_text())
+    out = [f"{d['input']}, {d['threads']} thread(s), median of {d['rounds']} interleaved rounds", "",
+           "| target | kernel | edgeseg ms | edgeseg Mpx/s | scatter one-hot + interpolate ms | speed-up | F.one_hot + interpolate ms | speed-up |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        m = r["median_ms"]
+        out.append(f"| {r['target']} | {r['kernel']} | {m['edgeseg']} | {r['mpixel_per_s']['edgeseg']} | {m['scatter one-hot + interpolate']} | "
+                   f"{r['speedup_vs_scatter']}x | {m['F.one_hot + interpolate']} | {r['speedup_vs_F_one_hot']}x |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    which = sys.argv[1] if len(sys.argv) > 1 else "labels"
+    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling}[which]())
+
+
+if __name__ == "__main__":
+    main()
