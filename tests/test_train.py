@@ -150,3 +150,24 @@ def test_torchrun_two_gloo_processes(folder_dataset, tmp_path):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2  # rank 0 writes once per epoch
     assert proc.stdout.count("best val mIoU") == 1
+
+
+def test_tensorboard_scalars_and_prediction_images(folder_dataset, tmp_path, monkeypatch):
+    """tensorboard is optional; its logging code runs against a stand-in writer."""
+    logged = {"scalars": [], "images": []}
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            logged["scalars"].append((tag, step))
+
+        def add_image(self, tag, image, step, dataformats):
+            logged["images"].append((tag, image.shape, dataformats))
+
+        def close(self):
+            logged["closed"] = True
+
+    monkeypatch.setattr("edgeseg.trainer.loop._tensorboard", lambda out: Writer())
+    train(tiny_cfg(folder_dataset, tmp_path / "tb", epochs=1), log=quiet)
+    assert ("train_loss", 3) in logged["scalars"] and ("val_miou", 3) in logged["scalars"]
+    assert logged["images"] and logged["images"][0][1] == (36, 48 * 3, 3) and logged["images"][0][2] == "HWC"
+    assert logged["closed"]
