@@ -331,7 +331,7 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--calib-array", type=click.Path(path_type=Path), default=None, help="Pre-processed calibration inputs (.npy) instead of images.")
 @click.option("--int8-budget", type=float, default=0.5, show_default=True, help="mIoU points INT8 may lose against FP32.")
 @click.option("--no-fallback", is_flag=True, help="Quantise every layer; no float fallback of sensitive blocks.")
-@click.option("--sensitivity-images", type=int, default=32, show_default=True, help="Val images for the INT8 sensitivity search.")
+@click.option("--sensitivity-images", type=int, default=100, show_default=True, help="Val images for the INT8 sensitivity search.")
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
 @click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
 @click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default="auto", show_default=True,

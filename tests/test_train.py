@@ -166,7 +166,7 @@ def test_tensorboard_scalars_and_prediction_images(folder_dataset, tmp_path, mon
         def close(self):
             logged["closed"] = True
 
-    monkeypatch.setattr("edgeseg.trainer.loop._tensorboard", lambda out: Writer())
+    monkeypatch.setattr("edgeseg.trainer.loop.open_writer", lambda out: Writer())
     train(tiny_cfg(folder_dataset, tmp_path / "tb", epochs=1), log=quiet)
     assert ("train_loss", 3) in logged["scalars"] and ("val_miou", 3) in logged["scalars"]
     assert logged["images"] and logged["images"][0][1] == (36, 48 * 3, 3) and logged["images"][0][2] == "HWC"

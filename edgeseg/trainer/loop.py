@@ -29,6 +29,7 @@ from edgeseg.evaluation import evaluate
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import ModelConfig, build_model, load_checkpoint, load_pretrained
+from edgeseg.models.checkpoint import strict_load
 from edgeseg.progress import Progress
 from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.processing import Preprocess
@@ -39,6 +40,7 @@ from edgeseg.trainer.data import TrainingSet, make_loader, raise_if_error
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
+from edgeseg.trainer.tensorboard import log_epoch, open_writer
 
 
 class StopFlag:
@@ -278,7 +280,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if cfg.resume:
         ckpt = load_checkpoint(out / "last.pt")
         check_resume_compatible(ckpt, cfg.to_dict(), str(out / "last.pt"))
-        model.load_state_dict(ckpt["model"])
+        strict_load(model, ckpt["model"], str(out / "last.pt"))
         init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt['epoch']}, step {ckpt['step']})"
     else:
         init_note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
@@ -363,7 +365,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
         + (f" x{dist_info.world}" if dist_info.enabled else ""))
     say(f"init: {init_note}")
 
-    writer = _tensorboard(out) if main else None
+    writer = open_writer(out) if main else None
 
     def state(epoch: int, step_in_epoch: int) -> dict:
         return {
@@ -446,7 +448,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
                     save_checkpoint(out / "best.pt", state(epoch + 1, 0))
                 write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
                 if writer is not None:
-                    _log_tensorboard(writer, record, model, meta, val_ds, device)
+                    log_epoch(writer, record, model, meta, val_ds, device)
             barrier(dist_info)
             say(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}"
                 + (f", val mIoU {record['val_miou']:.2f}" if "val_miou" in record else "")
@@ -460,32 +462,3 @@ def _train(cfg, device, out, dist_info, on_step, log):
         save_checkpoint(out / "best.pt", state(epochs, 0))
     return {"out": str(out), "best_miou": best, "epochs": len(history), "step": schedule.step_count, "is_main": main,
             "best": str(out / "best.pt"), "last": str(out / "last.pt"), "history": history}
-
-
-def _tensorboard(out: Path):
-    from edgeseg.optional import available
-
-    if not available("tensorboard"):
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def _log_tensorboard(writer, record: dict, model, meta: ModelMeta, val_ds, device) -> None:
-    import numpy as np
-
-    from edgeseg.evaluation import native_labels, preprocess_for
-    from edgeseg.runtime.processing import colourise
-
-    step = record["step"]
-    for key in ("train_loss", "val_miou", "val_pixel_acc", "lr", "img_per_s"):
-        if key in record:
-            writer.add_scalar(key, record[key], step)
-    runner = TorchRunner(model, meta, str(device))
-    with runner:
-        for i in range(min(2, len(val_ds))):
-            s = val_ds[i]
-            pred = native_labels(runner.infer(preprocess_for(meta)([s.image])), [s.label.shape])[0].numpy()
-            panel = np.concatenate([s.image, colourise(pred, meta.palette), colourise(s.label, meta.palette)], axis=1)
-            writer.add_image(f"val/{i}", panel, step, dataformats="HWC")
