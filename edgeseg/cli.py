@@ -448,6 +448,19 @@ def autolabel(model_path, images, out_dir, threshold, scales, soft, device, prov
     return 0
 
 
+@cli.command()
+@click.option("--classes", type=int, default=19, show_default=True, help="Classes for the parameter count.")
+def models(classes):
+    """The registered architectures, with parameter counts."""
+    from edgeseg.models import DEFAULT_MODEL, MODELS, ModelConfig, build_model
+
+    for name, builder in MODELS.items():
+        n = sum(p.numel() for p in build_model(ModelConfig(name, classes)).parameters())
+        doc = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
+        click.echo(f"{name:18s} {n / 1e6:6.2f} M params  {doc}" + ("  [default]" if name == DEFAULT_MODEL else ""))
+    return 0
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -38,3 +38,8 @@ def test_bad_options_give_one_line_errors(cli_run, tmp_path):
         code, out, err = cli_run(*args)
         assert code == 2, (args, err)
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_models_lists_the_registry(cli_run):
+    code, out, _ = cli_run("models", "--classes", "11")
+    assert code == 0 and "lite0-lraspp" in out and "[default]" in out and "lite0-dupsample" in out

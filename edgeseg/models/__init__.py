@@ -13,6 +13,7 @@ from edgeseg.models.checkpoint import load_checkpoint, load_file, strict_load
 
 
 def _lite0_lraspp(cfg: ModelConfig) -> SegModel:
+    """EfficientNet-Lite0 + Lite R-ASPP (the default)."""
     from edgeseg.models.efficientnet_lite import EfficientNetLite0
     from edgeseg.models.parts import LRASPP, ClassifierHead
 
@@ -22,6 +23,7 @@ def _lite0_lraspp(cfg: ModelConfig) -> SegModel:
 
 
 def _lite0_fpn(cfg: ModelConfig) -> SegModel:
+    """EfficientNet-Lite0 + a small FPN on strides 8-32."""
     from edgeseg.models.efficientnet_lite import EfficientNetLite0
     from edgeseg.models.parts import ClassifierHead, LiteFPN
 
@@ -31,6 +33,7 @@ def _lite0_fpn(cfg: ModelConfig) -> SegModel:
 
 
 def _lite0_dupsample(cfg: ModelConfig) -> SegModel:
+    """EfficientNet-Lite0 + DUpsampling decoder (options: stride, channels, finetune_w)."""
     from edgeseg.models.dupsample import DUpsampleFusion, DUpsampleHead
     from edgeseg.models.efficientnet_lite import EfficientNetLite0
 
@@ -43,6 +46,7 @@ def _lite0_dupsample(cfg: ModelConfig) -> SegModel:
 
 
 def _lite0_lraspp_msa(cfg: ModelConfig) -> SegModel:
+    """lite0-lraspp with hierarchical multi-scale attention (options: train_scales, infer_scales)."""
     from edgeseg.models.efficientnet_lite import EfficientNetLite0
     from edgeseg.models.msa import AttentionHead, MultiScaleAttentionModel
     from edgeseg.models.parts import LRASPP, ClassifierHead
@@ -55,6 +59,7 @@ def _lite0_lraspp_msa(cfg: ModelConfig) -> SegModel:
 
 
 def _tiny_msa(cfg: ModelConfig) -> SegModel:
+    """tiny with multi-scale attention, for tests."""
     from edgeseg.models.msa import AttentionHead, MultiScaleAttentionModel
     from edgeseg.models.parts import ClassifierHead, LastFeature, TinyEncoder
 
@@ -66,6 +71,7 @@ def _tiny_msa(cfg: ModelConfig) -> SegModel:
 
 
 def _tiny(cfg: ModelConfig) -> SegModel:
+    """Three strided convolutions: for fast tests, not for accuracy."""
     from edgeseg.models.parts import ClassifierHead, LastFeature, TinyEncoder
 
     enc = TinyEncoder()
