@@ -338,12 +338,15 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
               help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration cache (8.5-10.x); auto picks by version.")
 @click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT workspace in GB.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file (read and updated).")
-@click.option("--dla", type=int, default=None, help="Build for DLA core N (Jetson), GPU fallback on.")
+@click.option("--dla", type=int, default=None, help="Build for DLA core N (Jetson), GPU fallback on; needs --fp16 or --int8.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --dynamic-batch --trt: the largest batch the engine accepts.")
 @scales_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
-           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, scales, quiet):
+           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
+           quiet):
     """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
     Writes model.onnx and parity.json; --int8 adds model.int8.onnx, int8_report.json and a
@@ -366,7 +369,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
         precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
         trt_opts = TrtOptions(precision=precision, int8_mode=int8_mode, workspace_gb=workspace,
                               timing_cache=str(timing_cache) if timing_cache else None, dla_core=dla,
-                              fp16_fallback=bool(int8 and fp16))
+                              fp16_fallback=bool(int8 and fp16), max_batch=max_batch)
     export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
                  n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
                  device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet,

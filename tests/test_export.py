@@ -172,3 +172,43 @@ def test_onnxslim_is_used_when_installed(tiny_checkpoint, tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, "onnxslim", None)
     path, _ = export_onnx(tiny_checkpoint, tmp_path / "n.onnx")
     assert {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}["edgeseg.extra"]["onnxslim"] is False
+
+
+def test_opset_down_conversion_of_reductions():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.export.opset import downgrade
+
+    nodes = [helper.make_node("Constant", [], ["ax"], value_ints=[2, 3]),
+             helper.make_node("ReduceMean", ["x", "ax"], ["m1"], keepdims=1),
+             helper.make_node("ReduceMax", ["x"], ["m2"], keepdims=0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 4])],
+                              [helper.make_tensor_value_info("m1", TensorProto.FLOAT, [1, 2, 1, 1]),
+                               helper.make_tensor_value_info("m2", TensorProto.FLOAT, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    m17 = downgrade(onnx.ModelProto.FromString(model.SerializeToString()), 17)
+    onnx.checker.check_model(m17, full_check=True)
+    assert [n.op_type for n in m17.graph.node] == ["ReduceMean", "ReduceMax"]
+    x = np.random.default_rng(0).random((1, 2, 3, 4)).astype(np.float32)
+    for a, b in zip(ort.InferenceSession(model.SerializeToString()).run(None, {"x": x}),
+                    ort.InferenceSession(m17.SerializeToString()).run(None, {"x": x})):
+        np.testing.assert_array_equal(a, b)
+    graph.node[2].attribute.append(helper.make_attribute("noop_with_empty_axes", 1))
+    with pytest.raises(ConfigError, match="noop_with_empty_axes"):
+        downgrade(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), 17)
+
+
+def test_uint8_graph_edges_convert_straight_from_and_to_float(tiny_checkpoint, tmp_path):
+    """TensorRT 8.x takes uint8 only at the edges, converted to or from float."""
+    path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx", OnnxOptions(output="labels", input_format="uint8"))
+    graph = onnx.load(str(path)).graph
+    consumers = {i: n for n in graph.node for i in n.input}
+    producers = {o: n for n in graph.node for o in n.output}
+    first = consumers["input"]
+    assert first.op_type == "Cast" and onnx.helper.get_attribute_value(first.attribute[0]) == onnx.TensorProto.FLOAT
+    last = producers["labels"]
+    assert last.op_type == "Cast" and onnx.helper.get_attribute_value(last.attribute[0]) == onnx.TensorProto.UINT8
+    before = producers[last.input[0]]
+    assert before.op_type == "Cast" and onnx.helper.get_attribute_value(before.attribute[0]) == onnx.TensorProto.FLOAT

@@ -134,3 +134,19 @@ def test_bad_values_and_options_are_rejected():
     # a class index equal to the ignore index of another data set is fine when declared
     mass, valid = downsample_labels(np.array([[0, 11]], dtype=np.uint8), (1, 1), num_classes=11, ignore_index=11)
     assert valid[0, 0] == pytest.approx(0.5)
+
+
+def test_ignore_index_inside_the_class_range_is_still_void():
+    lab = np.array([[0, 0], [1, 2]], dtype=np.uint8)
+    mass, valid = downsample_labels(lab, (1, 1), num_classes=3, ignore_index=0)
+    np.testing.assert_allclose(mass[:, 0, 0], [0, 0.25, 0.25])
+    assert valid[0, 0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8])
+def test_the_callers_labels_are_never_modified(dtype):
+    lab = np.array([[0, 1], [255, 2]], dtype=dtype)
+    before = lab.copy()
+    downsample_labels(lab, (1, 1), num_classes=3)
+    downsample_labels(torch.from_numpy(lab), (1, 1), num_classes=3, mode="nearest")
+    np.testing.assert_array_equal(lab, before)

@@ -170,6 +170,27 @@ def test_timing_cache_is_read_and_written(trt, models, tmp_path):
     assert calls(trt, "config.create_timing_cache")[-1] == (len(first),) and cache.read_bytes() != first
 
 
+def test_dynamic_batch_engines_get_an_optimisation_profile(trt, tiny_checkpoint, tmp_path):
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False, log=lambda _: None)
+    from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
+
+    meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
+    engine = tmp_path / "d.engine"
+    build_engine(tmp_path / "model.onnx", engine, TrtOptions(precision="fp32", max_batch=4), meta=meta, log=lambda _: None)
+    assert calls(trt, "profile.set_shape") == [("input", (1, 3, 36, 48), (1, 3, 36, 48), (4, 3, 36, 48))]
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 36, 48)).astype(np.float32)
+        np.testing.assert_allclose(run_engine(engine, x)["logits"], reference(None, tmp_path / "model.onnx", x)["logits"], atol=1e-5)
+    with pytest.raises(ConfigError, match="batches up to 4"):
+        run_engine(engine, np.zeros((5, 3, 36, 48), np.float32))
+    if trt.generation != "11":  # implicit INT8 calibrates through the same profile
+        export_model(tiny_checkpoint, tmp_path / "q", OnnxOptions(dynamic_batch=True), verify=False, progress=False, log=lambda _: None,
+                     int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0))
+        build_engine(tmp_path / "q" / "model.onnx", tmp_path / "i.engine", TrtOptions(precision="int8", int8_mode="implicit", max_batch=4),
+                     calib_cache=tmp_path / "q" / "calibration.cache", meta=meta, log=lambda _: None)
+        assert len(calls(trt, "config.set_calibration_profile")) == 1
+
+
 def test_dla(trt, models, tmp_path):
     opts = TrtOptions(precision="fp16", dla_core=1)
     if trt.generation == "11":
@@ -182,6 +203,8 @@ def test_dla(trt, models, tmp_path):
     assert ("GPU_FALLBACK",) in calls(trt, "config.set_flag") and "--useDLACore=1" in fp["trtexec"]
     with pytest.raises(ConfigError, match="--dla 5: this device has 2 DLA core"):
         build_engine(models["fp32"], tmp_path / "e.engine", TrtOptions(dla_core=5), meta=models["meta"], log=lambda _: None)
+    with pytest.raises(ConfigError, match="--dla runs FP16 or INT8"):
+        build_engine(models["fp32"], tmp_path / "f.engine", TrtOptions(precision="fp32", dla_core=0), meta=models["meta"], log=lambda _: None)
 
 
 def test_binding_api_path(trt, models, tmp_path):

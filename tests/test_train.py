@@ -62,8 +62,14 @@ def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
 
     first = train(tiny_cfg(folder_dataset, out, epochs=3), log=quiet, on_step=interrupt_at)
     assert first["interrupted"]
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)  # the epoch was complete: validated and saved as such
     train(tiny_cfg(folder_dataset, out, epochs=3, resume=True), log=quiet)
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3] and all(r["train_loss"] > 0 for r in lines)
+    assert [r["val_miou"] for r in lines] == [r["val_miou"] for r in straight]
 
 
 def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):

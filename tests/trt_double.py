@@ -154,6 +154,22 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
         def strongly_typed(self):
             return major >= 11 or (major == 10 and self.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED))
 
+        @property
+        def num_inputs(self):
+            return len([t for t in self.io or [] if t["input"]])
+
+        def get_input(self, i):
+            t = [t for t in self.io if t["input"]][i]
+            return types.SimpleNamespace(name=t["name"], shape=tuple(t["shape"]), dtype=DataType(t["dtype"]))
+
+    class OptimizationProfile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, min, opt, max):  # noqa: A002 - the TensorRT argument names
+            record("profile.set_shape", name, tuple(min), tuple(opt), tuple(max))
+            self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
+
     max_opset = {8: 17, 10: 20, 11: 22}[major]
 
     class OnnxParser:
@@ -253,6 +269,11 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
         def get_flag(self, flag):
             return BuilderFlag(flag) in self._flags
 
+        def add_optimization_profile(self, profile):
+            record("config.add_optimization_profile", dict(profile.shapes))
+            object.__setattr__(self, "_profiles", getattr(self, "_profiles", []) + [profile])
+            return len(self._profiles) - 1
+
         def create_timing_cache(self, data):
             record("config.create_timing_cache", len(bytes(data)))
             return TimingCache(data)
@@ -264,6 +285,12 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
 
         def get_timing_cache(self):
             return self._timing
+
+    if major < 11:  # deprecated in 10.1 with the calibrators, removed in 11
+        def set_calibration_profile(self, profile):
+            record("config.set_calibration_profile", dict(profile.shapes))
+
+        BuilderConfig.set_calibration_profile = set_calibration_profile
 
     # ------------------------------------------------------------------ calibrators (8.5, 10.x)
     if major < 11:
@@ -346,6 +373,9 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
         def create_builder_config(self):
             return BuilderConfig()
 
+        def create_optimization_profile(self):
+            return OptimizationProfile()
+
         def build_serialized_network(self, network, config):
             import onnx
 
@@ -356,6 +386,10 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
             proto = onnx.load_model_from_string(network.onnx)
             has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
             names = {f.name for f in config._flags}
+            dynamic = [t["name"] for t in network.io if t["input"] and -1 in t["shape"]]
+            if dynamic and not getattr(config, "_profiles", None):
+                self.logger.log(Severity.ERROR, "Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                return None
             if network.strongly_typed and names & {"FP16", "INT8", "BF16"}:
                 self.logger.log(Severity.ERROR, "BuilderFlag::kFP16/kINT8 is not compatible with a strongly typed network")
                 return None

@@ -178,13 +178,14 @@ def _class_map(lab: torch.Tensor, num_classes: int, ignore_index: int) -> torch.
     if lab.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
         raise DataError(f"labels must be an integer array, got dtype {lab.dtype}")
     lo, hi = (int(v) for v in torch.aminmax(lab))
-    if lo >= 0 and hi < num_classes:
-        return lab.to(torch.int32)
+    ignore_is_class_value = 0 <= ignore_index < num_classes
+    if lo >= 0 and hi < num_classes and not ignore_is_class_value:
+        return lab.to(torch.int32, copy=True)
     if lo >= 0 and ignore_index >= num_classes:
         # Fast path: only void may exceed the class range; clamp sends it to C.
         arr = lab.numpy() if lab.device.type == "cpu" else lab.cpu().numpy()
         if np.count_nonzero(arr >= num_classes) == np.count_nonzero(arr == ignore_index):
-            return lab.to(torch.int32).clamp_(max=num_classes)
+            return lab.to(torch.int32, copy=True).clamp_(max=num_classes)
     is_void = lab == ignore_index
     bad = ~is_void & ((lab < 0) | (lab >= num_classes))
     if bool(bad.any()):
@@ -192,7 +193,7 @@ def _class_map(lab: torch.Tensor, num_classes: int, ignore_index: int) -> torch.
         raise DataError(
             f"label values {values} are neither a class (0..{num_classes - 1}) nor the ignore index {ignore_index}"
         )
-    return lab.to(torch.int32).masked_fill_(is_void, num_classes)
+    return lab.to(torch.int32, copy=True).masked_fill_(is_void, num_classes)
 
 
 @lru_cache(maxsize=8)

@@ -58,7 +58,8 @@ class ExportWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor):
         if self.uint8_input:
-            x = (x.permute(0, 3, 1, 2).to(torch.float32) - self.mean) * self.inv_std
+            # TensorRT 8.x accepts uint8 only at the graph edge, converted straight to float
+            x = (x.to(torch.float32).permute(0, 3, 1, 2) - self.mean) * self.inv_std
         logits = self.model(x)
         outs = []
         if self.emit_logits:
@@ -67,7 +68,8 @@ class ExportWrapper(nn.Module):
             scores = logits
             if self.labels_size is not None and tuple(self.labels_size) != tuple(logits.shape[-2:]):
                 scores = F.interpolate(logits, size=self.labels_size, mode="bilinear", align_corners=False)
-            outs.append(scores.argmax(1).to(torch.uint8))
+            # via float: TensorRT 8.x casts to uint8 from float only (its ArgMax gives int32)
+            outs.append(scores.argmax(1).to(torch.float32).to(torch.uint8))
         return tuple(outs) if len(outs) > 1 else outs[0]
 
 

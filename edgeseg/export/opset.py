@@ -32,7 +32,14 @@ def _constant_values(model: onnx.ModelProto, name: str):
             return numpy_helper.to_array(init)
     for node in model.graph.node:
         if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(node.attribute[0].t)
+            attr = node.attribute[0]
+            if attr.name == "value":
+                return numpy_helper.to_array(attr.t)
+            if attr.name in ("value_ints", "value_int"):
+                import numpy as np
+
+                return np.asarray(helper.get_attribute_value(attr), dtype=np.int64)
+            return None
     return None
 
 
@@ -45,6 +52,13 @@ def downgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
+        if node.op_type in _REDUCE_18 and (len(node.input) < 2 or not node.input[1]):
+            if any(a.name == "noop_with_empty_axes" and a.i for a in node.attribute):
+                raise ConfigError(f"--opset {target}: {node.op_type} '{node.name}' uses noop_with_empty_axes; use --opset 18")
+            keep = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+            continue  # no axes: reduce over all axes, the same in 13..17
         if node.op_type in _REDUCE_18 and len(node.input) > 1 and node.input[1]:
             axes = _constant_values(model, node.input[1])
             if axes is None:
@@ -75,6 +89,9 @@ def downgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         old = onnx.defs.get_schema(node.op_type, target, "").since_version
         if new != old:
             raise ConfigError(f"--opset {target}: operator {node.op_type} changed in opset {new} and has no down-conversion here; use --opset {source}")
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    for node in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        model.graph.node.remove(node)  # axes constants now folded into attributes
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             imp.version = target

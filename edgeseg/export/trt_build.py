@@ -35,6 +35,7 @@ class TrtOptions:
     timing_cache: str | None = None
     dla_core: int | None = None
     fp16_fallback: bool = False  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only; --int8 --fp16)
+    max_batch: int = 8  # for a dynamic-batch model: the optimisation profile covers batches 1..max_batch
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -43,6 +44,10 @@ class TrtOptions:
             raise ConfigError(f"--int8-mode: expected auto, explicit or implicit; got '{self.int8_mode}'")
         if not 0 < self.workspace_gb <= 1024:
             raise ConfigError(f"--workspace {self.workspace_gb}: expected a size in GB between 0 and 1024")
+        if self.max_batch < 1:
+            raise ConfigError(f"--max-batch {self.max_batch}: must be at least 1")
+        if self.dla_core is not None and self.precision == "fp32":
+            raise ConfigError("--dla runs FP16 or INT8 layers only; add --fp16 or --int8 (in FP32 every layer would fall back to the GPU)")
 
 
 def _gpu_info() -> dict:
@@ -136,6 +141,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         raise ModelFileError(f"{parse_path}: TensorRT {trt.__version__} cannot parse the model: {errors[:300]}")
     config = builder.create_builder_config()
     api.set_workspace(config, int(options.workspace_gb * (1 << 30)))
+    profile = _batch_profile(builder, network, config, options.max_batch)
     calibrator = None
     if options.precision == "fp16" and api.has_precision_flags and not strongly_typed:
         api.allow_fp16(config)
@@ -152,7 +158,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
             from edgeseg.runtime.trt_runner import TrtRunner
 
             calibrator = make_calibrator(api, Path(calib_cache), inputs=calib_inputs, device=TrtRunner.default_device)
-            api.set_calibrator(config, calibrator)
+            api.set_calibrator(config, calibrator, profile)
     if options.dla_core is not None:
         api.set_dla(builder, config, options.dla_core)
     if options.timing_cache:
@@ -188,6 +194,26 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     log(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
         + (f" {options.int8_mode}" if options.precision == "int8" else "") + (f", {w}x{h}" if w else "") + ")")
     return {"engine": engine_path, "fingerprint": fingerprint}
+
+
+def _batch_profile(builder, network, config, max_batch: int):
+    """An optimisation profile over batches 1..max_batch when the input batch is dynamic."""
+    dynamic = []
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise ModelFileError(f"input '{tensor.name}' has a dynamic size {shape}; edgeseg engines take a fixed image size")
+        if shape and shape[0] < 0:
+            dynamic.append((tensor.name, shape))
+    if not dynamic:
+        return None
+    profile = builder.create_optimization_profile()
+    for name, shape in dynamic:
+        rest = tuple(shape[1:])
+        profile.set_shape(name, (1,) + rest, (1,) + rest, (max_batch,) + rest)
+    config.add_optimization_profile(profile)
+    return profile
 
 
 def fingerprint_path(engine_path: Path) -> Path:

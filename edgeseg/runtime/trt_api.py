@@ -110,13 +110,15 @@ class TrtApi:
         if self.has_precision_flags:
             config.set_flag(self.trt.BuilderFlag.INT8)
 
-    def set_calibrator(self, config, calibrator) -> None:
+    def set_calibrator(self, config, calibrator, profile=None) -> None:
         if not self.supports_implicit_int8:
             raise ConfigError(
                 f"TensorRT {self.trt.__version__} removed implicit INT8 calibration; use --int8-mode explicit (Q/DQ model)"
             )
         config.set_flag(self.trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
+        if profile is not None:  # a dynamic-batch network calibrates with this profile
+            config.set_calibration_profile(profile)
 
     def set_dla(self, builder, config, core: int) -> None:
         if self.major >= 11:

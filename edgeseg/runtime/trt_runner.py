@@ -74,6 +74,7 @@ class TrtRunner(BaseRunner):
             raise ModelFileError(f"{self.path}: expected one input tensor, found {len(self.inputs)}")
         batch = self.inputs[0].shape[0]
         self.fixed_batch = batch if batch > 0 else None
+        self.max_batch = int(self.fingerprint.get("build_options", {}).get("max_batch", 1))
 
     def _output_shape(self, t, batch: int) -> tuple[int, ...]:
         if self.use_v3:
@@ -85,7 +86,19 @@ class TrtRunner(BaseRunner):
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
+        import contextlib
+
         inp = self.inputs[0]
+        if -1 in inp.shape and x.shape[0] > self.max_batch:
+            raise ConfigError(f"{self.path.name}: engine built for batches up to {self.max_batch}; got {x.shape[0]} (rebuild with --max-batch)")
+        # copies and allocations on the engine's stream, so TensorRT never reads a buffer still being filled
+        on_stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with on_stream:
+            return self._execute(x, inp)
+
+    def _execute(self, x: np.ndarray, inp) -> dict[str, np.ndarray]:
+        import torch
+
         x_dev = torch.from_numpy(x).to(self.device).to(self.api.torch_dtype(inp.dtype)).contiguous()
         if self.use_v3:
             if -1 in inp.shape:

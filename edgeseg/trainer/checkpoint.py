@@ -35,9 +35,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
 RESUME_KEYS = ("model", "res", "labels", "kernel", "dataset", "batch", "optimizer")
 
 
-def check_resume_compatible(ckpt: dict, cfg_dict: dict, where: str) -> None:
+def check_resume_compatible(ckpt: dict, cfg_dict: dict, where: str, world_size: int = 1) -> None:
     saved = ckpt.get("train_config", {})
     diffs = [f"--{k} {saved.get(k)!r} (now {cfg_dict.get(k)!r})" for k in RESUME_KEYS if saved.get(k) != cfg_dict.get(k)]
+    if int(ckpt.get("world_size", 1)) != world_size:
+        diffs.append(f"{ckpt.get('world_size', 1)} process(es) (now {world_size})")
     if diffs:
         raise ConfigError(
             f"{where} was trained with {', '.join(diffs)}; resume with the same options or train into a new --out"

@@ -21,7 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeseg.progress import Progress
-from edgeseg.trainer.data import raise_if_error
+from edgeseg.errors import DataError
+from edgeseg.trainer.data import SampleError
+from edgeseg.trainer.distributed import DistInfo, broadcast_flag
 
 IGNORE = -1
 
@@ -118,6 +120,7 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = LRSchedule(optimizer, lr, epochs * steps_per_epoch, "cosine", warmup=min(100, epochs * steps_per_epoch // 20))
     gen = torch.Generator().manual_seed(seed + 17)
+    dist = dist_info or DistInfo()
     history = []
     main = dist_info is None or dist_info.is_main
     for epoch in range(epochs):
@@ -125,7 +128,9 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         bar = Progress(steps_per_epoch, f"contrastive {epoch + 1}/{epochs}", "img", enabled=progress and main)
         total, steps, t0 = 0.0, 0, time.perf_counter()
         for batch in make_loader(epoch):
-            raise_if_error(batch)
+            error = batch.message if isinstance(batch, SampleError) else None
+            if broadcast_flag(error is not None, dist):
+                raise DataError(error or "a training sample failed to load on another process (see its error)")
             x, target = batch
             x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
             target = {k: v.to(device) for k, v in target.items()}
@@ -133,7 +138,7 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
             labels = grid_labels(target, grid, num_classes, threshold)
             zs, ys = sample_pixels(z, labels, max_pixels, gen)
             loss = contrastive_loss(zs, ys, temperature)
-            if not math.isfinite(float(loss.detach())):
+            if broadcast_flag(not math.isfinite(float(loss.detach())), dist):
                 from edgeseg.errors import TrainingStopped
 
                 raise TrainingStopped(f"contrastive loss became {float(loss)} at epoch {epoch + 1}; try a lower --lr")

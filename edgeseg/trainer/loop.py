@@ -24,7 +24,7 @@ import torch.nn as nn
 from edgeseg import __version__
 from edgeseg.data import build_dataset
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, TrainingStopped
+from edgeseg.errors import ConfigError, DataError, TrainingStopped
 from edgeseg.evaluation import evaluate
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
@@ -36,7 +36,7 @@ from edgeseg.runtime.processing import Preprocess
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
 from edgeseg.trainer.checkpoint import check_resume_compatible, rng_state, save_checkpoint, set_rng_state
 from edgeseg.trainer.config import TrainConfig, default_epochs
-from edgeseg.trainer.data import TrainingSet, make_loader, raise_if_error
+from edgeseg.trainer.data import SampleError, TrainingSet, make_loader
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
@@ -116,7 +116,10 @@ def train_one_epoch(
     steps = images = 0
     t0 = time.perf_counter()
     for batch in loader:
-        raise_if_error(batch)
+        # Every rank must agree before a collective runs, or the others wait forever.
+        error = batch.message if isinstance(batch, SampleError) else None
+        if broadcast_flag(error is not None, dist_info):
+            raise DataError(error or "a training sample failed to load on another process (see its error)")
         x, target = batch
         x = normalise(x.to(device, non_blocking=True)).contiguous(memory_format=channels_last)
         target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
@@ -129,7 +132,7 @@ def train_one_epoch(
                 loss = loss + out["aux_weight"] * compute_loss(aux, target, loss_kind, ignore_index)
         else:
             loss = compute_loss(out, target, loss_kind, ignore_index)
-        if not bool(torch.isfinite(loss)):
+        if broadcast_flag(not bool(torch.isfinite(loss)), dist_info):
             raise TrainingStopped(f"loss became {loss.item()} at step {schedule.step_count}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -279,7 +282,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
     ckpt = None
     if cfg.resume:
         ckpt = load_checkpoint(out / "last.pt")
-        check_resume_compatible(ckpt, cfg.to_dict(), str(out / "last.pt"))
+        check_resume_compatible(ckpt, cfg.to_dict(), str(out / "last.pt"), dist_info.world)
         strict_load(model, ckpt["model"], str(out / "last.pt"))
         init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt['epoch']}, step {ckpt['step']})"
     else:
@@ -321,7 +324,9 @@ def _train(cfg, device, out, dist_info, on_step, log):
         schedule.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])  # rank 0's state; other ranks draw their own stream from it
+        if dist_info.rank:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + dist_info.rank)
         start_epoch, skip_batches = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
         best = float(ckpt.get("best_miou", -1.0))
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] if (out / "metrics.jsonl").is_file() else []
@@ -388,6 +393,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
             "normalisation": {"mean": list(model_cfg.mean), "std": list(model_cfg.std)},
             "dataset": {"name": info.name, "root": str(cfg.data) if cfg.data else None},
             "train_config": cfg.to_dict(),
+            "world_size": dist_info.world,
         }
 
     last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
@@ -417,14 +423,15 @@ def _train(cfg, device, out, dist_info, on_step, log):
             bar.close()
             done_in_epoch = skip_batches + stats["steps"]
             skip_batches = 0
-            if stop.set:
+            finished = schedule.step_count >= total_steps
+            interrupted = broadcast_flag(stop.set, dist_info)  # a Ctrl-C after the last in-epoch check counts too
+            if interrupted and done_in_epoch < steps_per_epoch and not finished:
                 if main:
                     save_checkpoint(out / "last.pt", state(epoch, done_in_epoch))
                 barrier(dist_info)
                 say(f"interrupted at epoch {epoch + 1}, step {schedule.step_count}; wrote {out / 'last.pt'}; "
                     f"continue with: edgeseg train --out {out} --resume")
                 return {"interrupted": True, "out": str(out), "step": schedule.step_count, "is_main": main}
-            finished = schedule.step_count >= total_steps
             record = {
                 "epoch": epoch + 1,
                 "step": schedule.step_count,
@@ -454,6 +461,11 @@ def _train(cfg, device, out, dist_info, on_step, log):
                 + (f", val mIoU {record['val_miou']:.2f}" if "val_miou" in record else "")
                 + f", {record['img_per_s']:.1f} img/s, peak {kind} {record['peak_mem_mb']:.0f} MB"
                 + (" (best)" if improved else ""))
+            if interrupted and not finished:  # stopped on an epoch's last step: the epoch is complete and saved
+                say(f"interrupted after epoch {epoch + 1}; continue with: edgeseg train --out {out} --resume")
+                if writer is not None:
+                    writer.close()
+                return {"interrupted": True, "out": str(out), "step": schedule.step_count, "is_main": main}
             if finished:
                 break
     if writer is not None:
