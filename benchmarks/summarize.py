@@ -1,6 +1,8 @@
 """Markdown tables from the JSON the benchmark scripts record in benchmarks/results/.
 
-    python benchmarks/summarize.py [labels|methods|int8|downsampling|throughput|bench]
+    python benchmarks/summarize.py labels [FILE.jsonl]     (default camvid_labels.jsonl)
+    python benchmarks/summarize.py methods
+    python benchmarks/summarize.py int8|downsampling FILE.json
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ RESULTS = Path(__file__).parent / "results"
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
 
+def _path(name) -> Path:
+    """A file name in benchmarks/results/, or a path as given."""
+    return Path(name) if Path(name).is_file() else RESULTS / name
+
+
 def _rows(name):
-    path = RESULTS / name
+    path = _path(name)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
@@ -26,18 +33,20 @@ def _ms(values):
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def labels() -> str:
+def labels(name="camvid_labels.jsonl") -> str:
     groups = defaultdict(list)
-    for r in _rows("camvid_labels.jsonl"):
-        groups[(tuple(r["res"]), r["labels"])].append(r)
-    out = ["| training res | labels | seeds | mIoU | " + " | ".join(THIN) + " | thin mean |", "|---|---|---|---|" + "---|" * (len(THIN) + 1)]
-    for (res, mode), rs in sorted(groups.items()):
+    for r in _rows(name):
+        groups[(r["model"], tuple(r["res"]), r["labels"])].append(r)
+    out = ["| model | training res | labels | seeds | mIoU | " + " | ".join(THIN) + " | thin mean |", "|---|---|---|---|---|" + "---|" * (len(THIN) + 1)]
+    for (model, res, mode), rs in sorted(groups.items()):
         cells = [_ms([r["per_class"][c] for r in rs]) for c in THIN]
-        out.append(f"| {res[0]}x{res[1]} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | " + " | ".join(cells)
+        out.append(f"| {model} | {res[0]}x{res[1]} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | " + " | ".join(cells)
                    + f" | {_ms([r['thin_mean'] for r in rs])} |")
     pairs = defaultdict(dict)
-    for r in _rows("camvid_labels.jsonl"):
+    for r in _rows(name):
         pairs[(tuple(r["res"]), r["seed"])][r["labels"]] = r
+    if not any("soft" in d and "nearest" in d for d in pairs.values()):
+        return "\n".join(out)
     out.append("")
     out.append("| training res | seed | soft - nearest mIoU | soft - nearest thin mean |")
     out.append("|---|---|---|---|")
@@ -59,8 +68,8 @@ def methods() -> str:
     return "\n".join(out)
 
 
-def int8(name="int8_camvid.json") -> str:
-    d = json.loads((RESULTS / name).read_text())
+def int8(name="int8_camvid_240x180.json") -> str:
+    d = json.loads(_path(name).read_text())
     out = [f"model input {d['input']}, {d['val_images']} val images, {d['calib_images']} calibration images, budget {d['budget']} mIoU",
            "", "| calibration | fallback | float blocks | mIoU INT8 | mIoU FP32 | delta | pixel agreement | ORT CPU latency INT8/FP32 |",
            "|---|---|---|---|---|---|---|---|"]
@@ -71,7 +80,7 @@ def int8(name="int8_camvid.json") -> str:
 
 
 def downsampling(name="label_downsampling.json") -> str:
-    d = json.loads((RESULTS / name).read_text())
+    d = json.loads(_path(name).read_text())
     out = [f"{d['input']}, {d['threads']} thread(s), median of {d['rounds']} interleaved rounds", "",
            "| target | kernel | edgeseg ms | edgeseg Mpx/s | scatter one-hot + interpolate ms | speed-up | F.one_hot + interpolate ms | speed-up |",
            "|---|---|---|---|---|---|---|---|"]
@@ -84,7 +93,8 @@ def downsampling(name="label_downsampling.json") -> str:
 
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "labels"
-    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling}[which]())
+    args = sys.argv[2:]  # an optional results file
+    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling}[which](*args))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from edgeseg import runtime
@@ -96,3 +97,13 @@ def test_video_input_needs_opencv(model_files, tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
     with pytest.raises(MissingDependencyError, match="opencv"):
         predict(model_files["torch"], [tmp_path / "clip.mp4"], tmp_path / "o", progress=False)
+
+
+def test_channel_argmax_matches_argmax_with_first_index_on_ties():
+    from edgeseg.runtime.processing import channel_argmax, scores_to_labels
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (2, 9, 37, 53), generator=g).float()  # many ties
+    assert torch.equal(channel_argmax(scores), scores.argmax(1))
+    up = torch.nn.functional.interpolate(scores, size=(74, 106), mode="bilinear", align_corners=False)
+    assert torch.equal(scores_to_labels(scores, (74, 106)), up.argmax(1))

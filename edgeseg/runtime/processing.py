@@ -71,12 +71,21 @@ def scores_to_labels(scores: torch.Tensor | np.ndarray, size: tuple[int, int] | 
     """
     scores = torch.as_tensor(scores)
     if size is None or tuple(size) == tuple(scores.shape[-2:]):
-        return scores.argmax(1)
+        return channel_argmax(scores)
     H, W = size
     out = torch.empty((scores.shape[0], H, W), dtype=torch.int64)
     for n in range(scores.shape[0]):
-        out[n] = upsample_scores(scores[n : n + 1], (H, W)).argmax(1)[0]
+        out[n] = channel_argmax(upsample_scores(scores[n : n + 1], (H, W)))[0]
     return out
+
+
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """Argmax over dim 1 of ``(N, C, H, W)``, first index on ties (as ONNX ArgMax).
+
+    ``max(1).indices`` gives the same indices as ``argmax(1)`` and is several
+    times faster on CPU for NCHW layouts (measured 6 ms vs 42-77 ms for 9x512x1024).
+    """
+    return scores.max(1).indices
 
 
 def upsample_labels(labels: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
