@@ -14,6 +14,7 @@ included) reuses them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -46,7 +47,9 @@ def _quiet_ort():
     logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs through the root logger
     ort.set_default_logger_severity(3)
     try:
-        yield
+        # The histogram calibrators also print their progress to stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.getLogger().setLevel(previous)
         ort.set_default_logger_severity(2)
