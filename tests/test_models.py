@@ -77,3 +77,13 @@ def test_model_files_never_run_code(tmp_path):
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:50])
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
         load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "trunc.pt"))
+
+
+def test_one_default_model_everywhere():
+    from edgeseg.cli import cli
+    from edgeseg.models import DEFAULT_MODEL
+    from edgeseg.trainer import TrainConfig
+
+    train_cmd = cli.commands["train"]
+    cli_default = next(p.default for p in train_cmd.params if p.name == "model")
+    assert TrainConfig().model == cli_default == DEFAULT_MODEL
