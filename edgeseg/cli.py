@@ -190,7 +190,7 @@ def scales_option(fn):
 @click.option("--kernel", type=click.Choice(["area", "bilinear"]), default="area", show_default=True,
               help="Resize kernel shared by image and soft label.")
 @click.option("--loss", type=click.Choice(["ce", "kl"]), default="ce", show_default=True, help="Loss for soft targets.")
-@click.option("--model", default="lite0-fpn", show_default=True, help="Architecture (see 'edgeseg models').")
+@click.option("--model", default="lite0-lraspp", show_default=True, help="Architecture (see 'edgeseg models').")
 @click.option("--pretrained", default="auto", show_default=True,
               help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")
@@ -235,7 +235,7 @@ def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epoch
           model_opts, quiet):
     """Train a compact model at low resolution with soft labels.
 
-    With no options: lite0-fpn on the embedded synthetic scenes at 512x256,
+    With no options: lite0-lraspp on the embedded synthetic scenes at 512x256,
     a few minutes on a CPU. Run under 'torchrun --nproc_per_node N' for
     DistributedDataParallel (NCCL on GPU, gloo on CPU). Ctrl-C saves last.pt;
     --resume continues exactly where it stopped.

@@ -16,7 +16,7 @@ class TrainConfig:
     labels: str = "soft"  # soft | nearest | onehot-bilinear
     kernel: str = "area"  # area | bilinear
     loss: str = "ce"  # ce | kl, for soft targets
-    model: str = "lite0-fpn"
+    model: str = "lite0-lraspp"
     pretrained: str = "auto"  # auto | imagenet | none | PATH
     epochs: int | None = None
     iters: int | None = None
