@@ -399,15 +399,28 @@ def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, 
     head = f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
     click.echo(head)
     click.echo("-" * len(head))
-    for r in result["results"]:
+    names = short_names([r["model"] for r in result["results"]])
+    for r, name in zip(result["results"], names):
         m, e = r["model_only"], r["end_to_end"]
-        click.echo(f"{Path(r['model']).name[:40]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
+        click.echo(f"{name[-40:]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
                    f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
     if "p50_ratio_to_first" in result:
         click.echo("p50 latency relative to the first model: "
-                   + ", ".join(f"{Path(k).name} {v:.3f}x" for k, v in result["p50_ratio_to_first"].items()))
+                   + ", ".join(f"{name} {r['model_only']['p50_ms'] / result['results'][0]['model_only']['p50_ms']:.3f}x"
+                               for r, name in zip(result["results"], names)))
     write_json(json_path, result)
     return 0
+
+
+def short_names(paths) -> list[str]:
+    """The shortest path suffixes that tell the given model files apart (file names where unique)."""
+    parts = [Path(p).parts for p in paths]
+    depth = 1
+    while True:
+        names = [str(Path(*p[-depth:])) for p in parts]
+        if len(set(names)) == len(names) or all(depth >= len(p) for p in parts):
+            return names
+        depth += 1
 
 
 @cli.command()

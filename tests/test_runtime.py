@@ -107,3 +107,11 @@ def test_channel_argmax_matches_argmax_with_first_index_on_ties():
     assert torch.equal(channel_argmax(scores), scores.argmax(1))
     up = torch.nn.functional.interpolate(scores, size=(74, 106), mode="bilinear", align_corners=False)
     assert torch.equal(scores_to_labels(scores, (74, 106)), up.argmax(1))
+
+
+def test_bench_names_tell_same_named_models_apart():
+    from edgeseg.cli import short_names
+
+    assert short_names(["runs/a/best.pt", "runs/a/export/model.onnx"]) == ["best.pt", "model.onnx"]
+    assert short_names(["/tmp/x/export/model.onnx", "/tmp/y/export/model.onnx"]) == ["x/export/model.onnx", "y/export/model.onnx"]
+    assert short_names(["m.onnx", "m.onnx"]) == ["m.onnx", "m.onnx"]
