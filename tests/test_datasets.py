@@ -129,3 +129,17 @@ def test_real_camvid_loads():
     assert len(ds) == 101
     s = ds[0]
     assert s.image.shape == (360, 480, 3) and s.label.shape == (360, 480)
+
+
+def test_subset_is_independent_of_its_source(shared_folder):
+    from edgeseg.data.base import ConcatDataset
+
+    for ds in (Synthetic("val"), build_dataset("folder", str(shared_folder), "train")):
+        for source in (ds, ConcatDataset([ds, ds])):
+            n = len(source)
+            names = [source.sample_name(i) for i in (2, 0)]
+            sub = source.subset([2, 0])
+            assert len(sub) == 2 and len(source) == n
+            assert [sub.sample_name(i) for i in range(2)] == names
+            sub.subset([1])
+            assert len(sub) == 2

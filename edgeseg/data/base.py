@@ -128,7 +128,10 @@ class SegDataset:
         raise NotImplementedError
 
     def subset(self, indices: Sequence[int]) -> "SegDataset":
-        raise NotImplementedError
+        """A shallow copy holding only ``indices`` (positions in this data set)."""
+        sub = copy.copy(self)
+        sub._keep(indices)
+        return sub
 
     def validate(self, skip_bad: bool) -> int:
         """Read every sample; drop bad ones when ``skip_bad``, else raise on the first.
@@ -151,6 +154,7 @@ class SegDataset:
         return dropped
 
     def _keep(self, indices: Sequence[int]) -> None:
+        """Keep only ``indices``, rebinding (never mutating) the index list, so copies stay independent."""
         raise NotImplementedError
 
 
@@ -189,11 +193,6 @@ class FileDataset(SegDataset):
     def _keep(self, indices: Sequence[int]) -> None:
         self.pairs = [self.pairs[i] for i in indices]
 
-    def subset(self, indices: Sequence[int]) -> "FileDataset":
-        sub = copy.copy(self)
-        sub.pairs = [self.pairs[i] for i in indices]
-        return sub
-
 
 class ConcatDataset(SegDataset):
     """Several data sets with the same classes, one after the other (e.g. labels plus auto-labels)."""
@@ -222,11 +221,6 @@ class ConcatDataset(SegDataset):
 
     def _keep(self, indices: Sequence[int]) -> None:
         self.index = [self.index[i] for i in indices]
-
-    def subset(self, indices: Sequence[int]) -> "ConcatDataset":
-        sub = copy.copy(self)
-        sub.index = [self.index[i] for i in indices]
-        return sub
 
 
 def check_label_values(label: np.ndarray, info: DatasetInfo, where) -> None:

@@ -254,11 +254,6 @@ class Synthetic(SegDataset):
     def _keep(self, indices) -> None:
         self.indices = [self.indices[i] for i in indices]
 
-    def subset(self, indices) -> "Synthetic":
-        sub = Synthetic(self.split, self.seed)
-        sub.indices = [self.indices[i] for i in indices]
-        return sub
-
 
 def build(root, split: str, skip_bad: bool = False) -> Synthetic:
     return Synthetic(split)
