@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
+def cache_dir() -> Path:
+    """Where derived artefacts (DUpsampling W, class centroids) are cached: $EDGESEG_CACHE or ~/.cache/edgeseg."""
+    return Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

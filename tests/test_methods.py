@@ -2,6 +2,7 @@
 pretraining, auto-labelling and class-uniform sampling."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -230,3 +231,27 @@ def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path):
     tf = TrainTransform((24, 18), ds.info, augment=Augment(scale=(2.0, 2.0), hflip=False, jitter=0.0))
     x0, y0, cw, ch = tf.window(36, 48, np.random.default_rng(0), centre=(30, 5))
     assert x0 <= 5 < x0 + cw and y0 <= 30 < y0 + ch and x0 >= 0 and y0 + ch <= 36
+
+
+def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeseg.data import build_dataset
+    from edgeseg.data.class_uniform import cached_centroids
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    shutil.copytree(shared_folder, root)
+    ds = build_dataset("folder", str(root), "train")
+    before = ds.fingerprint()
+    cached_centroids(ds, progress=False, log=lambda _: None)
+    mask = ds.label_files(0)[0]
+    label = np.array(Image.open(mask))
+    label[:] = 1 - np.clip(label, 0, 1)  # a different labelling, same size
+    Image.fromarray(label).save(mask)
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    ds = build_dataset("folder", str(root), "train")
+    assert ds.fingerprint() != before
+    logs = []
+    cached_centroids(ds, progress=False, log=logs.append)
+    assert not any("from cache" in m for m in logs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -127,6 +129,20 @@ class SegDataset:
     def sample_name(self, i: int) -> str:
         raise NotImplementedError
 
+    def label_files(self, i: int) -> list[Path]:
+        """Files that hold sample ``i``'s labels (none for generated data)."""
+        return []
+
+    def fingerprint(self, limit: int | None = None) -> str:
+        """A hash of what the labels of the first ``limit`` samples are: names, classes and each
+        label file's size and modification time, so caches built from labels notice edits."""
+        items = []
+        for i in range(len(self) if limit is None else min(limit, len(self))):
+            files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.label_files(i) if p.is_file()]
+            items.append([self.sample_name(i), files])
+        blob = json.dumps([self.info.name, self.split, list(self.info.class_names), self.info.ignore_index, items])
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
     def subset(self, indices: Sequence[int]) -> "SegDataset":
         """A shallow copy holding only ``indices`` (positions in this data set)."""
         sub = copy.copy(self)
@@ -193,6 +209,9 @@ class FileDataset(SegDataset):
     def _keep(self, indices: Sequence[int]) -> None:
         self.pairs = [self.pairs[i] for i in indices]
 
+    def label_files(self, i: int) -> list[Path]:
+        return [self.pairs[i][1]]
+
 
 class ConcatDataset(SegDataset):
     """Several data sets with the same classes, one after the other (e.g. labels plus auto-labels)."""
@@ -221,6 +240,10 @@ class ConcatDataset(SegDataset):
 
     def _keep(self, indices: Sequence[int]) -> None:
         self.index = [self.index[i] for i in indices]
+
+    def label_files(self, i: int) -> list[Path]:
+        k, j = self.index[i]
+        return self.parts[k].label_files(j)
 
 
 def check_label_values(label: np.ndarray, info: DatasetInfo, where) -> None:

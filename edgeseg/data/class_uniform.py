@@ -42,11 +42,9 @@ def compute_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.nda
 
 
 def cached_centroids(ds: SegDataset, progress: bool = True, log=print) -> dict[int, np.ndarray]:
-    from edgeseg.fileio import atomic_path
-    from edgeseg.models.dupsample import cache_dir
+    from edgeseg.fileio import atomic_path, cache_dir
 
-    names = [ds.sample_name(i) for i in range(len(ds))]
-    key = hashlib.sha256(json.dumps([ds.info.name, ds.split, names, list(ds.info.class_names), GRID, MIN_PIXELS]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([ds.fingerprint(), GRID, MIN_PIXELS]).encode()).hexdigest()[:20]
     path = cache_dir() / "class_uniform" / f"{ds.info.name}-{ds.split}-{key}.npz"
     if path.is_file():
         data = np.load(path)

@@ -87,6 +87,12 @@ class Folder(FileDataset):
             raise DataError(f"{path}: soft label classes must be below {C}")
         return sample._replace(soft=soft)
 
+    def label_files(self, i: int) -> list[Path]:
+        files = super().label_files(i)
+        if self.soft_dir is not None:
+            files.append(self.soft_dir / f"{self.pairs[i][1].stem}.png")
+        return files
+
     def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         if self.file_ignore == IGNORE_INDEX:
             return raw

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -66,17 +65,12 @@ def gram_from_dataset(ds, res: tuple[int, int], r: int, label_mode: str, kernel:
     return gram, n_blocks
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg"))
-
-
 def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit: int | None = None, progress: bool = True, log=print) -> torch.Tensor:
     """W for this data set and resolution, from the cache when it was fitted before."""
-    from edgeseg.fileio import atomic_path
+    from edgeseg.fileio import atomic_path, cache_dir
 
-    names = [ds.sample_name(i) for i in range(len(ds) if limit is None else min(limit, len(ds)))]
-    key = hashlib.sha256(json.dumps([ds.info.name, ds.split, names, list(res), r, channels, label_mode, kernel,
-                                     list(ds.info.class_names)]).encode()).hexdigest()[:20]
+    n_labels = len(ds) if limit is None else min(limit, len(ds))
+    key = hashlib.sha256(json.dumps([ds.fingerprint(limit), list(res), r, channels, label_mode, kernel]).encode()).hexdigest()[:20]
     path = cache_dir() / "dupsample" / f"{ds.info.name}-{res[0]}x{res[1]}-r{r}-c{channels}-{key}.pt"
     if path.is_file():
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -90,7 +84,7 @@ def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit
     W = fit_w(gram, channels)
     with atomic_path(path) as tmp:
         torch.save({"W": W, "n_blocks": n_blocks, "key": key}, tmp)
-    log(f"DUpsampling W fitted on {n_blocks} blocks of {len(names)} labels; cached at {path}")
+    log(f"DUpsampling W fitted on {n_blocks} blocks of {n_labels} labels; cached at {path}")
     return W
 
 
