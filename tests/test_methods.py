@@ -255,3 +255,23 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch)
     logs = []
     cached_centroids(ds, progress=False, log=logs.append)
     assert not any("from cache" in m for m in logs)
+
+
+def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, shared_folder, tmp_path):
+    import shutil
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.runtime.autolabel import autolabel
+
+    out = tmp_path / "auto"
+    autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, soft=True, progress=False)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(shared_folder / "train" / "images" / "s0.png", one)
+    autolabel(tiny_checkpoint, [one], out, soft=False, exist_ok=True, progress=False)
+    assert [p.name for p in (out / "masks").iterdir()] == ["s0.png"] and not any((out / "soft").iterdir())
+    assert [p.name for p in (out / "images").iterdir()] == ["s0.png"]
+    (tmp_path / "two").mkdir()
+    shutil.copy(one / "s0.png", tmp_path / "two" / "s0.png")
+    with pytest.raises(ConfigError, match="same name stem"):
+        autolabel(tiny_checkpoint, [one, tmp_path / "two"], tmp_path / "dup", progress=False)

@@ -45,6 +45,12 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
     paths, videos = collect_inputs(images if isinstance(images, (list, tuple)) else [images])
     if videos:
         raise ConfigError(f"autolabel takes images and folders; got video {videos[0]}")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise ConfigError(f"autolabel: {seen[path.stem]} and {path} have the same name stem; "
+                              "each image needs its own, since masks/<stem>.png is written per image")
+        seen[path.stem] = path
     out_dir = Path(out_dir)
     if (out_dir / "masks").exists() and any((out_dir / "masks").iterdir()) and not exist_ok:
         raise ConfigError(f"--out {out_dir}: already holds masks/; use another --out or --exist-ok to overwrite")
@@ -53,6 +59,13 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
     if "logits" not in meta.outputs:
         raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")
     pre = preprocess_for(meta)
+    # Overwriting (--exist-ok) replaces the previous labelling as a whole: files of images not in
+    # this run, and soft/ from a run with --soft, would otherwise be trained on as if current.
+    for sub in ("images", "masks", "soft"):
+        if (out_dir / sub).is_dir():
+            for old in (out_dir / sub).iterdir():
+                if old.is_file() and (old.stem not in seen or (sub == "soft" and not soft)):
+                    old.unlink()
     for sub in ("images", "masks") + (("soft",) if soft else ()):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     kept = total = 0
