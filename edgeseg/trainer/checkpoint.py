@@ -32,12 +32,20 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 # Options that must match between a checkpoint and the run that resumes it.
-RESUME_KEYS = ("model", "res", "labels", "kernel", "dataset", "batch", "optimizer")
+# (A key absent from an older checkpoint is not compared.)
+RESUME_KEYS = ("model", "model_options", "res", "labels", "kernel", "dataset", "batch", "optimizer", "train_fraction",
+               "subset_seed", "extra_data", "class_uniform", "contrastive_epochs")
+
+
+def _same(value):
+    """Lists and tuples compare alike (a checkpoint may hold either)."""
+    return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def check_resume_compatible(ckpt: dict, cfg_dict: dict, where: str, world_size: int = 1) -> None:
     saved = ckpt.get("train_config", {})
-    diffs = [f"--{k} {saved.get(k)!r} (now {cfg_dict.get(k)!r})" for k in RESUME_KEYS if saved.get(k) != cfg_dict.get(k)]
+    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
+             for k in RESUME_KEYS if k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
     if int(ckpt.get("world_size", 1)) != world_size:
         diffs.append(f"{ckpt.get('world_size', 1)} process(es) (now {world_size})")
     if diffs:
