@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -14,12 +14,6 @@ from typing import Any, Callable, Iterator
 def cache_dir() -> Path:
     """Where derived artefacts (DUpsampling W, class centroids) are cached: $EDGESEG_CACHE or ~/.cache/edgeseg."""
     return Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
@@ -30,11 +24,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the artefact the mode a plain open() would (0666 & ~umask).
-    os.chmod(tmp_path, 0o666 & ~_umask())
+    # Created like a plain open() would (0666 less the umask, applied by the kernel); mkstemp
+    # would make it 0600.
+    while True:
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
