@@ -179,3 +179,18 @@ def test_tensorboard_scalars_and_prediction_images(folder_dataset, tmp_path, mon
     assert ("train_loss", 3) in logged["scalars"] and ("val_miou", 3) in logged["scalars"]
     assert logged["images"] and logged["images"][0][1] == (36, 48 * 3, 3) and logged["images"][0][2] == "HWC"
     assert logged["closed"]
+
+
+def test_a_sample_that_fails_in_a_loader_worker_stops_training_with_its_message():
+    from edgeseg.errors import DataError
+    from edgeseg.models import ModelConfig, build_model
+    from edgeseg.trainer.data import SampleError
+    from edgeseg.trainer.loop import train_one_epoch
+    from edgeseg.trainer.schedule import LRSchedule
+
+    model = build_model(ModelConfig("tiny", 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = LRSchedule(opt, 0.1, total_steps=1)
+    with pytest.raises(DataError, match="x.png: cannot read"):
+        train_one_epoch(model, [SampleError("x.png: cannot read")], opt, schedule, torch.amp.GradScaler("cpu", enabled=False),
+                        device=torch.device("cpu"), normalise=lambda x: x)

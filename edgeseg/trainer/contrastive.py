@@ -21,8 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeseg.progress import Progress
-from edgeseg.errors import DataError
-from edgeseg.trainer.data import SampleError
+from edgeseg.trainer.data import raise_if_error
 from edgeseg.trainer.distributed import DistInfo, broadcast_flag
 
 IGNORE = -1
@@ -128,9 +127,7 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         bar = Progress(steps_per_epoch, f"contrastive {epoch + 1}/{epochs}", "img", enabled=progress and main)
         total, steps, t0 = 0.0, 0, time.perf_counter()
         for batch in make_loader(epoch):
-            error = batch.message if isinstance(batch, SampleError) else None
-            if broadcast_flag(error is not None, dist):
-                raise DataError(error or "a training sample failed to load on another process (see its error)")
+            raise_if_error(batch, dist)
             x, target = batch
             x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
             target = {k: v.to(device) for k, v in target.items()}

@@ -101,6 +101,13 @@ def make_loader(train_set: TrainingSet, batch: int, workers: int, seed: int, epo
     )
 
 
-def raise_if_error(batch) -> None:
-    if isinstance(batch, SampleError):
-        raise DataError(batch.message)
+def raise_if_error(batch, dist_info) -> None:
+    """Raise when this batch, or the batch of any other process, failed to load.
+
+    Every rank must agree before a collective runs, or the others wait forever.
+    """
+    from edgeseg.trainer.distributed import broadcast_flag
+
+    error = batch.message if isinstance(batch, SampleError) else None
+    if broadcast_flag(error is not None, dist_info):
+        raise DataError(error or "a training sample failed to load on another process (see its error)")

@@ -24,7 +24,7 @@ import torch.nn as nn
 from edgeseg import __version__
 from edgeseg.data import build_dataset
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, DataError, TrainingStopped
+from edgeseg.errors import ConfigError, TrainingStopped
 from edgeseg.evaluation import evaluate
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
@@ -36,7 +36,7 @@ from edgeseg.runtime.processing import Preprocess
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
 from edgeseg.trainer.checkpoint import check_resume_compatible, rng_state, save_checkpoint, set_rng_state
 from edgeseg.trainer.config import TrainConfig, default_epochs
-from edgeseg.trainer.data import SampleError, TrainingSet, make_loader
+from edgeseg.trainer.data import TrainingSet, make_loader, raise_if_error
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
@@ -116,10 +116,7 @@ def train_one_epoch(
     steps = images = 0
     t0 = time.perf_counter()
     for batch in loader:
-        # Every rank must agree before a collective runs, or the others wait forever.
-        error = batch.message if isinstance(batch, SampleError) else None
-        if broadcast_flag(error is not None, dist_info):
-            raise DataError(error or "a training sample failed to load on another process (see its error)")
+        raise_if_error(batch, dist_info)
         x, target = batch
         x = normalise(x.to(device, non_blocking=True)).contiguous(memory_format=channels_last)
         target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
