@@ -27,12 +27,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgeseg.data import build_dataset
 from edgeseg.evaluation import evaluate_model
 from edgeseg.trainer import TrainConfig, train
+from edgeseg.trainer.data import fraction_indices
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
@@ -43,7 +43,7 @@ def run(name, cfg_kwargs, args, seed, extra_row=None):
     cfg = TrainConfig(out=str(out), dataset="camvid", data=args.data, pretrained="imagenet", seed=seed, val_every=10,
                       progress=False, exist_ok=True, batch=8, lr=2e-3, **cfg_kwargs)
     train(cfg, log=lambda m: print(m, flush=True))
-    result = evaluate_model(str(out / "last.pt"), progress=False, scales=None)
+    result = evaluate_model(str(out / "last.pt"), progress=False)
     row = {
         "method": args.method, "variant": name.rsplit("-s", 1)[0], "seed": seed, "res": list(cfg.res), "epochs": cfg.epochs,
         "model": cfg.model, "miou": result["miou"], "pixel_acc": result["pixel_acc"], "per_class": result["per_class"],
@@ -89,7 +89,7 @@ def main() -> None:
             if not teacher.is_file():
                 teacher = run(f"fewlabel-plain-{tag}", few, args, seed) / "last.pt"
             ds = build_dataset("camvid", args.data, "train")
-            keep = set(np.random.default_rng(0).permutation(len(ds))[: max(1, int(round(0.1 * len(ds))))].tolist())
+            keep = set(fraction_indices(len(ds), few["train_fraction"], TrainConfig.subset_seed))
             unlabeled = Path(args.work) / "camvid-unlabeled-90"
             unlabeled.mkdir(parents=True, exist_ok=True)
             for i in range(len(ds)):

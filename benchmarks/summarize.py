@@ -60,10 +60,10 @@ def labels(name="camvid_labels.jsonl") -> str:
 def methods() -> str:
     groups = defaultdict(list)
     for r in _rows("camvid_methods.jsonl"):
-        groups[r["variant"].rsplit("-", 1)[0] if r["variant"].endswith(("x90", "x180")) else r["variant"]].append(r)
-    out = ["| variant | seeds | mIoU | thin mean | minutes per run |", "|---|---|---|---|---|"]
-    for name, rs in sorted(groups.items()):
-        out.append(f"| {name} | {len(rs)} | {_ms([r['miou'] for r in rs])} | {_ms([r['thin_mean'] for r in rs])} | "
+        groups[(r["variant"].removesuffix(f"-{r['res'][0]}x{r['res'][1]}"), tuple(r["res"]))].append(r)
+    out = ["| variant | training res | seeds | mIoU | thin mean | minutes per run |", "|---|---|---|---|---|---|"]
+    for (name, res), rs in sorted(groups.items()):
+        out.append(f"| {name} | {res[0]}x{res[1]} | {len(rs)} | {_ms([r['miou'] for r in rs])} | {_ms([r['thin_mean'] for r in rs])} | "
                    f"{statistics.mean(r['train_minutes'] for r in rs):.1f} |")
     return "\n".join(out)
 

@@ -101,6 +101,12 @@ def make_loader(train_set: TrainingSet, batch: int, workers: int, seed: int, epo
     )
 
 
+def fraction_indices(n: int, fraction: float, seed: int) -> list[int]:
+    """The sorted sample indices ``--train-fraction`` keeps: a seeded random ``fraction`` of ``n``."""
+    keep = max(1, int(round(fraction * n)))
+    return sorted(np.random.default_rng(seed).permutation(n)[:keep].tolist())
+
+
 def raise_if_error(batch, dist_info) -> None:
     """Raise when this batch, or the batch of any other process, failed to load.
 

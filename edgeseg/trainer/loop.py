@@ -17,7 +17,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -36,7 +35,7 @@ from edgeseg.runtime.processing import Preprocess
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
 from edgeseg.trainer.checkpoint import check_resume_compatible, rng_state, save_checkpoint, set_rng_state
 from edgeseg.trainer.config import TrainConfig, default_epochs
-from edgeseg.trainer.data import TrainingSet, make_loader, raise_if_error
+from edgeseg.trainer.data import TrainingSet, fraction_indices, make_loader, raise_if_error
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
@@ -255,8 +254,7 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if cfg.train_fraction is not None:
         if not 0 < cfg.train_fraction <= 1:
             raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {cfg.train_fraction}")
-        keep = max(1, int(round(cfg.train_fraction * len(train_ds))))
-        train_ds = train_ds.subset(sorted(np.random.default_rng(cfg.subset_seed).permutation(len(train_ds))[:keep].tolist()))
+        train_ds = train_ds.subset(fraction_indices(len(train_ds), cfg.train_fraction, cfg.subset_seed))
     if cfg.extra_data:
         from edgeseg.data.base import ConcatDataset
 
