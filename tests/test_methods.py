@@ -95,6 +95,11 @@ def test_msa_training_loss_uses_joint_and_auxiliary_predictions():
     out = model(torch.randn(2, 3, 32, 48))
     assert set(out) == {"logits", "aux", "aux_weight"} and out["aux_weight"] == AUX_WEIGHT == 0.05
     assert len(out["aux"]) == 2 and all(a.shape == (2, 4, 32, 48) for a in out["aux"])
+    from edgeseg.trainer.losses import compute_loss, hard_cross_entropy
+
+    target = {"label": torch.randint(0, 4, (2, 32, 48))}
+    expected = hard_cross_entropy(out["logits"], target["label"]) + 0.05 * sum(hard_cross_entropy(a, target["label"]) for a in out["aux"])
+    torch.testing.assert_close(compute_loss(out, target), expected)
 
 
 def test_msa_exports_with_fixed_scales(tmp_path):

@@ -135,18 +135,19 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
             labels = grid_labels(target, grid, num_classes, threshold)
             zs, ys = sample_pixels(z, labels, max_pixels, gen)
             loss = contrastive_loss(zs, ys, temperature)
-            if broadcast_flag(not math.isfinite(float(loss.detach())), dist):
+            value = float(loss.detach())  # one device sync per step, reused below
+            if broadcast_flag(not math.isfinite(value), dist):
                 from edgeseg.errors import TrainingStopped
 
-                raise TrainingStopped(f"contrastive loss became {float(loss)} at epoch {epoch + 1}; try a lower --lr")
+                raise TrainingStopped(f"contrastive loss became {value} at epoch {epoch + 1}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
             schedule.step()
-            total += float(loss.detach())
+            total += value
             steps += 1
-            bar.set(loss=float(loss.detach()), pixels=len(ys))
+            bar.set(loss=value, pixels=len(ys))
             bar.update(1, units=x.shape[0])
         bar.close()
         record = {"epoch": epoch + 1, "loss": round(total / max(steps, 1), 5), "img_per_s": round(bar.rate, 2),

@@ -122,12 +122,7 @@ def train_one_epoch(
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         with ctx:
             out = model(x)
-        if isinstance(out, dict):  # a main prediction plus weighted auxiliary ones (multi-scale attention)
-            loss = compute_loss(out["logits"], target, loss_kind, ignore_index)
-            for aux in out.get("aux", ()):
-                loss = loss + out["aux_weight"] * compute_loss(aux, target, loss_kind, ignore_index)
-        else:
-            loss = compute_loss(out, target, loss_kind, ignore_index)
+        loss = compute_loss(out, target, loss_kind, ignore_index)
         if broadcast_flag(not bool(torch.isfinite(loss)), dist_info):
             raise TrainingStopped(f"loss became {loss.item()} at step {schedule.step_count}")
         optimizer.zero_grad(set_to_none=True)

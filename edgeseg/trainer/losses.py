@@ -35,7 +35,14 @@ def hard_cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index: 
 SOFT_LOSSES = {"ce": soft_cross_entropy, "kl": soft_kl}
 
 
-def compute_loss(logits: torch.Tensor, target: dict, kind: str = "ce", ignore_index: int = 255) -> torch.Tensor:
+def compute_loss(logits, target: dict, kind: str = "ce", ignore_index: int = 255) -> torch.Tensor:
+    """The training loss of a model output: logits, or a dict with the main ``logits`` plus
+    ``aux`` predictions weighted by ``aux_weight`` (multi-scale attention)."""
+    if isinstance(logits, dict):
+        loss = compute_loss(logits["logits"], target, kind, ignore_index)
+        for aux in logits.get("aux", ()):
+            loss = loss + logits["aux_weight"] * compute_loss(aux, target, kind, ignore_index)
+        return loss
     if "label" in target:
         return hard_cross_entropy(logits, target["label"], ignore_index)
     return SOFT_LOSSES[kind](logits, target["mass"], target["valid"])
