@@ -50,6 +50,10 @@ def test_eager_and_onnxruntime_agree_for_every_architecture(name, tmp_path):
         a, b = ref.infer(x)["logits"], ort_runner.infer(x)["logits"]
     np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-3)
     assert (a.argmax(1) == b.argmax(1)).mean() > 0.999
+    from edgeseg.export.opset import _names_used
+
+    graph = onnx.load(str(path)).graph
+    assert all(i.name in _names_used(graph) for i in graph.initializer)  # folding leftovers pruned
 
 
 def test_label_output_uint8_input_and_dynamic_batch(tiny_checkpoint, tmp_path):
@@ -212,3 +216,22 @@ def test_uint8_graph_edges_convert_straight_from_and_to_float(tiny_checkpoint, t
     assert last.op_type == "Cast" and onnx.helper.get_attribute_value(last.attribute[0]) == onnx.TensorProto.UINT8
     before = producers[last.input[0]]
     assert before.op_type == "Cast" and onnx.helper.get_attribute_value(before.attribute[0]) == onnx.TensorProto.FLOAT
+
+
+def test_pruning_keeps_values_read_inside_subgraphs_and_drops_the_rest():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.export.opset import prune_unused
+
+    then_out = helper.make_tensor_value_info("t", TensorProto.FLOAT, [1])
+    then_g = helper.make_graph([helper.make_node("Identity", ["w_sub"], ["t"])], "then", [], [then_out])
+    else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "else", [], [then_out])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)], "g",
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[numpy_helper.from_array(np.ones(1, np.float32), "w_sub"), numpy_helper.from_array(np.ones(1, np.float32), "dead")],
+    )
+    model = prune_unused(helper.make_model(graph))
+    assert [i.name for i in model.graph.initializer] == ["w_sub"]
+

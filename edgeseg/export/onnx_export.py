@@ -93,7 +93,7 @@ def export_module(module: nn.Module, example: torch.Tensor, path: Path, opset: i
     """torch.export-based ONNX export at opset >= 18, then down-converted to ``opset``."""
     import onnx
 
-    from edgeseg.export.opset import downgrade
+    from edgeseg.export.opset import downgrade, prune_unused
 
     module = module.eval()
     kwargs = {}
@@ -107,11 +107,7 @@ def export_module(module: nn.Module, example: torch.Tensor, path: Path, opset: i
             output_names=output_names, external_data=False, optimize=True, verbose=False, **kwargs,
         )
     model = onnx.load(str(path))
-    model = downgrade(model, opset)
-    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    unused = [init for init in model.graph.initializer if init.name not in used]
-    for init in unused:  # left behind by the exporter's folding; onnxruntime warns about each
-        model.graph.initializer.remove(init)
+    model = prune_unused(downgrade(model, opset))  # onnxruntime warns about each unused initializer
     onnx.save(model, str(path))
 
 

@@ -43,6 +43,32 @@ def _constant_values(model: onnx.ModelProto, name: str):
     return None
 
 
+def _names_used(graph) -> set[str]:
+    """Every value name a graph reads, including inside If/Loop/Scan subgraphs, plus its outputs."""
+    import onnx
+
+    used = {o.name for o in graph.output}
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                used |= _names_used(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    used |= _names_used(g)
+    return used
+
+
+def prune_unused(model):
+    """Drop Constant nodes and initializers nothing reads (left behind by folding); in place."""
+    used = _names_used(model.graph)
+    for node in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        model.graph.node.remove(node)
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)
+    return model
+
+
 def downgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     source = default_opset(model)
     if target >= source:
@@ -89,9 +115,7 @@ def downgrade(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         old = onnx.defs.get_schema(node.op_type, target, "").since_version
         if new != old:
             raise ConfigError(f"--opset {target}: operator {node.op_type} changed in opset {new} and has no down-conversion here; use --opset {source}")
-    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    for node in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-        model.graph.node.remove(node)  # axes constants now folded into attributes
+    prune_unused(model)  # axes constants now folded into attributes
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             imp.version = target
