@@ -109,6 +109,8 @@ def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
         train(tiny_cfg(folder_dataset, tmp_path / "empty", resume=True), log=quiet)
     with pytest.raises(ConfigError, match="--model 'tiny' \\(now 'lite0-fpn'\\)"):
         train(tiny_cfg(folder_dataset, out, model="lite0-fpn", resume=True), log=quiet)
+    with pytest.raises(ConfigError, match="--train-fraction: expected a fraction in \\(0, 1\\], got 1.5"):
+        train(tiny_cfg(folder_dataset, tmp_path / "frac", train_fraction=1.5), log=quiet)
     with pytest.raises(ConfigError, match="--train-fraction None \\(now 0.5\\)"):
         train(tiny_cfg(folder_dataset, out, train_fraction=0.5, resume=True), log=quiet)
     (out / "last.pt").write_bytes(b"\x00" * 10)

@@ -212,6 +212,8 @@ def _check_options(cfg: TrainConfig) -> None:
         raise ConfigError(f"--lr: must be positive, got {cfg.lr}")
     if not 0 <= cfg.class_uniform <= 1:
         raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {cfg.class_uniform}")
+    if cfg.train_fraction is not None and not 0 < cfg.train_fraction <= 1:
+        raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {cfg.train_fraction}")
 
 
 def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
@@ -247,8 +249,6 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if cfg.train_limit:
         train_ds = train_ds.subset(range(min(cfg.train_limit, len(train_ds))))
     if cfg.train_fraction is not None:
-        if not 0 < cfg.train_fraction <= 1:
-            raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {cfg.train_fraction}")
         train_ds = train_ds.subset(fraction_indices(len(train_ds), cfg.train_fraction, cfg.subset_seed))
     if cfg.extra_data:
         from edgeseg.data.base import ConcatDataset
