@@ -191,6 +191,10 @@ def scales_option(fn):
               help="Resize kernel shared by image and soft label.")
 @click.option("--loss", type=click.Choice(["ce", "kl"]), default="ce", show_default=True, help="Loss for soft targets.")
 @click.option("--model", default="lite0-lraspp", show_default=True, help="Architecture (see 'edgeseg models').")
+@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features.")
+@click.option("--refine", type=click.Choice(["none", "guided"]), default="none", show_default=True,
+              help="guided: refine the scores to the native frame with a learned guided filter; the model then takes the native frame.")
 @click.option("--pretrained", default="auto", show_default=True,
               help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")
@@ -229,7 +233,7 @@ def scales_option(fn):
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
               help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epochs, iters, batch, lr, weight_decay,
+def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, pretrained, epochs, iters, batch, lr, weight_decay,
           optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
           jitter, val_every, val_limit, train_limit, train_fraction, skip_bad, contrastive_epochs, contrastive_pixels, extra_data, class_uniform,
           model_opts, quiet):
@@ -248,7 +252,7 @@ def train(res, dataset, data, label_mode, kernel, loss, model, pretrained, epoch
     out = out if out is not None else _next_run_dir(Path("runs") / "train")
     cfg = TrainConfig(
         out=str(out), res=res, dataset=dataset, data=str(data) if data else None, labels=label_mode, kernel=kernel,
-        loss=loss, model=model, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
+        loss=loss, model=model, upscale=int(upscale), refine=refine, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         workers=workers, device=device, amp=amp, seed=seed, scale=_float_pair(scale, "--scale"), hflip=not no_hflip,
         jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, train_fraction=train_fraction, skip_bad=skip_bad,

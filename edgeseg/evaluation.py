@@ -20,7 +20,10 @@ from edgeseg.runtime.processing import Preprocess, scores_to_labels, upsample_la
 
 
 def preprocess_for(meta) -> Preprocess:
-    return Preprocess(tuple(meta.res), meta.kernel, tuple(meta.mean), tuple(meta.std), meta.input_layout)
+    """Native images -> the model's input: resized to the network resolution, or for a
+    native-frame (guided) model to its native frame size, which the graph resizes itself."""
+    return Preprocess(tuple(meta.input_res), meta.kernel, tuple(meta.mean), tuple(meta.std), meta.input_layout,
+                      min_res=tuple(meta.res) if meta.native_res else None)
 
 
 def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:

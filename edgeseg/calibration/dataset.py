@@ -39,7 +39,7 @@ def manifest_hash(manifest: dict) -> str:
 
 
 def _preprocess_record(meta) -> dict:
-    return {"res": list(meta.res), "kernel": meta.kernel, "mean": list(meta.mean), "std": list(meta.std), "layout": meta.input_layout}
+    return {"res": list(meta.input_res), "kernel": meta.kernel, "mean": list(meta.mean), "std": list(meta.std), "layout": meta.input_layout}
 
 
 def _sample_digest(ds: SegDataset, i: int, image: np.ndarray) -> tuple[str | None, str]:
@@ -135,7 +135,7 @@ def calibration_set_from_array(path: Path, meta) -> CalibrationSet:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    w, h = meta.res
+    w, h = meta.input_res
     expected = (h, w, 3) if meta.input_layout == "nhwc-uint8" else (3, h, w)
     dtype = np.uint8 if meta.input_layout == "nhwc-uint8" else np.float32
     if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:

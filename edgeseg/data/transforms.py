@@ -72,8 +72,12 @@ class TrainTransform:
     ``{"label": hxw int64}`` (void = ignore index) for ``nearest``.
     """
 
-    def __init__(self, res: tuple[int, int], info: DatasetInfo, label_mode: str = "soft", kernel: str = "area", augment: Augment = Augment()):
+    def __init__(self, res: tuple[int, int], info: DatasetInfo, label_mode: str = "soft", kernel: str = "area", augment: Augment = Augment(),
+                 target_res: tuple[int, int] | None = None):
+        # ``res``: the image the model takes; ``target_res``: the resolution of its scores, where the
+        # label is resampled with the image's kernel (above ``res`` for --upscale / --refine models).
         self.w, self.h = res
+        self.tw, self.th = target_res or res
         self.info = info
         self.label_mode = label_mode
         self.kernel = kernel
@@ -109,17 +113,18 @@ class TrainTransform:
         img = resize_image(image, (self.h, self.w), self.kernel)
         img = photometric(img, rng, self.augment.jitter)
         label = torch.from_numpy(label)
+        size = (self.th, self.tw)
         if self.label_mode == "nearest":
-            return img, {"label": nearest_labels(label, (self.h, self.w)).to(torch.int64)}
+            return img, {"label": nearest_labels(label, size).to(torch.int64)}
         if soft is not None:  # top-2 soft label: the class mass is the sum of both weighted maps
             soft = torch.from_numpy(np.ascontiguousarray(soft))
             mass = valid = 0
             for k in (0, 2):
-                m, v = downsample_labels(soft[..., k], (self.h, self.w), self.info.num_classes, self.info.ignore_index,
+                m, v = downsample_labels(soft[..., k], size, self.info.num_classes, self.info.ignore_index,
                                          mode=self.label_mode, kernel=self.kernel, weight=soft[..., k + 1].float() / 255.0)
                 mass, valid = mass + m, valid + v
             return img, {"mass": mass, "valid": valid}
         mass, valid = downsample_labels(
-            label, (self.h, self.w), self.info.num_classes, self.info.ignore_index, mode=self.label_mode, kernel=self.kernel
+            label, size, self.info.num_classes, self.info.ignore_index, mode=self.label_mode, kernel=self.kernel
         )
         return img, {"mass": mass, "valid": valid}

@@ -139,7 +139,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
         raise ConfigError(f"model '{model.config.name}' is not exportable")
     meta = meta_from_checkpoint(ckpt, sha256_file(checkpoint))
     outputs = {"logits": ["logits"], "labels": ["labels"], "both": ["logits", "labels"]}[options.output]
-    labels_size = tuple(options.output_size) if options.output_size else (tuple(meta.res) if "labels" in outputs else None)
+    out_res = model.config.output_res or tuple(meta.res)  # above the input size for --upscale / --refine models
+    labels_size = tuple(options.output_size) if options.output_size else (tuple(out_res) if "labels" in outputs else None)
     meta = meta.with_(
         input_layout="nhwc-uint8" if options.input_format == "uint8" else "nchw",
         outputs=tuple(outputs),
@@ -147,7 +148,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
         extra={"opset": options.opset, "dynamic_batch": options.dynamic_batch, "source": checkpoint.name,
                **({"scales": list(model.infer_scales)} if hasattr(model, "infer_scales") else {})},
     )
-    w, h = meta.res
+    w, h = meta.input_res
     example = torch.zeros((1, h, w, 3), dtype=torch.uint8) if options.input_format == "uint8" else torch.zeros((1, 3, h, w))
     wrapper = ExportWrapper(model, meta, options)
     with atomic_path(out) as tmp:

@@ -70,7 +70,9 @@ def export_model(
         if trt.precision == "int8" and int8 is None:
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
     onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
-    log(f"wrote {onnx_path} (opset {options.opset}, input {meta.res[0]}x{meta.res[1]} {meta.input_layout}, outputs {', '.join(meta.outputs)})")
+    native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
+    log(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
+        f"outputs {', '.join(meta.outputs)})")
     result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
     saved_root = _saved_root(checkpoint)
     check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales)

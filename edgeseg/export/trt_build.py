@@ -221,7 +221,7 @@ def fingerprint_path(engine_path: Path) -> Path:
 
 
 def _input_shape(meta) -> tuple[int, ...]:
-    w, h = meta.res
+    w, h = meta.input_res
     return (1, h, w, 3) if meta.input_layout == "nhwc-uint8" else (1, 3, h, w)
 
 

@@ -102,7 +102,35 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"unknown model '{cfg.name}'; expected one of: {', '.join(sorted(MODELS))}")
     if cfg.num_classes < 1:
         raise ConfigError(f"a model needs at least one class, got {cfg.num_classes}")
-    return MODELS[cfg.name](cfg)
+    model = MODELS[cfg.name](cfg)
+    if cfg.upscale != 1 or cfg.refine != "none":
+        attach_native_stages(model, cfg)
+    return model
+
+
+def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
+    """Add the up-sampler (``--upscale``) and the guided refinement (``--refine``) of ``cfg``."""
+    from edgeseg.models.native import REFINES, UPSCALES, GuidedRefine, UpscaleHead
+
+    if cfg.upscale not in UPSCALES:
+        raise ConfigError(f"--upscale: expected one of {', '.join(map(str, UPSCALES))}; got {cfg.upscale}")
+    if cfg.refine not in REFINES:
+        raise ConfigError(f"--refine: expected one of {', '.join(REFINES)}; got '{cfg.refine}'")
+    if type(model) is not SegModel:
+        raise ConfigError(f"--upscale/--refine: model '{cfg.name}' has its own output stage; use lite0-lraspp, lite0-fpn or tiny")
+    if cfg.upscale > 1:
+        enc = model.encoder
+        model.upsampler = UpscaleHead(cfg.num_classes, enc.out_channels, enc.reductions, cfg.upscale,
+                                      int(cfg.options.get("upscale_width", 16)))
+    if cfg.refine == "guided":
+        if not cfg.res or not cfg.native_res:
+            raise ConfigError("--refine guided: the model config needs the network and native resolutions")
+        (w, h), (nw, nh) = cfg.res, cfg.native_res
+        if nw < w * cfg.upscale or nh < h * cfg.upscale:
+            raise ConfigError(
+                f"--upscale {cfg.upscale}: the output {w * cfg.upscale}x{h * cfg.upscale} exceeds the native frame {nw}x{nh}; "
+                "use a smaller --upscale or --res")
+        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, int(cfg.options.get("refine_radius", 1)))
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:

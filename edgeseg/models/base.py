@@ -18,11 +18,34 @@ class ModelConfig:
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
     options: dict = field(default_factory=dict)
+    # Output above the input resolution (edgeseg.models.native): scores at ``upscale`` x the
+    # input size; with ``refine="guided"`` the model takes the native frame (``native_res``,
+    # width x height), resizes it to ``res`` with ``kernel`` inside the graph and returns
+    # scores at the native size.
+    upscale: int = 1
+    refine: str = "none"
+    res: tuple[int, int] | None = None
+    native_res: tuple[int, int] | None = None
+    kernel: str = "area"
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        for k in ("res", "native_res"):
+            d[k] = None if d[k] is None else list(d[k])
         return d
+
+    @property
+    def input_res(self) -> tuple[int, int] | None:
+        """The (width, height) the model takes: the native frame for guided models, else ``res``."""
+        return tuple(self.native_res) if self.refine != "none" and self.native_res else (tuple(self.res) if self.res else None)
+
+    @property
+    def output_res(self) -> tuple[int, int] | None:
+        """The (width, height) of the scores the model returns, where it is fixed by the config."""
+        if self.refine != "none" and self.native_res:
+            return tuple(self.native_res)
+        return (self.res[0] * self.upscale, self.res[1] * self.upscale) if self.res else None
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -32,6 +55,11 @@ class ModelConfig:
             mean=tuple(float(v) for v in d.get("mean", (127.0,) * 3)),
             std=tuple(float(v) for v in d.get("std", (128.0,) * 3)),
             options=dict(d.get("options", {})),
+            upscale=int(d.get("upscale", 1)),
+            refine=str(d.get("refine", "none")),
+            res=tuple(int(v) for v in d["res"]) if d.get("res") else None,
+            native_res=tuple(int(v) for v in d["native_res"]) if d.get("native_res") else None,
+            kernel=str(d.get("kernel", "area")),
         )
 
 
@@ -52,13 +80,26 @@ class SegModel(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
+        self.upsampler: nn.Module | None = None  # UpscaleHead, set by attach_native_stages
+        self.refiner: nn.Module | None = None  # GuidedRefine
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features (before the head), used by heads that need them (attention, contrastive)."""
         return self.decoder(self.encoder(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_input_size(self.head(self.features(x)), x)
+        if self.refiner is None and self.upsampler is None:
+            return self.to_input_size(self.head(self.features(x)), x)
+        frame = x
+        if self.refiner is not None:  # x is the normalised native frame; the network runs at config.res
+            from edgeseg.data.resample import resize
+
+            w, h = self.config.res
+            x = resize(frame, (h, w), self.config.kernel)
+        feats = self.encoder(x)
+        logits = self.head(self.decoder(feats))
+        logits = self.upsampler(logits, feats, x) if self.upsampler is not None else self.to_input_size(logits, x)
+        return self.refiner(logits, frame) if self.refiner is not None else logits
 
     def to_input_size(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if logits.shape[-2:] == x.shape[-2:]:

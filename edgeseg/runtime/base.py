@@ -42,7 +42,7 @@ class BaseRunner:
 
     # -- inference
     def input_shape(self, batch: int) -> tuple[int, ...]:
-        w, h = self.meta.res
+        w, h = self.meta.input_res
         return (batch, h, w, 3) if self.meta.input_layout == "nhwc-uint8" else (batch, 3, h, w)
 
     def input_dtype(self):

@@ -21,12 +21,19 @@ class ModelMeta:
     input_layout: str = "nchw"  # or "nhwc-uint8" (normalisation inside the graph)
     outputs: tuple[str, ...] = ("logits",)
     labels_size: tuple[int, int] | None = None  # (width, height) of an in-graph label output
+    # Guided-refinement models take the native frame at this (width, height) and return scores there.
+    native_res: tuple[int, int] | None = None
     model_name: str = ""
     dataset: str = ""
     label_mode: str = "soft"
     source_sha256: str = ""
     edgeseg_version: str = __version__
     extra: dict = field(default_factory=dict)
+
+    @property
+    def input_res(self) -> tuple[int, int]:
+        """(width, height) of the image the model takes: the native frame or the network resolution."""
+        return tuple(self.native_res) if self.native_res else tuple(self.res)
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +66,7 @@ class ModelMeta:
                 input_layout=d.get("input_layout", "nchw"),
                 outputs=tuple(d.get("outputs", ("logits",))),
                 labels_size=tuple(d["labels_size"]) if d.get("labels_size") else None,
+                native_res=tuple(d["native_res"]) if d.get("native_res") else None,
                 model_name=d.get("model_name", ""),
                 dataset=d.get("dataset", ""),
                 label_mode=d.get("label_mode", "soft"),
@@ -87,6 +95,7 @@ def meta_from_checkpoint(ckpt: dict, source_sha256: str = "") -> ModelMeta:
         mean=tuple(cfg.get("mean", (127.0,) * 3)),
         std=tuple(cfg.get("std", (128.0,) * 3)),
         ignore_index=int(ckpt.get("ignore_index", 255)),
+        native_res=tuple(cfg["native_res"]) if cfg.get("refine", "none") != "none" and cfg.get("native_res") else None,
         model_name=cfg["name"],
         dataset=ckpt.get("dataset", {}).get("name", ""),
         label_mode=ckpt.get("label_mode", "soft"),

@@ -85,10 +85,12 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
         layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
         return ModelMeta(class_names=tuple(f"class{i}" for i in range(n)), palette=default_palette(n), res=(w, h), input_layout=layout,
                          outputs=(model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels") else ("logits",))
-    if tuple(meta.res) != (w, h):
-        if strict:
-            raise ModelFileError(f"{path}: metadata says input {meta.res[0]}x{meta.res[1]} but the graph takes {w}x{h} (--strict)")
-        print(f"warning: {path}: metadata says input {meta.res[0]}x{meta.res[1]} but the graph takes {w}x{h}; resizing images to {w}x{h}",
+    if tuple(meta.input_res) != (w, h):
+        iw, ih = meta.input_res
+        if strict or meta.native_res:
+            raise ModelFileError(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}"
+                                 + (" (--strict)" if strict else "; re-export the model"))
+        print(f"warning: {path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}; resizing images to {w}x{h}",
               file=sys.stderr)
         meta = meta.with_(res=(w, h))
     return meta

@@ -74,7 +74,7 @@ def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha:
     runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()
     meta = runner.meta
     pre = preprocess_for(meta)
-    check = _AspectCheck(tuple(meta.res), strict)
+    check = _AspectCheck(tuple(meta.input_res), strict)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, used = [], set()

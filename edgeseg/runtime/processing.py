@@ -32,12 +32,18 @@ class Preprocess:
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
     layout: str = "nchw"
     round_uint8: bool = False  # round the resized image to uint8 values, as a uint8-input model sees it
+    min_res: tuple[int, int] | None = None  # native-frame models: frames smaller than the network resolution are refused
 
     def resize(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Float32 Nx3xhxw in [0, 255] at the model resolution."""
         w, h = self.res
         out = []
         for img in images:
+            if self.min_res is not None and (img.shape[1] < self.min_res[0] or img.shape[0] < self.min_res[1]):
+                from edgeseg.errors import DataError
+
+                raise DataError(f"a {img.shape[1]}x{img.shape[0]} frame is smaller than the model's network resolution "
+                                f"{self.min_res[0]}x{self.min_res[1]}; this guided model refines up to {w}x{h} frames")
             t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32)
             out.append(resize(t, (h, w), self.kernel))
         return torch.stack(out)

@@ -34,7 +34,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 # Options that must match between a checkpoint and the run that resumes it.
 # (A key absent from an older checkpoint is not compared.)
 RESUME_KEYS = ("model", "model_options", "res", "labels", "kernel", "dataset", "batch", "optimizer", "train_fraction",
-               "subset_seed", "extra_data", "class_uniform", "contrastive_epochs")
+               "subset_seed", "extra_data", "class_uniform", "contrastive_epochs", "upscale", "refine")
 
 
 def _same(value):

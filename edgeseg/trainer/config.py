@@ -17,6 +17,8 @@ class TrainConfig:
     kernel: str = "area"  # area | bilinear
     loss: str = "ce"  # ce | kl, for soft targets
     model: str = "lite0-lraspp"
+    upscale: int = 1  # class scores at K x --res (1, 2, 4): a learned up-sampler on stride-4/2 features
+    refine: str = "none"  # none | guided: refine the scores to the native frame with a learned guided filter
     pretrained: str = "auto"  # auto | imagenet | none | PATH
     epochs: int | None = None
     iters: int | None = None

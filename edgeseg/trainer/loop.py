@@ -216,6 +216,20 @@ def _check_options(cfg: TrainConfig) -> None:
         raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {cfg.train_fraction}")
 
 
+def native_frame_size(ds) -> tuple[int, int]:
+    """(width, height) of the data set's frames, which a guided model takes; they must all agree."""
+    from edgeseg.data.base import image_size
+
+    if not ds.label_files(0):  # generated data: one frame size
+        return tuple(ds[0].label.shape[::-1])
+    sizes = {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
+    if len(sizes) != 1:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+        raise ConfigError(f"--refine guided: the training images have {len(sizes)} frame sizes ({shown}); "
+                          "a guided model takes one native frame size")
+    return tuple(sizes.pop())
+
+
 def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
     if resume:
         if not (out / "last.pt").is_file():
@@ -260,13 +274,15 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if train_ds.skipped or val_ds.skipped:
         say(f"skipped {train_ds.skipped} bad training and {val_ds.skipped} bad validation samples (--skip-bad)")
 
-    model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options))
+    model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options), upscale=cfg.upscale, refine=cfg.refine,
+                            res=tuple(cfg.res), native_res=native_frame_size(train_ds) if cfg.refine != "none" else None,
+                            kernel=cfg.kernel)
     model = build_model(model_cfg)
     norm = Preprocess(cfg.res, cfg.kernel, model_cfg.mean, model_cfg.std)
     meta = ModelMeta(
         class_names=info.class_names, palette=info.palette, res=tuple(cfg.res), kernel=cfg.kernel,
         mean=model_cfg.mean, std=model_cfg.std, ignore_index=info.ignore_index, model_name=cfg.model,
-        dataset=info.name, label_mode=cfg.labels,
+        dataset=info.name, label_mode=cfg.labels, native_res=model_cfg.native_res,
     )
 
     ckpt = None
@@ -327,8 +343,9 @@ def _train(cfg, device, out, dist_info, on_step, log):
         from edgeseg.data.class_uniform import cached_centroids
 
         centroids = cached_centroids(train_ds, progress=cfg.progress and main, log=say)
-    train_set = TrainingSet(train_ds, TrainTransform(cfg.res, info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter)),
-                            cfg.seed, cfg.class_uniform, centroids)
+    transform = TrainTransform(model_cfg.input_res, info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
+                               target_res=model_cfg.output_res)
+    train_set = TrainingSet(train_ds, transform, cfg.seed, cfg.class_uniform, centroids)
     contrastive = None
     if cfg.contrastive_epochs and ckpt is None:
         from edgeseg.trainer.contrastive import pretrain
@@ -355,6 +372,10 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", resolved)
+    if model_cfg.output_res != tuple(cfg.res):
+        ow, oh = model_cfg.output_res
+        say(f"output: scores at {ow}x{oh}" + (f", refined with the native {ow}x{oh} frame as guide" if cfg.refine != "none" else
+                                              f" ({cfg.upscale}x the network resolution)"))
     say(f"training {cfg.model} on {info.name} ({len(train_ds)} train / {len(val_ds)} val) at {cfg.res[0]}x{cfg.res[1]}, "
         f"labels {cfg.labels} ({cfg.kernel}), {epochs} epochs = {total_steps} steps of {per_step}, on {device}"
         + (f" x{dist_info.world}" if dist_info.enabled else ""))

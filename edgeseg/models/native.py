@@ -1,0 +1,111 @@
+"""Class scores above the network's input resolution.
+
+Two optional stages after the head of a :class:`~edgeseg.models.base.SegModel`:
+
+``UpscaleHead`` (``--upscale K``)
+    The head's coarse logits (stride 8) are brought to K times the input
+    resolution by bilinear up-sampling plus a learned residual. The residual is
+    predicted from the encoder's stride-4 and stride-2 features and expanded by
+    pixel shuffle (ONNX ``DepthToSpace``), so the exported graph holds only
+    Conv, Resize, Concat and DepthToSpace. The last convolution starts at zero:
+    an untrained up-sampler is exactly bilinear up-sampling.
+
+``GuidedRefine`` (``--refine guided``)
+    A fast guided filter (Wu et al., CVPR 2018) with a learned guide: per class,
+    scores are fitted locally as ``a * g + b`` against a guide map ``g`` computed
+    from the native frame by two 1x1 convolutions; ``a`` and ``b`` are solved at
+    the scores' resolution with box filters and applied at native resolution,
+    where thin structures that the network cannot resolve still show in the
+    guide. Its cost at native resolution is two 1x1 convolutions and a few
+    element-wise operations per pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeseg.data.resample import resize
+
+UPSCALES = (1, 2, 4)
+REFINES = ("none", "guided")
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _up(x: torch.Tensor, size) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+class UpscaleHead(nn.Module):
+    """Coarse logits + encoder features at strides 4 and 2 -> logits at ``upscale`` x the input size."""
+
+    def __init__(self, num_classes: int, in_channels: Sequence[int], reductions: Sequence[int], upscale: int, width: int = 16):
+        super().__init__()
+        reductions = list(reductions)
+        if 2 not in reductions or 4 not in reductions:
+            from edgeseg.errors import ConfigError
+
+            raise ConfigError(f"--upscale needs an encoder with stride-2 and stride-4 features; this one has strides {reductions}")
+        self.i2, self.i4 = reductions.index(2), reductions.index(4)
+        self.upscale = int(upscale)
+        self.proj4 = _conv_bn_relu(in_channels[self.i4], width)
+        self.mix4 = nn.Sequential(_conv_bn_relu(width + num_classes, width, 3))
+        self.proj2 = _conv_bn_relu(in_channels[self.i2], width)
+        self.mix2 = nn.Sequential(_conv_bn_relu(2 * width + num_classes, width, 3))
+        r = 2 * self.upscale  # stride 2 -> 1/upscale
+        self.expand = nn.Conv2d(width, num_classes * r * r, 1)
+        nn.init.zeros_(self.expand.weight)
+        nn.init.zeros_(self.expand.bias)
+        self.shuffle = nn.PixelShuffle(r)
+
+    def forward(self, logits: torch.Tensor, feats: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        f4, f2 = feats[self.i4], feats[self.i2]
+        h = self.mix4(torch.cat([_up(logits, f4.shape[-2:]), self.proj4(f4)], 1))
+        h = self.mix2(torch.cat([_up(h, f2.shape[-2:]), _up(logits, f2.shape[-2:]), self.proj2(f2)], 1))
+        residual = self.shuffle(self.expand(h))
+        H, W = x.shape[-2] * self.upscale, x.shape[-1] * self.upscale
+        residual = residual[..., :H, :W]  # odd input sizes: stride-2 maps round up
+        return _up(logits, (H, W)) + _up(residual, (H, W))
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, counting only pixels inside the image (ONNX AveragePool)."""
+    k = 2 * radius + 1
+    return F.avg_pool2d(x, k, stride=1, padding=radius, count_include_pad=False)
+
+
+class GuidedRefine(nn.Module):
+    """Per-class fast guided filter: scores at any resolution -> scores at the guide's resolution."""
+
+    def __init__(self, num_classes: int, kernel: str = "area", radius: int = 1, eps: float = 1e-2, width: int = 8):
+        super().__init__()
+        self.kernel = kernel
+        self.radius = int(radius)
+        self.eps = float(eps)
+        self.guide = nn.Sequential(
+            nn.Conv2d(3, width, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, num_classes, 1),
+        )
+
+    def forward(self, scores: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """``frame``: the normalised native image ``(N, 3, H, W)``; returns ``(N, C, H, W)``."""
+        g_hi = self.guide(frame)
+        h, w = scores.shape[-2:]
+        g_lo = resize(g_hi, (h, w), self.kernel)
+        p = scores
+        r = self.radius
+        mean_g, mean_p = box_filter(g_lo, r), box_filter(p, r)
+        cov = box_filter(g_lo * p, r) - mean_g * mean_p
+        var = box_filter(g_lo * g_lo, r) - mean_g * mean_g
+        a = cov / (var + self.eps)
+        b = mean_p - a * mean_g
+        size = g_hi.shape[-2:]
+        return _up(box_filter(a, r), size) * g_hi + _up(box_filter(b, r), size)

@@ -1,0 +1,159 @@
+"""Scores above the input resolution: --upscale K and --refine guided."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgeseg.data.base import DatasetInfo, Sample
+from edgeseg.data.resample import resize
+from edgeseg.data.transforms import NO_AUGMENT, TrainTransform
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.models import ModelConfig, build_model
+from edgeseg.models.native import GuidedRefine, UpscaleHead
+
+
+def test_untrained_upsampler_is_bilinear_upsampling_of_the_head():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("tiny", 5, res=(48, 36), upscale=4)).eval()
+    x = torch.randn(2, 3, 36, 48)
+    with torch.no_grad():
+        out = model(x)
+        coarse = model.head(model.features(x))
+    assert out.shape == (2, 5, 144, 192)
+    np.testing.assert_allclose(out, F.interpolate(coarse, size=(144, 192), mode="bilinear", align_corners=False), atol=1e-5)
+
+
+def test_upsampler_learns_detail_from_high_resolution_features():
+    """A non-zero residual changes the output (the stride-2 path is wired), and odd sizes crop right."""
+    torch.manual_seed(0)
+    head = UpscaleHead(3, (8, 16, 24), (2, 4, 8), upscale=2)
+    torch.nn.init.normal_(head.expand.weight, std=0.1)
+    feats = [torch.randn(1, 8, 19, 25), torch.randn(1, 16, 10, 13), torch.randn(1, 24, 5, 7)]
+    logits = torch.randn(1, 3, 5, 7)
+    out = head(logits, feats, torch.zeros(1, 3, 37, 49))
+    assert out.shape == (1, 3, 74, 98)
+    assert not torch.allclose(out, F.interpolate(logits, size=(74, 98), mode="bilinear", align_corners=False))
+
+
+def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide():
+    """The defining property: where scores are a*g + b at low resolution, the filter returns a*g + b
+    at the guide's resolution, with the guide's own full-resolution detail."""
+    torch.manual_seed(0)
+    refine = GuidedRefine(2, eps=1e-8).eval()
+    frame = torch.randn(1, 3, 40, 60)
+    with torch.no_grad():
+        g_hi = refine.guide(frame)
+        g_lo = resize(g_hi, (10, 15), "area")
+        scores = torch.stack([2.0 * g_lo[:, 0] + 1.0, -3.0 * g_lo[:, 1] + 0.5], 1)
+        out = refine(scores, frame)
+    expected = torch.stack([2.0 * g_hi[:, 0] + 1.0, -3.0 * g_hi[:, 1] + 0.5], 1)
+    np.testing.assert_allclose(out, expected, atol=1e-3)
+
+
+def test_guided_filter_with_a_flat_guide_is_a_smooth_upsampling():
+    refine = GuidedRefine(3)
+    torch.nn.init.zeros_(refine.guide[-1].weight)  # the guide is its bias: constant per class
+    with torch.no_grad():
+        scores = torch.randn(1, 3, 6, 8)
+        out = refine.eval()(scores, torch.randn(1, 3, 24, 32))
+    box = F.avg_pool2d(F.avg_pool2d(scores, 3, 1, 1, count_include_pad=False), 3, 1, 1, count_include_pad=False)
+    np.testing.assert_allclose(out, F.interpolate(box, size=(24, 32), mode="bilinear", align_corners=False), atol=1e-5)
+
+
+def test_soft_labels_at_the_output_resolution_use_the_image_kernel():
+    info = DatasetInfo("t", ("a", "b", "c"), ((0, 0, 0),) * 3, 255)
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 3, (36, 48)).astype(np.uint8)
+    label[0, :5] = 255
+    sample = Sample(np.zeros((36, 48, 3), np.uint8), label, "s")
+    img, target = TrainTransform((12, 9), info, "soft", "area", NO_AUGMENT, target_res=(48, 36))(sample, rng)
+    assert img.shape == (3, 9, 12) and target["mass"].shape == (3, 36, 48)
+    # at native resolution the soft label is the native label itself
+    onehot = F.one_hot(torch.from_numpy(label).long().clamp(max=2), 3).permute(2, 0, 1).float() * torch.from_numpy(label != 255)
+    np.testing.assert_allclose(target["mass"], onehot)
+    _, half = TrainTransform((12, 9), info, "soft", "area", NO_AUGMENT, target_res=(24, 18))(sample, rng)
+    expected = F.avg_pool2d(onehot[None], 2)[0]
+    np.testing.assert_allclose(half["mass"], expected, atol=1e-6)
+    np.testing.assert_allclose(half["valid"], expected.sum(0), atol=1e-6)
+
+
+def test_bad_native_options_are_one_line_errors():
+    with pytest.raises(ConfigError, match="--upscale: expected one of 1, 2, 4; got 3"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=3))
+    with pytest.raises(ConfigError, match="--refine: expected one of none, guided"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), refine="bilateral", native_res=(96, 72)))
+    with pytest.raises(ConfigError, match="output 192x144 exceeds the native frame 96x72"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=4, refine="guided", native_res=(96, 72)))
+    with pytest.raises(ConfigError, match="own output stage"):
+        build_model(ModelConfig("tiny-msa", 3, res=(48, 36), upscale=2))
+
+
+@pytest.fixture(scope="module")
+def guided_run(shared_folder, tmp_path_factory):
+    """A tiny guided model with a 2x up-sampler, trained a few steps on 48x36 frames at 24x18."""
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("guided") / "run"
+    train(TrainConfig(out=str(out), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=4,
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=2, refine="guided"), log=lambda _: None)
+    return out
+
+
+def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_run, shared_folder, tmp_path):
+    from edgeseg.evaluation import evaluate_model
+    from edgeseg.export import export_model
+    from edgeseg.runtime.ort_runner import OrtRunner
+
+    ckpt = torch.load(guided_run / "last.pt", weights_only=True)
+    assert ckpt["model_config"]["refine"] == "guided" and ckpt["model_config"]["native_res"] == [48, 36]
+    result = export_model(guided_run / "last.pt", tmp_path, n_verify=3, progress=False, log=lambda _: None)
+    assert result["parity"]["passed"] and result["parity"]["pixel_agreement"] > 99.9
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 36, 48] and out_dims[2:] == [36, 48]  # native frame in, native scores out
+    ops = {n.op_type for n in proto.graph.node}
+    assert ops.isdisjoint({"Loop", "If", "Scan"}) and not any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
+    props = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert props["edgeseg.native_res"] == [48, 36] and props["edgeseg.res"] == [24, 18]
+    a = evaluate_model(str(guided_run / "last.pt"), progress=False)
+    b = evaluate_model(str(tmp_path / "model.onnx"), dataset="folder", data=str(shared_folder), progress=False)
+    assert a["miou"] == pytest.approx(b["miou"], abs=0.05)
+    with OrtRunner.from_file(tmp_path / "model.onnx", device="cpu") as runner:
+        with pytest.raises(ConfigError, match=r"input shape \(1, 3, 72, 96\) does not match the model's \(1, 3, 36, 48\)"):
+            runner.infer(np.zeros((1, 3, 72, 96), np.float32))
+
+
+def test_guided_model_refuses_frames_smaller_than_its_network_resolution(guided_run):
+    from edgeseg.evaluation import preprocess_for
+    from edgeseg.runtime.torch_runner import TorchRunner
+
+    runner = TorchRunner.from_checkpoint(guided_run / "last.pt")
+    pre = preprocess_for(runner.meta)
+    assert pre([np.zeros((36, 48, 3), np.uint8)]).shape == (1, 3, 36, 48)
+    with pytest.raises(DataError, match="a 20x16 frame is smaller than the model's network resolution 24x18"):
+        pre([np.zeros((16, 20, 3), np.uint8)])
+
+
+def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(shared_folder, tmp_path):
+    from edgeseg.export import OnnxOptions, export_onnx
+    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=2,
+                      batch=2, progress=False, workers=0, device="cpu", upscale=2), log=lambda _: None)
+    path, meta = export_onnx(out / "last.pt", tmp_path / "m.onnx", OnnxOptions(output="both", input_format="uint8"))
+    assert meta.labels_size == (48, 36) and meta.native_res is None
+    with OrtRunner.from_file(path, device="cpu") as runner:
+        res = runner.infer(np.zeros((1, 18, 24, 3), np.uint8))
+    assert res["logits"].shape == (1, 5, 36, 48) and res["labels"].shape == (1, 36, 48)
+
+
+def test_cli_rejects_an_unknown_upscale(cli_run, tmp_path):
+    code, _, err = cli_run("train", "--out", tmp_path / "r", "--upscale", "3")
+    assert code == 2 and "--upscale" in err and "Traceback" not in err
