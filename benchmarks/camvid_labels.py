@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.evaluation import evaluate_model
+from edgeseg.tasks.evaluate import evaluate_model
 from edgeseg.trainer import TrainConfig, train
 
 THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")

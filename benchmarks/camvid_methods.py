@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from edgeseg.data import build_dataset
-from edgeseg.evaluation import evaluate_model
+from edgeseg.tasks.evaluate import evaluate_model
 from edgeseg.trainer import TrainConfig, train
 from edgeseg.trainer.data import fraction_indices
 
@@ -98,7 +98,7 @@ def main() -> None:
                     link = unlabeled / src.name
                     if not link.exists():
                         os.symlink(src, link)
-            from edgeseg.runtime.autolabel import autolabel
+            from edgeseg.tasks.autolabel import autolabel
 
             labels = Path(args.work) / f"autolabels-{tag}"
             summary = autolabel(str(teacher), [unlabeled], labels, threshold=0.9, soft=True, device="cpu", exist_ok=True, progress=False)

@@ -24,9 +24,9 @@ import torch
 from edgeseg.data import build_dataset
 from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.export.int8 import Int8Options, export_int8
-from edgeseg.runtime.bench import bench
-from edgeseg.runtime.compare import compare_runners
 from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg.tasks.bench import bench
+from edgeseg.tasks.parity import compare_runners
 
 
 def main() -> None:

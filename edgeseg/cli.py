@@ -6,8 +6,6 @@ Every user mistake becomes one line on stderr and exit code 2; a failed check
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 import sys
 from pathlib import Path
@@ -105,9 +103,9 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
     for a model trained on those targets.
     """
     from edgeseg.data import build_dataset
-    from edgeseg.data.label_check import CHECK_MODES, DUP_MODES, check_labels
     from edgeseg.errors import ConfigError
     from edgeseg.metrics import format_table
+    from edgeseg.tasks.labels_check import CHECK_MODES, DUP_MODES, check_labels
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     known = list(CHECK_MODES) + list(DUP_MODES)
@@ -119,7 +117,7 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
         ds = ds.subset(range(min(limit, len(ds))))
     dup = None
     if set(chosen) & set(DUP_MODES):
-        from edgeseg.models.dupsample import fitted_w
+        from edgeseg.trainer.dupsample_w import fitted_w
 
         if dup_stride < 2 or dup_channels < 1:
             raise ConfigError("--dup-stride must be at least 2 and --dup-channels at least 1")
@@ -283,8 +281,8 @@ def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, 
 @json_option
 def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
-    from edgeseg.evaluation import evaluate_model
     from edgeseg.metrics import format_table
+    from edgeseg.tasks.evaluate import evaluate_model
 
     providers = [p.strip() for p in providers.split(",")] if providers else None
     result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales=scales)
@@ -357,9 +355,10 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
     TensorRT calibration cache; --trt adds model.engine and model.engine.json. Fails with exit
     code 1 when a parity check misses its threshold.
     """
-    from edgeseg.export import OnnxOptions, export_model
+    from edgeseg.export import OnnxOptions
     from edgeseg.export.int8 import Int8Options
     from edgeseg.export.trt_build import TrtOptions
+    from edgeseg.tasks.export import export_model
 
     if fp16 and not trt:
         raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
@@ -394,7 +393,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, providers, json_path, quiet):
     """Latency p50/p90/p99 and throughput, model only and end to end (pre- and post-processing)."""
-    from edgeseg.runtime.bench import bench as run_bench
+    from edgeseg.tasks.bench import bench as run_bench
 
     providers = [p.strip() for p in providers.split(",")] if providers else None
     result = run_bench(list(models), batch, iters, warmup, device, providers, dataset, data, progress=not quiet)
@@ -438,7 +437,7 @@ def short_names(paths) -> list[str]:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet):
     """Segment images, folders (and videos when OpenCV is installed): label and overlay PNGs."""
-    from edgeseg.runtime.predict import predict as run_predict
+    from edgeseg.tasks.predict import predict as run_predict
 
     providers = [p.strip() for p in providers.split(",")] if providers else None
     result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet)
@@ -459,7 +458,7 @@ def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def autolabel(model_path, images, out_dir, threshold, scales, soft, device, providers, exist_ok, quiet):
     """Teacher predictions to a folder data set that 'edgeseg train' can use (alone or via --extra-data)."""
-    from edgeseg.runtime.autolabel import autolabel as run_autolabel
+    from edgeseg.tasks.autolabel import autolabel as run_autolabel
 
     providers = [p.strip() for p in providers.split(",")] if providers else None
     r = run_autolabel(model_path, list(images), out_dir, threshold, scales, soft, device, providers, exist_ok, progress=not quiet)

@@ -5,13 +5,24 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgeseg.calibration.dataset import build_calibration_set, calibration_set_from_array, select_covering
+from edgeseg.calibration.dataset import (
+    build_calibration_set,
+    calibration_set_from_array,
+    select_covering,
+)
 from edgeseg.calibration.qdq import load_or_compute_ranges
-from edgeseg.calibration.trt_cache import cache_text, hex_to_scale, read_trt_cache, scale_to_hex, with_header
+from edgeseg.calibration.trt_cache import (
+    cache_text,
+    hex_to_scale,
+    read_trt_cache,
+    scale_to_hex,
+    with_header,
+)
 from edgeseg.data import build_dataset
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.export import OnnxOptions, export_model, export_onnx
+from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.export.int8 import Int8Options
+from edgeseg.tasks.export import export_model
 
 
 @pytest.fixture(scope="module")

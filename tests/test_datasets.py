@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import camvid_root, write_png
+
 from edgeseg.data import build_dataset
 from edgeseg.data.synthetic import SYNTHETIC_CLASSES, Synthetic, render_scene
 from edgeseg.errors import ConfigError, DataError

@@ -6,11 +6,12 @@ import onnx
 import pytest
 import torch
 
-from edgeseg.export import OnnxOptions, export_model, export_onnx
+from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.models import MODELS, ModelConfig, build_model
 from edgeseg.models.checkpoint import CHECKPOINT_FORMAT
 from edgeseg.runtime.ort_runner import OrtRunner
 from edgeseg.runtime.torch_runner import TorchRunner
+from edgeseg.tasks.export import export_model
 
 
 def fake_checkpoint(path, name, num_classes=4, res=(64, 48)):
@@ -79,8 +80,8 @@ def test_label_output_uint8_input_and_dynamic_batch(tiny_checkpoint, tmp_path):
 def test_parity_report_on_a_model_with_two_classes_swapped(tiny_checkpoint, tmp_path, shared_folder):
     """Swapping two output channels gives answers we can compute independently."""
     from edgeseg.data import build_dataset
-    from edgeseg.evaluation import native_labels, preprocess_for
-    from edgeseg.runtime.compare import compare_runners
+    from edgeseg.runtime.processing import Preprocess, native_labels
+    from edgeseg.tasks.parity import compare_runners
 
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     for key in ("head.conv.weight", "head.conv.bias"):
@@ -90,7 +91,7 @@ def test_parity_report_on_a_model_with_two_classes_swapped(tiny_checkpoint, tmp_
     ref = TorchRunner.from_checkpoint(tiny_checkpoint)
     report = compare_runners(TorchRunner.from_checkpoint(tmp_path / "swapped.pt"), ref, ds, progress=False)
     parity = report["parity"]
-    pre = preprocess_for(ref.meta)
+    pre = Preprocess.from_meta(ref.meta)
     preds, max_diff = [], 0.0
     with ref:
         for s in (ds[i] for i in range(len(ds))):

@@ -21,8 +21,8 @@ def private_cache(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ DUpsampling
 def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
-    from edgeseg.data.label_check import check_labels
-    from edgeseg.models.dupsample import fitted_w
+    from edgeseg.tasks.labels_check import check_labels
+    from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(6))
     W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area", progress=False, log=lambda _: None)
@@ -34,7 +34,7 @@ def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
 
 
 def test_w_is_cached_and_loaded_into_the_head(tmp_path):
-    from edgeseg.models.dupsample import fitted_w
+    from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(2))
     logs = []
@@ -50,7 +50,8 @@ def test_w_is_cached_and_loaded_into_the_head(tmp_path):
 
 
 def test_dupsample_head_reconstructs_blocks_with_pixel_shuffle():
-    from edgeseg.models.dupsample import DUpsampleHead, block_vectors
+    from edgeseg.models.dupsample import DUpsampleHead
+    from edgeseg.trainer.dupsample_w import block_vectors
 
     head = DUpsampleHead(4, num_classes=3, stride=2, channels=5)
     torch.nn.init.eye_(head.proj.weight.view(5, 4))
@@ -103,10 +104,11 @@ def test_msa_training_loss_uses_joint_and_auxiliary_predictions():
 
 
 def test_msa_exports_with_fixed_scales(tmp_path):
+    from test_export import fake_checkpoint
+
     from edgeseg.export import OnnxOptions, export_onnx
     from edgeseg.runtime.ort_runner import OrtRunner
     from edgeseg.runtime.torch_runner import TorchRunner
-    from test_export import fake_checkpoint
 
     ckpt = fake_checkpoint(tmp_path / "m.pt", "tiny-msa")
     path, meta = export_onnx(ckpt, tmp_path / "m.onnx", OnnxOptions(scales="0.5,1.0,2.0"))
@@ -169,10 +171,9 @@ def test_contrastive_pretraining_runs_before_training(folder_dataset, tmp_path):
 
 # ------------------------------------------------------------------ auto-labelling
 def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_folder, tmp_path):
-    from edgeseg.evaluation import preprocess_for
-    from edgeseg.runtime.autolabel import autolabel
-    from edgeseg.runtime.processing import upsample_scores
+    from edgeseg.runtime.processing import Preprocess, upsample_scores
     from edgeseg.runtime.torch_runner import TorchRunner
+    from edgeseg.tasks.autolabel import autolabel
     from edgeseg.trainer import TrainConfig, train
 
     out = tmp_path / "auto"
@@ -182,7 +183,7 @@ def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_fol
     with ref:
         for name in ("s0", "s5"):
             image = np.array(Image.open(shared_folder / "train" / "images" / f"{name}.png"))
-            logits = torch.from_numpy(ref.infer(preprocess_for(ref.meta)([image]))["logits"])
+            logits = torch.from_numpy(ref.infer(Preprocess.from_meta(ref.meta)([image]))["logits"])
             prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0], 0)
             p, c = prob.max(0)
             mask = np.array(Image.open(out / "masks" / f"{name}.png"))
@@ -266,7 +267,7 @@ def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, sh
     import shutil
 
     from edgeseg.errors import ConfigError
-    from edgeseg.runtime.autolabel import autolabel
+    from edgeseg.tasks.autolabel import autolabel
 
     out = tmp_path / "auto"
     autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, soft=True, progress=False)

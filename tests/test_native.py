@@ -104,9 +104,9 @@ def guided_run(shared_folder, tmp_path_factory):
 
 
 def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_run, shared_folder, tmp_path):
-    from edgeseg.evaluation import evaluate_model
-    from edgeseg.export import export_model
     from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.tasks.evaluate import evaluate_model
+    from edgeseg.tasks.export import export_model
 
     ckpt = torch.load(guided_run / "last.pt", weights_only=True)
     assert ckpt["model_config"]["refine"] == "guided" and ckpt["model_config"]["native_res"] == [48, 36]
@@ -129,11 +129,11 @@ def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_r
 
 
 def test_guided_model_refuses_frames_smaller_than_its_network_resolution(guided_run):
-    from edgeseg.evaluation import preprocess_for
+    from edgeseg.runtime.processing import Preprocess
     from edgeseg.runtime.torch_runner import TorchRunner
 
     runner = TorchRunner.from_checkpoint(guided_run / "last.pt")
-    pre = preprocess_for(runner.meta)
+    pre = Preprocess.from_meta(runner.meta)
     assert pre([np.zeros((36, 48, 3), np.uint8)]).shape == (1, 3, 36, 48)
     with pytest.raises(DataError, match="a 20x16 frame is smaller than the model's network resolution 24x18"):
         pre([np.zeros((16, 20, 3), np.uint8)])

@@ -67,7 +67,7 @@ def test_bench_and_predict(backend, model_files, tmp_path, cli_run, shared_folde
 
 
 def test_bench_two_models_side_by_side(model_files):
-    from edgeseg.runtime.bench import bench
+    from edgeseg.tasks.bench import bench
 
     result = bench([model_files["torch"], model_files["onnxruntime"]], iters=2, warmup=0, progress=False)
     assert [r["backend"] for r in result["results"]] == ["torch", "onnxruntime"]
@@ -75,7 +75,7 @@ def test_bench_two_models_side_by_side(model_files):
 
 
 def test_predict_bad_inputs(model_files, tmp_path):
-    from edgeseg.runtime.predict import predict
+    from edgeseg.tasks.predict import predict
 
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: not an image"):
@@ -90,7 +90,7 @@ def test_predict_bad_inputs(model_files, tmp_path):
 
 def test_video_input_needs_opencv(model_files, tmp_path):
     from edgeseg.errors import MissingDependencyError
-    from edgeseg.runtime.predict import predict
+    from edgeseg.tasks.predict import predict
 
     if available("cv2"):
         pytest.skip("OpenCV is installed; the video path is exercised where it is not")

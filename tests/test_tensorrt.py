@@ -8,14 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+from trt_double import GENERATIONS, make_tensorrt
 
 from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError
-from edgeseg.export import OnnxOptions, export_model
+from edgeseg.export import OnnxOptions
 from edgeseg.export.int8 import Int8Options
-from edgeseg.export.trt_build import TrtOptions, build_engine, read_fingerprint
+from edgeseg.export.trt_build import TrtOptions, build_engine
+from edgeseg.runtime.fingerprint import read_fingerprint
 from edgeseg.runtime.ort_runner import OrtRunner
 from edgeseg.runtime.trt_runner import TrtRunner
-from trt_double import GENERATIONS, make_tensorrt
+from edgeseg.tasks.export import export_model
 
 FAKE_GPU = {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None}
 
@@ -36,7 +38,7 @@ def install(monkeypatch, version, **kw):
     trt = make_tensorrt(version, **kw)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(TrtRunner, "default_device", "cpu")  # the double runs engines on host memory
-    monkeypatch.setattr("edgeseg.export.trt_build._gpu_info", lambda: dict(FAKE_GPU))
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: dict(FAKE_GPU))
     return trt
 
 
@@ -239,7 +241,7 @@ def test_engines_from_another_version_or_gpu_are_refused(trt, models, tmp_path, 
     with pytest.raises(ModelFileError, match=f"built with TensorRT {trt.__version__}.*this machine has TensorRT {other}.*rebuild it on the target"):
         TrtRunner.from_file(engine, device="cpu")
     install(monkeypatch, trt.__version__, device="Another GPU")
-    monkeypatch.setattr("edgeseg.export.trt_build._gpu_info", lambda: {"gpu": "Another GPU", "compute_capability": "7.2", "cuda": None})
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Another GPU", "compute_capability": "7.2", "cuda": None})
     with pytest.raises(ModelFileError, match="compute 8.7.*compute 7.2.*rebuild"):
         TrtRunner.from_file(engine, device="cpu")
     runner = TrtRunner.from_file(engine, device="cpu", check=False)  # past the fingerprint, TensorRT itself refuses

@@ -13,9 +13,9 @@ import numpy as np
 
 from edgeseg.data.base import SegDataset
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.evaluation import preprocess_for
 from edgeseg.fileio import sha256_file
 from edgeseg.progress import Progress
+from edgeseg.runtime.processing import Preprocess
 
 MIN_IMAGES = 10
 WARN_BELOW = 100
@@ -105,7 +105,7 @@ def build_calibration_set(meta, ds: SegDataset, n: int = 300, seed: int = 0, pro
     chosen, covered, absent = select_covering(ds, n, seed, progress)
     if absent:
         warn(f"no calibration image contains class(es) {', '.join(absent)}")
-    pre = preprocess_for(meta)
+    pre = Preprocess.from_meta(meta)
     files, batches = [], []
     bar = Progress(len(chosen), "calibration: pre-processing", "img", enabled=progress)
     for i in chosen:

@@ -18,13 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgeseg.calibration.qdq import QUANT_OP_TYPES, quantize_qdq
-from edgeseg.evaluation import native_labels, preprocess_for
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
+from edgeseg.runtime.processing import Preprocess, native_labels
 
 _BLOCK = re.compile(r"^model\.encoder\.[A-Za-z_]\w*\.\d+$")  # an indexed encoder stage: _blocks.3, stages.1
 
@@ -77,7 +76,7 @@ class SubsetScorer:
         ref = OrtRunner.from_file(fp32_path, device=device)
         self.meta = ref.meta
         self.device = device
-        pre = preprocess_for(ref.meta)
+        pre = Preprocess.from_meta(ref.meta)
         self.inputs = [pre([s.image]) for s in self.samples]
         with ref:
             self.fp32_labels = [native_labels(ref.infer(x), [s.label.shape])[0] for x, s in zip(self.inputs, self.samples)]

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, Sample, SegDataset
-from edgeseg.data.resample import KERNELS, LABEL_MODES, downsample_labels, kernel_matrix, resize, resize_image
+from edgeseg.data.resample import (
+    KERNELS,
+    LABEL_MODES,
+    downsample_labels,
+    kernel_matrix,
+    resize,
+    resize_image,
+)
 from edgeseg.errors import ConfigError, DataError
 
 
@@ -69,3 +76,16 @@ __all__ = [
     "resize",
     "resize_image",
 ]
+
+
+def resolve_dataset(model_dataset: str, dataset: str | None, data, split: str, skip_bad: bool, saved_root: str | None = None) -> SegDataset:
+    """The data set to score a model on: ``dataset`` as given, else the one the model was
+    trained on (``model_dataset``, from its metadata), at ``data`` or where it was saved."""
+    name = dataset or (model_dataset if model_dataset in DATASETS else None)
+    if name is None:
+        raise ConfigError(
+            f"--dataset: the model does not say which data set it was trained on ({model_dataset or 'no metadata'}); "
+            "give --dataset and --data"
+        )
+    root = data if data is not None else (saved_root if name == model_dataset else None)
+    return build_dataset(name, root, split, skip_bad)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, FileDataset, list_files, pair_by_key, require_dir
+from edgeseg.data.base import (
+    IGNORE_INDEX,
+    DatasetInfo,
+    FileDataset,
+    list_files,
+    pair_by_key,
+    require_dir,
+)
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, FileDataset, pair_by_key, require_dir
+from edgeseg.data.base import (
+    IGNORE_INDEX,
+    DatasetInfo,
+    FileDataset,
+    pair_by_key,
+    require_dir,
+)
 from edgeseg.errors import DataError
 
 CITYSCAPES_CLASSES = (

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, FileDataset, default_palette, list_files, pair_by_key, require_dir
+from edgeseg.data.base import (
+    IGNORE_INDEX,
+    DatasetInfo,
+    FileDataset,
+    default_palette,
+    list_files,
+    pair_by_key,
+    require_dir,
+)
 from edgeseg.errors import DataError
 
 

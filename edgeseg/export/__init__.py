@@ -1,6 +1,6 @@
-"""``edgeseg export``: ONNX (FP32, INT8 Q/DQ) and TensorRT engines, each checked for parity."""
+"""Builders of deployable models: ONNX (FP32, FP16, INT8 Q/DQ with float fallback) and TensorRT
+engines. ``edgeseg.tasks.export`` runs them and checks each result for parity."""
 
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
-from edgeseg.export.pipeline import export_model
 
-__all__ = ["OnnxOptions", "export_model", "export_onnx"]
+__all__ = ["OnnxOptions", "export_onnx"]

@@ -7,7 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeseg.calibration.dataset import build_calibration_set, calibration_set_from_array
+from edgeseg.calibration.dataset import (
+    build_calibration_set,
+    calibration_set_from_array,
+)
 from edgeseg.calibration.qdq import CALIB_METHODS, load_or_compute_ranges
 from edgeseg.calibration.sensitivity import SubsetScorer, fallback_search
 from edgeseg.calibration.trt_cache import write_trt_cache
@@ -39,7 +42,7 @@ class Int8Options:
 
 def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, dataset=None, data=None, val_split: str = "val",
                 saved_root=None, progress: bool = True, log=print) -> dict:
-    from edgeseg.evaluation import resolve_dataset
+    from edgeseg.data import resolve_dataset
 
     options.check()
     cache_dir = out_dir / "calibration"
@@ -50,7 +53,7 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         calib = build_calibration_set(meta, train_ds, options.calib_images, options.calib_seed, progress,
                                       warn=lambda m: log(f"warning: {m}"))
     ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir, log)
-    val_ds = resolve_dataset(meta, dataset, data, val_split, False, saved_root)
+    val_ds = resolve_dataset(meta.dataset, dataset, data, val_split, False, saved_root)
     indices = list(range(min(options.sensitivity_images, len(val_ds))))
     scorer = SubsetScorer(onnx_path, val_ds, indices)
     qdq_path = out_dir / "model.int8.onnx"
@@ -89,10 +92,10 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
 
 
 def calibration_dataset(meta, options: Int8Options, dataset, data, saved_root):
-    from edgeseg.evaluation import resolve_dataset
+    from edgeseg.data import resolve_dataset
 
     try:
-        return resolve_dataset(meta, dataset, data, options.calib_split, False, saved_root)
+        return resolve_dataset(meta.dataset, dataset, data, options.calib_split, False, saved_root)
     except ConfigError as exc:
         raise ConfigError(f"--int8 needs calibration images ({exc}); give --dataset/--data (its {options.calib_split} split is used) "
                           "or --calib-array FILE.npy") from None
@@ -113,12 +116,21 @@ def _fallback_latency(fp32: Path, fallback: Path, ranges, method, out_dir: Path)
     """ONNX Runtime CPU p50 of FP32, full INT8 and the fallback model, timed side by side."""
     import tempfile
 
+    import numpy as np
+
     from edgeseg.calibration.qdq import quantize_qdq
-    from edgeseg.runtime.bench import bench
+    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-lat-") as tmp:
         full = Path(tmp) / "full.onnx"
         quantize_qdq(fp32, full, ranges, method)
-        r = bench([fp32, full, fallback], batch=1, iters=20, warmup=3, device="cpu", progress=False)
-    p50 = [row["model_only"]["p50_ms"] for row in r["results"]]
-    return {"fp32_ms": p50[0], "int8_full_ms": p50[1], "int8_fallback_ms": p50[2], "machine": r["machine"]}
+        runners = [OrtRunner.from_file(p, device="cpu").activate() for p in (fp32, full, fallback)]
+        try:
+            x = np.zeros(runners[0].input_shape(1), dtype=runners[0].input_dtype())
+            times = time_interleaved([lambda r=r: r.infer(x) for r in runners], iters=20, warmup=3)
+        finally:
+            for r in runners:
+                r.deactivate()
+    p50 = [latency_stats(t, 1)["p50_ms"] for t in times]
+    return {"fp32_ms": p50[0], "int8_full_ms": p50[1], "int8_fallback_ms": p50[2], "machine": machine()}

@@ -12,7 +12,6 @@ compute capability) so a runner refuses it elsewhere with a message to rebuild.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import asdict, dataclass
@@ -21,6 +20,8 @@ from pathlib import Path
 
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.fileio import sha256_file, write_bytes_atomic, write_json_atomic
+from edgeseg.runtime import fingerprint
+from edgeseg.runtime.fingerprint import fingerprint_path
 from edgeseg.runtime.trt_api import TrtApi
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -48,15 +49,6 @@ class TrtOptions:
             raise ConfigError(f"--max-batch {self.max_batch}: must be at least 1")
         if self.dla_core is not None and self.precision == "fp32":
             raise ConfigError("--dla runs FP16 or INT8 layers only; add --fp16 or --int8 (in FP32 every layer would fall back to the GPU)")
-
-
-def _gpu_info() -> dict:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"gpu": None, "compute_capability": None, "cuda": torch.version.cuda}
-    major, minor = torch.cuda.get_device_capability()
-    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "cuda": torch.version.cuda}
 
 
 def _trtexec_command(onnx_path: Path, engine_path: Path, options: TrtOptions, api: TrtApi, calib_cache: Path | None) -> str:
@@ -172,10 +164,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         write_bytes_atomic(Path(options.timing_cache), api.save_timing_cache(config))
 
     w, h = meta.res if meta is not None else (None, None)
-    fingerprint = {
+    record = {
         "format": "edgeseg-engine-v1",
         "tensorrt": trt.__version__,
-        **_gpu_info(),
+        **fingerprint.gpu_info(),
         "precision": options.precision,
         "int8_mode": options.int8_mode if options.precision == "int8" else None,
         "strongly_typed": bool(strongly_typed or api.always_strongly_typed),
@@ -189,11 +181,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         "meta": meta.to_props() if meta is not None else {},
     }
     if calibrator is not None:
-        fingerprint["calibration_batches_on_device"] = calibrator.batches_served
-    write_json_atomic(fingerprint_path(engine_path), fingerprint)
+        record["calibration_batches_on_device"] = calibrator.batches_served
+    write_json_atomic(fingerprint_path(engine_path), record)
     log(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
         + (f" {options.int8_mode}" if options.precision == "int8" else "") + (f", {w}x{h}" if w else "") + ")")
-    return {"engine": engine_path, "fingerprint": fingerprint}
+    return {"engine": engine_path, "fingerprint": record}
 
 
 def _batch_profile(builder, network, config, max_batch: int):
@@ -216,10 +208,6 @@ def _batch_profile(builder, network, config, max_batch: int):
     return profile
 
 
-def fingerprint_path(engine_path: Path) -> Path:
-    return Path(str(engine_path) + ".json")
-
-
 def _input_shape(meta) -> tuple[int, ...]:
     w, h = meta.input_res
     return (1, h, w, 3) if meta.input_layout == "nhwc-uint8" else (1, 3, h, w)
@@ -230,13 +218,3 @@ def _has_qdq(path: Path) -> bool:
 
     model = onnx.load(str(path), load_external_data=False)
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
-def read_fingerprint(engine_path: Path) -> dict:
-    path = fingerprint_path(engine_path)
-    if not path.is_file():
-        raise ModelFileError(f"{engine_path}: no {path.name} beside it; edgeseg runs engines it built (rebuild with 'edgeseg export --trt')")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: unreadable engine fingerprint ({exc})") from None

@@ -34,6 +34,14 @@ class Preprocess:
     round_uint8: bool = False  # round the resized image to uint8 values, as a uint8-input model sees it
     min_res: tuple[int, int] | None = None  # native-frame models: frames smaller than the network resolution are refused
 
+    @classmethod
+    def from_meta(cls, meta) -> "Preprocess":
+        """Native images -> the input of the model ``meta`` describes: resized to its network
+        resolution, or for a native-frame (guided) model to its frame size, which its graph
+        resizes itself."""
+        return cls(tuple(meta.input_res), meta.kernel, tuple(meta.mean), tuple(meta.std), meta.input_layout,
+                   min_res=tuple(meta.res) if meta.native_res else None)
+
     def resize(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
         """Float32 Nx3xhxw in [0, 255] at the model resolution."""
         w, h = self.res
@@ -60,6 +68,17 @@ class Preprocess:
         if self.layout == "nhwc-uint8":
             return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
         return self.normalise(x).numpy()
+
+
+def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Model outputs (logits or labels) -> one int64 label map per image at its native ``(H, W)``."""
+    out = []
+    for i, size in enumerate(sizes):
+        if "logits" in outputs:
+            out.append(scores_to_labels(torch.from_numpy(outputs["logits"][i : i + 1]), size)[0])
+        else:
+            out.append(upsample_labels(torch.from_numpy(outputs["labels"][i : i + 1].astype(np.int64)), size)[0])
+    return out
 
 
 def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

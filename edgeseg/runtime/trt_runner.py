@@ -18,16 +18,6 @@ from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.trt_api import TrtApi
 
 
-def check_fingerprint(path: Path, fp: dict, api: TrtApi, gpu: dict) -> None:
-    built_on = f"TensorRT {fp.get('tensorrt')} on {fp.get('gpu')} (compute {fp.get('compute_capability')})"
-    here = f"TensorRT {api.trt.__version__} on {gpu.get('gpu')} (compute {gpu.get('compute_capability')})"
-    if fp.get("tensorrt") != api.trt.__version__ or fp.get("compute_capability") != gpu.get("compute_capability") or fp.get("gpu") != gpu.get("gpu"):
-        raise ModelFileError(
-            f"{path}: engine was built with {built_on}; this machine has {here}; rebuild it on the target: "
-            "edgeseg export --model <best.pt or model.onnx> --trt"
-        )
-
-
 class TrtRunner(BaseRunner):
     backend = "tensorrt"
     default_device = "cuda"  # where I/O buffers live; the tests' TensorRT double runs on host memory
@@ -41,15 +31,15 @@ class TrtRunner(BaseRunner):
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "cuda", api_mode: str = "auto", check: bool = True) -> "TrtRunner":
-        from edgeseg.export.trt_build import _gpu_info, read_fingerprint
+        from edgeseg.runtime import fingerprint
 
         path = Path(path)
-        fp = read_fingerprint(path)
+        fp = fingerprint.read_fingerprint(path)
         meta = ModelMeta.from_props(fp.get("meta", {}), str(path))
         if meta is None:
             raise ModelFileError(f"{path}: its fingerprint has no model metadata; rebuild with 'edgeseg export --trt'")
         if check:
-            check_fingerprint(path, fp, TrtApi.load(), _gpu_info())
+            fingerprint.check_fingerprint(path, fp, TrtApi.load().trt.__version__, fingerprint.gpu_info())
         return cls(path, meta, fp, device, api_mode)
 
     def activate_impl(self) -> None:
@@ -84,9 +74,9 @@ class TrtRunner(BaseRunner):
         return tuple(batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
 
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
         import contextlib
+
+        import torch
 
         inp = self.inputs[0]
         if -1 in inp.shape and x.shape[0] > self.max_batch:

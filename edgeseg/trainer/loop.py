@@ -24,7 +24,6 @@ from edgeseg import __version__
 from edgeseg.data import build_dataset
 from edgeseg.data.transforms import Augment, TrainTransform
 from edgeseg.errors import ConfigError, TrainingStopped
-from edgeseg.evaluation import evaluate
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import ModelConfig, build_model, load_checkpoint, load_pretrained
@@ -32,11 +31,29 @@ from edgeseg.models.checkpoint import strict_load
 from edgeseg.progress import Progress
 from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.processing import Preprocess
+from edgeseg.runtime.scoring import evaluate
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
-from edgeseg.trainer.checkpoint import check_resume_compatible, rng_state, save_checkpoint, set_rng_state
+from edgeseg.trainer.checkpoint import (
+    check_resume_compatible,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from edgeseg.trainer.config import TrainConfig, default_epochs
-from edgeseg.trainer.data import TrainingSet, fraction_indices, make_loader, raise_if_error
-from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
+from edgeseg.trainer.data import (
+    TrainingSet,
+    fraction_indices,
+    make_loader,
+    raise_if_error,
+)
+from edgeseg.trainer.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    cleanup,
+    init_distributed,
+)
 from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
 from edgeseg.trainer.tensorboard import log_epoch, open_writer
@@ -293,9 +310,14 @@ def _train(cfg, device, out, dist_info, on_step, log):
         init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt['epoch']}, step {ckpt['step']})"
     else:
         init_note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
+        from edgeseg.models.dupsample import DUpsampleHead
+
         head = getattr(model, "head", None)
-        if hasattr(head, "fit_to_data") and not init_note.startswith("whole-model"):
-            head.fit_to_data(train_ds, cfg.res, cfg.labels, cfg.kernel, progress=cfg.progress and main, log=say)
+        if isinstance(head, DUpsampleHead) and not init_note.startswith("whole-model"):
+            from edgeseg.trainer.dupsample_w import fitted_w
+
+            head.set_w(fitted_w(train_ds, cfg.res, head.r, head.proj.out_channels, cfg.labels, cfg.kernel,
+                                progress=cfg.progress and main, log=say))
     model.to(device).to(memory_format=torch.channels_last)
     train_model = model
     if dist_info.enabled:

@@ -23,8 +23,7 @@ def log_epoch(writer, record: dict, model, meta: ModelMeta, val_ds, device) -> N
     """Epoch scalars and, for the first val images, image | prediction | label panels."""
     import numpy as np
 
-    from edgeseg.evaluation import native_labels, preprocess_for
-    from edgeseg.runtime.processing import colourise
+    from edgeseg.runtime.processing import Preprocess, colourise, native_labels
 
     step = record["step"]
     for key in ("train_loss", "val_miou", "val_pixel_acc", "lr", "img_per_s"):
@@ -34,6 +33,6 @@ def log_epoch(writer, record: dict, model, meta: ModelMeta, val_ds, device) -> N
     with runner:
         for i in range(min(2, len(val_ds))):
             s = val_ds[i]
-            pred = native_labels(runner.infer(preprocess_for(meta)([s.image])), [s.label.shape])[0].numpy()
+            pred = native_labels(runner.infer(Preprocess.from_meta(meta)([s.image])), [s.label.shape])[0].numpy()
             panel = np.concatenate([s.image, colourise(pred, meta.palette), colourise(s.label, meta.palette)], axis=1)
             writer.add_image(f"val/{i}", panel, step, dataformats="HWC")

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from edgeseg.data.base import SegDataset
-from edgeseg.evaluation import iterate_batches, native_labels, preprocess_for
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
 from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.processing import Preprocess, native_labels
+from edgeseg.runtime.scoring import iterate_batches
 
 DEFAULT_MIN_AGREEMENT = 99.9  # percent of pixels
 DEFAULT_MAX_DELTA_MIOU = 0.1  # mIoU points, FP32
@@ -27,7 +28,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
 
         raise ConfigError(f"the model has {model.meta.num_classes} classes and the reference {reference.meta.num_classes}; they cannot be compared")
     n_classes = model.meta.num_classes
-    pre_m, pre_r = preprocess_for(model.meta), preprocess_for(reference.meta)
+    pre_m, pre_r = Preprocess.from_meta(model.meta), Preprocess.from_meta(reference.meta)
     if "nhwc-uint8" in (model.meta.input_layout, reference.meta.input_layout):
         # Compare the graphs on the same input: a uint8-input model sees the resized image rounded.
         from dataclasses import replace

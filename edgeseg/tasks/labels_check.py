@@ -31,7 +31,6 @@ DUP_MODES = ("dupsample", "stride-bilinear")
 
 def _reconstruct(mass, W, r: int):
     """Encode every r x r block of ``mass`` with W^T and decode with W."""
-    import torch
     import torch.nn.functional as F
 
     C, h, w = mass.shape

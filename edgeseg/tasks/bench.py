@@ -6,33 +6,20 @@ shared, noisy machine slows them alike and their ratio stays meaningful.
 
 from __future__ import annotations
 
-import platform
 import time
 from datetime import datetime, timezone
 
-import numpy as np
-
-from edgeseg.evaluation import native_labels, preprocess_for
-
-
-def _stats(times_s: list[float], batch: int) -> dict:
-    ms = np.asarray(times_s) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p90_ms": round(float(np.percentile(ms, 90)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "throughput_ips": round(batch * 1000.0 / float(ms.mean()), 2),
-    }
+from edgeseg.data import resolve_dataset
+from edgeseg.runtime.processing import Preprocess, native_labels
+from edgeseg.runtime.timing import latency_stats, machine
 
 
 def _bench_images(meta, dataset, data, batch):
     """Real native images for end-to-end timing: the model's data set, else synthetic scenes."""
     from edgeseg.data.synthetic import Synthetic
-    from edgeseg.evaluation import resolve_dataset
 
     try:
-        ds = resolve_dataset(meta, dataset, data, "val", False, meta.extra.get("dataset_root"))
+        ds = resolve_dataset(meta.dataset, dataset, data, "val", False, meta.extra.get("dataset_root"))
     except Exception:  # no data set at hand: synthetic street scenes stand in
         ds = Synthetic("val")
     return [ds[i % len(ds)].image for i in range(batch)], ds.info.name
@@ -50,7 +37,7 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
     for r in runners:
         r.activate()
     try:
-        pres = [preprocess_for(r.meta) for r in runners]
+        pres = [Preprocess.from_meta(r.meta) for r in runners]
         inputs = [pre(images) for pre in pres]
         model_t = [[] for _ in runners]
         e2e_t = [[] for _ in runners]
@@ -74,14 +61,12 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
         rows.append({
             "model": str(m), "backend": r.backend, "providers": getattr(r, "active_providers", None),
             "input": f"{r.meta.res[0]}x{r.meta.res[1]} {r.meta.input_layout}",
-            "model_only": _stats(model_t[k], batch), "end_to_end": _stats(e2e_t[k], batch),
+            "model_only": latency_stats(model_t[k], batch), "end_to_end": latency_stats(e2e_t[k], batch),
         })
-    import torch
-
     result = {
         "batch": batch, "iters": iters, "warmup": warmup, "images_from": source,
         "native_size": [int(sizes[0][1]), int(sizes[0][0])],
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, torch threads {torch.get_num_threads()}",
+        "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "results": rows,
     }

@@ -10,10 +10,9 @@ from PIL import Image
 
 from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.evaluation import native_labels, preprocess_for
 from edgeseg.fileio import atomic_path
 from edgeseg.progress import Progress
-from edgeseg.runtime.processing import overlay
+from edgeseg.runtime.processing import Preprocess, native_labels, overlay
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -73,7 +72,7 @@ def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha:
         raise ConfigError("predict: give at least one image, folder or video")
     runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()
     meta = runner.meta
-    pre = preprocess_for(meta)
+    pre = Preprocess.from_meta(meta)
     check = _AspectCheck(tuple(meta.input_res), strict)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

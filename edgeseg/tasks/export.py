@@ -9,7 +9,12 @@ from typing import Callable
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
 from edgeseg.fileio import write_json_atomic
-from edgeseg.runtime.compare import DEFAULT_MAX_DELTA_MIOU, DEFAULT_MIN_AGREEMENT, compare_runners, parity_failures
+from edgeseg.tasks.parity import (
+    DEFAULT_MAX_DELTA_MIOU,
+    DEFAULT_MIN_AGREEMENT,
+    compare_runners,
+    parity_failures,
+)
 
 
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
@@ -17,11 +22,11 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
                   device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None) -> dict:
     """Run the exported model and the checkpoint on ``n_images`` real images; write the report."""
     from edgeseg import runtime
-    from edgeseg.evaluation import resolve_dataset
+    from edgeseg.data import resolve_dataset
     from edgeseg.runtime.torch_runner import TorchRunner
 
     ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device, scales=scales)
-    ds = resolve_dataset(meta, dataset, data, split, False, ref.meta.extra.get("dataset_root"))
+    ds = resolve_dataset(meta.dataset, dataset, data, split, False, ref.meta.extra.get("dataset_root"))
     indices = list(range(min(n_images, len(ds))))
     runner = runtime.load(model_path, device=device)
     report = compare_runners(runner, ref, ds, indices=indices, progress=progress)

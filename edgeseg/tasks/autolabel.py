@@ -9,7 +9,6 @@ checkpoints) take ``scales``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -18,11 +17,10 @@ import torch
 
 from edgeseg.data.base import IGNORE_INDEX, read_image
 from edgeseg.errors import ConfigError
-from edgeseg.evaluation import preprocess_for
 from edgeseg.fileio import write_json_atomic
 from edgeseg.progress import Progress
-from edgeseg.runtime.predict import _save_png, collect_inputs
-from edgeseg.runtime.processing import upsample_scores
+from edgeseg.runtime.processing import Preprocess, upsample_scores
+from edgeseg.tasks.predict import _save_png, collect_inputs
 
 
 def label_from_probabilities(prob: torch.Tensor, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +56,7 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
     meta = runner.meta
     if "logits" not in meta.outputs:
         raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")
-    pre = preprocess_for(meta)
+    pre = Preprocess.from_meta(meta)
     # Overwriting (--exist-ok) replaces the previous labelling as a whole: files of images not in
     # this run, and soft/ from a run with --soft, would otherwise be trained on as if current.
     for sub in ("images", "masks", "soft"):

@@ -1,0 +1,45 @@
+"""The engine fingerprint: ``<engine>.json`` beside a TensorRT engine, written by the
+builder and checked by the runner, so that an engine from another TensorRT or GPU
+reads as "rebuild on the target" rather than as a deserialisation failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeseg.errors import ModelFileError
+
+
+def fingerprint_path(engine_path: Path) -> Path:
+    return Path(str(engine_path) + ".json")
+
+
+def gpu_info() -> dict:
+    """This machine's GPU as the fingerprint records it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"gpu": None, "compute_capability": None, "cuda": torch.version.cuda}
+    major, minor = torch.cuda.get_device_capability()
+    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "cuda": torch.version.cuda}
+
+
+def read_fingerprint(engine_path: Path) -> dict:
+    path = fingerprint_path(engine_path)
+    if not path.is_file():
+        raise ModelFileError(f"{engine_path}: no {path.name} beside it; edgeseg runs engines it built (rebuild with 'edgeseg export --trt')")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: unreadable engine fingerprint ({exc})") from None
+
+
+def check_fingerprint(path: Path, fp: dict, trt_version: str, gpu: dict) -> None:
+    """Refuse an engine built with another TensorRT version or on another GPU."""
+    built_on = f"TensorRT {fp.get('tensorrt')} on {fp.get('gpu')} (compute {fp.get('compute_capability')})"
+    here = f"TensorRT {trt_version} on {gpu.get('gpu')} (compute {gpu.get('compute_capability')})"
+    if fp.get("tensorrt") != trt_version or fp.get("compute_capability") != gpu.get("compute_capability") or fp.get("gpu") != gpu.get("gpu"):
+        raise ModelFileError(
+            f"{path}: engine was built with {built_on}; this machine has {here}; rebuild it on the target: "
+            "edgeseg export --model <best.pt or model.onnx> --trt"
+        )

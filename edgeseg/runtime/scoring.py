@@ -1,0 +1,54 @@
+"""Scoring a runner on a data set at native resolution: the one eval path, used by
+training validation, calibration, ``edgeseg eval`` and the export checks.
+
+The model runs at its input resolution; its scores are up-sampled bilinearly to
+each image's native size and arg-maxed there, and compared with the original
+labels (void ignored).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from edgeseg.data.base import SegDataset
+from edgeseg.errors import ConfigError
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.progress import Progress
+from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.processing import Preprocess, native_labels
+
+
+def iterate_batches(ds: SegDataset, batch: int, indices=None):
+    indices = list(range(len(ds))) if indices is None else list(indices)
+    for start in range(0, len(indices), batch):
+        yield [ds[i] for i in indices[start : start + batch]]
+
+
+def check_classes(meta, ds: SegDataset) -> None:
+    if meta.num_classes != ds.info.num_classes:
+        raise ConfigError(
+            f"the model predicts {meta.num_classes} classes but data set '{ds.info.name}' has {ds.info.num_classes}; "
+            "evaluate on the data set it was trained on"
+        )
+
+
+def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, progress: bool = True, desc: str = "eval") -> tuple[dict, ConfusionMatrix]:
+    """Returns the eval summary (percentages) and the raw confusion matrix."""
+    meta = runner.meta
+    check_classes(meta, ds)
+    pre = Preprocess.from_meta(meta)
+    cm = ConfusionMatrix(meta.num_classes)
+    n = len(ds) if indices is None else len(indices)
+    bar = Progress(n, desc, "img", enabled=progress)
+    t0 = time.perf_counter()
+    for samples in iterate_batches(ds, batch, indices):
+        outputs = runner.infer(pre([s.image for s in samples]))
+        for s, p in zip(samples, native_labels(outputs, [s.label.shape for s in samples])):
+            cm.update(torch.from_numpy(s.label), p)
+        bar.update(len(samples))
+    bar.close()
+    summary = cm.summary(ds.info.class_names)
+    summary.update(n_images=n, res=list(meta.res), backend=runner.backend, seconds=round(time.perf_counter() - t0, 3))
+    return summary, cm

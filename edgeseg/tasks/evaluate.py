@@ -1,0 +1,30 @@
+"""``edgeseg eval``: score a model file (any backend) at native resolution, and with
+a reference, report parity in task terms."""
+
+from __future__ import annotations
+
+from edgeseg.data import resolve_dataset
+from edgeseg.runtime.scoring import evaluate
+
+
+def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, reference=None, batch=1, limit=None,
+                   device="auto", providers=None, strict=False, progress=True, scales=None) -> dict:
+    from edgeseg import runtime
+
+    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales).activate()  # fail fast on a broken model
+    ref_runner = runtime.load(reference, device=device, providers=providers).activate() if reference is not None else None
+    # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
+    saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)
+    ds = resolve_dataset(runner.meta.dataset, dataset, data, split, skip_bad, saved_root)
+    indices = list(range(min(limit, len(ds)))) if limit else None
+    if ref_runner is None:
+        with runner:
+            summary, _ = evaluate(runner, ds, batch, indices, progress)
+    else:
+        from edgeseg.tasks.parity import compare_runners
+
+        report = compare_runners(runner, ref_runner, ds, indices=indices, batch=batch, progress=progress)
+        summary = report["model"]
+        summary["parity"] = report["parity"]
+    summary.update(model=str(model), dataset=ds.info.name, split=split, skipped=ds.skipped)
+    return summary
