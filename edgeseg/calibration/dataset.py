@@ -135,9 +135,7 @@ def calibration_set_from_array(path: Path, meta) -> CalibrationSet:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    w, h = meta.input_res
-    expected = (h, w, 3) if meta.input_layout == "nhwc-uint8" else (3, h, w)
-    dtype = np.uint8 if meta.input_layout == "nhwc-uint8" else np.float32
+    expected, dtype = meta.input_shape(1)[1:], meta.input_dtype
     if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
         raise DataError(f"{path}: calibration array has shape {tuple(arr.shape)}; the model takes (N, {', '.join(map(str, expected))})")
     if len(arr) < MIN_IMAGES:

@@ -171,7 +171,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         "precision": options.precision,
         "int8_mode": options.int8_mode if options.precision == "int8" else None,
         "strongly_typed": bool(strongly_typed or api.always_strongly_typed),
-        "input_shape": list(_input_shape(meta)) if meta is not None else None,
+        "input_shape": list(meta.input_shape(1)) if meta is not None else None,
         "onnx": parse_path.name,
         "onnx_sha256": sha256_file(parse_path),
         "calibration_sha256": calibration_sha256,
@@ -206,11 +206,6 @@ def _batch_profile(builder, network, config, max_batch: int):
         profile.set_shape(name, (1,) + rest, (1,) + rest, (max_batch,) + rest)
     config.add_optimization_profile(profile)
     return profile
-
-
-def _input_shape(meta) -> tuple[int, ...]:
-    w, h = meta.input_res
-    return (1, h, w, 3) if meta.input_layout == "nhwc-uint8" else (1, 3, h, w)
 
 
 def _has_qdq(path: Path) -> bool:

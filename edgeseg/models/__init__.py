@@ -9,7 +9,14 @@ import torch.nn as nn
 
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.models.base import ModelConfig, SegModel
-from edgeseg.models.checkpoint import load_checkpoint, load_file, strict_load
+from edgeseg.models.checkpoint import (
+    Checkpoint,
+    ModelCard,
+    TrainingState,
+    load_checkpoint,
+    load_file,
+    strict_load,
+)
 
 
 def _lite0_lraspp(cfg: ModelConfig) -> SegModel:
@@ -162,28 +169,30 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     return f"encoder weights from {path}"
 
 
-def model_from_checkpoint(ckpt: dict, where: str = "checkpoint", scales=None) -> nn.Module:
-    """Rebuild the model from the config stored in a checkpoint and load its weights.
+def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None) -> nn.Module:
+    """Rebuild the model of a :class:`~edgeseg.models.checkpoint.Checkpoint` and load its weights.
 
     ``scales`` replaces the inference scales of a multi-scale attention model.
     """
-    try:
-        cfg = ModelConfig.from_dict(ckpt["model_config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{where}: model config unreadable ({exc})") from None
+    cfg = ckpt.card.model_config
     if scales is not None:
         if not cfg.name.endswith("-msa"):
             raise ConfigError(f"--scales applies to multi-scale attention models (*-msa); {where} holds '{cfg.name}'")
+        from dataclasses import replace
+
         from edgeseg.models.msa import parse_scales
 
-        cfg = ModelConfig(cfg.name, cfg.num_classes, cfg.mean, cfg.std, {**cfg.options, "infer_scales": list(parse_scales(scales))})
+        cfg = replace(cfg, options={**cfg.options, "infer_scales": list(parse_scales(scales))})
     model = build_model(cfg)
-    strict_load(model, ckpt["model"], where)
+    strict_load(model, ckpt.weights, where)
     return model
 
 
 __all__ = [
+    "Checkpoint",
     "DEFAULT_MODEL",
+    "ModelCard",
+    "TrainingState",
     "MODELS",
     "ModelConfig",
     "SegModel",

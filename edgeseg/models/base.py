@@ -8,6 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# Input normalisation (x - mean) / std of every edgeseg model unless its config says otherwise.
+DEFAULT_MEAN = (127.0, 127.0, 127.0)
+DEFAULT_STD = (128.0, 128.0, 128.0)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -15,8 +19,8 @@ class ModelConfig:
 
     name: str
     num_classes: int
-    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
-    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
     options: dict = field(default_factory=dict)
     # Output above the input resolution (edgeseg.models.native): scores at ``upscale`` x the
     # input size; with ``refine="guided"`` the model takes the native frame (``native_res``,
@@ -52,8 +56,8 @@ class ModelConfig:
         return cls(
             name=str(d["name"]),
             num_classes=int(d["num_classes"]),
-            mean=tuple(float(v) for v in d.get("mean", (127.0,) * 3)),
-            std=tuple(float(v) for v in d.get("std", (128.0,) * 3)),
+            mean=tuple(float(v) for v in d.get("mean", DEFAULT_MEAN)),
+            std=tuple(float(v) for v in d.get("std", DEFAULT_STD)),
             options=dict(d.get("options", {})),
             upscale=int(d.get("upscale", 1)),
             refine=str(d.get("refine", "none")),

@@ -42,11 +42,10 @@ class BaseRunner:
 
     # -- inference
     def input_shape(self, batch: int) -> tuple[int, ...]:
-        w, h = self.meta.input_res
-        return (batch, h, w, 3) if self.meta.input_layout == "nhwc-uint8" else (batch, 3, h, w)
+        return self.meta.input_shape(batch)
 
     def input_dtype(self):
-        return np.uint8 if self.meta.input_layout == "nhwc-uint8" else np.float32
+        return self.meta.input_dtype
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """``x``: a batch in the model's input layout; returns {"logits": ..., "labels": ...}."""

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from edgeseg import __version__
 from edgeseg.errors import ModelFileError
+from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD
 
 
 @dataclass(frozen=True)
@@ -15,8 +16,8 @@ class ModelMeta:
     palette: tuple[tuple[int, int, int], ...]
     res: tuple[int, int]  # model input (width, height)
     kernel: str = "area"
-    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
-    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
     ignore_index: int = 255
     input_layout: str = "nchw"  # or "nhwc-uint8" (normalisation inside the graph)
     outputs: tuple[str, ...] = ("logits",)
@@ -34,6 +35,17 @@ class ModelMeta:
     def input_res(self) -> tuple[int, int]:
         """(width, height) of the image the model takes: the native frame or the network resolution."""
         return tuple(self.native_res) if self.native_res else tuple(self.res)
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        """The model input's shape: NHWC uint8 frames or normalised NCHW float32."""
+        w, h = self.input_res
+        return (batch, h, w, 3) if self.input_layout == "nhwc-uint8" else (batch, 3, h, w)
+
+    @property
+    def input_dtype(self):
+        import numpy as np
+
+        return np.uint8 if self.input_layout == "nhwc-uint8" else np.float32
 
     @property
     def num_classes(self) -> int:
@@ -60,8 +72,8 @@ class ModelMeta:
                 palette=tuple(tuple(c) for c in d["palette"]),
                 res=tuple(d["res"]),
                 kernel=d.get("kernel", "area"),
-                mean=tuple(d.get("mean", (127.0,) * 3)),
-                std=tuple(d.get("std", (128.0,) * 3)),
+                mean=tuple(d.get("mean", DEFAULT_MEAN)),
+                std=tuple(d.get("std", DEFAULT_STD)),
                 ignore_index=int(d.get("ignore_index", 255)),
                 input_layout=d.get("input_layout", "nchw"),
                 outputs=tuple(d.get("outputs", ("logits",))),
@@ -78,28 +90,23 @@ class ModelMeta:
             raise ModelFileError(f"{where}: edgeseg metadata is damaged ({exc}); re-export the model") from None
 
 
-def meta_from_checkpoint(ckpt: dict, source_sha256: str = "") -> ModelMeta:
-    cfg = ckpt["model_config"]
-    n = int(cfg["num_classes"])
-    names = tuple(ckpt.get("class_names") or [f"class{i}" for i in range(n)])
-    palette = tuple(tuple(c) for c in ckpt.get("palette") or [])
-    if len(palette) != n:
-        from edgeseg.data.base import default_palette
-
-        palette = default_palette(n)
+def meta_from_checkpoint(ckpt, source_sha256: str = "") -> ModelMeta:
+    """The metadata of a :class:`~edgeseg.models.checkpoint.Checkpoint`'s model."""
+    card = ckpt.card
+    cfg = card.model_config
     return ModelMeta(
-        class_names=names,
-        palette=palette,
-        res=tuple(ckpt["res"]),
-        kernel=ckpt.get("kernel", "area"),
-        mean=tuple(cfg.get("mean", (127.0,) * 3)),
-        std=tuple(cfg.get("std", (128.0,) * 3)),
-        ignore_index=int(ckpt.get("ignore_index", 255)),
-        native_res=tuple(cfg["native_res"]) if cfg.get("refine", "none") != "none" and cfg.get("native_res") else None,
-        model_name=cfg["name"],
-        dataset=ckpt.get("dataset", {}).get("name", ""),
-        label_mode=ckpt.get("label_mode", "soft"),
+        class_names=card.class_names,
+        palette=card.palette,
+        res=tuple(card.res),
+        kernel=card.kernel,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        ignore_index=card.ignore_index,
+        native_res=cfg.input_res if cfg.refine != "none" else None,
+        model_name=cfg.name,
+        dataset=card.dataset,
+        label_mode=card.label_mode,
         source_sha256=source_sha256,
-        edgeseg_version=ckpt.get("version", ""),
-        extra={"dataset_root": ckpt.get("dataset", {}).get("root")},
+        edgeseg_version=card.version,
+        extra={"dataset_root": card.dataset_root},
     )

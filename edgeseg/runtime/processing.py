@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeseg.data.resample import resize
+from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class Preprocess:
 
     res: tuple[int, int]
     kernel: str = "area"
-    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
-    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    mean: tuple[float, float, float] = DEFAULT_MEAN
+    std: tuple[float, float, float] = DEFAULT_STD
     layout: str = "nchw"
     round_uint8: bool = False  # round the resized image to uint8 values, as a uint8-input model sees it
     min_res: tuple[int, int] | None = None  # native-frame models: frames smaller than the network resolution are refused

@@ -69,7 +69,7 @@ def export_model(
             from edgeseg.runtime.meta import meta_from_checkpoint
 
             ckpt = load_checkpoint(checkpoint)
-            calibration_dataset(meta_from_checkpoint(ckpt), int8, dataset, data, ckpt.get("dataset", {}).get("root"))
+            calibration_dataset(meta_from_checkpoint(ckpt), int8, dataset, data, ckpt.card.dataset_root)
     if trt is not None:
         trt.check()
         if trt.precision == "int8" and int8 is None:
@@ -122,7 +122,7 @@ def export_model(
 def _saved_root(checkpoint: Path):
     from edgeseg.models import load_checkpoint
 
-    return load_checkpoint(checkpoint).get("dataset", {}).get("root")
+    return load_checkpoint(checkpoint).card.dataset_root
 
 
 def _parity_line(what: str, p: dict) -> str:

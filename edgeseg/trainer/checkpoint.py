@@ -9,7 +9,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import atomic_path
-from edgeseg.models.checkpoint import CHECKPOINT_FORMAT
+from edgeseg.models.checkpoint import Checkpoint
 
 
 def rng_state() -> dict:
@@ -25,10 +25,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "version": __version__, **state}
+def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(ckpt.to_dict(__version__), tmp)
 
 
 # Options that must match between a checkpoint and the run that resumes it.
@@ -42,12 +41,13 @@ def _same(value):
     return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
-def check_resume_compatible(ckpt: dict, cfg_dict: dict, where: str, world_size: int = 1) -> None:
-    saved = ckpt.get("train_config", {})
+def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_size: int = 1) -> None:
+    saved = (ckpt.training.train_config if ckpt.training else None) or {}
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
              for k in RESUME_KEYS if k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
-    if int(ckpt.get("world_size", 1)) != world_size:
-        diffs.append(f"{ckpt.get('world_size', 1)} process(es) (now {world_size})")
+    saved_world = ckpt.training.world_size if ckpt.training else 1
+    if saved_world != world_size:
+        diffs.append(f"{saved_world} process(es) (now {world_size})")
     if diffs:
         raise ConfigError(
             f"{where} was trained with {', '.join(diffs)}; resume with the same options or train into a new --out"

@@ -26,7 +26,15 @@ from edgeseg.data.transforms import Augment, TrainTransform
 from edgeseg.errors import ConfigError, TrainingStopped
 from edgeseg.fileio import write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.models import ModelConfig, build_model, load_checkpoint, load_pretrained
+from edgeseg.models import (
+    Checkpoint,
+    ModelCard,
+    ModelConfig,
+    TrainingState,
+    build_model,
+    load_checkpoint,
+    load_pretrained,
+)
 from edgeseg.models.checkpoint import strict_load
 from edgeseg.progress import Progress
 from edgeseg.runtime.meta import ModelMeta
@@ -306,8 +314,10 @@ def _train(cfg, device, out, dist_info, on_step, log):
     if cfg.resume:
         ckpt = load_checkpoint(out / "last.pt")
         check_resume_compatible(ckpt, cfg.to_dict(), str(out / "last.pt"), dist_info.world)
-        strict_load(model, ckpt["model"], str(out / "last.pt"))
-        init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt['epoch']}, step {ckpt['step']})"
+        if ckpt.training is None:
+            raise ConfigError(f"--resume: {out / 'last.pt'} holds no training state; train into a new --out")
+        strict_load(model, ckpt.weights, str(out / "last.pt"))
+        init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})"
     else:
         init_note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
         from edgeseg.models.dupsample import DUpsampleHead
@@ -348,15 +358,16 @@ def _train(cfg, device, out, dist_info, on_step, log):
 
     start_epoch, skip_batches, best, history = 0, 0, -1.0, []
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])  # rank 0's state; other ranks draw their own stream from it
+        saved = ckpt.training
+        optimizer.load_state_dict(saved.optimizer)
+        schedule.load_state_dict(saved.scheduler)
+        if saved.scaler:
+            scaler.load_state_dict(saved.scaler)
+        set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
         if dist_info.rank:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + dist_info.rank)
-        start_epoch, skip_batches = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
-        best = float(ckpt.get("best_miou", -1.0))
+        start_epoch, skip_batches = saved.epoch, saved.step_in_epoch
+        best = saved.best_miou
         history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()] if (out / "metrics.jsonl").is_file() else []
         history = [h for h in history if h["epoch"] <= start_epoch]
 
@@ -405,29 +416,14 @@ def _train(cfg, device, out, dist_info, on_step, log):
 
     writer = open_writer(out) if main else None
 
-    def state(epoch: int, step_in_epoch: int) -> dict:
-        return {
-            "model_config": model_cfg.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "rng": rng_state(),
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "step": schedule.step_count,
-            "best_miou": best,
-            "class_names": list(info.class_names),
-            "palette": [list(c) for c in info.palette],
-            "ignore_index": info.ignore_index,
-            "res": list(cfg.res),
-            "kernel": cfg.kernel,
-            "label_mode": cfg.labels,
-            "normalisation": {"mean": list(model_cfg.mean), "std": list(model_cfg.std)},
-            "dataset": {"name": info.name, "root": str(cfg.data) if cfg.data else None},
-            "train_config": cfg.to_dict(),
-            "world_size": dist_info.world,
-        }
+    card = ModelCard(model_cfg, tuple(info.class_names), tuple(info.palette), tuple(cfg.res), cfg.kernel, info.ignore_index,
+                     cfg.labels, info.name, str(cfg.data) if cfg.data else None, __version__)
+
+    def state(epoch: int, step_in_epoch: int) -> Checkpoint:
+        return Checkpoint(card, model.state_dict(), TrainingState(
+            optimizer=optimizer.state_dict(), scheduler=schedule.state_dict(), rng=rng_state(), epoch=epoch,
+            step_in_epoch=step_in_epoch, step=schedule.step_count, best_miou=best,
+            scaler=scaler.state_dict() if scaler.is_enabled() else {}, train_config=cfg.to_dict(), world_size=dist_info.world))
 
     last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
     with StopFlag() as stop:
