@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+
+from edgeseg.errors import ConfigError
+
+MAX_RES = 8192  # widest or tallest --res accepted
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,38 @@ class TrainConfig:
     contrastive_threshold: float = 0.75  # soft labels: minimum share of the top class
     class_uniform: float = 0.0  # fraction of each epoch's samples centred on a uniformly chosen class
     extra_data: tuple = ()  # folder data sets (e.g. auto-labels) added to the training split
+
+    def __post_init__(self):
+        """Every option checked once, where the config is made: a one-line error naming it."""
+        from edgeseg.data import KERNELS, LABEL_MODES
+
+        choices = {"labels": LABEL_MODES, "kernel": KERNELS, "loss": ("ce", "kl"), "schedule": ("poly", "cosine"),
+                   "optimizer": ("adamw", "sgd"), "amp": ("off", "auto", "bf16", "fp16"), "refine": ("none", "guided")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name}: expected one of {', '.join(allowed)}; got '{getattr(self, name)}'")
+        if self.upscale not in (1, 2, 4):
+            raise ConfigError(f"--upscale: expected one of 1, 2, 4; got {self.upscale}")
+        for name in ("batch", "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+        if self.epochs is not None and self.iters is not None:
+            raise ConfigError("--epochs and --iters: give one or the other")
+        if (self.epochs is not None and self.epochs < 1) or (self.iters is not None and self.iters < 1):
+            raise ConfigError("--epochs/--iters: must be at least 1")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr: must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay: must be a number >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.clip_grad) and self.clip_grad >= 0):
+            raise ConfigError(f"--clip-grad: must be a number >= 0 (0 turns clipping off), got {self.clip_grad}")
+        if not 0 <= self.class_uniform <= 1:
+            raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {self.class_uniform}")
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {self.train_fraction}")
+        w, h = self.res
+        if not (1 <= w <= MAX_RES and 1 <= h <= MAX_RES):
+            raise ConfigError(f"--res {w}x{h}: width and height must be within 1..{MAX_RES}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

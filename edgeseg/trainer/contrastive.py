@@ -12,7 +12,6 @@ At most ``max_pixels`` pixels of the batch enter the loss, which bounds its memo
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -20,9 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgeseg.errors import TrainingStopped
 from edgeseg.progress import Progress
-from edgeseg.trainer.data import raise_if_error
-from edgeseg.trainer.distributed import DistInfo, broadcast_flag
+from edgeseg.trainer.distributed import DistInfo
+from edgeseg.trainer.epoch import train_one_epoch
 
 IGNORE = -1
 
@@ -120,37 +120,25 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
     schedule = LRSchedule(optimizer, lr, epochs * steps_per_epoch, "cosine", warmup=min(100, epochs * steps_per_epoch // 20))
     gen = torch.Generator().manual_seed(seed + 17)
     dist = dist_info or DistInfo()
-    history = []
     main = dist_info is None or dist_info.is_main
-    for epoch in range(epochs):
-        net.train()
-        bar = Progress(steps_per_epoch, f"contrastive {epoch + 1}/{epochs}", "img", enabled=progress and main)
-        total, steps, t0 = 0.0, 0, time.perf_counter()
-        for batch in make_loader(epoch):
-            raise_if_error(batch, dist)
-            x, target = batch
-            x = normalise(x.to(device)).contiguous(memory_format=torch.channels_last)
-            target = {k: v.to(device) for k, v in target.items()}
-            z = train_net(x)
-            labels = grid_labels(target, grid, num_classes, threshold)
-            zs, ys = sample_pixels(z, labels, max_pixels, gen)
-            loss = contrastive_loss(zs, ys, temperature)
-            value = float(loss.detach())  # one device sync per step, reused below
-            if broadcast_flag(not math.isfinite(value), dist):
-                from edgeseg.errors import TrainingStopped
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
 
-                raise TrainingStopped(f"contrastive loss became {value} at epoch {epoch + 1}; try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            schedule.step()
-            total += value
-            steps += 1
-            bar.set(loss=value, pixels=len(ys))
-            bar.update(1, units=x.shape[0])
-        bar.close()
-        record = {"epoch": epoch + 1, "loss": round(total / max(steps, 1), 5), "img_per_s": round(bar.rate, 2),
+    def loss_fn(z: torch.Tensor, target: dict) -> torch.Tensor:
+        zs, ys = sample_pixels(z, grid_labels(target, grid, num_classes, threshold), max_pixels, gen)
+        return contrastive_loss(zs, ys, temperature)
+
+    history = []
+    for epoch in range(epochs):
+        bar = Progress(steps_per_epoch, f"contrastive {epoch + 1}/{epochs}", "img", enabled=progress and main)
+        t0 = time.perf_counter()
+        try:
+            stats = train_one_epoch(train_net, make_loader(epoch), optimizer, schedule, scaler, device=device, normalise=normalise,
+                                    loss_fn=loss_fn, clip_grad=5.0, dist_info=dist, progress=bar)
+        except TrainingStopped as exc:
+            raise TrainingStopped(f"contrastive {exc} (epoch {epoch + 1}); try a lower --lr") from None
+        finally:
+            bar.close()
+        record = {"epoch": epoch + 1, "loss": round(stats["loss"], 5), "img_per_s": round(stats["img_per_s"], 2),
                   "epoch_s": round(time.perf_counter() - t0, 2)}
         history.append(record)
         log(f"contrastive epoch {epoch + 1}: loss {record['loss']:.4f}, {record['img_per_s']:.1f} img/s")

