@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +43,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/edgeseg-bench")
     ap.add_argument("--results", default="benchmarks/results/camvid_labels.jsonl")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     w, h = (int(v) for v in args.res.split("x"))
     extra = json.loads(args.extra) if args.extra else {}
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -51,7 +54,7 @@ def main() -> None:
             cfg = TrainConfig(out=str(out), res=(w, h), dataset="camvid", data=args.data, labels=mode, kernel=args.kernel,
                               model=args.model, pretrained="imagenet", epochs=args.epochs, batch=args.batch, lr=args.lr,
                               seed=seed, val_every=10, progress=False, exist_ok=True, train_limit=args.train_limit, **extra)
-            train(cfg, log=lambda m: print(m, flush=True))
+            train(cfg)
             result = evaluate_model(str(out / "last.pt"), progress=False)
             row = {
                 "model": args.model, "res": [w, h], "labels": mode, "kernel": args.kernel, "seed": seed,

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +44,7 @@ def run(name, cfg_kwargs, args, seed, extra_row=None):
     t0 = time.time()
     cfg = TrainConfig(out=str(out), dataset="camvid", data=args.data, pretrained="imagenet", seed=seed, val_every=10,
                       progress=False, exist_ok=True, batch=8, lr=2e-3, **cfg_kwargs)
-    train(cfg, log=lambda m: print(m, flush=True))
+    train(cfg)
     result = evaluate_model(str(out / "last.pt"), progress=False)
     row = {
         "method": args.method, "variant": name.rsplit("-s", 1)[0], "seed": seed, "res": list(cfg.res), "epochs": cfg.epochs,
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/edgeseg-bench")
     ap.add_argument("--results", default="benchmarks/results/camvid_methods.jsonl")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     res = tuple(int(v) for v in args.res.split("x"))
     base = {"res": res, "epochs": args.epochs}
     for seed in [int(s) for s in args.seeds.split(",")]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import shutil
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/edgeseg-int8")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     fp32, meta = export_onnx(args.model, work / "model.onnx", OnnxOptions())
@@ -51,7 +54,7 @@ def main() -> None:
             shutil.copy(fp32, out / "model.onnx")
             t0 = time.time()
             report = export_int8(out / "model.onnx", meta, out, Int8Options(calib_method=method, calib_images=args.calib_images,
-                                 budget=args.budget, fallback=fallback), "camvid", args.data, progress=False, log=print)
+                                 budget=args.budget, fallback=fallback), "camvid", args.data, progress=False)
             parity = compare_runners(OrtRunner.from_file(out / "model.int8.onnx", device="cpu"), OrtRunner.from_file(fp32, device="cpu"),
                                      val, progress=False)["parity"]
             lat = bench([fp32, out / "model.int8.onnx"], iters=30, warmup=5, device="cpu", progress=False)

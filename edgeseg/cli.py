@@ -6,6 +6,7 @@ Every user mistake becomes one line on stderr and exit code 2; a failed check
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
         if dup_stride < 2 or dup_channels < 1:
             raise ConfigError("--dup-stride must be at least 2 and --dup-channels at least 1")
         train = build_dataset(dataset or "synthetic", data, "train", skip_bad)
-        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area", log=lambda m: click.echo(m, err=True))}
+        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area")}
     result = check_labels(ds, res, chosen, dup=dup)
     rows = {name: {m: result["modes"][m]["per_class"][name] for m in chosen} for name in ds.info.class_names}
     rows["mIoU*"] = {m: result["modes"][m]["miou"] for m in chosen}
@@ -258,7 +259,7 @@ def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, 
         contrastive_epochs=contrastive_epochs, contrastive_pixels=contrastive_pixels, class_uniform=class_uniform,
         extra_data=tuple(str(p) for p in extra_data),
     )
-    result = run_train(cfg, log=lambda m: click.echo(m, err=True))
+    result = run_train(cfg)
     if result.get("interrupted"):
         return 130
     if result["is_main"]:
@@ -375,8 +376,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
                               fp16_fallback=bool(int8 and fp16), max_batch=max_batch)
     export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
                  n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
-                 device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet,
-                 log=lambda m: click.echo(m, err=True))
+                 device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet)
     return 0
 
 
@@ -483,7 +483,25 @@ def models(classes):
 # --------------------------------------------------------------------------- entry point
 
 
+class _EchoHandler(logging.Handler):
+    """edgeseg's log records as plain lines on stderr ("warning: " before warnings); the stream is
+    looked up at each record, so redirected or captured stderr gets them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        click.echo(f"warning: {msg}" if record.levelno >= logging.WARNING else msg, err=True)
+
+
+def configure_logging() -> None:
+    """Library modules log to ``logging.getLogger("edgeseg.<module>")``; the command line shows them."""
+    root = logging.getLogger("edgeseg")
+    root.handlers = [h for h in root.handlers if not isinstance(h, _EchoHandler)] + [_EchoHandler()]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
 def main(argv=None) -> None:
+    configure_logging()
     try:
         rv = cli.main(args=argv, prog_name="edgeseg", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -85,5 +85,18 @@ def tiny_checkpoint(shared_folder, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny") / "run"
     train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny", epochs=3,
-                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu"), log=lambda _: None)
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu"))
     return out / "best.pt"
+
+
+@pytest.fixture(autouse=True)
+def _edgeseg_logging_propagates():
+    """The CLI takes over the edgeseg logger (its own handler, no propagation); give it back
+    after each test so that caplog sees library records in the next one."""
+    import logging
+
+    yield
+    log = logging.getLogger("edgeseg")
+    log.handlers = [h for h in log.handlers if type(h).__name__ != "_EchoHandler"]
+    log.propagate = True
+    log.setLevel(logging.NOTSET)

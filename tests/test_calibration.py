@@ -1,4 +1,5 @@
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -84,23 +85,23 @@ def test_calibration_input_errors(fp32, shared_folder, tmp_path):
     assert len(calibration_set_from_array(tmp_path / "ok.npy", meta)) == 12
 
 
-def test_ranges_cache_is_reused_and_invalidated_with_a_reason(fp32, shared_folder, tmp_path):
+def test_ranges_cache_is_reused_and_invalidated_with_a_reason(fp32, shared_folder, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edgeseg")
     path, meta = fp32
     ds = build_dataset("folder", shared_folder, "train")
     calib = build_calibration_set(meta, ds, n=10, progress=False, warn=lambda _: None)
-    logs = []
-    ranges, key = load_or_compute_ranges(path, calib, "minmax", tmp_path, logs.append)
+    ranges, key = load_or_compute_ranges(path, calib, "minmax", tmp_path)
     assert "input" in ranges and ranges["input"][0] < 0 < ranges["input"][1]
-    again, key2 = load_or_compute_ranges(path, calib, "minmax", tmp_path, logs.append)
-    assert key2 == key and again == ranges and "using cached" in logs[-1]
+    again, key2 = load_or_compute_ranges(path, calib, "minmax", tmp_path)
+    assert key2 == key and again == ranges and "using cached" in caplog.messages[-1]
     other = build_calibration_set(meta, ds, n=11, progress=False, warn=lambda _: None)
-    load_or_compute_ranges(path, other, "minmax", tmp_path, logs.append)
-    assert any("stale (the calibration set changed)" in m for m in logs)
+    load_or_compute_ranges(path, other, "minmax", tmp_path)
+    assert any("stale (the calibration set changed)" in m for m in caplog.messages)
 
 
 def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, shared_folder, tmp_path):
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0)
-    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False, log=lambda _: None)
+    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False)
     model = onnx.load(str(tmp_path / "model.int8.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -131,8 +132,7 @@ def test_int8_fallback_keeps_the_most_sensitive_blocks_in_float(tiny_checkpoint,
     path, meta = export_onnx(tiny_checkpoint, tmp_path / "model.onnx")
     monkeypatch.setattr(Int8Options, "check", lambda self: None)  # allow the impossible budget
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=-1.0)
-    logs = []
-    report = export_int8(path, meta, tmp_path, opts, "folder", str(shared_folder), progress=False, log=logs.append)
+    report = export_int8(path, meta, tmp_path, opts, "folder", str(shared_folder), progress=False)
     blocks = {row["block"] for row in report["sensitivity"]}
     assert blocks == {"encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "head.conv", "model"}
     assert set(report["float_blocks"]) == blocks and not report["within_budget"]
@@ -155,7 +155,7 @@ def test_int8_cli_errors(cli_run, tiny_checkpoint, tmp_path):
 
 def test_eval_of_the_int8_model_against_the_checkpoint(cli_run, tiny_checkpoint, shared_folder, tmp_path):
     opts = Int8Options(calib_method="percentile", calib_images=10, sensitivity_images=3, budget=100.0)
-    export_model(tiny_checkpoint, tmp_path, int8=opts, verify=False, progress=False, log=lambda _: None)
+    export_model(tiny_checkpoint, tmp_path, int8=opts, verify=False, progress=False)
     code, out, err = cli_run("eval", "--model", tmp_path / "model.int8.onnx", "--reference", tiny_checkpoint, "--json", tmp_path / "e.json")
     assert code == 0, err
     result = json.loads((tmp_path / "e.json").read_text())

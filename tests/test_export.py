@@ -29,7 +29,7 @@ def fake_checkpoint(path, name, num_classes=4, res=(64, 48)):
 
 
 def test_export_writes_metadata_and_passes_checker_and_parity(tiny_checkpoint, tmp_path):
-    result = export_model(tiny_checkpoint, tmp_path, n_verify=3, progress=False, log=lambda _: None)
+    result = export_model(tiny_checkpoint, tmp_path, n_verify=3, progress=False)
     model = onnx.load(str(tmp_path / "model.onnx"))
     onnx.checker.check_model(model, full_check=True)
     assert next(o.version for o in model.opset_import if o.domain == "") == 17
@@ -73,7 +73,7 @@ def test_label_output_uint8_input_and_dynamic_batch(tiny_checkpoint, tmp_path):
         out = runner.infer(x)
     up = torch.nn.functional.interpolate(torch.from_numpy(out["logits"]), size=(72, 96), mode="bilinear", align_corners=False)
     assert (up.argmax(1).numpy() == out["labels"]).mean() > 0.999
-    result = export_model(tiny_checkpoint, tmp_path / "u8", opts, n_verify=3, progress=False, log=lambda _: None)
+    result = export_model(tiny_checkpoint, tmp_path / "u8", opts, n_verify=3, progress=False)
     assert result["parity"]["passed"]
 
 

@@ -1,3 +1,5 @@
+import logging
+
 """The seed papers' methods: DUpsampling, multi-scale attention, pixel contrastive
 pretraining, auto-labelling and class-uniform sampling."""
 
@@ -25,7 +27,7 @@ def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
     from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(6))
-    W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area", progress=False, log=lambda _: None)
+    W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area", progress=False)
     assert W.shape == (9 * 8 * 8, 48)
     torch.testing.assert_close(W.T @ W, torch.eye(48), atol=1e-4, rtol=0)
     val = Synthetic("val").subset(range(3))
@@ -33,14 +35,14 @@ def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
     assert result["modes"]["dupsample"]["miou"] > result["modes"]["stride-bilinear"]["miou"] + 5
 
 
-def test_w_is_cached_and_loaded_into_the_head(tmp_path):
+def test_w_is_cached_and_loaded_into_the_head(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edgeseg")
     from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(2))
-    logs = []
-    a = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False, log=logs.append)
-    b = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False, log=logs.append)
-    assert torch.equal(a, b) and "from cache" in logs[-1]
+    a = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False)
+    b = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False)
+    assert torch.equal(a, b) and "from cache" in caplog.messages[-1]
     model = build_model(ModelConfig("lite0-dupsample", 9, options={"stride": 8, "channels": 16}))
     model.head.set_w(a)
     assert torch.equal(model.head.reconstruct.weight.view(9 * 64, 16), a)
@@ -162,8 +164,7 @@ def test_contrastive_pretraining_runs_before_training(folder_dataset, tmp_path):
 
     out = tmp_path / "run"
     result = train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(folder_dataset), model="tiny", epochs=1,
-                               batch=2, progress=False, workers=0, device="cpu", contrastive_epochs=2, contrastive_pixels=50),
-                   log=lambda _: None)
+                               batch=2, progress=False, workers=0, device="cpu", contrastive_epochs=2, contrastive_pixels=50))
     assert (out / "contrastive.pt").is_file() and result["epochs"] == 1
     cfg = json.loads((out / "config.json").read_text())
     assert len(cfg["contrastive"]["history"]) == 2 and "contrastive" in cfg["init"]
@@ -195,8 +196,7 @@ def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_fol
     sample = ds[0]
     assert ds.info.class_names == ("a", "b", "c", "d", "e") and sample.soft is not None and sample.soft.shape[2] == 4
     result = train(TrainConfig(out=str(tmp_path / "student"), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny",
-                               epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(out),)),
-                   log=lambda _: None)
+                               epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(out),)))
     assert json.loads((tmp_path / "student" / "config.json").read_text())["train_samples"] == 24 and result["epochs"] == 1
     from edgeseg.errors import ConfigError
 
@@ -218,15 +218,15 @@ def test_weighted_labels_match_a_dense_reference():
 
 
 # ------------------------------------------------------------------ class-uniform sampling
-def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path):
+def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edgeseg")
     from edgeseg.data.class_uniform import cached_centroids, epoch_plan
     from edgeseg.data.transforms import Augment, TrainTransform
 
     ds = build_dataset("folder", shared_folder, "train")
-    logs = []
-    cent = cached_centroids(ds, progress=False, log=logs.append)
-    again = cached_centroids(ds, progress=False, log=logs.append)
-    assert "from cache" in logs[-1] and all(np.array_equal(cent[c], again[c]) for c in cent)
+    cent = cached_centroids(ds, progress=False)
+    again = cached_centroids(ds, progress=False)
+    assert "from cache" in caplog.messages[-1] and all(np.array_equal(cent[c], again[c]) for c in cent)
     for c, arr in cent.items():
         for i, y, x in arr[:5]:
             lab = ds[int(i)].label
@@ -239,7 +239,8 @@ def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path):
     assert x0 <= 5 < x0 + cw and y0 <= 30 < y0 + ch and x0 >= 0 and y0 + ch <= 36
 
 
-def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch):
+def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="edgeseg")
     import shutil
 
     from edgeseg.data import build_dataset
@@ -250,7 +251,7 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch)
     shutil.copytree(shared_folder, root)
     ds = build_dataset("folder", str(root), "train")
     before = ds.fingerprint()
-    cached_centroids(ds, progress=False, log=lambda _: None)
+    cached_centroids(ds, progress=False)
     mask = ds.label_files(0)[0]
     label = np.array(Image.open(mask))
     label[:] = 1 - np.clip(label, 0, 1)  # a different labelling, same size
@@ -258,9 +259,9 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch)
     os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
     ds = build_dataset("folder", str(root), "train")
     assert ds.fingerprint() != before
-    logs = []
-    cached_centroids(ds, progress=False, log=logs.append)
-    assert not any("from cache" in m for m in logs)
+    caplog.clear()
+    cached_centroids(ds, progress=False)
+    assert not any("from cache" in m for m in caplog.messages)
 
 
 def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, shared_folder, tmp_path):

@@ -99,7 +99,7 @@ def guided_run(shared_folder, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("guided") / "run"
     train(TrainConfig(out=str(out), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=4,
-                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=2, refine="guided"), log=lambda _: None)
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=2, refine="guided"))
     return out
 
 
@@ -110,7 +110,7 @@ def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_r
 
     ckpt = torch.load(guided_run / "last.pt", weights_only=True)
     assert ckpt["model_config"]["refine"] == "guided" and ckpt["model_config"]["native_res"] == [48, 36]
-    result = export_model(guided_run / "last.pt", tmp_path, n_verify=3, progress=False, log=lambda _: None)
+    result = export_model(guided_run / "last.pt", tmp_path, n_verify=3, progress=False)
     assert result["parity"]["passed"] and result["parity"]["pixel_agreement"] > 99.9
     proto = onnx.load(str(tmp_path / "model.onnx"))
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
@@ -146,7 +146,7 @@ def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(share
 
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=2,
-                      batch=2, progress=False, workers=0, device="cpu", upscale=2), log=lambda _: None)
+                      batch=2, progress=False, workers=0, device="cpu", upscale=2))
     path, meta = export_onnx(out / "last.pt", tmp_path / "m.onnx", OnnxOptions(output="both", input_format="uint8"))
     assert meta.labels_size == (48, 36) and meta.native_res is None
     with OrtRunner.from_file(path, device="cpu") as runner:

@@ -26,7 +26,7 @@ FAKE_GPU = {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None}
 def models(tiny_checkpoint, shared_folder, tmp_path_factory):
     """model.onnx, model.int8.onnx and calibration.cache of the tiny model (no TensorRT involved)."""
     out = tmp_path_factory.mktemp("trt-models")
-    export_model(tiny_checkpoint, out, OnnxOptions(), verify=False, progress=False, log=lambda _: None,
+    export_model(tiny_checkpoint, out, OnnxOptions(), verify=False, progress=False,
                  int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0))
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
@@ -69,7 +69,7 @@ def sample_input(models, batch=2):
 
 def test_fp32_engine_builds_and_runs(trt, models, tmp_path):
     engine = tmp_path / "model.engine"
-    result = build_engine(models["fp32"], engine, TrtOptions(precision="fp32", workspace_gb=1.5), meta=models["meta"], log=lambda _: None)
+    result = build_engine(models["fp32"], engine, TrtOptions(precision="fp32", workspace_gb=1.5), meta=models["meta"])
     (flags,) = calls(trt, "builder.create_network")
     F = trt.NetworkDefinitionCreationFlag
     if trt.generation == "8.5":
@@ -91,7 +91,7 @@ def test_fp32_engine_builds_and_runs(trt, models, tmp_path):
 
 def test_fp16_engine(trt, models, tmp_path):
     engine = tmp_path / "model.engine"
-    build_engine(models["fp32"], engine, TrtOptions(precision="fp16"), meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], engine, TrtOptions(precision="fp16"), meta=models["meta"])
     fp = read_fingerprint(engine)
     if trt.generation == "11":
         # no FP16 flag: the precision is the model's own, an FP16 ONNX model with float32 I/O
@@ -107,7 +107,7 @@ def test_fp16_engine(trt, models, tmp_path):
 def test_explicit_int8_engine_from_the_qdq_model(trt, models, tmp_path):
     engine = tmp_path / "model.engine"
     opts = TrtOptions(precision="int8", int8_mode="explicit")
-    build_engine(models["fp32"], engine, opts, qdq_path=models["int8"], meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], engine, opts, qdq_path=models["int8"], meta=models["meta"])
     fp = read_fingerprint(engine)
     assert fp["onnx"] == "model.int8.onnx" and fp["int8_mode"] == "explicit"
     flags = {c[0] for c in calls(trt, "config.set_flag")}
@@ -116,7 +116,7 @@ def test_explicit_int8_engine_from_the_qdq_model(trt, models, tmp_path):
     else:  # weakly typed: Q/DQ needs the INT8 flag
         assert flags == {"INT8"}
         build_engine(models["fp32"], tmp_path / "h.engine", TrtOptions(precision="int8", int8_mode="explicit", fp16_fallback=True),
-                     qdq_path=models["int8"], meta=models["meta"], log=lambda _: None)
+                     qdq_path=models["int8"], meta=models["meta"])
         assert {c[0] for c in calls(trt, "config.set_flag")} == {"INT8", "FP16"}  # float-fallback layers may use FP16
     x = sample_input(models)
     np.testing.assert_allclose(run_engine(engine, x)["logits"], reference(models, models["int8"], x)["logits"], atol=1e-4)
@@ -125,7 +125,7 @@ def test_explicit_int8_engine_from_the_qdq_model(trt, models, tmp_path):
 def test_auto_int8_mode_picks_by_version(trt, models, tmp_path):
     engine = tmp_path / "model.engine"
     build_engine(models["fp32"], engine, TrtOptions(precision="int8"), qdq_path=models["int8"], calib_cache=models["cache"],
-                 meta=models["meta"], log=lambda _: None)
+                 meta=models["meta"])
     assert read_fingerprint(engine)["int8_mode"] == ("implicit" if trt.generation == "8.5" else "explicit")
 
 
@@ -134,15 +134,15 @@ def test_implicit_int8_reads_the_calibration_cache(trt, models, tmp_path):
     opts = TrtOptions(precision="int8", int8_mode="implicit")
     if trt.generation == "11":
         with pytest.raises(ConfigError, match="removed implicit INT8"):
-            build_engine(models["fp32"], engine, opts, calib_cache=models["cache"], meta=models["meta"], log=lambda _: None)
+            build_engine(models["fp32"], engine, opts, calib_cache=models["cache"], meta=models["meta"])
         return
-    fp = build_engine(models["fp32"], engine, opts, calib_cache=models["cache"], meta=models["meta"], log=lambda _: None)["fingerprint"]
+    fp = build_engine(models["fp32"], engine, opts, calib_cache=models["cache"], meta=models["meta"])["fingerprint"]
     assert calls(trt, "config.int8_calibrator") == [("EdgesegCalibrator",)]
     # the cache (rewritten under this version's header) is accepted: no calibration batches on the device
     assert calls(trt, "calibrator.read_calibration_cache") == [(True,)] and not calls(trt, "calibrator.get_batch")
     assert fp["onnx"] == "model.onnx" and f"--calib={models['cache']}" in fp["trtexec"]
     with pytest.raises(ConfigError, match="not a Q/DQ model"):
-        build_engine(models["int8"], engine, opts, calib_cache=models["cache"], meta=models["meta"], log=lambda _: None)
+        build_engine(models["int8"], engine, opts, calib_cache=models["cache"], meta=models["meta"])
 
 
 def test_on_device_calibration_writes_a_cache(trt, models, tmp_path):
@@ -156,7 +156,7 @@ def test_on_device_calibration_writes_a_cache(trt, models, tmp_path):
     inputs = sample_input(models, batch=4)
     shutil.copy(models["cache"], cache)
     fp = build_engine(models["fp32"], tmp_path / "e.engine", TrtOptions(precision="int8", int8_mode="implicit"), calib_cache=cache,
-                      calib_inputs=inputs, meta=models["meta"], log=lambda _: None)["fingerprint"]
+                      calib_inputs=inputs, meta=models["meta"])["fingerprint"]
     assert calls(trt, "calibrator.read_calibration_cache") == [(False,)] and calls(trt, "calibrator.get_batch") == [(4,)]
     assert fp["calibration_batches_on_device"] == 4
     header, scales = read_trt_cache(cache)
@@ -165,20 +165,20 @@ def test_on_device_calibration_writes_a_cache(trt, models, tmp_path):
 
 def test_timing_cache_is_read_and_written(trt, models, tmp_path):
     cache = tmp_path / "timing.cache"
-    build_engine(models["fp32"], tmp_path / "a.engine", TrtOptions(precision="fp32", timing_cache=str(cache)), meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], tmp_path / "a.engine", TrtOptions(precision="fp32", timing_cache=str(cache)), meta=models["meta"])
     assert cache.read_bytes() and calls(trt, "config.set_timing_cache") == [(False,)]
     first = cache.read_bytes()
-    build_engine(models["fp32"], tmp_path / "b.engine", TrtOptions(precision="fp32", timing_cache=str(cache)), meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], tmp_path / "b.engine", TrtOptions(precision="fp32", timing_cache=str(cache)), meta=models["meta"])
     assert calls(trt, "config.create_timing_cache")[-1] == (len(first),) and cache.read_bytes() != first
 
 
 def test_dynamic_batch_engines_get_an_optimisation_profile(trt, tiny_checkpoint, tmp_path):
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False, log=lambda _: None)
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False)
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
     meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
     engine = tmp_path / "d.engine"
-    build_engine(tmp_path / "model.onnx", engine, TrtOptions(precision="fp32", max_batch=4), meta=meta, log=lambda _: None)
+    build_engine(tmp_path / "model.onnx", engine, TrtOptions(precision="fp32", max_batch=4), meta=meta)
     assert calls(trt, "profile.set_shape") == [("input", (1, 3, 36, 48), (1, 3, 36, 48), (4, 3, 36, 48))]
     for batch in (1, 3):
         x = np.random.default_rng(batch).standard_normal((batch, 3, 36, 48)).astype(np.float32)
@@ -186,10 +186,10 @@ def test_dynamic_batch_engines_get_an_optimisation_profile(trt, tiny_checkpoint,
     with pytest.raises(ConfigError, match="batches up to 4"):
         run_engine(engine, np.zeros((5, 3, 36, 48), np.float32))
     if trt.generation != "11":  # implicit INT8 calibrates through the same profile
-        export_model(tiny_checkpoint, tmp_path / "q", OnnxOptions(dynamic_batch=True), verify=False, progress=False, log=lambda _: None,
+        export_model(tiny_checkpoint, tmp_path / "q", OnnxOptions(dynamic_batch=True), verify=False, progress=False,
                      int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0))
         build_engine(tmp_path / "q" / "model.onnx", tmp_path / "i.engine", TrtOptions(precision="int8", int8_mode="implicit", max_batch=4),
-                     calib_cache=tmp_path / "q" / "calibration.cache", meta=meta, log=lambda _: None)
+                     calib_cache=tmp_path / "q" / "calibration.cache", meta=meta)
         assert len(calls(trt, "config.set_calibration_profile")) == 1
 
 
@@ -197,21 +197,21 @@ def test_dla(trt, models, tmp_path):
     opts = TrtOptions(precision="fp16", dla_core=1)
     if trt.generation == "11":
         with pytest.raises(ConfigError, match="DLA"):
-            build_engine(models["fp32"], tmp_path / "d.engine", opts, meta=models["meta"], log=lambda _: None)
+            build_engine(models["fp32"], tmp_path / "d.engine", opts, meta=models["meta"])
         return
-    fp = build_engine(models["fp32"], tmp_path / "d.engine", opts, meta=models["meta"], log=lambda _: None)["fingerprint"]
+    fp = build_engine(models["fp32"], tmp_path / "d.engine", opts, meta=models["meta"])["fingerprint"]
     assert calls(trt, "config.DLA_core") == [(1,)]
     assert calls(trt, "config.default_device_type") == [(trt.DeviceType.DLA,)]
     assert ("GPU_FALLBACK",) in calls(trt, "config.set_flag") and "--useDLACore=1" in fp["trtexec"]
     with pytest.raises(ConfigError, match="--dla 5: this device has 2 DLA core"):
-        build_engine(models["fp32"], tmp_path / "e.engine", TrtOptions(dla_core=5), meta=models["meta"], log=lambda _: None)
+        build_engine(models["fp32"], tmp_path / "e.engine", TrtOptions(dla_core=5), meta=models["meta"])
     with pytest.raises(ConfigError, match="--dla runs FP16 or INT8"):
-        build_engine(models["fp32"], tmp_path / "f.engine", TrtOptions(precision="fp32", dla_core=0), meta=models["meta"], log=lambda _: None)
+        build_engine(models["fp32"], tmp_path / "f.engine", TrtOptions(precision="fp32", dla_core=0), meta=models["meta"])
 
 
 def test_binding_api_path(trt, models, tmp_path):
     engine = tmp_path / "model.engine"
-    build_engine(models["fp32"], engine, TrtOptions(precision="fp32"), meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], engine, TrtOptions(precision="fp32"), meta=models["meta"])
     x = sample_input(models)
     if trt.generation == "8.5":
         out = run_engine(engine, x, api_mode="bindings")
@@ -223,11 +223,11 @@ def test_binding_api_path(trt, models, tmp_path):
 
 
 def test_label_output_dtype_follows_the_engine(trt, tiny_checkpoint, tmp_path):
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(output="labels"), verify=False, progress=False, log=lambda _: None)
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(output="labels"), verify=False, progress=False)
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
     meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
-    build_engine(tmp_path / "model.onnx", tmp_path / "l.engine", TrtOptions(precision="fp32"), meta=meta, log=lambda _: None)
+    build_engine(tmp_path / "model.onnx", tmp_path / "l.engine", TrtOptions(precision="fp32"), meta=meta)
     x = np.zeros((1, 3, 36, 48), np.float32)
     out = run_engine(tmp_path / "l.engine", x)
     assert out["labels"].dtype == np.uint8 and out["labels"].shape == (1, 36, 48)
@@ -235,7 +235,7 @@ def test_label_output_dtype_follows_the_engine(trt, tiny_checkpoint, tmp_path):
 
 def test_engines_from_another_version_or_gpu_are_refused(trt, models, tmp_path, monkeypatch):
     engine = tmp_path / "model.engine"
-    build_engine(models["fp32"], engine, TrtOptions(precision="fp32"), meta=models["meta"], log=lambda _: None)
+    build_engine(models["fp32"], engine, TrtOptions(precision="fp32"), meta=models["meta"])
     other = "10.3.0.26" if trt.generation != "10" else "8.5.2.2"
     install(monkeypatch, other)
     with pytest.raises(ModelFileError, match=f"built with TensorRT {trt.__version__}.*this machine has TensorRT {other}.*rebuild it on the target"):

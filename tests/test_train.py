@@ -26,7 +26,7 @@ def quiet(_):
 
 def test_train_writes_checkpoints_metrics_and_config(folder_dataset, tmp_path):
     out = tmp_path / "run"
-    result = train(tiny_cfg(folder_dataset, out), log=quiet)
+    result = train(tiny_cfg(folder_dataset, out))
     assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "metrics.jsonl", "config.json"}
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
@@ -53,18 +53,18 @@ def assert_same_weights(a, b):
 
 
 def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
-    train(tiny_cfg(folder_dataset, tmp_path / "straight", epochs=3), log=quiet)
+    train(tiny_cfg(folder_dataset, tmp_path / "straight", epochs=3))
     out = tmp_path / "split"  # Ctrl-C at the last step of epoch 1, then resume
 
     def interrupt_at(step):
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train(tiny_cfg(folder_dataset, out, epochs=3), log=quiet, on_step=interrupt_at)
+    first = train(tiny_cfg(folder_dataset, out, epochs=3), on_step=interrupt_at)
     assert first["interrupted"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)  # the epoch was complete: validated and saved as such
-    train(tiny_cfg(folder_dataset, out, epochs=3, resume=True), log=quiet)
+    train(tiny_cfg(folder_dataset, out, epochs=3, resume=True))
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
@@ -73,18 +73,18 @@ def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
 
 
 def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
-    train(tiny_cfg(folder_dataset, tmp_path / "straight"), log=quiet)
+    train(tiny_cfg(folder_dataset, tmp_path / "straight"))
     out = tmp_path / "interrupted"
 
     def interrupt_at(step):
         if step == 4:  # second step of epoch 2
             os.kill(os.getpid(), signal.SIGINT)
 
-    result = train(tiny_cfg(folder_dataset, out), log=quiet, on_step=interrupt_at)
+    result = train(tiny_cfg(folder_dataset, out), on_step=interrupt_at)
     assert result["interrupted"] and result["step"] == 4
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]) == (1, 1, 4)
-    train(tiny_cfg(folder_dataset, out, resume=True), log=quiet)
+    train(tiny_cfg(folder_dataset, out, resume=True))
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
@@ -92,35 +92,35 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset, tmp_path):
     out = tmp_path / "nan"
-    train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
+    train(tiny_cfg(folder_dataset, out, epochs=1))
     before = (out / "last.pt").read_bytes()
     with pytest.raises(TrainingStopped, match=r"loss became (nan|inf).*kept .*last\.pt"):
-        train(tiny_cfg(folder_dataset, out, epochs=3, resume=True, lr=1e30, clip_grad=0.0), log=quiet)
+        train(tiny_cfg(folder_dataset, out, epochs=3, resume=True, lr=1e30, clip_grad=0.0))
     assert (out / "last.pt").read_bytes() == before
 
 
 def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
     out = tmp_path / "run"
-    train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
+    train(tiny_cfg(folder_dataset, out, epochs=1))
     with pytest.raises(ConfigError, match="already exists"):
-        train(tiny_cfg(folder_dataset, out, epochs=1), log=quiet)
-    train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True), log=quiet)
+        train(tiny_cfg(folder_dataset, out, epochs=1))
+    train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True))
     with pytest.raises(ConfigError, match="nothing to resume"):
-        train(tiny_cfg(folder_dataset, tmp_path / "empty", resume=True), log=quiet)
+        train(tiny_cfg(folder_dataset, tmp_path / "empty", resume=True))
     with pytest.raises(ConfigError, match="--model 'tiny' \\(now 'lite0-fpn'\\)"):
-        train(tiny_cfg(folder_dataset, out, model="lite0-fpn", resume=True), log=quiet)
+        train(tiny_cfg(folder_dataset, out, model="lite0-fpn", resume=True))
     with pytest.raises(ConfigError, match="--train-fraction: expected a fraction in \\(0, 1\\], got 1.5"):
-        train(tiny_cfg(folder_dataset, tmp_path / "frac", train_fraction=1.5), log=quiet)
+        train(tiny_cfg(folder_dataset, tmp_path / "frac", train_fraction=1.5))
     with pytest.raises(ConfigError, match="--train-fraction None \\(now 0.5\\)"):
-        train(tiny_cfg(folder_dataset, out, train_fraction=0.5, resume=True), log=quiet)
+        train(tiny_cfg(folder_dataset, out, train_fraction=0.5, resume=True))
     (out / "last.pt").write_bytes(b"\x00" * 10)
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        train(tiny_cfg(folder_dataset, out, resume=True), log=quiet)
+        train(tiny_cfg(folder_dataset, out, resume=True))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
-            train(tiny_cfg(folder_dataset, tmp_path / "gpu", device="cuda"), log=quiet)
+            train(tiny_cfg(folder_dataset, tmp_path / "gpu", device="cuda"))
     with pytest.raises(ConfigError, match="larger than the 6 training samples"):
-        train(tiny_cfg(folder_dataset, tmp_path / "big", batch=7), log=quiet)
+        train(tiny_cfg(folder_dataset, tmp_path / "big", batch=7))
 
 
 def test_cli_train_then_eval(cli_run, folder_dataset, tmp_path):
@@ -177,7 +177,7 @@ def test_tensorboard_scalars_and_prediction_images(folder_dataset, tmp_path, mon
             logged["closed"] = True
 
     monkeypatch.setattr("edgeseg.trainer.loop.open_writer", lambda out: Writer())
-    train(tiny_cfg(folder_dataset, tmp_path / "tb", epochs=1), log=quiet)
+    train(tiny_cfg(folder_dataset, tmp_path / "tb", epochs=1))
     assert ("train_loss", 3) in logged["scalars"] and ("val_miou", 3) in logged["scalars"]
     assert logged["images"] and logged["images"][0][1] == (36, 48 * 3, 3) and logged["images"][0][2] == "HWC"
     assert logged["closed"]

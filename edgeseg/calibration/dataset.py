@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,8 @@ from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import sha256_file
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess
+
+logger = logging.getLogger(__name__)
 
 MIN_IMAGES = 10
 WARN_BELOW = 100
@@ -92,7 +94,7 @@ def select_covering(ds: SegDataset, n: int, seed: int, progress: bool = True) ->
 
 def build_calibration_set(meta, ds: SegDataset, n: int = 300, seed: int = 0, progress: bool = True, warn=None) -> CalibrationSet:
     """``n`` images of ``ds`` (a training split), pre-processed for ``meta``'s model."""
-    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+    warn = warn or logger.warning
     if n < MIN_IMAGES:
         raise ConfigError(f"--calib-images {n}: INT8 calibration needs at least {MIN_IMAGES} images (300 recommended)")
     if len(ds) < MIN_IMAGES:

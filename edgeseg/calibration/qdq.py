@@ -26,6 +26,8 @@ from edgeseg.calibration.dataset import CalibrationSet
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import sha256_file, write_json_atomic
 
+logger = logging.getLogger(__name__)
+
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 # Ops whose inputs get Q/DQ: the weighted ops plus the joins TensorRT fuses around them.
 QUANT_OP_TYPES = ("Conv", "Add", "Concat", "Mul", "Resize")
@@ -109,7 +111,7 @@ def cache_key(onnx_sha256: str, calib_sha256: str, method: str) -> str:
     return hashlib.sha256(f"{onnx_sha256}:{calib_sha256}:{method}".encode()).hexdigest()
 
 
-def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path, log=print) -> tuple[dict, str]:
+def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path) -> tuple[dict, str]:
     """Ranges from ``cache_dir`` when its key matches (ONNX model, calibration set, method); else
     calibrate, say why, and rewrite the cache. Returns (ranges, key)."""
     onnx_sha = sha256_file(onnx_path)
@@ -121,15 +123,15 @@ def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, 
         except (json.JSONDecodeError, UnicodeDecodeError):
             cached = {}
         if cached.get("key") == key:
-            log(f"using cached {method} activation ranges from {path}")
+            logger.info(f"using cached {method} activation ranges from {path}")
             return cached["ranges"], key
         what = []
         if cached.get("onnx_sha256") != onnx_sha:
             what.append("the ONNX model changed")
         if cached.get("calibration_sha256") != calib.sha256:
             what.append("the calibration set changed")
-        log(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable'}); recalibrating")
-    log(f"calibrating ({method}) on {len(calib)} images")
+        logger.info(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable'}); recalibrating")
+    logger.info(f"calibrating ({method}) on {len(calib)} images")
     ranges = compute_ranges(onnx_path, calib, method)
     write_json_atomic(path, {"key": key, "onnx_sha256": onnx_sha, "calibration_sha256": calib.sha256, "method": method, "ranges": ranges})
     write_json_atomic(cache_dir / "manifest.json", calib.manifest)

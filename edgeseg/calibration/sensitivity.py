@@ -13,6 +13,7 @@ noise, while its disagreement is not.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from edgeseg.calibration.qdq import QUANT_OP_TYPES, quantize_qdq
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, native_labels
+
+logger = logging.getLogger(__name__)
 
 _BLOCK = re.compile(r"^model\.encoder\.[A-Za-z_]\w*\.\d+$")  # an indexed encoder stage: _blocks.3, stages.1
 
@@ -111,7 +114,7 @@ class FallbackResult:
 
 
 def fallback_search(fp32_path: Path, out_path: Path, ranges: dict, method: str, scorer: SubsetScorer, budget: float,
-                    analyse: bool = True, progress: bool = True, log=print) -> FallbackResult:
+                    analyse: bool = True, progress: bool = True) -> FallbackResult:
     """Quantise ``fp32_path`` to ``out_path``, keeping the fewest most-sensitive blocks in float
     so that ``delta_miou >= -budget`` on the scorer's subset."""
     import onnx
@@ -127,7 +130,7 @@ def fallback_search(fp32_path: Path, out_path: Path, ranges: dict, method: str, 
             return scorer.score(trial)
 
         full = run([])
-        log(f"full INT8 ({method}) on {len(scorer.samples)} val images: mIoU {full['miou']:.2f} vs FP32 {scorer.fp32_miou:.2f} "
+        logger.info(f"full INT8 ({method}) on {len(scorer.samples)} val images: mIoU {full['miou']:.2f} vs FP32 {scorer.fp32_miou:.2f} "
             f"(delta {full['delta_miou']:+.2f}), pixel agreement {full['pixel_agreement']:.2f}%")
         sensitivity: list[dict] = []
         float_blocks: list[str] = []
@@ -146,7 +149,7 @@ def fallback_search(fp32_path: Path, out_path: Path, ranges: dict, method: str, 
                     break
                 float_blocks.append(row["block"])
                 final = run([n for b in float_blocks for n in blocks[b]])
-                log(f"  + keep {row['block']} in float: mIoU delta {final['delta_miou']:+.2f}, agreement {final['pixel_agreement']:.2f}%")
+                logger.info(f"  + keep {row['block']} in float: mIoU delta {final['delta_miou']:+.2f}, agreement {final['pixel_agreement']:.2f}%")
         exclude = [n for b in float_blocks for n in blocks[b]]
         quantize_qdq(fp32_path, out_path, ranges, method, exclude_nodes=exclude)
     return FallbackResult(float_blocks, full, final, sensitivity, round(scorer.fp32_miou, 4), final["delta_miou"] >= -budget)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import numpy as np
 
 from edgeseg.data.base import SegDataset
 from edgeseg.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 GRID = 8  # tiles per side
 MIN_PIXELS = 8  # a class needs this many pixels in a tile to leave a centroid there
@@ -41,20 +44,20 @@ def compute_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.nda
     return {c: np.asarray(v, dtype=np.int32).reshape(-1, 3) for c, v in found.items()}
 
 
-def cached_centroids(ds: SegDataset, progress: bool = True, log=print) -> dict[int, np.ndarray]:
+def cached_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.ndarray]:
     from edgeseg.fileio import atomic_path, cache_dir
 
     key = hashlib.sha256(json.dumps([ds.fingerprint(), GRID, MIN_PIXELS]).encode()).hexdigest()[:20]
     path = cache_dir() / "class_uniform" / f"{ds.info.name}-{ds.split}-{key}.npz"
     if path.is_file():
         data = np.load(path)
-        log(f"class-uniform centroids from cache {path}")
+        logger.info(f"class-uniform centroids from cache {path}")
         return {int(k[1:]): data[k] for k in data.files}
     centroids = compute_centroids(ds, progress)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **{f"c{c}": v for c, v in centroids.items()})
-    log(f"class-uniform centroids for {sum(len(v) for v in centroids.values())} (class, tile) pairs cached at {path}")
+    logger.info(f"class-uniform centroids for {sum(len(v) for v in centroids.values())} (class, tile) pairs cached at {path}")
     return centroids
 
 

@@ -4,6 +4,7 @@ change is within budget, and write a TensorRT calibration cache for implicit INT
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from edgeseg.calibration.sensitivity import SubsetScorer, fallback_search
 from edgeseg.calibration.trt_cache import write_trt_cache
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import write_json_atomic
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_VERSION_TAG = 8502  # TensorRT 8.5.2 (JetPack 5.1); builds rewrite the header for their own version
 
@@ -41,7 +44,7 @@ class Int8Options:
 
 
 def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, dataset=None, data=None, val_split: str = "val",
-                saved_root=None, progress: bool = True, log=print) -> dict:
+                saved_root=None, progress: bool = True) -> dict:
     from edgeseg.data import resolve_dataset
 
     options.check()
@@ -51,14 +54,14 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
     else:
         train_ds = calibration_dataset(meta, options, dataset, data, saved_root)
         calib = build_calibration_set(meta, train_ds, options.calib_images, options.calib_seed, progress,
-                                      warn=lambda m: log(f"warning: {m}"))
-    ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir, log)
+                                      warn=logger.warning)
+    ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir)
     val_ds = resolve_dataset(meta.dataset, dataset, data, val_split, False, saved_root)
     indices = list(range(min(options.sensitivity_images, len(val_ds))))
     scorer = SubsetScorer(onnx_path, val_ds, indices)
     qdq_path = out_dir / "model.int8.onnx"
     result = fallback_search(onnx_path, qdq_path, ranges, options.calib_method, scorer, options.budget,
-                             analyse=options.fallback, progress=progress, log=log)
+                             analyse=options.fallback, progress=progress)
     _stamp_metadata(qdq_path, meta, options, calib.sha256, result.float_blocks)
     trt_cache = write_trt_cache(ranges, out_dir / "calibration.cache", DEFAULT_CACHE_VERSION_TAG)
     write_json_atomic(out_dir / "calibration.cache.json", {
@@ -84,10 +87,10 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
     if result.float_blocks:
         report["latency"] = _fallback_latency(onnx_path, qdq_path, ranges, options.calib_method, out_dir)
         lat = report["latency"]
-        log(f"kept {len(result.float_blocks)} block(s) in float ({', '.join(result.float_blocks)}); ONNX Runtime CPU p50: "
+        logger.info(f"kept {len(result.float_blocks)} block(s) in float ({', '.join(result.float_blocks)}); ONNX Runtime CPU p50: "
             f"FP32 {lat['fp32_ms']:.1f} ms, full INT8 {lat['int8_full_ms']:.1f} ms, with fallback {lat['int8_fallback_ms']:.1f} ms")
     write_json_atomic(out_dir / "int8_report.json", report)
-    log(f"wrote {qdq_path}, {trt_cache} and {out_dir / 'int8_report.json'}")
+    logger.info(f"wrote {qdq_path}, {trt_cache} and {out_dir / 'int8_report.json'}")
     return report
 
 

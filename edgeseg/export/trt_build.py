@@ -12,8 +12,8 @@ compute capability) so a runner refuses it elsewhere with a message to rebuild.
 
 from __future__ import annotations
 
+import logging
 import shlex
-import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +23,8 @@ from edgeseg.fileio import sha256_file, write_bytes_atomic, write_json_atomic
 from edgeseg.runtime import fingerprint
 from edgeseg.runtime.fingerprint import fingerprint_path
 from edgeseg.runtime.trt_api import TrtApi
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("auto", "explicit", "implicit")
@@ -79,7 +81,7 @@ def _make_logger(trt):
             if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                 self.errors.append(str(msg))
             if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                print(f"[TensorRT] {msg}", file=sys.stderr)
+                logger.warning(f"[TensorRT] {msg}")
 
     return Logger()
 
@@ -94,7 +96,7 @@ def resolve_int8_mode(mode: str, api: TrtApi) -> str:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOptions = TrtOptions(), qdq_path: str | Path | None = None,
                  calib_cache: str | Path | None = None, calib_inputs=None, meta=None, calibration_sha256: str | None = None,
-                 log=print) -> dict:
+) -> dict:
     """Build ``engine_path`` from the FP32 model ``onnx_path`` (or, for explicit INT8, from
     ``qdq_path``); returns the fingerprint written beside the engine."""
     from dataclasses import replace
@@ -115,7 +117,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
 
         parse_path = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
         onnx.save(convert_fp16(onnx.load(str(onnx_path))), str(parse_path))
-        log(f"wrote {parse_path} (FP16 ONNX for strongly typed TensorRT {trt.__version__})")
+        logger.info(f"wrote {parse_path} (FP16 ONNX for strongly typed TensorRT {trt.__version__})")
         strongly_typed = True
     if options.precision == "int8" and options.int8_mode == "explicit":
         if qdq_path is None or not _has_qdq(Path(qdq_path)):
@@ -124,12 +126,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     if options.precision == "int8" and options.int8_mode == "implicit" and _has_qdq(onnx_path):
         raise ConfigError(f"{onnx_path}: implicit INT8 builds from the FP32 model, not a Q/DQ model")
 
-    logger = _make_logger(trt)
-    builder = trt.Builder(logger)
+    trt_logger = _make_logger(trt)
+    builder = trt.Builder(trt_logger)
     network = api.create_network(builder, strongly_typed or api.always_strongly_typed)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse(parse_path.read_bytes(), str(parse_path)):
-        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors)) or "; ".join(logger.errors)
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors)) or "; ".join(trt_logger.errors)
         raise ModelFileError(f"{parse_path}: TensorRT {trt.__version__} cannot parse the model: {errors[:300]}")
     config = builder.create_builder_config()
     api.set_workspace(config, int(options.workspace_gb * (1 << 30)))
@@ -158,7 +160,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         api.load_timing_cache(config, cache_file.read_bytes() if cache_file.is_file() else b"")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise ModelFileError(f"TensorRT {trt.__version__} could not build an engine from {parse_path}: {'; '.join(logger.errors)[:300] or 'see the messages above'}")
+        raise ModelFileError(f"TensorRT {trt.__version__} could not build an engine from {parse_path}: {'; '.join(trt_logger.errors)[:300] or 'see the messages above'}")
     write_bytes_atomic(engine_path, bytes(plan))
     if options.timing_cache:
         write_bytes_atomic(Path(options.timing_cache), api.save_timing_cache(config))
@@ -183,7 +185,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     if calibrator is not None:
         record["calibration_batches_on_device"] = calibrator.batches_served
     write_json_atomic(fingerprint_path(engine_path), record)
-    log(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
+    logger.info(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
         + (f" {options.int8_mode}" if options.precision == "int8" else "") + (f", {w}x{h}" if w else "") + ")")
     return {"engine": engine_path, "fingerprint": record}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,8 @@ import numpy as np
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.meta import ModelMeta
+
+logger = logging.getLogger(__name__)
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -80,8 +82,8 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
         n = out_dims[1] if len(out_dims) == 4 and out_dims[1] else None
         if n is None:
             raise ModelFileError(f"{path}: no edgeseg metadata and the output is not (N, C, H, W) logits; cannot run it")
-        print(f"warning: {path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
-              "normalisation (x - 127) / 128 and the area kernel", file=sys.stderr)
+        logger.warning(f"{path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
+                       "normalisation (x - 127) / 128 and the area kernel")
         layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
         return ModelMeta(class_names=tuple(f"class{i}" for i in range(n)), palette=default_palette(n), res=(w, h), input_layout=layout,
                          outputs=(model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels") else ("logits",))
@@ -90,8 +92,7 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
         if strict or meta.native_res:
             raise ModelFileError(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}"
                                  + (" (--strict)" if strict else "; re-export the model"))
-        print(f"warning: {path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}; resizing images to {w}x{h}",
-              file=sys.stderr)
+        logger.warning(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}; resizing images to {w}x{h}")
         meta = meta.with_(res=(w, h))
     return meta
 

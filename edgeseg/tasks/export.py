@@ -3,8 +3,8 @@ the checkpoint (parity.json beside it); INT8 and TensorRT steps hang off the sam
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Callable
 
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
@@ -15,6 +15,8 @@ from edgeseg.tasks.parity import (
     compare_runners,
     parity_failures,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
@@ -55,7 +57,6 @@ def export_model(
     int8=None,
     trt=None,
     progress: bool = True,
-    log: Callable[[str], None] = print,
 ) -> dict:
     """FP32 ONNX (always), INT8 Q/DQ (``int8``: Int8Options) and a TensorRT engine (``trt``: TrtOptions),
     each followed by a parity check on real images unless ``verify`` is off."""
@@ -76,7 +77,7 @@ def export_model(
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
     onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
     native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
-    log(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
+    logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
         f"outputs {', '.join(meta.outputs)})")
     result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
     saved_root = _saved_root(checkpoint)
@@ -85,19 +86,19 @@ def export_model(
         parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
                                report_path=out_dir / "parity.json", **check)
         result["parity"] = parity
-        log(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
+        logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
         if not parity["passed"]:
             raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} (kept the file for inspection)")
     if int8 is not None:
         from edgeseg.export.int8 import export_int8
 
-        report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress, log)
+        report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
         result["int8"] = report
         if verify:
             parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
                                    report_path=out_dir / "parity.int8.json", **check)
             result["int8_parity"] = parity
-            log(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
+            logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
             if not parity["passed"]:
                 raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                   f"{'; '.join(parity['failures'])} (see int8_report.json)")
@@ -106,14 +107,14 @@ def export_model(
 
         engine = build_engine(onnx_path, out_dir / "model.engine", trt, qdq_path=out_dir / "model.int8.onnx" if int8 else None,
                               calib_cache=out_dir / "calibration.cache" if int8 else None, meta=meta,
-                              calibration_sha256=result.get("int8", {}).get("calibration_sha256"), log=log)
+                              calibration_sha256=result.get("int8", {}).get("calibration_sha256"))
         result["engine"] = str(engine["engine"])
         if verify:
             budget = int8.budget if trt.precision == "int8" else (0.5 if trt.precision == "fp16" else max_delta_miou)
             parity = verify_parity(engine["engine"], checkpoint, meta, min_agreement=0.0 if trt.precision != "fp32" else min_agreement,
                                    max_delta_miou=budget, report_path=out_dir / "parity.engine.json", **{**check, "device": "auto"})
             result["engine_parity"] = parity
-            log(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
+            logger.info(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
             if not parity["passed"]:
                 raise CheckFailed(f"{engine['engine']} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])}")
     return result

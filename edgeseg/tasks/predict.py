@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import atomic_path
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, native_labels, overlay
+
+logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -60,7 +62,7 @@ class _AspectCheck:
         if self.strict:
             raise DataError(msg + " (--strict)")
         if not self.warned:
-            print(f"warning: {msg}; resizing it anyway (later such images are not reported)", file=sys.stderr)
+            logger.warning(f"{msg}; resizing it anyway (later such images are not reported)")
             self.warned = True
 
 

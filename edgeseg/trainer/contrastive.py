@@ -12,6 +12,7 @@ At most ``max_pixels`` pixels of the batch enter the loss, which bounds its memo
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from edgeseg.errors import TrainingStopped
 from edgeseg.progress import Progress
 from edgeseg.trainer.distributed import DistInfo
 from edgeseg.trainer.epoch import train_one_epoch
+
+logger = logging.getLogger(__name__)
 
 IGNORE = -1
 
@@ -106,7 +109,7 @@ class ContrastiveNet(nn.Module):
 
 def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *, device, normalise, num_classes: int,
              lr: float, weight_decay: float, grid: tuple[int, int], max_pixels: int = 10000, temperature: float = 0.07,
-             threshold: float = 0.75, seed: int = 0, dist_info=None, progress: bool = True, log=print, out: Path | None = None) -> dict:
+             threshold: float = 0.75, seed: int = 0, dist_info=None, progress: bool = True, out: Path | None = None) -> dict:
     """Contrastive phase: trains ``model``'s encoder and decoder in place; returns a summary."""
     from edgeseg.trainer.schedule import LRSchedule
 
@@ -141,7 +144,8 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         record = {"epoch": epoch + 1, "loss": round(stats["loss"], 5), "img_per_s": round(stats["img_per_s"], 2),
                   "epoch_s": round(time.perf_counter() - t0, 2)}
         history.append(record)
-        log(f"contrastive epoch {epoch + 1}: loss {record['loss']:.4f}, {record['img_per_s']:.1f} img/s")
+        if main:
+            logger.info(f"contrastive epoch {epoch + 1}: loss {record['loss']:.4f}, {record['img_per_s']:.1f} img/s")
     if out is not None and main:
         from edgeseg.fileio import atomic_path
 

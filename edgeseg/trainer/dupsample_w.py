@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 def block_vectors(mass: torch.Tensor, valid: torch.Tensor, r: int) -> torch.Tensor:
@@ -55,7 +58,7 @@ def gram_from_dataset(ds, res: tuple[int, int], r: int, label_mode: str, kernel:
     return gram, n_blocks
 
 
-def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit: int | None = None, progress: bool = True, log=print) -> torch.Tensor:
+def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit: int | None = None, progress: bool = True) -> torch.Tensor:
     """W for this data set and resolution, from the cache when it was fitted before."""
     from edgeseg.fileio import atomic_path, cache_dir
 
@@ -64,7 +67,7 @@ def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit
     path = cache_dir() / "dupsample" / f"{ds.info.name}-{res[0]}x{res[1]}-r{r}-c{channels}-{key}.pt"
     if path.is_file():
         obj = torch.load(path, map_location="cpu", weights_only=True)
-        log(f"DUpsampling W from cache {path}")
+        logger.info(f"DUpsampling W from cache {path}")
         return obj["W"]
     gram, n_blocks = gram_from_dataset(ds, res, r, label_mode, kernel, limit, progress)
     if n_blocks == 0:
@@ -74,5 +77,5 @@ def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit
     W = fit_w(gram, channels)
     with atomic_path(path) as tmp:
         torch.save({"W": W, "n_blocks": n_blocks, "key": key}, tmp)
-    log(f"DUpsampling W fitted on {n_blocks} blocks of {n_labels} labels; cached at {path}")
+    logger.info(f"DUpsampling W fitted on {n_blocks} blocks of {n_labels} labels; cached at {path}")
     return W

@@ -8,6 +8,7 @@ native resolution through the same path as ``edgeseg eval``, then checkpoints.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
 from edgeseg.trainer.setup import StepPlan, TrainData, build_data, initial_weights, meta_for, model_card, plan_steps, restore
 from edgeseg.trainer.tensorboard import log_epoch, open_writer
+
+logger = logging.getLogger(__name__)
 
 
 def validate(model: nn.Module, meta: ModelMeta, ds, device: torch.device, dist_info: DistInfo, limit: int | None, progress: bool) -> dict:
@@ -77,7 +80,7 @@ def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
         raise ConfigError(f"--out {out}: already exists; use --resume to continue it, --exist-ok to overwrite, or another --out")
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> dict:
+def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict:
     """Run a training job; returns a summary with the best val mIoU and file paths."""
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
@@ -86,7 +89,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, log: C
     try:
         if device.type == "cuda" and dist_info.enabled:
             device = torch.device("cuda", dist_info.local_rank)
-        run = _set_up(cfg, device, out, dist_info, log if dist_info.is_main else (lambda *_: None))
+        run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
         return _fit(run, on_step)
     finally:
         cleanup(dist_info)
@@ -142,7 +145,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     if ckpt is not None:
         init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})"
     else:
-        init_note = initial_weights(model, cfg, data, cfg.progress and main, say)
+        init_note = initial_weights(model, cfg, data, cfg.progress and main)
     model.to(device).to(memory_format=torch.channels_last)
     train_model = model
     if dist_info.enabled:
@@ -161,7 +164,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     if cfg.class_uniform > 0:
         from edgeseg.data.class_uniform import cached_centroids
 
-        centroids = cached_centroids(data.train, progress=cfg.progress and main, log=say)
+        centroids = cached_centroids(data.train, progress=cfg.progress and main)
     mcfg = card.model_config
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res)
@@ -192,7 +195,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
             model, lambda e: run.loader(e, seed=cfg.seed + 7777), plan.steps_per_epoch, cfg.contrastive_epochs, device=device,
             normalise=_normaliser(card), num_classes=data.info.num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
             grid=(max(1, cfg.res[1] // 8), max(1, cfg.res[0] // 8)), max_pixels=cfg.contrastive_pixels,
-            threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=dist_info, progress=cfg.progress, log=say,
+            threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=dist_info, progress=cfg.progress,
             out=out if main else None,
         )
         init_note += f"; then {cfg.contrastive_epochs} epochs of pixel contrastive pretraining"

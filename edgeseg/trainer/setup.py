@@ -87,7 +87,7 @@ def _resolve_pretrained(spec: str, model: nn.Module) -> str:
     return "none"
 
 
-def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progress: bool, log) -> str:
+def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progress: bool) -> str:
     """Load ``--pretrained`` weights (and fit a DUpsampling head's W); returns what was done."""
     note = load_pretrained(model, _resolve_pretrained(cfg.pretrained, model))
     from edgeseg.models.dupsample import DUpsampleHead
@@ -96,7 +96,7 @@ def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progres
     if isinstance(head, DUpsampleHead) and not note.startswith("whole-model"):
         from edgeseg.trainer.dupsample_w import fitted_w
 
-        head.set_w(fitted_w(data.train, cfg.res, head.r, head.proj.out_channels, cfg.labels, cfg.kernel, progress=progress, log=log))
+        head.set_w(fitted_w(data.train, cfg.res, head.r, head.proj.out_channels, cfg.labels, cfg.kernel, progress=progress))
     return note
 
 
