@@ -14,7 +14,14 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
+from edgeseg.calibration.qdq import CALIB_METHODS
+from edgeseg.data import DATASETS, KERNELS, LABEL_MODES
 from edgeseg.errors import EdgesegError
+from edgeseg.export.int8 import Int8Options
+from edgeseg.export.onnx_export import OUTPUT_CHOICES, OnnxOptions
+from edgeseg.export.trt_build import TrtOptions
+from edgeseg.tasks.parity import DEFAULT_MAX_DELTA_MIOU, DEFAULT_MIN_AGREEMENT
+from edgeseg.trainer.config import TrainConfig
 
 # --------------------------------------------------------------------------- option types
 
@@ -57,6 +64,28 @@ def dataset_options(default_split: str = "val", data_required: bool = False):
     return deco
 
 
+def default_of(cls, name: str):
+    """The default of dataclass field ``name``: one place for every option default."""
+    return cls.__dataclass_fields__[name].default
+
+
+def res_text(res: tuple[int, int]) -> str:
+    return f"{res[0]}x{res[1]}"
+
+
+def _parse_providers(ctx, param, value):
+    return [p.strip() for p in value.split(",") if p.strip()] if value else None
+
+
+def providers_option(fn):
+    return click.option("--providers", default=None, callback=_parse_providers,
+                        help="ONNX Runtime execution providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider).")(fn)
+
+
+def quiet_option(fn):
+    return click.option("--quiet", is_flag=True, help="No progress bars.")(fn)
+
+
 def json_option(fn):
     return click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the result as JSON to this file.")(fn)
 
@@ -96,7 +125,8 @@ def labels():
 @click.option("--dup-stride", type=int, default=16, show_default=True, help="Block size r for the dupsample modes.")
 @click.option("--dup-channels", type=int, default=64, show_default=True, help="C' for the dupsample modes (W fitted on the train split).")
 @json_option
-def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, dup_channels, json_path):
+@quiet_option
+def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, dup_channels, json_path, quiet):
     """How much label information survives down-sampling to --res, per label mode.
 
     Each label is down-sampled to --res, its class masses up-sampled back
@@ -105,8 +135,7 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
     """
     from edgeseg.data import build_dataset
     from edgeseg.errors import ConfigError
-    from edgeseg.metrics import format_table
-    from edgeseg.tasks.labels_check import CHECK_MODES, DUP_MODES, check_labels
+    from edgeseg.tasks.labels_check import CHECK_MODES, DUP_MODES, check_labels, format_check
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     known = list(CHECK_MODES) + list(DUP_MODES)
@@ -124,12 +153,8 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
             raise ConfigError("--dup-stride must be at least 2 and --dup-channels at least 1")
         train = build_dataset(dataset or "synthetic", data, "train", skip_bad)
         dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area")}
-    result = check_labels(ds, res, chosen, dup=dup)
-    rows = {name: {m: result["modes"][m]["per_class"][name] for m in chosen} for name in ds.info.class_names}
-    rows["mIoU*"] = {m: result["modes"][m]["miou"] for m in chosen}
-    click.echo(f"label fidelity at {res[0]}x{res[1]} on {ds.info.name}/{split} ({len(ds)} images"
-               + (f", {ds.skipped} skipped" if ds.skipped else "") + "): IoU % after down- and up-sampling")
-    click.echo(format_table(rows, chosen))
+    result = check_labels(ds, res, chosen, progress=not quiet, dup=dup)
+    click.echo(format_check(result, ds, split))
     write_json(json_path, result)
 
 
@@ -181,57 +206,57 @@ def scales_option(fn):
 
 
 @cli.command()
-@click.option("--res", type=RES, default="512x256", show_default=True, help="Training resolution (model input).")
-@click.option("--dataset", type=click.Choice(["synthetic", "camvid", "cityscapes", "folder"]), default="synthetic", show_default=True)
+@click.option("--res", type=RES, default=res_text(default_of(TrainConfig, "res")), show_default=True, help="Training resolution (model input).")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default=default_of(TrainConfig, "dataset"), show_default=True)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Data set root (not needed for synthetic).")
-@click.option("--labels", "label_mode", type=click.Choice(["soft", "nearest", "onehot-bilinear"]), default="soft", show_default=True,
+@click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default=default_of(TrainConfig, "labels"), show_default=True,
               help="How labels reach the training resolution.")
-@click.option("--kernel", type=click.Choice(["area", "bilinear"]), default="area", show_default=True,
+@click.option("--kernel", type=click.Choice(list(KERNELS)), default=default_of(TrainConfig, "kernel"), show_default=True,
               help="Resize kernel shared by image and soft label.")
-@click.option("--loss", type=click.Choice(["ce", "kl"]), default="ce", show_default=True, help="Loss for soft targets.")
-@click.option("--model", default="lite0-lraspp", show_default=True, help="Architecture (see 'edgeseg models').")
-@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+@click.option("--loss", type=click.Choice(["ce", "kl"]), default=default_of(TrainConfig, "loss"), show_default=True, help="Loss for soft targets.")
+@click.option("--model", default=default_of(TrainConfig, "model"), show_default=True, help="Architecture (see 'edgeseg models').")
+@click.option("--upscale", type=click.Choice(["1", "2", "4"]), default=str(default_of(TrainConfig, "upscale")), show_default=True,
               help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features.")
-@click.option("--refine", type=click.Choice(["none", "guided"]), default="none", show_default=True,
+@click.option("--refine", type=click.Choice(["none", "guided"]), default=default_of(TrainConfig, "refine"), show_default=True,
               help="guided: refine the scores to the native frame with a learned guided filter; the model then takes the native frame.")
-@click.option("--pretrained", default="auto", show_default=True,
+@click.option("--pretrained", default=default_of(TrainConfig, "pretrained"), show_default=True,
               help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")
 @click.option("--iters", type=int, default=None, help="Total optimiser steps (instead of --epochs).")
-@click.option("--batch", type=int, default=8, show_default=True, help="Images per step and process.")
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
-@click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly", show_default=True)
+@click.option("--batch", type=int, default=default_of(TrainConfig, "batch"), show_default=True, help="Images per step and process.")
+@click.option("--lr", type=float, default=default_of(TrainConfig, "lr"), show_default=True)
+@click.option("--weight-decay", type=float, default=default_of(TrainConfig, "weight_decay"), show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=default_of(TrainConfig, "optimizer"), show_default=True)
+@click.option("--schedule", type=click.Choice(["poly", "cosine"]), default=default_of(TrainConfig, "schedule"), show_default=True)
 @click.option("--warmup", type=int, default=None, help="Warm-up steps [default: 5% of the run, at most 200].")
-@click.option("--clip-grad", type=float, default=5.0, show_default=True, help="Max gradient norm (0: off).")
+@click.option("--clip-grad", type=float, default=default_of(TrainConfig, "clip_grad"), show_default=True, help="Max gradient norm (0: off).")
 @click.option("--workers", type=int, default=None, help="Data loader processes [default: 0 on CPU, min(8, cores-1) on CUDA].")
 @device_option
-@click.option("--amp", type=click.Choice(["off", "auto", "bf16", "fp16"]), default="off", show_default=True,
+@click.option("--amp", type=click.Choice(["off", "auto", "bf16", "fp16"]), default=default_of(TrainConfig, "amp"), show_default=True,
               help="Mixed precision on CUDA (auto: bf16 where supported, else fp16).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: runs/train, runs/train2, ...].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--exist-ok", is_flag=True, help="Train into an existing --out, overwriting its files.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--scale", default="0.75,1.5", show_default=True, help="Random zoom range MIN,MAX.")
+@click.option("--seed", type=int, default=default_of(TrainConfig, "seed"), show_default=True)
+@click.option("--scale", default=",".join(map(str, default_of(TrainConfig, "scale"))), show_default=True, help="Random zoom range MIN,MAX.")
 @click.option("--no-hflip", is_flag=True, help="Turn off random horizontal flips.")
-@click.option("--jitter", type=float, default=0.2, show_default=True, help="Photometric jitter strength (0: off).")
-@click.option("--val-every", type=int, default=1, show_default=True, help="Validate every N epochs.")
+@click.option("--jitter", type=float, default=default_of(TrainConfig, "jitter"), show_default=True, help="Photometric jitter strength (0: off).")
+@click.option("--val-every", type=int, default=default_of(TrainConfig, "val_every"), show_default=True, help="Validate every N epochs.")
 @click.option("--val-limit", type=int, default=None, help="Validate on the first N val images only.")
 @click.option("--train-limit", type=int, default=None, help="Train on the first N training images only.")
 @click.option("--train-fraction", type=float, default=None, help="Train on a random fraction of the training split (few-label runs).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or inconsistent samples and report how many.")
-@click.option("--contrastive-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--contrastive-epochs", type=click.IntRange(min=0), default=default_of(TrainConfig, "contrastive_epochs"), show_default=True,
               help="Label-based pixel contrastive pretraining epochs before supervised training.")
-@click.option("--contrastive-pixels", type=click.IntRange(min=2), default=10000, show_default=True,
+@click.option("--contrastive-pixels", type=click.IntRange(min=2), default=default_of(TrainConfig, "contrastive_pixels"), show_default=True,
               help="Pixels sampled per batch for the contrastive loss.")
 @click.option("--extra-data", type=click.Path(path_type=Path), multiple=True,
               help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
-@click.option("--class-uniform", type=float, default=0.0, show_default=True,
+@click.option("--class-uniform", type=float, default=default_of(TrainConfig, "class_uniform"), show_default=True,
               help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
               help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, pretrained, epochs, iters, batch, lr, weight_decay,
           optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
           jitter, val_every, val_limit, train_limit, train_fraction, skip_bad, contrastive_epochs, contrastive_pixels, extra_data, class_uniform,
@@ -276,37 +301,18 @@ def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, 
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N images only.")
 @device_option
-@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider).")
+@providers_option
 @click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
 @scales_option
 @json_option
-def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path):
+@quiet_option
+def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path, quiet):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
-    from edgeseg.metrics import format_table
-    from edgeseg.tasks.evaluate import evaluate_model
+    from edgeseg.tasks.evaluate import evaluate_model, format_eval
 
-    providers = [p.strip() for p in providers.split(",")] if providers else None
-    result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales=scales)
-    columns = ["IoU"] + (["ref IoU", "delta"] if "parity" in result else [])
-    rows = {}
-    for name, iou in result["per_class"].items():
-        rows[name] = {"IoU": iou}
-        if "parity" in result:
-            rows[name]["delta"] = result["parity"]["per_class_delta"].get(name)
-            ref = result["parity"]["reference_per_class"].get(name)
-            rows[name]["ref IoU"] = ref
-    rows["mIoU"] = {"IoU": result["miou"]}
-    if "parity" in result:
-        rows["mIoU"].update({"ref IoU": result["parity"]["reference_miou"], "delta": result["parity"]["delta_miou"]})
-    click.echo(f"{result['backend']} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
-               f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution")
-    click.echo(format_table(rows, columns))
-    click.echo(f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}")
-    if "parity" in result:
-        p = result["parity"]
-        diff = "n/a" if p["max_abs_logit_diff"] is None else f"{p['max_abs_logit_diff']:.3g}"
-        click.echo(f"parity vs {p['reference']}: pixel agreement {p['pixel_agreement']:.4f}%, "
-                   f"delta mIoU {p['delta_miou']:+.3f}, max |logit diff| {diff}")
+    result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict,
+                            progress=not quiet, scales=scales)
+    click.echo(format_eval(result))
     write_json(json_path, result)
     return 0
 
@@ -314,38 +320,38 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @cli.command()
 @click.option("--model", "checkpoint", type=click.Path(path_type=Path), required=True, help="Checkpoint to export (e.g. runs/train/best.pt).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output folder [default: the checkpoint's folder].")
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17 suits TensorRT 8.5 and newer).")
+@click.option("--opset", type=int, default=default_of(OnnxOptions, "opset"), show_default=True, help="ONNX opset (17 suits TensorRT 8.5 and newer).")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension dynamic.")
-@click.option("--output", type=click.Choice(["logits", "labels", "both"]), default="logits", show_default=True,
+@click.option("--output", type=click.Choice(list(OUTPUT_CHOICES)), default=default_of(OnnxOptions, "output"), show_default=True,
               help="Graph outputs: float logits, in-graph argmax labels (uint8), or both.")
 @click.option("--output-size", type=RES, default=None, help="Up-sample the label output to WxH inside the graph.")
-@click.option("--input", "input_format", type=click.Choice(["float", "uint8"]), default="float", show_default=True,
+@click.option("--input", "input_format", type=click.Choice(["float", "uint8"]), default=default_of(OnnxOptions, "input_format"), show_default=True,
               help="float: normalised NCHW float32; uint8: NHWC uint8 with normalisation inside the graph.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check on real images.")
 @dataset_options(default_split="val")
 @click.option("--verify-images", type=click.IntRange(min=1), default=32, show_default=True, help="Images for the parity check.")
-@click.option("--min-agreement", type=float, default=99.9, show_default=True, help="Minimum pixel agreement (percent).")
-@click.option("--max-delta-miou", type=float, default=0.1, show_default=True, help="Maximum |delta mIoU| (points).")
+@click.option("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT, show_default=True, help="Minimum pixel agreement (percent).")
+@click.option("--max-delta-miou", type=float, default=DEFAULT_MAX_DELTA_MIOU, show_default=True, help="Maximum |delta mIoU| (points).")
 @device_option
 @click.option("--int8", is_flag=True, help="Also write model.int8.onnx (Q/DQ, calibrated on the training split) and calibration.cache.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="entropy", show_default=True)
-@click.option("--calib-images", type=int, default=300, show_default=True, help="Calibration images (at least 10; 100+ advised).")
-@click.option("--calib-seed", type=int, default=0, show_default=True)
+@click.option("--calib-method", type=click.Choice(list(CALIB_METHODS)), default=default_of(Int8Options, "calib_method"), show_default=True)
+@click.option("--calib-images", type=int, default=default_of(Int8Options, "calib_images"), show_default=True, help="Calibration images (at least 10; 100+ advised).")
+@click.option("--calib-seed", type=int, default=default_of(Int8Options, "calib_seed"), show_default=True)
 @click.option("--calib-array", type=click.Path(path_type=Path), default=None, help="Pre-processed calibration inputs (.npy) instead of images.")
-@click.option("--int8-budget", type=float, default=0.5, show_default=True, help="mIoU points INT8 may lose against FP32.")
+@click.option("--int8-budget", type=float, default=default_of(Int8Options, "budget"), show_default=True, help="mIoU points INT8 may lose against FP32.")
 @click.option("--no-fallback", is_flag=True, help="Quantise every layer; no float fallback of sensitive blocks.")
-@click.option("--sensitivity-images", type=int, default=100, show_default=True, help="Val images for the INT8 sensitivity search.")
+@click.option("--sensitivity-images", type=int, default=default_of(Int8Options, "sensitivity_images"), show_default=True, help="Val images for the INT8 sensitivity search.")
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
 @click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
-@click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default="auto", show_default=True,
+@click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default=default_of(TrtOptions, "int8_mode"), show_default=True,
               help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration cache (8.5-10.x); auto picks by version.")
-@click.option("--workspace", type=float, default=2.0, show_default=True, help="TensorRT workspace in GB.")
+@click.option("--workspace", type=float, default=default_of(TrtOptions, "workspace_gb"), show_default=True, help="TensorRT workspace in GB.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None, help="TensorRT timing cache file (read and updated).")
 @click.option("--dla", type=int, default=None, help="Build for DLA core N (Jetson), GPU fallback on; needs --fp16 or --int8.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+@click.option("--max-batch", type=click.IntRange(min=1), default=default_of(TrtOptions, "max_batch"), show_default=True,
               help="With --dynamic-batch --trt: the largest batch the engine accepts.")
 @scales_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
            calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
@@ -388,42 +394,18 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @dataset_options(default_split="val")
 @device_option
-@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@providers_option
 @json_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, providers, json_path, quiet):
     """Latency p50/p90/p99 and throughput, model only and end to end (pre- and post-processing)."""
     from edgeseg.tasks.bench import bench as run_bench
+    from edgeseg.tasks.bench import format_bench
 
-    providers = [p.strip() for p in providers.split(",")] if providers else None
     result = run_bench(list(models), batch, iters, warmup, device, providers, dataset, data, progress=not quiet)
-    click.echo(f"batch {batch}, {iters} iterations after {warmup} warm-up, end to end from {result['images_from']} images "
-               f"({result['native_size'][0]}x{result['native_size'][1]}); {result['machine']}")
-    head = f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
-    click.echo(head)
-    click.echo("-" * len(head))
-    names = short_names([r["model"] for r in result["results"]])
-    for r, name in zip(result["results"], names):
-        m, e = r["model_only"], r["end_to_end"]
-        click.echo(f"{name[-40:]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
-                   f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
-    if "p50_ratio_to_first" in result:
-        click.echo("p50 latency relative to the first model: "
-                   + ", ".join(f"{name} {r['model_only']['p50_ms'] / result['results'][0]['model_only']['p50_ms']:.3f}x"
-                               for r, name in zip(result["results"], names)))
+    click.echo(format_bench(result))
     write_json(json_path, result)
     return 0
-
-
-def short_names(paths) -> list[str]:
-    """The shortest path suffixes that tell the given model files apart (file names where unique)."""
-    parts = [Path(p).parts for p in paths]
-    depth = 1
-    while True:
-        names = [str(Path(*p[-depth:])) for p in parts]
-        if len(set(names)) == len(names) or all(depth >= len(p) for p in parts):
-            return names
-        depth += 1
 
 
 @cli.command()
@@ -431,15 +413,14 @@ def short_names(paths) -> list[str]:
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @device_option
-@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@providers_option
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--strict", is_flag=True, help="Refuse images whose aspect ratio differs from the model input.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet):
     """Segment images, folders (and videos when OpenCV is installed): label and overlay PNGs."""
     from edgeseg.tasks.predict import predict as run_predict
 
-    providers = [p.strip() for p in providers.split(",")] if providers else None
     result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet)
     click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
     return 0
@@ -453,14 +434,13 @@ def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet
 @scales_option
 @click.option("--soft", is_flag=True, help="Also write top-2 soft labels (soft/<name>.png, 4 bytes a pixel).")
 @device_option
-@click.option("--providers", default=None, help="ONNX Runtime execution providers, comma-separated.")
+@providers_option
 @click.option("--exist-ok", is_flag=True, help="Overwrite labels already in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def autolabel(model_path, images, out_dir, threshold, scales, soft, device, providers, exist_ok, quiet):
     """Teacher predictions to a folder data set that 'edgeseg train' can use (alone or via --extra-data)."""
     from edgeseg.tasks.autolabel import autolabel as run_autolabel
 
-    providers = [p.strip() for p in providers.split(",")] if providers else None
     r = run_autolabel(model_path, list(images), out_dir, threshold, scales, soft, device, providers, exist_ok, progress=not quiet)
     click.echo(f"labelled {r['images']} images into {r['out']}: {100 * r['labelled_fraction']:.1f}% of pixels at p >= {threshold}"
                + (" (plus top-2 soft labels)" if soft else ""))

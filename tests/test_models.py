@@ -79,11 +79,27 @@ def test_model_files_never_run_code(tmp_path):
         load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "trunc.pt"))
 
 
-def test_one_default_model_everywhere():
+def test_train_options_default_to_the_config_they_fill():
+    """Every `edgeseg train` option that sets a TrainConfig field takes its default from there."""
+    from dataclasses import fields
+
     from edgeseg.cli import cli
     from edgeseg.models import DEFAULT_MODEL
     from edgeseg.trainer import TrainConfig
 
-    train_cmd = cli.commands["train"]
-    cli_default = next(p.default for p in train_cmd.params if p.name == "model")
-    assert TrainConfig().model == cli_default == DEFAULT_MODEL
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    alias = {"label_mode": "labels"}
+    params = {alias.get(p.name, p.name): p for p in cli.commands["train"].params}
+    checked = 0
+    for name, default in config.items():
+        p = params.get(name)
+        if p is None or p.is_flag or p.multiple or default is None or p.default is None:  # None: resolved later (e.g. --out)
+            continue
+        value = p.type.convert(p.default, p, None) if isinstance(p.default, str) else p.default
+        if name == "scale":
+            value = tuple(float(v) for v in p.default.split(","))
+        if name == "upscale":
+            value = int(value)
+        assert value == default, f"--{name.replace('_', '-')}: {p.default!r} vs TrainConfig {default!r}"
+        checked += 1
+    assert checked >= 20 and TrainConfig().model == DEFAULT_MODEL

@@ -110,7 +110,7 @@ def test_channel_argmax_matches_argmax_with_first_index_on_ties():
 
 
 def test_bench_names_tell_same_named_models_apart():
-    from edgeseg.cli import short_names
+    from edgeseg.tasks.bench import short_names
 
     assert short_names(["runs/a/best.pt", "runs/a/export/model.onnx"]) == ["best.pt", "model.onnx"]
     assert short_names(["/tmp/x/export/model.onnx", "/tmp/y/export/model.onnx"]) == ["x/export/model.onnx", "y/export/model.onnx"]

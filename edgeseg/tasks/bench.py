@@ -74,3 +74,34 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
         base = rows[0]["model_only"]["p50_ms"]
         result["p50_ratio_to_first"] = {r["model"]: round(r["model_only"]["p50_ms"] / base, 3) for r in rows}
     return result
+
+
+def short_names(paths) -> list[str]:
+    """The shortest path suffixes that tell the given model files apart (file names where unique)."""
+    from pathlib import Path
+
+    parts = [Path(p).parts for p in paths]
+    depth = 1
+    while True:
+        names = [str(Path(*p[-depth:])) for p in parts]
+        if len(set(names)) == len(names) or all(depth >= len(p) for p in parts):
+            return names
+        depth += 1
+
+
+def format_bench(result: dict) -> str:
+    """The bench result as printed: one row per model, then the p50 ratios to the first."""
+    head = f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
+    lines = [f"batch {result['batch']}, {result['iters']} iterations after {result['warmup']} warm-up, end to end from "
+             f"{result['images_from']} images ({result['native_size'][0]}x{result['native_size'][1]}); {result['machine']}",
+             head, "-" * len(head)]
+    names = short_names([r["model"] for r in result["results"]])
+    for r, name in zip(result["results"], names):
+        m, e = r["model_only"], r["end_to_end"]
+        lines.append(f"{name[-40:]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
+                     f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
+    if "p50_ratio_to_first" in result:
+        first = result["results"][0]["model_only"]["p50_ms"]
+        lines.append("p50 latency relative to the first model: "
+                     + ", ".join(f"{name} {r['model_only']['p50_ms'] / first:.3f}x" for r, name in zip(result["results"], names)))
+    return "\n".join(lines)

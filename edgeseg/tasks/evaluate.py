@@ -28,3 +28,30 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
         summary["parity"] = report["parity"]
     summary.update(model=str(model), dataset=ds.info.name, split=split, skipped=ds.skipped)
     return summary
+
+
+def format_eval(result: dict) -> str:
+    """The eval result as printed: a header, per-class IoU (with the reference's and the change
+    when parity was checked), the summary line and the parity line."""
+    from edgeseg.metrics import format_table
+
+    parity = result.get("parity")
+    columns = ["IoU"] + (["ref IoU", "delta"] if parity else [])
+    rows = {}
+    for name, iou in result["per_class"].items():
+        rows[name] = {"IoU": iou}
+        if parity:
+            rows[name]["delta"] = parity["per_class_delta"].get(name)
+            rows[name]["ref IoU"] = parity["reference_per_class"].get(name)
+    rows["mIoU"] = {"IoU": result["miou"]}
+    if parity:
+        rows["mIoU"].update({"ref IoU": parity["reference_miou"], "delta": parity["delta_miou"]})
+    lines = [f"{result['backend']} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
+             f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution",
+             format_table(rows, columns),
+             f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}"]
+    if parity:
+        diff = "n/a" if parity["max_abs_logit_diff"] is None else f"{parity['max_abs_logit_diff']:.3g}"
+        lines.append(f"parity vs {parity['reference']}: pixel agreement {parity['pixel_agreement']:.4f}%, "
+                     f"delta mIoU {parity['delta_miou']:+.3f}, max |logit diff| {diff}")
+    return "\n".join(lines)

@@ -75,3 +75,16 @@ def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES),
         "res": [w, h],
         "modes": {m: cms[m].summary(info.class_names) for m in modes},
     }
+
+
+def format_check(result: dict, ds: SegDataset, split: str) -> str:
+    """The labels-check result as printed: IoU per class and mode, and mIoU*."""
+    from edgeseg.metrics import format_table
+
+    chosen = list(result["modes"])
+    rows = {name: {m: result["modes"][m]["per_class"][name] for m in chosen} for name in ds.info.class_names}
+    rows["mIoU*"] = {m: result["modes"][m]["miou"] for m in chosen}
+    w, h = result["res"]
+    return (f"label fidelity at {w}x{h} on {ds.info.name}/{split} ({len(ds)} images"
+            + (f", {ds.skipped} skipped" if ds.skipped else "") + "): IoU % after down- and up-sampling\n"
+            + format_table(rows, chosen))

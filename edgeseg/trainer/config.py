@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from edgeseg.errors import ConfigError
+from edgeseg.models import DEFAULT_MODEL
 
 MAX_RES = 8192  # widest or tallest --res accepted
 
@@ -21,7 +22,7 @@ class TrainConfig:
     labels: str = "soft"  # soft | nearest | onehot-bilinear
     kernel: str = "area"  # area | bilinear
     loss: str = "ce"  # ce | kl, for soft targets
-    model: str = "lite0-lraspp"
+    model: str = DEFAULT_MODEL
     upscale: int = 1  # class scores at K x --res (1, 2, 4): a learned up-sampler on stride-4/2 features
     refine: str = "none"  # none | guided: refine the scores to the native frame with a learned guided filter
     pretrained: str = "auto"  # auto | imagenet | none | PATH
