@@ -71,7 +71,14 @@ def test_bench_two_models_side_by_side(model_files):
 
     result = bench([model_files["torch"], model_files["onnxruntime"]], iters=2, warmup=0, progress=False)
     assert [r["backend"] for r in result["results"]] == ["torch", "onnxruntime"]
-    assert set(result["p50_ratio_to_first"].values()) and result["p50_ratio_to_first"][str(model_files["torch"])] == 1.0
+    for row in result["results"]:
+        for kind in ("model_only", "end_to_end"):
+            st = row[kind]
+            assert 0 < st["p50_ms"] <= st["p90_ms"] <= st["p99_ms"] and st["throughput_ips"] > 0
+    p50 = [r["model_only"]["p50_ms"] for r in result["results"]]
+    ratios = result["p50_ratio_to_first"]
+    assert ratios[str(model_files["torch"])] == 1.0
+    assert ratios[str(model_files["onnxruntime"])] == pytest.approx(p50[1] / p50[0], abs=1e-3)
 
 
 def test_predict_bad_inputs(model_files, tmp_path):
