@@ -17,6 +17,21 @@ FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 _KEEP_FLOAT_INPUTS = {("Resize", 1), ("Resize", 2)}
 
 
+def _cast_edge(graph, name: str, into: bool) -> onnx.NodeProto:
+    """Rename graph edge ``name`` to ``name_fp16`` inside the graph; the Cast that joins the two.
+
+    ``into``: a graph input (float32 in, Cast to float16); else a graph output (Cast back to float32).
+    """
+    half = f"{name}_fp16"
+    for node in graph.node:
+        node.input[:] = [half if x == name else x for x in node.input]
+        if not into:
+            node.output[:] = [half if x == name else x for x in node.output]
+    if into:
+        return helper.make_node("Cast", [name], [half], to=HALF, name=f"{name}_to_fp16")
+    return helper.make_node("Cast", [half], [name], to=FLOAT, name=f"{name}_to_fp32")
+
+
 def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
@@ -33,21 +48,8 @@ def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             for attr in node.attribute:
                 if attr.name == "to" and attr.i == FLOAT:
                     attr.i = HALF
-    new_nodes = []
-    for inp in graph.input:
-        if inp.type.tensor_type.elem_type == FLOAT:
-            half = f"{inp.name}_fp16"
-            for node in graph.node:
-                node.input[:] = [half if x == inp.name else x for x in node.input]
-            new_nodes.append(helper.make_node("Cast", [inp.name], [half], to=HALF, name=f"{inp.name}_to_fp16"))
-    tail = []
-    for out in graph.output:
-        if out.type.tensor_type.elem_type == FLOAT:
-            half = f"{out.name}_fp16"
-            for node in graph.node:
-                node.output[:] = [half if x == out.name else x for x in node.output]
-                node.input[:] = [half if x == out.name else x for x in node.input]
-            tail.append(helper.make_node("Cast", [half], [out.name], to=FLOAT, name=f"{out.name}_to_fp32"))
+    new_nodes = [_cast_edge(graph, inp.name, into=True) for inp in graph.input if inp.type.tensor_type.elem_type == FLOAT]
+    tail = [_cast_edge(graph, out.name, into=False) for out in graph.output if out.type.tensor_type.elem_type == FLOAT]
     nodes = new_nodes + list(graph.node) + tail
     del graph.node[:]
     graph.node.extend(nodes)
