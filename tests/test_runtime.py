@@ -12,7 +12,19 @@ from edgeseg.errors import ConfigError, DataError, EdgesegError
 from edgeseg.export import export_onnx
 from edgeseg.optional import available
 
-BACKENDS = ["torch", "onnxruntime", pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.skipif(not available("tensorrt"), reason="tensorrt not installed")])]
+# "tensorrt-double" runs the TensorRT runner against tests/trt_double.py here and in CI, so that a
+# broken fixture or engine path fails before the first GPU does; "tensorrt" is the real thing.
+BACKENDS = ["torch", "onnxruntime", "tensorrt-double",
+            pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.skipif(not available("tensorrt"), reason="tensorrt not installed")])]
+
+
+def build_test_engine(onnx_path, engine_path):
+    """An FP32 engine of ``onnx_path`` with its metadata, as 'edgeseg export --trt' builds it."""
+    from edgeseg.export.trt_build import TrtOptions, build_engine
+    from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
+
+    meta = meta_from_graph(read_onnx(onnx_path), onnx_path, strict=True)
+    return build_engine(onnx_path, engine_path, TrtOptions(precision="fp32"), meta=meta)["engine"]
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +33,31 @@ def model_files(tiny_checkpoint, tmp_path_factory):
     onnx_path, _ = export_onnx(tiny_checkpoint, out / "model.onnx")
     files = {"torch": tiny_checkpoint, "onnxruntime": onnx_path}
     if available("tensorrt"):
-        from edgeseg.export.trt import build_engine
-
-        files["tensorrt"] = build_engine(onnx_path, out / "model.engine")["engine"]
+        files["tensorrt"] = build_test_engine(onnx_path, out / "model.engine")
     return files
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_runner_contract(backend, model_files):
-    runner = runtime.load(model_files[backend], device="auto")
+@pytest.fixture
+def backend_file(request, model_files, monkeypatch, tmp_path):
+    backend = request.param
+    if backend != "tensorrt-double":
+        return backend, model_files[backend]
+    import sys
+
+    from trt_double import GENERATIONS, make_tensorrt
+
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(GENERATIONS["10"]))
+    monkeypatch.setattr(TrtRunner, "default_device", "cpu")  # the double runs engines on host memory
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
+    return "tensorrt", build_test_engine(model_files["onnxruntime"], tmp_path / "model.engine")
+
+
+@pytest.mark.parametrize("backend_file", BACKENDS, indirect=True)
+def test_runner_contract(backend_file):
+    backend, path = backend_file
+    runner = runtime.load(path, device="auto")
     assert runner.backend == backend and runner.meta.num_classes == 5 and tuple(runner.meta.res) == (48, 36)
     x = np.random.default_rng(0).standard_normal(runner.input_shape(2)).astype(np.float32)
     with pytest.raises(EdgesegError, match="not active"):
