@@ -271,3 +271,53 @@ def test_missing_tensorrt_names_the_extra(monkeypatch, cli_run, tiny_checkpoint,
         TrtApi.load()
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--trt", "--no-verify", "--quiet")
     assert code == 2 and 'edgeseg[trt]' in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ fixes from a review against NVIDIA's sources
+def test_binding_indices_come_from_the_engine_not_the_tensor_order(models, tmp_path, monkeypatch):
+    trt = install(monkeypatch, GENERATIONS["8.5"], binding_order="reversed")
+    engine = tmp_path / "model.engine"
+    build_engine(models["fp32"], engine, TrtOptions(precision="fp32"), meta=models["meta"])
+    x = sample_input(models)
+    out = run_engine(engine, x, api_mode="bindings")
+    assert calls(trt, "context.execute_async_v2")
+    np.testing.assert_allclose(out["logits"], reference(models, models["fp32"], x)["logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["set_input_shape", "set_tensor_address"])
+def test_a_refused_shape_or_address_is_an_error_not_garbage(trt, tiny_checkpoint, tmp_path, monkeypatch, method):
+    if trt.generation == "8.5" and method == "set_input_shape":
+        pytest.skip("8.5 engines here run named tensors only with a static batch")
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False)
+    from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
+
+    meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
+    build_engine(tmp_path / "model.onnx", tmp_path / "d.engine", TrtOptions(precision="fp32", max_batch=4), meta=meta)
+    monkeypatch.setattr(trt.IExecutionContext, method, lambda self, *a: False)
+    with pytest.raises((ConfigError, ModelFileError), match="TensorRT refused (input shape|the buffer address)"):
+        run_engine(tmp_path / "d.engine", np.zeros((2, 3, 36, 48), np.float32), api_mode="tensors")
+
+
+def test_bfloat16_outputs_reach_numpy_as_float32():
+    import torch
+
+    from edgeseg.runtime.trt_runner import host_array
+
+    buf = torch.tensor([[1.5, -2.0]], dtype=torch.bfloat16)
+    arr = host_array(buf)
+    assert arr.dtype == np.float32 and arr.tolist() == [[1.5, -2.0]]
+    with pytest.raises(TypeError):  # what the runner did before: numpy has no bfloat16
+        buf.numpy()
+
+
+def test_an_engine_swapped_beside_a_valid_fingerprint_is_refused(trt, models, tmp_path):
+    a, b = tmp_path / "a.engine", tmp_path / "b.engine"
+    fp = build_engine(models["fp32"], a, TrtOptions(precision="fp32"), meta=models["meta"])["fingerprint"]
+    build_engine(models["int8"], b, TrtOptions(precision="int8", int8_mode="explicit" if trt.generation != "8.5" else "auto"),
+                 qdq_path=models["int8"], meta=models["meta"]) if trt.generation != "8.5" else \
+        build_engine(models["fp32"], b, TrtOptions(precision="fp16"), meta=models["meta"])
+    assert len(fp["engine_sha256"]) == 64
+    TrtRunner.from_file(a, device="cpu")  # the genuine pair loads
+    a.write_bytes(b.read_bytes())
+    with pytest.raises(ModelFileError, match="not the one a.engine.json describes"):
+        TrtRunner.from_file(a, device="cpu")

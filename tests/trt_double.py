@@ -32,7 +32,9 @@ GENERATIONS = {"8.5": "8.5.2.2", "10": "10.3.0.26", "11": "11.0.0.9"}
 MAGIC = b"FAKETRT1"
 
 
-def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) -> types.ModuleType:
+def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, binding_order: str = "io") -> types.ModuleType:
+    """``binding_order="reversed"`` gives 8.x engines binding indices in the reverse of the I/O
+    tensor order (real engines may differ in order, e.g. with several profiles)."""
     major = int(version.split(".")[0])
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -421,6 +423,7 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
     class Engine:
         def __init__(self, header, onnx_bytes):
             self.io = header["io"]
+            self.bindings = list(reversed(self.io)) if binding_order == "reversed" else list(self.io)
             self.onnx = onnx_bytes
             self._session = None
 
@@ -459,10 +462,11 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
             return len(self.io)
 
         Engine.num_bindings = property(_num_bindings)
-        Engine.get_binding_name = lambda self, i: self.io[i]["name"]
-        Engine.binding_is_input = lambda self, i: self.io[i]["input"]
-        Engine.get_binding_shape = lambda self, i: tuple(self.io[i]["shape"])
-        Engine.get_binding_dtype = lambda self, i: DataType(self.io[i]["dtype"])
+        Engine.get_binding_name = lambda self, i: self.bindings[i]["name"]
+        Engine.get_binding_index = lambda self, name: next(i for i, t in enumerate(self.bindings) if t["name"] == name)
+        Engine.binding_is_input = lambda self, i: self.bindings[i]["input"]
+        Engine.get_binding_shape = lambda self, i: tuple(self.bindings[i]["shape"])
+        Engine.get_binding_dtype = lambda self, i: DataType(self.bindings[i]["dtype"])
 
     class Context:
         def __init__(self, engine):
@@ -507,14 +511,14 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0) ->
     if major < 10:
         def execute_async_v2(self, bindings, stream_handle):
             record("context.execute_async_v2", int(stream_handle))
-            return self._run({t["name"]: bindings[i] for i, t in enumerate(self.engine.io)})
+            return self._run({t["name"]: bindings[i] for i, t in enumerate(self.engine.bindings)})
 
         def set_binding_shape(self, i, shape):
-            self.shapes[self.engine.io[i]["name"]] = tuple(shape)
+            self.shapes[self.engine.bindings[i]["name"]] = tuple(shape)
             return True
 
         def get_binding_shape(self, i):
-            return self.get_tensor_shape(self.engine.io[i]["name"])
+            return self.get_tensor_shape(self.engine.bindings[i]["name"])
 
         Context.execute_async_v2 = execute_async_v2
         Context.set_binding_shape = set_binding_shape

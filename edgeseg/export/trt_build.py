@@ -174,6 +174,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
         "int8_mode": options.int8_mode if options.precision == "int8" else None,
         "strongly_typed": bool(strongly_typed or api.always_strongly_typed),
         "input_shape": list(meta.input_shape(1)) if meta is not None else None,
+        "engine_sha256": sha256_file(engine_path),
         "onnx": parse_path.name,
         "onnx_sha256": sha256_file(parse_path),
         "calibration_sha256": calibration_sha256,

@@ -43,3 +43,15 @@ def check_fingerprint(path: Path, fp: dict, trt_version: str, gpu: dict) -> None
             f"{path}: engine was built with {built_on}; this machine has {here}; rebuild it on the target: "
             "edgeseg export --model <best.pt or model.onnx> --trt"
         )
+
+
+def check_engine_file(path: Path, fp: dict) -> None:
+    """Refuse an engine that is not the one its fingerprint describes (swapped or rebuilt beside it)."""
+    recorded = fp.get("engine_sha256")
+    if recorded is None:
+        return  # fingerprints written before edgeseg recorded the engine's own hash
+    from edgeseg.fileio import sha256_file
+
+    if sha256_file(path) != recorded:
+        raise ModelFileError(f"{path}: the engine is not the one {fingerprint_path(path).name} describes (SHA-256 differs); "
+                             "rebuild both with 'edgeseg export --trt'")

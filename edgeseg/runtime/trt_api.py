@@ -149,8 +149,10 @@ class TrtApi:
         if hasattr(engine, "num_io_tensors"):
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)
+                # The binding API (8.x) addresses tensors by binding index, which need not follow the I/O tensor order.
+                index = engine.get_binding_index(name) if hasattr(engine, "get_binding_index") else i
                 out.append(IOTensor(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                                    tuple(engine.get_tensor_shape(name)), engine.get_tensor_dtype(name), i))
+                                    tuple(engine.get_tensor_shape(name)), engine.get_tensor_dtype(name), index))
         else:  # before 8.5
             for i in range(engine.num_bindings):
                 out.append(IOTensor(engine.get_binding_name(i), engine.binding_is_input(i),

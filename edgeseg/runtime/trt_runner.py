@@ -18,6 +18,15 @@ from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.trt_api import TrtApi
 
 
+def host_array(buf) -> np.ndarray:
+    """A device buffer as a numpy array; bfloat16 (which numpy lacks) as float32."""
+    import torch
+
+    if buf.dtype == torch.bfloat16:
+        buf = buf.float()
+    return buf.cpu().numpy()
+
+
 class TrtRunner(BaseRunner):
     backend = "tensorrt"
     default_device = "cuda"  # where I/O buffers live; the tests' TensorRT double runs on host memory
@@ -38,6 +47,7 @@ class TrtRunner(BaseRunner):
         meta = ModelMeta.from_props(fp.get("meta", {}), str(path))
         if meta is None:
             raise ModelFileError(f"{path}: its fingerprint has no model metadata; rebuild with 'edgeseg export --trt'")
+        fingerprint.check_engine_file(path, fp)
         if check:
             fingerprint.check_fingerprint(path, fp, TrtApi.load().trt.__version__, fingerprint.gpu_info())
         return cls(path, meta, fp, device, api_mode)
@@ -90,18 +100,19 @@ class TrtRunner(BaseRunner):
         import torch
 
         x_dev = torch.from_numpy(x).to(self.device).to(self.api.torch_dtype(inp.dtype)).contiguous()
-        if self.use_v3:
-            if -1 in inp.shape:
-                self.context.set_input_shape(inp.name, tuple(x.shape))
-        elif -1 in inp.shape:
-            self.context.set_binding_shape(inp.index, tuple(x.shape))
+        if -1 in inp.shape:
+            ok = (self.context.set_input_shape(inp.name, tuple(x.shape)) if self.use_v3
+                  else self.context.set_binding_shape(inp.index, tuple(x.shape)))
+            if ok is False:  # the bindings report a shape outside the optimisation profile this way, not by raising
+                raise ConfigError(f"{self.path.name}: TensorRT refused input shape {tuple(x.shape)} for '{inp.name}' "
+                                  "(outside the engine's optimisation profile; rebuild with a larger --max-batch)")
         outs = {t.name: torch.empty(self._output_shape(t, x.shape[0]), dtype=self.api.torch_dtype(t.dtype), device=self.device)
                 for t in self.outputs}
         handle = self.stream.cuda_stream if self.stream is not None else 0
         if self.use_v3:
-            self.context.set_tensor_address(inp.name, int(x_dev.data_ptr()))
-            for name, buf in outs.items():
-                self.context.set_tensor_address(name, int(buf.data_ptr()))
+            for name, buf in [(inp.name, x_dev), *outs.items()]:
+                if self.context.set_tensor_address(name, int(buf.data_ptr())) is False:
+                    raise ModelFileError(f"{self.path.name}: TensorRT refused the buffer address of tensor '{name}'")
             ok = self.context.execute_async_v3(handle)
         else:
             bindings = [0] * len(self.tensors)
@@ -115,7 +126,7 @@ class TrtRunner(BaseRunner):
             raise ModelFileError(f"{self.path}: TensorRT execution failed")
         result = {}
         for name, buf in outs.items():
-            arr = buf.cpu().numpy()
+            arr = host_array(buf)
             key = name if name in ("logits", "labels") else ("logits" if arr.ndim == 4 else "labels")
             result[key] = arr.astype(np.float32) if key == "logits" else arr
         return result
