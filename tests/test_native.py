@@ -157,3 +157,11 @@ def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(share
 def test_cli_rejects_an_unknown_upscale(cli_run, tmp_path):
     code, _, err = cli_run("train", "--out", tmp_path / "r", "--upscale", "3")
     assert code == 2 and "--upscale" in err and "Traceback" not in err
+
+
+def test_training_refuses_an_output_above_the_native_frames(shared_folder, tmp_path):
+    from edgeseg.trainer import TrainConfig, train
+
+    with pytest.raises(ConfigError, match="--upscale 4: the output 96x72 exceeds the native 48x36 frames of folder"):
+        train(TrainConfig(out=str(tmp_path / "r"), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=1,
+                          batch=2, progress=False, workers=0, device="cpu", upscale=4))

@@ -63,9 +63,12 @@ def native_frame_size(ds: SegDataset) -> tuple[int, int]:
 def model_card(cfg: TrainConfig, data: TrainData) -> ModelCard:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
+    native = native_frame_size(data.train) if cfg.refine != "none" or cfg.upscale > 1 else None
+    if cfg.upscale > 1 and (cfg.res[0] * cfg.upscale > native[0] or cfg.res[1] * cfg.upscale > native[1]):
+        raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
+                          f"the native {native[0]}x{native[1]} frames of {info.name}; use a smaller --upscale or --res")
     model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options), upscale=cfg.upscale, refine=cfg.refine,
-                            res=tuple(cfg.res), native_res=native_frame_size(data.train) if cfg.refine != "none" else None,
-                            kernel=cfg.kernel)
+                            res=tuple(cfg.res), native_res=native if cfg.refine != "none" else None, kernel=cfg.kernel)
     return ModelCard(model_cfg, tuple(info.class_names), tuple(info.palette), tuple(cfg.res), cfg.kernel, info.ignore_index,
                      cfg.labels, info.name, str(cfg.data) if cfg.data else None, __version__)
 
