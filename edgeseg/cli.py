@@ -499,6 +499,10 @@ def main(argv=None) -> None:
     except EdgesegError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # where an output cannot be written: read-only, full disk, a file in the way
+        where = exc.filename if exc.filename is not None else "an output file"
+        click.echo(f"error: {where}: {exc.strerror or exc}; check the path and free space", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)

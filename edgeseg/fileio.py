@@ -75,3 +75,70 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class FolderLock:
+    """One process at a time in a folder: ``<folder>/.edgeseg.lock`` holds the owner's host and pid.
+
+    A lock whose process is gone (same host) is stale and taken over; on taking the folder,
+    temporary files that a killed writer left behind (``.<name>.<hex>.tmp``) are removed.
+    """
+
+    NAME = ".edgeseg.lock"
+
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder"):
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self.what = what
+        self.held = False
+
+    def __enter__(self) -> "FolderLock":
+        import socket
+
+        from edgeseg.errors import ConfigError
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}\n"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != (socket.gethostname(), os.getpid()) and self._alive(*owner):
+                    raise ConfigError(f"{self.folder}: this {self.what} is in use by process {owner[1]} on {owner[0]} "
+                                      f"({self.path} holds it); wait for it to finish or use another folder") from None
+                self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            self.held = True
+            for tmp in self.folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+            return self
+        raise ConfigError(f"{self.folder}: could not take {self.path}; remove it if no edgeseg process uses the folder")
+
+    def _owner(self) -> tuple[str, int] | None:
+        try:
+            host, pid = self.path.read_text().split()
+            return host, int(pid)
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _alive(host: str, pid: int) -> bool:
+        import socket
+
+        if host != socket.gethostname():
+            return True  # another machine's process: cannot tell, so respect it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False

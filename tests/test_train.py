@@ -196,3 +196,34 @@ def test_a_sample_that_fails_in_a_loader_worker_stops_training_with_its_message(
     with pytest.raises(DataError, match="x.png: cannot read"):
         train_one_epoch(model, [SampleError("x.png: cannot read")], opt, schedule, torch.amp.GradScaler("cpu", enabled=False),
                         device=torch.device("cpu"), normalise=lambda x: x)
+
+
+def test_a_run_folder_is_owned_by_one_process(folder_dataset, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".edgeseg.lock").write_text(f"{__import__('socket').gethostname()} {live.pid}\n")
+        with pytest.raises(ConfigError, match=f"in use by process {live.pid}"):
+            train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True))
+    finally:
+        live.kill()
+        live.wait()
+    # the owner is gone: the lock is stale, taken over, and a killed writer's temp file is cleaned up
+    (out / ".last.pt.0123456789ab.tmp").write_bytes(b"partial")
+    train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True))
+    assert not (out / ".last.pt.0123456789ab.tmp").exists() and not (out / ".edgeseg.lock").exists()
+    assert (out / "last.pt").is_file()
+
+
+def test_output_paths_that_cannot_be_used_are_one_line_errors(cli_run, folder_dataset, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
+                           "--out", tmp_path / "afile", "--exist-ok", "--quiet")
+    assert code == 2 and "is a file; expected a run folder" in err and "Traceback" not in err
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
+                           "--out", tmp_path / "afile" / "run", "--quiet")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "afile" in err

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +22,7 @@ import torch.nn as nn
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
 from edgeseg.errors import ConfigError, TrainingStopped
-from edgeseg.fileio import write_json_atomic, write_text_atomic
+from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelCard, TrainingState, build_model
 from edgeseg.progress import Progress
@@ -72,6 +73,8 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
 
 
 def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a run folder")
     if resume:
         if not (out / "last.pt").is_file():
             raise ConfigError(f"--resume: {out / 'last.pt'} not found; nothing to resume (train without --resume first)")
@@ -89,8 +92,10 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dic
     try:
         if device.type == "cuda" and dist_info.enabled:
             device = torch.device("cuda", dist_info.local_rank)
-        run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
-        return _fit(run, on_step)
+        # rank 0 owns the run folder: a second 'edgeseg train --out' on it is refused while this one runs
+        with FolderLock(out) if dist_info.is_main else nullcontext():
+            run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
+            return _fit(run, on_step)
     finally:
         cleanup(dist_info)
 
