@@ -284,12 +284,47 @@ def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, 
         contrastive_epochs=contrastive_epochs, contrastive_pixels=contrastive_pixels, class_uniform=class_uniform,
         extra_data=tuple(str(p) for p in extra_data),
     )
+    if resume:
+        cfg = _resumed_config(cfg, out, click.get_current_context())
     result = run_train(cfg)
     if result.get("interrupted"):
         return 130
     if result["is_main"]:
         click.echo(f"best val mIoU {result['best_miou']:.2f}; checkpoints in {result['out']} (best.pt, last.pt)")
     return 0
+
+
+# TrainConfig fields set by a train option of another name, and fields no option sets.
+_OPTION_OF = {"labels": "label_mode", "hflip": "no_hflip", "model_options": "model_opts", "progress": "quiet"}
+_NEVER_FROM_CHECKPOINT = {"out", "resume", "exist_ok", "progress", "device", "workers"}
+
+
+def _resumed_config(cfg, out: Path, ctx: click.Context):
+    """--resume: every option left out of the command line takes the value the run was started with,
+    so 'edgeseg train --out RUN --resume' continues it as it was; options given are checked against it."""
+    from dataclasses import fields, replace
+
+    from click.core import ParameterSource
+
+    from edgeseg.models import load_checkpoint
+
+    path = out / "last.pt"
+    if not path.is_file():
+        return cfg  # the trainer says there is nothing to resume
+    saved = (load_checkpoint(path).training or None)
+    saved = (saved.train_config if saved else None) or {}
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    if given & {"epochs", "iters"}:
+        given |= {"epochs", "iters"}  # the schedule was given: take neither from the checkpoint
+    changes = {}
+    for f in fields(cfg):
+        if f.name in _NEVER_FROM_CHECKPOINT or f.name not in saved or _OPTION_OF.get(f.name, f.name) in given:
+            continue
+        value = saved[f.name]
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        changes[f.name] = value
+    return replace(cfg, **changes)
 
 
 @cli.command(name="eval")

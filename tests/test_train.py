@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,15 +89,30 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
+    # the interrupted epoch's loss covers its steps before and after the resume
+    straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in lines] == pytest.approx([r["train_loss"] for r in straight], rel=1e-5)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset, tmp_path):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset, tmp_path, monkeypatch):
     out = tmp_path / "nan"
-    train(tiny_cfg(folder_dataset, out, epochs=1))
-    before = (out / "last.pt").read_bytes()
-    with pytest.raises(TrainingStopped, match=r"loss became (nan|inf).*kept .*last\.pt"):
-        train(tiny_cfg(folder_dataset, out, epochs=3, resume=True, lr=1e30, clip_grad=0.0))
-    assert (out / "last.pt").read_bytes() == before
+    from edgeseg.trainer import losses
+
+    real = losses.compute_loss
+
+    def poisoned(out_, target, *a, **kw):  # from the second epoch on (step 4 of 3 per epoch), the loss is NaN
+        loss = real(out_, target, *a, **kw)
+        return loss * float("nan") if poisoned.calls >= 3 else loss
+
+    def count(step):
+        poisoned.calls = step
+
+    poisoned.calls = 0
+    monkeypatch.setattr("edgeseg.trainer.loop.compute_loss", poisoned)
+    with pytest.raises(TrainingStopped, match=r"loss became nan.*\(epoch 2\).*kept .*last\.pt"):
+        train(tiny_cfg(folder_dataset, out, epochs=3), on_step=count)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
 def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
@@ -227,3 +243,35 @@ def test_output_paths_that_cannot_be_used_are_one_line_errors(cli_run, folder_da
     code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
                            "--out", tmp_path / "afile" / "run", "--quiet")
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "afile" in err
+
+
+def test_resume_refuses_changed_options_by_name_and_a_finished_run(folder_dataset, tmp_path):
+    out = tmp_path / "run"
+
+    def interrupt_at(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(tiny_cfg(folder_dataset, out), on_step=interrupt_at)["interrupted"]
+    for change, shown in ((dict(seed=4), "--seed 3 (now 4)"), (dict(lr=0.5), "--lr 0.01 (now 0.5)"),
+                          (dict(schedule="cosine"), "--schedule 'poly' (now 'cosine')"), (dict(epochs=3), "--epochs 2 (now 3)")):
+        with pytest.raises(ConfigError, match=re.escape(shown)):
+            train(tiny_cfg(folder_dataset, out, resume=True, **change))
+    train(tiny_cfg(folder_dataset, out, resume=True))
+    with pytest.raises(ConfigError, match="finished its 6 steps; nothing to resume"):
+        train(tiny_cfg(folder_dataset, out, resume=True))
+
+
+def test_the_printed_continue_command_works_as_printed(cli_run, folder_dataset, tmp_path):
+    """After Ctrl-C training prints 'edgeseg train --out RUN --resume': the options left out come from the run."""
+    out = tmp_path / "run"
+    from edgeseg.trainer import TrainConfig
+
+    train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(folder_dataset), model="tiny", epochs=2, batch=2,
+                      lr=0.01, seed=5, pretrained="none", progress=False, workers=0, device="cpu"),
+          on_step=lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 2 else None)
+    code, _, err = cli_run("train", "--out", out, "--resume", "--quiet")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["seed"] == 5
+    code, _, err = cli_run("train", "--out", out, "--resume", "--seed", "6", "--quiet")
+    assert code == 2 and "--seed 5 (now 6)" in err

@@ -51,6 +51,7 @@ class TrainingState:
     scaler: dict | None = None
     train_config: dict | None = None
     world_size: int = 1
+    epoch_loss_sum: float = 0.0  # summed loss of the steps already done in an interrupted epoch
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Checkpoint:
         if t is not None:
             d.update(optimizer=t.optimizer, scheduler=t.scheduler, scaler=t.scaler or {}, rng=t.rng, epoch=t.epoch,
                      step_in_epoch=t.step_in_epoch, step=t.step, best_miou=t.best_miou, train_config=t.train_config,
-                     world_size=t.world_size)
+                     world_size=t.world_size, epoch_loss_sum=t.epoch_loss_sum)
         return d
 
     @classmethod
@@ -103,7 +104,7 @@ class Checkpoint:
                 key = "training state"
                 training = TrainingState(d["optimizer"], d["scheduler"], d["rng"], int(d["epoch"]), int(d["step_in_epoch"]),
                                          int(d["step"]), float(d.get("best_miou", -1.0)), d.get("scaler") or None,
-                                         d.get("train_config"), int(d.get("world_size", 1)))
+                                         d.get("train_config"), int(d.get("world_size", 1)), float(d.get("epoch_loss_sum", 0.0)))
             key = "model"
             if not isinstance(d["model"], dict):
                 raise TypeError("expected a dict of tensors")

@@ -30,10 +30,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         torch.save(ckpt.to_dict(__version__), tmp)
 
 
-# Options that must match between a checkpoint and the run that resumes it.
-# (A key absent from an older checkpoint is not compared.)
-RESUME_KEYS = ("model", "model_options", "res", "labels", "kernel", "dataset", "batch", "optimizer", "train_fraction",
-               "subset_seed", "extra_data", "class_uniform", "contrastive_epochs", "upscale", "refine")
+# Options that do not change what a run computes; every other TrainConfig field must match on resume.
+NOT_COMPARED = frozenset({"out", "resume", "exist_ok", "progress", "workers", "device", "val_every", "val_limit"})
 
 
 def _same(value):
@@ -42,13 +40,15 @@ def _same(value):
 
 
 def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_size: int = 1) -> None:
+    """Refuse, by name, every option that differs from the run being resumed (a key absent from an
+    older checkpoint is not compared)."""
     saved = (ckpt.training.train_config if ckpt.training else None) or {}
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
-             for k in RESUME_KEYS if k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
+             for k in cfg_dict if k not in NOT_COMPARED and k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
     saved_world = ckpt.training.world_size if ckpt.training else 1
     if saved_world != world_size:
         diffs.append(f"{saved_world} process(es) (now {world_size})")
     if diffs:
         raise ConfigError(
-            f"{where} was trained with {', '.join(diffs)}; resume with the same options or train into a new --out"
+            f"{where} was trained with {', '.join(diffs)}; resume with the same options (or leave them out) or train into a new --out"
         )

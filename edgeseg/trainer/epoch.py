@@ -124,5 +124,5 @@ def train_one_epoch(
             stop.set = True
             break
     elapsed = time.perf_counter() - t0
-    mean_loss = (total_loss / max(steps, 1)).item()
-    return {"loss": mean_loss, "steps": steps, "images": images, "img_per_s": images / elapsed if elapsed > 0 else 0.0}
+    loss_sum = total_loss.item()
+    return {"loss": loss_sum / max(steps, 1), "loss_sum": loss_sum, "steps": steps, "images": images, "img_per_s": images / elapsed if elapsed > 0 else 0.0}

@@ -123,15 +123,16 @@ class _Run:
     workers: int
     start_epoch: int = 0
     skip_batches: int = 0
+    carried_loss: float = 0.0  # loss summed over the steps of the interrupted epoch done before a resume
     best: float = -1.0
     history: list = field(default_factory=list)
 
-    def checkpoint(self, epoch: int, step_in_epoch: int) -> Checkpoint:
+    def checkpoint(self, epoch: int, step_in_epoch: int, epoch_loss_sum: float = 0.0) -> Checkpoint:
         return Checkpoint(self.card, self.model.state_dict(), TrainingState(
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.state_dict(), rng=rng_state(), epoch=epoch,
             step_in_epoch=step_in_epoch, step=self.schedule.step_count, best_miou=self.best,
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, train_config=self.cfg.to_dict(),
-            world_size=self.dist_info.world))
+            world_size=self.dist_info.world, epoch_loss_sum=epoch_loss_sum))
 
     def loader(self, epoch: int, seed: int | None = None, skip: int = 0):
         return make_loader(self.train_set, self.cfg.batch, self.workers, self.cfg.seed if seed is None else seed, epoch,
@@ -184,7 +185,11 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
         if dist_info.rank:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + dist_info.rank)
+        if saved.step >= plan.total_steps:
+            raise ConfigError(f"--resume: {out} finished its {plan.total_steps} steps; nothing to resume. To train further, "
+                              f"start a new run from its weights: --pretrained {out / 'last.pt'} --out <new folder>")
         run.start_epoch, run.skip_batches, run.best = saved.epoch, saved.step_in_epoch, saved.best_miou
+        run.carried_loss = saved.epoch_loss_sum if saved.step_in_epoch else 0.0
         metrics = out / "metrics.jsonl"
         history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
         run.history = [h for h in history if h["epoch"] <= run.start_epoch]
@@ -262,17 +267,18 @@ def _fit(run: _Run, on_step) -> dict:
                                       + (" or --amp off" if run.autocast else "")) from None
             bar.close()
             done_in_epoch = run.skip_batches + stats["steps"]
-            run.skip_batches = 0
+            epoch_loss_sum = run.carried_loss + stats["loss_sum"]
+            run.skip_batches, run.carried_loss = 0, 0.0
             finished = run.schedule.step_count >= plan.total_steps
             interrupted = broadcast_flag(stop.set, dist_info)  # a Ctrl-C after the last in-epoch check counts too
             if interrupted and done_in_epoch < plan.steps_per_epoch and not finished:
                 if main:
-                    save_checkpoint(out / "last.pt", run.checkpoint(epoch, done_in_epoch))
+                    save_checkpoint(out / "last.pt", run.checkpoint(epoch, done_in_epoch, epoch_loss_sum))
                 barrier(dist_info)
                 say(f"interrupted at epoch {epoch + 1}, step {run.schedule.step_count}; wrote {out / 'last.pt'}; "
                     f"continue with: edgeseg train --out {out} --resume")
                 return {"interrupted": True, "out": str(out), "step": run.schedule.step_count, "is_main": main}
-            record = {"epoch": epoch + 1, "step": run.schedule.step_count, "train_loss": round(stats["loss"], 6),
+            record = {"epoch": epoch + 1, "step": run.schedule.step_count, "train_loss": round(epoch_loss_sum / max(done_in_epoch, 1), 6),
                       "lr": run.schedule.lr(), "img_per_s": round(stats["img_per_s"], 3)}
             if (epoch + 1) % cfg.val_every == 0 or finished:
                 summary = validate(run.model, run.meta, run.data.val, run.device, dist_info, cfg.val_limit, cfg.progress)
