@@ -21,15 +21,83 @@ runner code (``set_tensor_address`` / bindings with ``data_ptr()``) runs unchang
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import enum
 import json
+import os
 import types
 
 import numpy as np
 
 GENERATIONS = {"8.5": "8.5.2.2", "10": "10.3.0.26", "11": "11.0.0.9"}
 MAGIC = b"FAKETRT1"
+
+# With EDGESEG_TRT_RECORD=FILE, every part of the tensorrt API that code touches through the double
+# (module names, enum members, methods and attributes of its classes) is written to FILE at exit, as
+# [generation major, owner, name] rows; tests/test_trt_bindings.py holds them against the real bindings.
+RECORD = os.environ.get("EDGESEG_TRT_RECORD")
+TOUCHED: set[tuple[int, str, str]] = set()
+if RECORD:
+    atexit.register(lambda: open(RECORD, "w").write(json.dumps(sorted(TOUCHED))))
+
+
+class _RecordingEnumType(enum.EnumType):
+    def __getattribute__(cls, name):
+        if RECORD and not name.startswith("_"):
+            members = type.__getattribute__(cls, "_member_map_")
+            if name in members and _from_edgeseg():
+                TOUCHED.add((type.__getattribute__(cls, "_major"), type.__getattribute__(cls, "__name__"), name))
+        return super().__getattribute__(name)
+
+
+def _enum(major: int, name: str, members: dict[str, int]):
+    """An IntEnum whose member accesses are recorded (values as in the real bindings)."""
+    ns = _RecordingEnumType.__prepare__(name, (enum.IntEnum,))
+    for key, value in members.items():
+        ns[key] = value
+    cls = _RecordingEnumType(name, (enum.IntEnum,), ns)
+    type.__setattr__(cls, "_major", major)
+    return cls
+
+
+def _from_edgeseg(depth: int = 2) -> bool:
+    """Whether the access comes from edgeseg's code (not from the double or the tests)."""
+    import sys
+
+    return sys._getframe(depth).f_globals.get("__name__", "").startswith("edgeseg.")
+
+
+def _record_class(cls, major: int, real_name: str) -> None:
+    """Record what edgeseg reads and writes on instances of ``cls``: the double's API, not the
+    attributes edgeseg's own subclasses (loggers, calibrators) add."""
+    own = {n for n in dir(cls) if not n.startswith("_")}
+    get, set_ = cls.__getattribute__, cls.__setattr__
+
+    def ours(self, name):
+        return not name.startswith("_") and (name in own or type(self) is cls)
+
+    def getattribute(self, name):
+        value = get(self, name)  # probes of missing names (hasattr) raise here and are not recorded
+        if ours(self, name) and _from_edgeseg():
+            TOUCHED.add((major, real_name, name))
+        return value
+
+    def setattr_(self, name, value):
+        if ours(self, name) and _from_edgeseg():
+            TOUCHED.add((major, real_name, name))
+        set_(self, name, value)
+
+    cls.__getattribute__ = getattribute
+    cls.__setattr__ = setattr_
+
+
+class _RecordingModule(types.ModuleType):
+    def __getattribute__(self, name):
+        value = super().__getattribute__(name)
+        if RECORD and not name.startswith("_") and name not in ("calls", "FAKE_DEVICE", "generation") and _from_edgeseg():
+            TOUCHED.add((int(types.ModuleType.__getattribute__(self, "__version__").split(".")[0]), "tensorrt", name))
+        return value
 
 
 def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, binding_order: str = "io") -> types.ModuleType:
@@ -45,37 +113,32 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, bi
         trt.calls.append(item)
 
     # ------------------------------------------------------------------ enums
-    class DataType(enum.IntEnum):
-        FLOAT = 0
-        HALF = 1
-        INT8 = 2
-        INT32 = 3
-        BOOL = 4
-        UINT8 = 5
-        if major >= 10:
-            INT64 = 7
-            BF16 = 8
-
-    class TensorIOMode(enum.IntEnum):
-        NONE = 0
-        INPUT = 1
-        OUTPUT = 2
+    # Values as in the real bindings (8.6.1 standing in for 8.5, 10.13, 11.4); tests/test_trt_bindings.py checks them.
+    data_types = {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "UINT8": 5}
+    if major >= 10:
+        data_types.update(BF16=7, INT64=8)
+    DataType = _enum(major, "DataType", data_types)
+    TensorIOMode = _enum(major, "TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
 
     flags = {"EXPLICIT_BATCH": 0, "EXPLICIT_PRECISION": 1} if major < 10 else (
-        {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if major == 10 else
-        {"STRONGLY_TYPED": 0, "PREFER_AOT_PYTHON_PLUGINS": 1, "PREFER_JIT_PYTHON_PLUGINS": 2})
-    NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", flags)
+        {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3} if major == 10 else
+        {"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2})
+    NetworkDefinitionCreationFlag = _enum(major, "NetworkDefinitionCreationFlag", flags)
 
-    builder_flags = ["DEBUG", "GPU_FALLBACK", "REFIT", "DISABLE_TIMING_CACHE", "TF32", "SPARSE_WEIGHTS"]
-    if major < 11:
-        builder_flags += ["FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"]
     if major < 10:
-        builder_flags += ["STRICT_TYPES"]
-    if major == 10:
-        builder_flags += ["BF16", "FP8", "INT4"]
-    BuilderFlag = enum.IntEnum("BuilderFlag", {n: i for i, n in enumerate(builder_flags)})
-    MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1, "DLA_LOCAL_DRAM": 2})
-    DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
+        builder_flags = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "STRICT_TYPES": 4, "REFIT": 5, "DISABLE_TIMING_CACHE": 6,
+                         "TF32": 7, "SPARSE_WEIGHTS": 8, "OBEY_PRECISION_CONSTRAINTS": 10, "PREFER_PRECISION_CONSTRAINTS": 11,
+                         "DIRECT_IO": 12}
+    elif major == 10:
+        builder_flags = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6,
+                         "SPARSE_WEIGHTS": 7, "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10, "DIRECT_IO": 11,
+                         "FP8": 15, "BF16": 17, "INT4": 22}
+    else:
+        builder_flags = {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6, "SPARSE_WEIGHTS": 7,
+                         "DIRECT_IO": 11}
+    BuilderFlag = _enum(major, "BuilderFlag", builder_flags)
+    MemoryPoolType = _enum(major, "MemoryPoolType", {"WORKSPACE": 0, "DLA_MANAGED_SRAM": 1, "DLA_LOCAL_DRAM": 2})
+    DeviceType = _enum(major, "DeviceType", {"GPU": 0, "DLA": 1})
 
     class _Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -450,7 +513,7 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, bi
         def create_execution_context(self):
             return Context(self)
 
-        def session(self):
+        def _onnx_session(self):
             if self._session is None:
                 import onnxruntime as ort
 
@@ -494,7 +557,7 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, bi
             inp = next(t for t in self.engine.io if t["input"])
             shape = self.shapes[inp["name"]]
             x = _host_view(addresses[inp["name"]], shape, nptype(DataType(inp["dtype"]))).copy()
-            sess = self.engine.session()
+            sess = self.engine._onnx_session()
             outs = sess.run(None, {inp["name"]: x})
             for t, value in zip([t for t in self.engine.io if not t["input"]], outs):
                 view = _host_view(addresses[t["name"]], value.shape, nptype(DataType(t["dtype"])))
@@ -551,4 +614,20 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, bi
     trt.IBuilderConfig = BuilderConfig
     trt.ICudaEngine = Engine
     trt.IExecutionContext = Context
+    if RECORD:
+        real_names = {"Builder": Builder, "IBuilderConfig": BuilderConfig, "INetworkDefinition": NetworkDefinition,
+                      "IOptimizationProfile": OptimizationProfile, "OnnxParser": OnnxParser, "ITimingCache": TimingCache,
+                      "IHostMemory": HostMemory, "ParserError": ParserError, "ICudaEngine": Engine, "IExecutionContext": Context,
+                      "Runtime": Runtime, "Logger": Logger, "ILogger": ILogger}
+        if major < 11:
+            real_names["IInt8EntropyCalibrator2"] = trt.IInt8EntropyCalibrator2
+        for real_name, cls in real_names.items():
+            _record_class(cls, major, real_name)
+        trt.__class__ = _RecordingModule
     return trt
+
+
+# The double's classes under the real bindings' names (for the conformance test).
+def double_classes(trt) -> dict:
+    """Real class name -> the double's class, for every class a double module exposes or returns."""
+    return {name: obj for name, obj in vars(trt).items() if isinstance(obj, type) and not issubclass(obj, enum.Enum)}

@@ -11,7 +11,7 @@ What differs (TensorRT Python API docs, migration guide 10.x -> 11.x):
 - workspace: ``set_memory_pool_limit`` (8.4+);
 - I/O: the binding API (``num_bindings``, ``execute_async_v2``) until 8.6, removed in 10;
   named tensors (``num_io_tensors``, ``set_tensor_address``, ``execute_async_v3``) from 8.5;
-- DLA: configured the same way until 10.x; not available on JetPack with 11.
+- DLA: configured the same way in every generation; available where ``builder.num_DLA_cores`` > 0.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class TrtApi:
             config.set_calibration_profile(profile)
 
     def set_dla(self, builder, config, core: int) -> None:
-        if self.major >= 11:
-            raise ConfigError(f"--dla: TensorRT {self.trt.__version__} does not support DLA on Jetson; use TensorRT 8.5-10.x")
+        """DLA where the device has DLA cores, whatever the version (11.4.1 restored it on Jetson AGX Orin;
+        its networks are strongly typed, so the precision comes from the model, not from flags)."""
         available = int(getattr(builder, "num_DLA_cores", 0))
         if not 0 <= core < available:
             raise ConfigError(f"--dla {core}: this device has {available} DLA core(s)")
