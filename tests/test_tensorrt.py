@@ -321,3 +321,17 @@ def test_an_engine_swapped_beside_a_valid_fingerprint_is_refused(trt, models, tm
     a.write_bytes(b.read_bytes())
     with pytest.raises(ModelFileError, match="not the one a.engine.json describes"):
         TrtRunner.from_file(a, device="cpu")
+
+
+def test_implicit_calibration_feeds_float32_even_to_a_uint8_model(monkeypatch, tmp_path):
+    import torch
+
+    from edgeseg.calibration.trt_cache import make_calibrator
+    from edgeseg.runtime.trt_api import TrtApi
+
+    install(monkeypatch, GENERATIONS["8.5"])
+    frames = np.random.default_rng(0).integers(0, 256, (2, 36, 48, 3), dtype=np.uint8)
+    cal = make_calibrator(TrtApi.load(), tmp_path / "c.cache", inputs=frames, device="cpu")
+    ptrs = cal.get_batch(["input"])
+    assert len(ptrs) == 1 and cal._alive.dtype == torch.float32
+    np.testing.assert_array_equal(cal._alive.numpy(), frames[:1].astype(np.float32))

@@ -97,7 +97,8 @@ def make_calibrator(api, cache_path: Path, inputs: np.ndarray | None = None, dev
                 return None
             import torch
 
-            x = torch.from_numpy(np.ascontiguousarray(self.inputs[self.index : self.index + 1])).to(device)
+            # implicit calibration reads float32 batches whatever the network input's type (a uint8 model's too)
+            x = torch.from_numpy(np.ascontiguousarray(self.inputs[self.index : self.index + 1])).to(device=device, dtype=torch.float32)
             self._alive = x
             self.index += 1
             self.batches_served += 1
