@@ -121,6 +121,11 @@ def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, share
     assert report == result["int8"] and report["within_budget"] and report["float_blocks"] == []
     parity = json.loads((tmp_path / "parity.int8.json").read_text())
     assert parity["passed"] and parity["pixel_agreement"] > 50
+    # one verdict: the gate scored the images the budget search scored, and both say which
+    assert parity["images"] == report["subset"]["images"] and len(parity["images"]) == opts.sensitivity_images
+    lo, hi = parity["delta_miou_interval"]
+    assert lo <= parity["delta_miou"] <= hi
+    assert parity["delta_miou"] == pytest.approx(report["final"]["delta_miou"], abs=0.05)  # checkpoint vs FP32 ONNX: same labels
     header, scales = read_trt_cache(tmp_path / "calibration.cache")
     assert header == "TRT-8502-EntropyCalibration2" and "input" in scales
 
@@ -191,3 +196,18 @@ def test_entropy_and_percentile_clip_outliers_that_minmax_keeps(tmp_path, capsys
     assert amax["minmax"] == pytest.approx(100.0)
     assert amax["entropy"] < 20 and amax["percentile"] < 20
     assert "Collecting tensor data" not in capsys.readouterr().out  # the histogram calibrators print; edgeseg silences them
+
+
+def test_bootstrap_interval_of_the_mioU_change():
+    import torch
+
+    from edgeseg.tasks.parity import _miou_of, bootstrap_delta_interval
+
+    rng = torch.Generator().manual_seed(0)
+    same = [(m, m.clone()) for m in (torch.randint(0, 50, (3, 3), generator=rng) for _ in range(6))]
+    assert bootstrap_delta_interval(same) == [0.0, 0.0]
+    worse = [(m - torch.diag(torch.diag(m)) // 2, m) for m, _ in same]
+    lo, hi = bootstrap_delta_interval(worse)
+    point = float(_miou_of(torch.stack([a for a, _ in worse]).sum(0, keepdim=True)) - _miou_of(torch.stack([b for _, b in worse]).sum(0, keepdim=True)))
+    assert lo <= point <= hi < 0
+    assert bootstrap_delta_interval(same[:1]) is None

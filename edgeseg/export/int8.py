@@ -77,6 +77,7 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         "cache_key": key,
         "fp32_miou_subset": result.fp32_miou,
         "subset_images": len(indices),
+        "subset": {"split": val_split, "images": [val_ds.sample_name(i) for i in indices]},  # the images that decided
         "full_int8": result.full_int8,
         "float_blocks": result.float_blocks,
         "final": result.final,

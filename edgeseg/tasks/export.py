@@ -33,7 +33,7 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
     runner = runtime.load(model_path, device=device)
     report = compare_runners(runner, ref, ds, indices=indices, progress=progress)
     parity = report["parity"]
-    parity.update(model=str(model_path), dataset=ds.info.name, split=split,
+    parity.update(model=str(model_path), dataset=ds.info.name, split=split, images=[ds.sample_name(i) for i in indices],
                   thresholds={"min_pixel_agreement": min_agreement, "max_abs_delta_miou": max_delta_miou})
     parity["failures"] = parity_failures(parity, min_agreement, max_delta_miou)
     parity["passed"] = not parity["failures"]
@@ -95,10 +95,17 @@ def export_model(
         report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
         result["int8"] = report
         if verify:
+            # One verdict: the gate scores the very images the budget search scored (the first
+            # --sensitivity-images of the split), so the two cannot contradict each other.
             parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
-                                   report_path=out_dir / "parity.int8.json", **check)
+                                   report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
             result["int8_parity"] = parity
             logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
+            interval = parity.get("delta_miou_interval")
+            if parity["passed"] and interval and interval[0] < -int8.budget:
+                logger.warning(f"INT8 is within --int8-budget {int8.budget} on these {parity['n_images']} images, but the 95% "
+                               f"interval of its mIoU change is {interval[0]:+.2f}..{interval[1]:+.2f}: score more images "
+                               "(--sensitivity-images) for a firmer verdict")
             if not parity["passed"]:
                 raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                   f"{'; '.join(parity['failures'])} (see int8_report.json)")
@@ -128,5 +135,7 @@ def _saved_root(checkpoint: Path):
 
 def _parity_line(what: str, p: dict) -> str:
     diff = "" if p["max_abs_logit_diff"] is None else f", max |logit diff| {p['max_abs_logit_diff']:.3g}"
+    ci = p.get("delta_miou_interval")
+    diff = (f", 95% interval {ci[0]:+.2f}..{ci[1]:+.2f}" if ci else "") + diff
     return (f"{what} vs checkpoint on {p['n_images']} {p['dataset']}/{p['split']} images: pixel agreement {p['pixel_agreement']:.4f}%, "
             f"mIoU {p['model_miou']:.2f} vs {p['reference_miou']:.2f} (delta {p['delta_miou']:+.3f}){diff}")

@@ -35,6 +35,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
 
         pre_m, pre_r = replace(pre_m, round_uint8=True), replace(pre_r, round_uint8=True)
     cm_m, cm_r = ConfusionMatrix(n_classes), ConfusionMatrix(n_classes)
+    per_image = []  # (model, reference) confusion matrices of each image, for the bootstrap interval
     agree = total = 0
     max_diff, sum_diff, n_diff, comparable = 0.0, 0.0, 0, True
     n = len(ds) if indices is None else len(indices)
@@ -55,8 +56,12 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
                 agree += int((lm == lr).sum())
                 total += lm.numel()
                 gt = torch.from_numpy(s.label)
-                cm_m.update(gt, lm)
-                cm_r.update(gt, lr)
+                one_m, one_r = ConfusionMatrix(n_classes), ConfusionMatrix(n_classes)
+                one_m.update(gt, lm)
+                one_r.update(gt, lr)
+                per_image.append((one_m.mat.clone(), one_r.mat.clone()))
+                cm_m.mat += one_m.mat
+                cm_r.mat += one_r.mat
             bar.update(len(samples))
     bar.close()
     names = ds.info.class_names
@@ -73,6 +78,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
         "model_miou": sm["miou"],
         "reference_miou": sr["miou"],
         "delta_miou": round(sm["miou"] - sr["miou"], 4),
+        "delta_miou_interval": bootstrap_delta_interval(per_image),
         "per_class_delta": per_class_delta,
         "reference_per_class": sr["per_class"],
         "max_abs_logit_diff": max_diff if comparable and n_diff else None,
@@ -80,6 +86,28 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
     }
     model_summary = {**sm, "n_images": n, "res": list(model.meta.res), "backend": model.backend}
     return {"model": model_summary, "reference": {**sr, "backend": reference.backend}, "parity": parity}
+
+
+def _miou_of(mats: torch.Tensor) -> torch.Tensor:
+    """mIoU (percent) of a batch of confusion matrices ``(B, C, C)``, over classes present in each."""
+    mats = mats.to(torch.float64)
+    tp = mats.diagonal(dim1=1, dim2=2)
+    union = mats.sum(1) + mats.sum(2) - tp
+    iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+    return 100.0 * torch.nanmean(iou, dim=1)
+
+
+def bootstrap_delta_interval(per_image, resamples: int = 1000, seed: int = 0) -> list[float] | None:
+    """95% interval of the mIoU change (model - reference), images resampled with replacement."""
+    if len(per_image) < 2:
+        return None
+    m = torch.stack([a for a, _ in per_image])
+    r = torch.stack([b for _, b in per_image])
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(per_image), (resamples, len(per_image)), generator=gen)
+    deltas = _miou_of(m[idx].sum(1)) - _miou_of(r[idx].sum(1))
+    lo, hi = torch.quantile(deltas, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [round(lo, 4), round(hi, 4)]
 
 
 def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU) -> list[str]:
