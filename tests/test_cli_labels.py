@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from conftest import camvid_root
 
 
@@ -43,3 +44,50 @@ def test_bad_options_give_one_line_errors(cli_run, tmp_path):
 def test_models_lists_the_registry(cli_run):
     code, out, _ = cli_run("models", "--classes", "11")
     assert code == 0 and "lite0-lraspp" in out and "[default]" in out and "lite0-dupsample" in out
+
+
+def test_hostile_inputs_are_one_line_errors(cli_run, tmp_path, monkeypatch):
+    """A few of the reliability battery's cases: each a one-line error naming the file or option, exit 2."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.data import base
+
+    # a PNG whose header claims more pixels than the limit (decompression bomb)
+    monkeypatch.setattr(base, "MAX_IMAGE_PIXELS", 100)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
+    from edgeseg.errors import DataError
+
+    with pytest.raises(DataError, match="big.png: the header claims 20x20 pixels"):
+        base.read_image(tmp_path / "big.png")
+    monkeypatch.undo()
+    # a 16-bit image is reduced by a stated rule (top byte), not clipped
+    Image.fromarray(np.full((4, 4), 0xABCD, np.uint16)).save(tmp_path / "deep.png")
+    assert (base.read_image(tmp_path / "deep.png") == 0xAB).all()
+    for args, expect in [
+        (("train", "--out", tmp_path / "r", "--lr", "nan"), "--lr: must be a positive number"),
+        (("train", "--out", tmp_path / "r", "--val-limit", "0"), "--val-limit: must be at least 1"),
+        (("train", "--out", tmp_path / "r", "--workers", "-1"), "--workers: must be 0 or more"),
+        (("train", "--out", tmp_path / "r", "--res", "100000x100000"), "--res 100000x100000: width and height must be within"),
+        (("export", "--model", tmp_path / "model.onnx"), "export starts from a training checkpoint"),
+    ]:
+        code, _, err = cli_run(*args)
+        assert code == 2 and expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+
+
+def test_onnx_output_that_contradicts_its_metadata_is_refused(tiny_checkpoint, tmp_path):
+    import onnx
+
+    from edgeseg.errors import ModelFileError
+    from edgeseg.export import export_onnx
+    from edgeseg.runtime.ort_runner import OrtRunner
+
+    path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props["edgeseg.class_names"] = '["a", "b", "c", "d", "e", "f", "g", "h", "i"]'
+    props["edgeseg.palette"] = "[" + ", ".join(["[0, 0, 0]"] * 9) + "]"
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(tmp_path / "bad.onnx"))
+    with pytest.raises(ModelFileError, match="logits have 5 channels but its metadata names 9 classes"):
+        OrtRunner.from_file(tmp_path / "bad.onnx", device="cpu")

@@ -72,8 +72,14 @@ def test_model_files_never_run_code(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ModelFileError, match="refuses to load"):
+    with pytest.raises(ModelFileError, match="not a weights-only checkpoint.*will not load it"):
         load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "evil.pt"))
+    import pickle
+
+    with open(tmp_path / "plain.pt", "wb") as fh:  # a plain (non-zip) pickle that would run code
+        pickle.dump({"model": Evil()}, fh)
+    with pytest.raises(ModelFileError, match="plain.pt: not a weights-only checkpoint"):
+        load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "plain.pt"))
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:50])
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
         load_pretrained(build_model(ModelConfig("tiny", 3)), str(tmp_path / "trunc.pt"))

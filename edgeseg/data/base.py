@@ -61,16 +61,32 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
+MAX_IMAGE_PIXELS = 100_000_000  # 100 MP: a header claiming more is refused before decoding (decompression bombs)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """An RGB image as uint8 HxWx3, or a DataError naming the file."""
+    """An RGB image as uint8 HxWx3, or a DataError naming the file.
+
+    16-bit images are reduced to 8 bits by their top byte (value >> 8), stated here because a
+    plain conversion would clip them to 255; headers above ``MAX_IMAGE_PIXELS`` are refused.
+    """
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: the header claims {w}x{h} pixels, above the {MAX_IMAGE_PIXELS // 1_000_000} MP limit; "
+                                "refusing to decode it")
             im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
+                grey = (np.array(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
             if im.mode != "RGB":
                 im = im.convert("RGB")
             return np.array(im, dtype=np.uint8)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refusing to decode a possible decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image ({exc}); expected a readable PNG or JPEG") from None
 

@@ -9,6 +9,7 @@ tensors and primitives, unchanged since the first checkpoint format.
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,13 +120,16 @@ def load_file(path: str | Path) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{path}: file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns at length before refusing; the one line below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
         text = str(exc)
-        if "Unsupported global" in text or "GLOBAL" in text:
+        if "Unsupported global" in text or "GLOBAL" in text or "Unsupported operand" in text:
             detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
             raise ModelFileError(
-                f"{path}: refuses to load: the file holds Python objects beyond tensors ({detail[:120]}); edgeseg only loads weights"
+                f"{path}: not a weights-only checkpoint: it holds Python objects or code beyond tensors"
+                + (f" ({detail[:120]})" if detail else "") + "; edgeseg will not load it"
             ) from None
         detail = next((line.strip() for line in text.splitlines()[1:] if line.strip() and "WeightsUnpickler" not in line), "")
         detail = detail or (text.strip().splitlines()[0] if text.strip() else type(exc).__name__)

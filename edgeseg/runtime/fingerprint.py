@@ -41,7 +41,7 @@ def check_fingerprint(path: Path, fp: dict, trt_version: str, gpu: dict) -> None
     if fp.get("tensorrt") != trt_version or fp.get("compute_capability") != gpu.get("compute_capability") or fp.get("gpu") != gpu.get("gpu"):
         raise ModelFileError(
             f"{path}: engine was built with {built_on}; this machine has {here}; rebuild it on the target: "
-            "edgeseg export --model <best.pt or model.onnx> --trt"
+            "edgeseg export --model <its checkpoint, e.g. best.pt> --trt"
         )
 
 

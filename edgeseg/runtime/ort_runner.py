@@ -94,6 +94,11 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
                                  + (" (--strict)" if strict else "; re-export the model"))
         logger.warning(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}; resizing images to {w}x{h}")
         meta = meta.with_(res=(w, h))
+    for out in model.graph.output:
+        out_dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
+        if out.name == "logits" and len(out_dims) == 4 and out_dims[1] is not None and out_dims[1] != meta.num_classes:
+            raise ModelFileError(f"{path}: its logits have {out_dims[1]} channels but its metadata names {meta.num_classes} classes; "
+                                 "re-export the model")
     return meta
 
 

@@ -61,6 +61,9 @@ def export_model(
     """FP32 ONNX (always), INT8 Q/DQ (``int8``: Int8Options) and a TensorRT engine (``trt``: TrtOptions),
     each followed by a parity check on real images unless ``verify`` is off."""
     checkpoint = Path(checkpoint)
+    if checkpoint.suffix.lower() in (".onnx", ".engine", ".plan", ".trt", ".xml"):
+        raise ConfigError(f"--model {checkpoint}: export starts from a training checkpoint (best.pt or last.pt), not from an "
+                          f"exported model; give the checkpoint {checkpoint.name} was exported from")
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent
     if int8 is not None:
         int8.check()

@@ -82,6 +82,18 @@ class TrainConfig:
             raise ConfigError(f"--weight-decay: must be a number >= 0, got {self.weight_decay}")
         if not (math.isfinite(self.clip_grad) and self.clip_grad >= 0):
             raise ConfigError(f"--clip-grad: must be a number >= 0 (0 turns clipping off), got {self.clip_grad}")
+        for name in ("val_limit", "train_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1 (leave it out for all images)")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers: must be 0 or more, got {self.workers}")
+        if self.warmup is not None and self.warmup < 0:
+            raise ConfigError(f"--warmup: must be 0 or more, got {self.warmup}")
+        lo, hi = self.scale
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ConfigError(f"--scale {lo},{hi}: expected 0 < MIN <= MAX")
+        if not (math.isfinite(self.jitter) and 0 <= self.jitter < 1):
+            raise ConfigError(f"--jitter: expected a number in [0, 1), got {self.jitter}")
         if not 0 <= self.class_uniform <= 1:
             raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {self.class_uniform}")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
