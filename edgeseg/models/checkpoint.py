@@ -125,7 +125,10 @@ def load_file(path: str | Path) -> dict:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
         text = str(exc)
-        if "Unsupported global" in text or "GLOBAL" in text or "Unsupported operand" in text:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        plain_pickle = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode: pickled by plain pickle
+        if "Unsupported global" in text or "GLOBAL" in text or (plain_pickle and "Unsupported operand" in text):
             detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
             raise ModelFileError(
                 f"{path}: not a weights-only checkpoint: it holds Python objects or code beyond tensors"
