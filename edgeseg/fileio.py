@@ -142,3 +142,24 @@ class FolderLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+
+@contextlib.contextmanager
+def replaced_only_if_verified(path: str | os.PathLike) -> Iterator[Path]:
+    """Around writing and then checking ``path``: if the block raises, the new file is moved aside to
+    ``<stem>.rejected<suffix>`` (for inspection) and the previous ``path``, if any, is put back."""
+    path = Path(path)
+    backup = path.parent / f".{path.name}.previous"
+    had = path.is_file()
+    if had:
+        os.replace(path, backup)
+    try:
+        yield path
+    except BaseException:
+        if path.is_file():
+            os.replace(path, path.with_name(f"{path.stem}.rejected{path.suffix}"))
+        if had:
+            os.replace(backup, path)
+        raise
+    if had and backup.exists():
+        backup.unlink()

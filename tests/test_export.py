@@ -236,3 +236,16 @@ def test_pruning_keeps_values_read_inside_subgraphs_and_drops_the_rest():
     model = prune_unused(helper.make_model(graph))
     assert [i.name for i in model.graph.initializer] == ["w_sub"]
 
+
+
+def test_a_failed_check_keeps_the_previous_export(tiny_checkpoint, tmp_path):
+    from edgeseg.errors import CheckFailed
+
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False)
+    good = (tmp_path / "model.onnx").read_bytes()
+    with pytest.raises(CheckFailed, match="kept the previous model.onnx"):
+        export_model(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), n_verify=2, min_agreement=100.5, progress=False)
+    assert (tmp_path / "model.onnx").read_bytes() == good
+    rejected = onnx.load(str(tmp_path / "model.rejected.onnx"))
+    assert next(o.version for o in rejected.opset_import if o.domain == "") == 18
+    assert not list(tmp_path.glob(".model.onnx.previous"))

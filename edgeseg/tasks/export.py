@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
-from edgeseg.fileio import write_json_atomic
+from edgeseg.fileio import replaced_only_if_verified, write_json_atomic
 from edgeseg.tasks.parity import (
     DEFAULT_MAX_DELTA_MIOU,
     DEFAULT_MIN_AGREEMENT,
@@ -78,40 +78,43 @@ def export_model(
         trt.check()
         if trt.precision == "int8" and int8 is None:
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
-    onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
-    native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
-    logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
-        f"outputs {', '.join(meta.outputs)})")
-    result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
-    saved_root = _saved_root(checkpoint)
-    check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales)
-    if verify:
-        parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
-                               report_path=out_dir / "parity.json", **check)
-        result["parity"] = parity
-        logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
-        if not parity["passed"]:
-            raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} (kept the file for inspection)")
+    with replaced_only_if_verified(out_dir / "model.onnx"):
+        onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
+        native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
+        logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
+                    f"outputs {', '.join(meta.outputs)})")
+        result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
+        saved_root = _saved_root(checkpoint)
+        check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales)
+        if verify:
+            parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
+                                   report_path=out_dir / "parity.json", **check)
+            result["parity"] = parity
+            logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
+            if not parity["passed"]:
+                raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
+                                  f"(kept the previous {onnx_path.name}; the new one is {onnx_path.stem}.rejected.onnx)")
     if int8 is not None:
         from edgeseg.export.int8 import export_int8
 
-        report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
-        result["int8"] = report
-        if verify:
-            # One verdict: the gate scores the very images the budget search scored (the first
-            # --sensitivity-images of the split), so the two cannot contradict each other.
-            parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
-                                   report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
-            result["int8_parity"] = parity
-            logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
-            interval = parity.get("delta_miou_interval")
-            if parity["passed"] and interval and interval[0] < -int8.budget:
-                logger.warning(f"INT8 is within --int8-budget {int8.budget} on these {parity['n_images']} images, but the 95% "
-                               f"interval of its mIoU change is {interval[0]:+.2f}..{interval[1]:+.2f}: score more images "
-                               "(--sensitivity-images) for a firmer verdict")
-            if not parity["passed"]:
-                raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
-                                  f"{'; '.join(parity['failures'])} (see int8_report.json)")
+        with replaced_only_if_verified(out_dir / "model.int8.onnx"):
+            report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
+            result["int8"] = report
+            if verify:
+                # One verdict: the gate scores the very images the budget search scored (the first
+                # --sensitivity-images of the split), so the two cannot contradict each other.
+                parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
+                                       report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
+                result["int8_parity"] = parity
+                logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
+                interval = parity.get("delta_miou_interval")
+                if parity["passed"] and interval and interval[0] < -int8.budget:
+                    logger.warning(f"INT8 is within --int8-budget {int8.budget} on these {parity['n_images']} images, but the 95% "
+                                   f"interval of its mIoU change is {interval[0]:+.2f}..{interval[1]:+.2f}: score more images "
+                                   "(--sensitivity-images) for a firmer verdict")
+                if not parity["passed"]:
+                    raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
+                                      f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
     if trt is not None:
         from edgeseg.export.trt_build import build_engine
 
