@@ -4,9 +4,9 @@ The Q/DQ form follows what TensorRT accepts: symmetric int8 activations and
 weights (zero point 0), per-channel weights on the output-channel axis, float
 biases, a Q/DQ pair on each weight and a dedicated pair per consumer. Q/DQ sit on
 the *inputs* of the quantised ops only, as TensorRT recommends: a convolution's
-output is not quantised before its ReLU6, whose clipped range is much narrower
-(on a CamVid Lite0 model, quantising convolution outputs too cost 17 mIoU, inputs
-only 0.7; benchmarks/RESULTS.md). Ranges are computed once per (ONNX model,
+output is not quantised before its ReLU6, whose clipped range is much narrower.
+(A full-output placement lost far more accuracy in early development; that run
+was not recorded, so no figure is claimed here.) Ranges are computed once per (ONNX model,
 calibration set, method) and cached; every quantisation variant (fallback search
 included) reuses them.
 """
