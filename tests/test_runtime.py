@@ -123,15 +123,56 @@ def test_predict_bad_inputs(model_files, tmp_path):
     assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", progress=False)["outputs"] == 1
 
 
-def test_video_input_needs_opencv(model_files, tmp_path):
-    from edgeseg.errors import MissingDependencyError
-    from edgeseg.tasks.predict import predict
+def make_clip(path, frames=8, size=(96, 72), rate=10):
+    """A short H.264 (or MPEG-4) clip of synthetic street scenes."""
+    import av
 
-    if available("cv2"):
-        pytest.skip("OpenCV is installed; the video path is exercised where it is not")
-    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
-    with pytest.raises(MissingDependencyError, match="opencv"):
-        predict(model_files["torch"], [tmp_path / "clip.mp4"], tmp_path / "o", progress=False)
+    from edgeseg.data.synthetic import Synthetic
+
+    ds = Synthetic("val")
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            img = np.array(Image.fromarray(ds[i % len(ds)].image).resize(size))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_predict_on_a_video_file_writes_an_overlay_video(model_files, tmp_path, cli_run):
+    av = pytest.importorskip("av", reason="video needs the 'video' extra")
+    clip = make_clip(tmp_path / "drive.mp4")
+    code, out, err = cli_run("predict", "--model", model_files["onnxruntime"], clip, "--out", tmp_path / "pred", "--labels", "--quiet")
+    assert code == 0, err
+    assert "decode" in out and "infer" in out and "encode" in out
+    video = tmp_path / "pred" / "drive_overlay.mp4"
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert (s.width, s.height) == (96, 72) and len(frames) == 8 and int(round(float(s.average_rate))) == 10
+    assert len(list((tmp_path / "pred" / "drive_labels").glob("*.png"))) == 8
+    # --every 2 halves the frames; an existing output is refused without --exist-ok
+    code, _, err = cli_run("predict", "--model", model_files["onnxruntime"], clip, "--out", tmp_path / "pred", "--quiet")
+    assert code == 2 and "already exists" in err
+    code, _, err = cli_run("predict", "--model", model_files["torch"], clip, "--out", tmp_path / "pred", "--every", "2",
+                           "--exist-ok", "--quiet")
+    assert code == 0, err
+    with av.open(str(video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 4
+
+
+def test_video_sources_that_cannot_be_used_are_one_line_errors(model_files, tmp_path, cli_run):
+    pytest.importorskip("av", reason="video needs the 'video' extra")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
+    for source, expect in [(tmp_path / "missing.mp4", "missing.mp4: video file not found"),
+                           (tmp_path / "broken.mp4", "broken.mp4: cannot open this video source"),
+                           ("97", "camera 97: /dev/video97 does not exist")]:
+        code, _, err = cli_run("predict", "--model", model_files["onnxruntime"], source, "--out", tmp_path / "o", "--quiet")
+        assert code == 2 and expect in err and len(err.strip().splitlines()) == 1, (source, err)
+    assert not list((tmp_path / "o").glob("*.mp4*"))
 
 
 def test_channel_argmax_matches_argmax_with_first_index_on_ties():
@@ -150,3 +191,29 @@ def test_bench_names_tell_same_named_models_apart():
     assert short_names(["runs/a/best.pt", "runs/a/export/model.onnx"]) == ["best.pt", "model.onnx"]
     assert short_names(["/tmp/x/export/model.onnx", "/tmp/y/export/model.onnx"]) == ["x/export/model.onnx", "y/export/model.onnx"]
     assert short_names(["m.onnx", "m.onnx"]) == ["m.onnx", "m.onnx"]
+
+
+def test_ctrl_c_keeps_a_playable_video_and_no_extra_means_one_line(model_files, tmp_path, monkeypatch):
+    av = pytest.importorskip("av", reason="video needs the 'video' extra")
+    from edgeseg.tasks.video import predict_video
+
+    clip = make_clip(tmp_path / "drive.mp4", frames=10)
+    runner = runtime.load(model_files["onnxruntime"], device="cpu").activate()
+    real, calls = runner.infer, []
+
+    def infer(x):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(x)
+
+    monkeypatch.setattr(runner, "infer", infer)
+    result = predict_video(runner, str(clip), tmp_path / "out", progress=False)
+    assert result["interrupted"] and result["frames"] == 3
+    with av.open(result["video"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 3
+    from edgeseg.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, "av", None)
+    with pytest.raises(MissingDependencyError, match=r'edgeseg\[video\]'):
+        predict_video(runner, str(clip), tmp_path / "out2", progress=False)

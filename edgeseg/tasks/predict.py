@@ -16,14 +16,18 @@ from edgeseg.runtime.processing import Preprocess, native_labels, overlay
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
+    """Image files (folders expanded) and video sources (files, camera indices, stream URLs)."""
+    from edgeseg.tasks.video import VIDEO_SUFFIXES, is_video_source
 
-
-def collect_inputs(inputs) -> tuple[list[Path], list[Path]]:
     images, videos = [], []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if not p.exists() and is_video_source(str(item)):
+            if Path(str(item)).suffix.lower() in VIDEO_SUFFIXES and not str(item).lower().startswith(("rtsp", "http", "udp", "tcp", "srt", "rtmp")):
+                raise DataError(f"{item}: video file not found")
+            videos.append(str(item))
+        elif p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")
@@ -31,11 +35,12 @@ def collect_inputs(inputs) -> tuple[list[Path], list[Path]]:
         elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
         elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
-            videos.append(p)
+            videos.append(str(p))
         elif not p.exists():
             raise DataError(f"{p}: input not found")
         else:
-            raise DataError(f"{p}: not an image ({', '.join(IMAGE_SUFFIXES)}), video ({', '.join(VIDEO_SUFFIXES)}) or folder")
+            raise DataError(f"{p}: not an image ({', '.join(IMAGE_SUFFIXES)}), video ({', '.join(VIDEO_SUFFIXES)}), camera index, "
+                            "stream URL or folder")
     return images, videos
 
 
@@ -66,7 +71,10 @@ class _AspectCheck:
             self.warned = True
 
 
-def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha: float = 0.5, strict: bool = False, progress: bool = True) -> dict:
+def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha: float = 0.5, strict: bool = False, progress: bool = True,
+            every: int = 1, labels: bool = False, exist_ok: bool = False) -> dict:
+    """Images and folders -> ``<name>_label.png`` and ``<name>_overlay.png``; video files, cameras
+    and streams -> ``<name>_overlay.mp4`` (and with ``labels`` a label PNG per frame)."""
     from edgeseg import runtime
 
     images, videos = collect_inputs(inputs)
@@ -102,31 +110,10 @@ def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha:
             run_one(read_image(path), stem_for(path), path)
             bar.update()
         bar.close()
+        video_results = []
         for video in videos:
-            _predict_video(video, stem_for(video), run_one, progress)
-    return {"images": len(images), "videos": len(videos), "outputs": len(written), "out": str(out_dir)}
+            from edgeseg.tasks.video import predict_video
 
-
-def _predict_video(path: Path, stem: str, run_one, progress: bool) -> None:
-    from edgeseg.optional import require
-
-    cv2 = require("cv2", f"video input ({path.name})")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise DataError(f"{path}: OpenCV cannot open this video")
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    bar = Progress(total, f"predict {path.name}", "frame", enabled=progress)
-    i = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            run_one(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), f"{stem}_{i:06d}", f"{path} frame {i}")
-            i += 1
-            bar.update()
-    finally:
-        cap.release()
-        bar.close()
-    if i == 0:
-        raise DataError(f"{path}: no frames could be read")
+            video_results.append(predict_video(runner, video, out_dir, every=every, alpha=alpha, labels=labels, exist_ok=exist_ok,
+                                               progress=progress))
+    return {"images": len(images), "videos": video_results, "outputs": len(written), "out": str(out_dir)}
