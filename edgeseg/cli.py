@@ -90,6 +90,22 @@ def json_option(fn):
     return click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write the result as JSON to this file.")(fn)
 
 
+def plot_option(fn):
+    return click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+                        help='Also draw the result to this PNG (needs: pip install "edgeseg[plot]").')(fn)
+
+
+def _check_plot(path: Path | None) -> None:
+    """Before any work: the plotting package is there and the path is a .png."""
+    if path is None:
+        return
+    if path.suffix.lower() != ".png":
+        raise click.BadParameter(f"expected a .png file, got '{path}'", param_hint="--plot")
+    from edgeseg.optional import require
+
+    require("matplotlib", "--plot")
+
+
 def write_json(path: Path | None, obj) -> None:
     if path is None:
         return
@@ -125,8 +141,10 @@ def labels():
 @click.option("--dup-stride", type=int, default=16, show_default=True, help="Block size r for the dupsample modes.")
 @click.option("--dup-channels", type=int, default=64, show_default=True, help="C' for the dupsample modes (W fitted on the train split).")
 @json_option
+@plot_option
+@click.option("--plot-index", type=click.IntRange(min=0), default=0, show_default=True, help="The image --plot draws.")
 @quiet_option
-def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, dup_channels, json_path, quiet):
+def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, dup_channels, json_path, plot_path, plot_index, quiet):
     """How much label information survives down-sampling to --res, per label mode.
 
     Each label is down-sampled to --res, its class masses up-sampled back
@@ -153,8 +171,20 @@ def labels_check(dataset, data, split, skip_bad, res, modes, limit, dup_stride, 
             raise ConfigError("--dup-stride must be at least 2 and --dup-channels at least 1")
         train = build_dataset(dataset or "synthetic", data, "train", skip_bad)
         dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area")}
+    _check_plot(plot_path)
     result = check_labels(ds, res, chosen, progress=not quiet, dup=dup)
     click.echo(format_check(result, ds, split))
+    if plot_path is not None:
+        import torch
+
+        from edgeseg.tasks.labels_check import kept_label
+        from edgeseg.tasks.plots import plot_label_modes
+
+        if plot_index >= len(ds):
+            raise click.BadParameter(f"{ds.info.name}/{split} has {len(ds)} images; got {plot_index}", param_hint="--plot-index")
+        label = ds[plot_index].label
+        kept = {m: kept_label(torch.from_numpy(label), m, res, ds.info, dup).numpy() for m in chosen}
+        click.echo(f"wrote {plot_label_modes(label, kept, ds.info.palette, ds.info.class_names, res, plot_path)}", err=True)
     write_json(json_path, result)
 
 
@@ -340,15 +370,22 @@ def _resumed_config(cfg, out: Path, ctx: click.Context):
 @click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
 @scales_option
 @json_option
+@plot_option
 @quiet_option
-def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path, quiet):
+def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path, plot_path,
+             quiet):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
     from edgeseg.tasks.evaluate import evaluate_model, format_eval
 
+    _check_plot(plot_path)
     result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict,
                             progress=not quiet, scales=scales)
     click.echo(format_eval(result))
     write_json(json_path, result)
+    if plot_path is not None:
+        from edgeseg.tasks.plots import plot_eval
+
+        click.echo(f"wrote {plot_eval(result, plot_path)}", err=True)
     return 0
 
 

@@ -14,6 +14,7 @@ _EXTRAS = {
     "onnxslim": ("pip install onnxslim", "ONNX graph slimming"),
     "torch.utils.tensorboard": ("pip install tensorboard", "TensorBoard logging"),
     "av": ('pip install "edgeseg[video]"', "video, camera and stream input"),
+    "matplotlib": ('pip install "edgeseg[plot]"', "plots"),
     "tqdm": ("pip install tqdm", "progress bars"),
 }
 

@@ -91,3 +91,23 @@ def test_onnx_output_that_contradicts_its_metadata_is_refused(tiny_checkpoint, t
     onnx.save(proto, str(tmp_path / "bad.onnx"))
     with pytest.raises(ModelFileError, match="logits have 5 channels but its metadata names 9 classes"):
         OrtRunner.from_file(tmp_path / "bad.onnx", device="cpu")
+
+
+def test_eval_and_labels_check_draw_pictures(cli_run, tiny_checkpoint, shared_folder, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the 'plot' extra")
+    from PIL import Image
+
+    code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--reference", tiny_checkpoint, "--plot", tmp_path / "e.png",
+                           "--json", tmp_path / "e.json", "--quiet")
+    assert code == 0, err
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert len(result["confusion"]) == 5 and sum(map(sum, result["confusion"])) > 0
+    with Image.open(tmp_path / "e.png") as im:
+        assert im.format == "PNG" and im.size[0] > 400
+    code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", shared_folder, "--res", "24x18",
+                           "--plot", tmp_path / "l.png", "--quiet")
+    assert code == 0, err
+    with Image.open(tmp_path / "l.png") as im:
+        assert im.format == "PNG"
+    code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--plot", tmp_path / "e.jpg")
+    assert code == 2 and "--plot" in err and ".png" in err

@@ -19,7 +19,8 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
     indices = list(range(min(limit, len(ds)))) if limit else None
     if ref_runner is None:
         with runner:
-            summary, _ = evaluate(runner, ds, batch, indices, progress)
+            summary, cm = evaluate(runner, ds, batch, indices, progress)
+        summary["confusion"] = cm.mat.tolist()  # rows: label, columns: prediction
     else:
         from edgeseg.tasks.parity import compare_runners
 

@@ -42,6 +42,21 @@ def _reconstruct(mass, W, r: int):
     return out[:, :h, :w]
 
 
+def kept_label(label, mode: str, res: tuple[int, int], info, dup: dict | None = None):
+    """What ``mode`` keeps of a native label at ``res``: down-sampled, up-sampled back (bilinear) and arg-maxed."""
+    w, h = res
+    if mode == "dupsample":
+        mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode="soft", kernel="area")
+        mass = _reconstruct(mass, dup["W"], dup["r"])
+    elif mode == "stride-bilinear":
+        r = dup["r"]
+        mass, _ = downsample_labels(label, (-(-h // r), -(-w // r)), info.num_classes, info.ignore_index, mode="soft", kernel="area")
+    else:
+        how, kernel = CHECK_MODES[mode]
+        mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode=how, kernel=kernel)
+    return scores_to_labels(mass[None], tuple(label.shape))[0]
+
+
 def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES), progress: bool = True, dup: dict | None = None) -> dict:
     """Returns ``{"res": [w, h], "modes": {mode: {"miou", "pixel_acc", "per_class"}}, ...}`` (percent).
 
@@ -53,20 +68,9 @@ def check_labels(ds: SegDataset, res: tuple[int, int], modes=tuple(CHECK_MODES),
     info = ds.info
     cms = {m: ConfusionMatrix(info.num_classes) for m in modes}
     for i in track(range(len(ds)), desc=f"labels check {w}x{h}", unit="img", enabled=progress):
-        sample = ds[i]
-        label = torch.from_numpy(sample.label)
+        label = torch.from_numpy(ds[i].label)
         for mode in modes:
-            if mode == "dupsample":
-                mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode="soft", kernel="area")
-                mass = _reconstruct(mass, dup["W"], dup["r"])
-            elif mode == "stride-bilinear":
-                r = dup["r"]
-                mass, _ = downsample_labels(label, (-(-h // r), -(-w // r)), info.num_classes, info.ignore_index, mode="soft", kernel="area")
-            else:
-                how, kernel = CHECK_MODES[mode]
-                mass, _ = downsample_labels(label, (h, w), info.num_classes, info.ignore_index, mode=how, kernel=kernel)
-            pred = scores_to_labels(mass[None], label.shape)[0]
-            cms[mode].update(label, pred)
+            cms[mode].update(label, kept_label(label, mode, res, info, dup))
     return {
         "dataset": info.name,
         "split": ds.split,

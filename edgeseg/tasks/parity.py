@@ -84,7 +84,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
         "max_abs_logit_diff": max_diff if comparable and n_diff else None,
         "mean_abs_logit_diff": (sum_diff / n_diff) if comparable and n_diff else None,
     }
-    model_summary = {**sm, "n_images": n, "res": list(model.meta.res), "backend": model.backend}
+    model_summary = {**sm, "n_images": n, "res": list(model.meta.res), "backend": model.backend, "confusion": cm_m.mat.tolist()}
     return {"model": model_summary, "reference": {**sr, "backend": reference.backend}, "parity": parity}
 
 
