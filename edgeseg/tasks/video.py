@@ -143,9 +143,11 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
             if item is _DONE:
                 return
             t0 = time.perf_counter()
-            image = item
+            image = overlay(item[0], item[1], palette, alpha)  # blended here, off the inference thread
             if ostream is None:
-                ostream = out.add_stream(codec, rate=rate / every if every > 1 else rate)
+                # a fast x264 preset: encoding a 1024x512 overlay at the default preset costs more than the model
+                options = {"preset": "veryfast"} if codec == "libx264" else {}
+                ostream = out.add_stream(codec, rate=rate / every if every > 1 else rate, options=options)
                 ostream.width, ostream.height = image.shape[1] - image.shape[1] % 2, image.shape[0] - image.shape[0] % 2
                 ostream.pix_fmt = "yuv420p"
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: ostream.height, : ostream.width]), format="rgb24")
@@ -171,7 +173,7 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
             t0 = time.perf_counter()
             label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
             times["infer"] += time.perf_counter() - t0
-            encoded.put(overlay(image, label, palette, alpha))
+            encoded.put((image, label))
             if labels:
                 from PIL import Image
 
