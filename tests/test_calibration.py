@@ -97,6 +97,13 @@ def test_ranges_cache_is_reused_and_invalidated_with_a_reason(fp32, shared_folde
     other = build_calibration_set(meta, ds, n=11, progress=False, warn=lambda _: None)
     load_or_compute_ranges(path, other, "minmax", tmp_path)
     assert any("stale (the calibration set changed)" in m for m in caplog.messages)
+    # a hand-damaged cache with the right key is recomputed, not trusted
+    cache = json.loads((tmp_path / "ranges-minmax.json").read_text())
+    first = next(iter(cache["ranges"]))
+    cache["ranges"][first] = ["low", "high"]
+    (tmp_path / "ranges-minmax.json").write_text(json.dumps(cache))
+    again, _ = load_or_compute_ranges(path, other, "minmax", tmp_path)
+    assert all(isinstance(x, float) for x in again[first])
 
 
 def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, shared_folder, tmp_path):

@@ -70,6 +70,8 @@ def test_hostile_inputs_are_one_line_errors(cli_run, tmp_path, monkeypatch):
         (("train", "--out", tmp_path / "r", "--workers", "-1"), "--workers: must be 0 or more"),
         (("train", "--out", tmp_path / "r", "--res", "100000x100000"), "--res 100000x100000: width and height must be within"),
         (("export", "--model", tmp_path / "model.onnx"), "export starts from a training checkpoint"),
+        (("train", "--out", tmp_path / "r", "--model-opt", "bogus=1"), "--model-opt bogus: 'lite0-lraspp' has no such option"),
+        (("train", "--out", tmp_path / "r", "--model-opt", "inter=wide"), "--model-opt inter='wide': expected int"),
     ]:
         code, _, err = cli_run(*args)
         assert code == 2 and expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)

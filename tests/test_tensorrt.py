@@ -335,3 +335,11 @@ def test_implicit_calibration_feeds_float32_even_to_a_uint8_model(monkeypatch, t
     ptrs = cal.get_batch(["input"])
     assert len(ptrs) == 1 and cal._alive.dtype == torch.float32
     np.testing.assert_array_equal(cal._alive.numpy(), frames[:1].astype(np.float32))
+
+
+def test_a_fingerprint_of_the_wrong_json_type_is_one_error(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    (tmp_path / "m.engine.json").write_text("[1, 2, 3]")
+    with pytest.raises(ModelFileError, match="m.engine.json: expected a JSON object"):
+        TrtRunner.from_file(engine, device="cpu")

@@ -111,6 +111,15 @@ def cache_key(onnx_sha256: str, calib_sha256: str, method: str) -> str:
     return hashlib.sha256(f"{onnx_sha256}:{calib_sha256}:{method}".encode()).hexdigest()
 
 
+def _valid_ranges(ranges) -> bool:
+    """``{tensor: [min, max]}`` with finite numbers, min <= max (a hand-edited cache may not be)."""
+    import math
+
+    return isinstance(ranges, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and v[0] <= v[1]
+        for v in ranges.values())
+
+
 def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path) -> tuple[dict, str]:
     """Ranges from ``cache_dir`` when its key matches (ONNX model, calibration set, method); else
     calibrate, say why, and rewrite the cache. Returns (ranges, key)."""
@@ -122,7 +131,9 @@ def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, 
             cached = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             cached = {}
-        if cached.get("key") == key:
+        if not isinstance(cached, dict):
+            cached = {}
+        if cached.get("key") == key and _valid_ranges(cached.get("ranges")):
             logger.info(f"using cached {method} activation ranges from {path}")
             return cached["ranges"], key
         what = []
@@ -130,7 +141,7 @@ def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, 
             what.append("the ONNX model changed")
         if cached.get("calibration_sha256") != calib.sha256:
             what.append("the calibration set changed")
-        logger.info(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable'}); recalibrating")
+        logger.info(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable or damaged'}); recalibrating")
     logger.info(f"calibrating ({method}) on {len(calib)} images")
     ranges = compute_ranges(onnx_path, calib, method)
     write_json_atomic(path, {"key": key, "onnx_sha256": onnx_sha, "calibration_sha256": calib.sha256, "method": method, "ranges": ranges})

@@ -100,6 +100,34 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 DEFAULT_MODEL = "lite0-lraspp"
 
 
+# The options (--model-opt KEY=VALUE) each architecture reads, with the type each value must have.
+_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int}
+MODEL_OPTIONS: dict[str, dict[str, type]] = {
+    "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
+    "lite0-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS},
+    "lite0-dupsample": {"drop_connect": float, "stride": int, "width": int, "channels": int, "finetune_w": bool},
+    "lite0-lraspp-msa": {"drop_connect": float, "inter": int, "attention_width": int, "train_scales": list, "infer_scales": list},
+    "tiny-msa": {"train_scales": list, "infer_scales": list},
+    "tiny": dict(_NATIVE_OPTIONS),
+}
+
+
+def check_model_options(name: str, options: dict) -> None:
+    """Refuse an option the architecture does not read, or a value of the wrong kind, by name."""
+    known = MODEL_OPTIONS.get(name)
+    if known is None:
+        return  # an architecture registered at run time declares no options here
+    for key, value in options.items():
+        if key not in known:
+            raise ConfigError(f"--model-opt {key}: '{name}' has no such option; it takes: {', '.join(sorted(known)) or 'none'}")
+        kind = known[key]
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, (list, tuple)) or isinstance(value, (int, float)) if kind is list else
+              isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
+        if not ok:
+            raise ConfigError(f"--model-opt {key}={value!r}: expected {'a list of numbers' if kind is list else kind.__name__}")
+
+
 def register(name: str, builder: Callable[[ModelConfig], nn.Module]) -> None:
     MODELS[name] = builder
 

@@ -29,9 +29,12 @@ def read_fingerprint(engine_path: Path) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{engine_path}: no {path.name} beside it; edgeseg runs engines it built (rebuild with 'edgeseg export --trt')")
     try:
-        return json.loads(path.read_text())
+        fp = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: unreadable engine fingerprint ({exc})") from None
+    if not isinstance(fp, dict) or not isinstance(fp.get("meta", {}), dict):
+        raise ModelFileError(f"{path}: expected a JSON object written by 'edgeseg export --trt', found {type(fp).__name__}")
+    return fp
 
 
 def check_fingerprint(path: Path, fp: dict, trt_version: str, gpu: dict) -> None:

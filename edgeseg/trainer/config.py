@@ -98,6 +98,9 @@ class TrainConfig:
             raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {self.class_uniform}")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
             raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {self.train_fraction}")
+        from edgeseg.models import check_model_options
+
+        check_model_options(self.model, dict(self.model_options))
         w, h = self.res
         if not (1 <= w <= MAX_RES and 1 <= h <= MAX_RES):
             raise ConfigError(f"--res {w}x{h}: width and height must be within 1..{MAX_RES}")
