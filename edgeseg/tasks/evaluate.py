@@ -26,7 +26,7 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
 
         report = compare_runners(runner, ref_runner, ds, indices=indices, batch=batch, progress=progress)
         summary = report["model"]
-        summary["parity"] = report["parity"]
+        summary["parity"] = {**report["parity"], "reference_model": str(reference)}
     summary.update(model=str(model), dataset=ds.info.name, split=split, skipped=ds.skipped)
     return summary
 

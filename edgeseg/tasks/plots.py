@@ -26,6 +26,14 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
+def _short(path) -> str:
+    """The model file with its folder (run folders tell models apart; file names often do not)."""
+    if not path:
+        return ""
+    p = Path(str(path))
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+
+
 def plot_eval(result: dict, path: str | Path) -> Path:
     """Per-class IoU bars (the reference's beside them when parity was checked) and the row-normalised
     confusion matrix (rows: label, columns: prediction)."""
@@ -39,10 +47,10 @@ def plot_eval(result: dict, path: str | Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6 + 0.45 * len(names), 4.8), gridspec_kw={"width_ratios": [1.3, 1]})
     x = np.arange(len(names))
     width = 0.4 if parity else 0.8
-    ax1.bar(x - (width / 2 if parity else 0), ious, width, label=f"{Path(str(result.get('model', ''))).name or result['backend']} (mIoU {result['miou']:.2f})", color="#3b7dd8")
+    ax1.bar(x - (width / 2 if parity else 0), ious, width, label=f"{_short(result.get('model')) or result['backend']} (mIoU {result['miou']:.2f})", color="#3b7dd8")
     if parity:
         ref = [parity["reference_per_class"].get(n) or 0.0 for n in names]
-        ax1.bar(x + width / 2, ref, width, label=f"reference {parity['reference']} (mIoU {parity['reference_miou']:.2f})", color="#bbbbbb")
+        ax1.bar(x + width / 2, ref, width, label=f"reference {_short(parity.get('reference_model')) or parity['reference']} (mIoU {parity['reference_miou']:.2f})", color="#bbbbbb")
     ax1.set_xticks(x, names, rotation=60, ha="right")
     ax1.set_ylabel("IoU %")
     ax1.set_ylim(0, 100)
