@@ -122,7 +122,9 @@ def test_export_cli_fails_with_exit_1_when_parity_thresholds_are_missed(cli_run,
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--input", "uint8", "--verify-images", "2",
                            "--min-agreement", "100.1", "--quiet")
     assert code == 1 and "fails parity" in err and err.count("\n") <= 3
-    assert (tmp_path / "model.onnx").is_file() and json.loads((tmp_path / "parity.json").read_text())["passed"] is False
+    # the rejected export is kept for inspection under another name; there was no previous model.onnx to keep
+    assert (tmp_path / "model.rejected.onnx").is_file() and not (tmp_path / "model.onnx").exists()
+    assert json.loads((tmp_path / "parity.json").read_text())["passed"] is False
 
 
 def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
