@@ -165,3 +165,26 @@ def test_training_refuses_an_output_above_the_native_frames(shared_folder, tmp_p
     with pytest.raises(ConfigError, match="--upscale 4: the output 96x72 exceeds the native 48x36 frames of folder"):
         train(TrainConfig(out=str(tmp_path / "r"), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=1,
                           batch=2, progress=False, workers=0, device="cpu", upscale=4))
+
+
+def test_guided_model_goes_through_int8_and_the_tensorrt_double(guided_run, tmp_path, monkeypatch):
+    import sys
+
+    from trt_double import GENERATIONS, make_tensorrt
+
+    from edgeseg.export import OnnxOptions
+    from edgeseg.export.int8 import Int8Options
+    from edgeseg.export.trt_build import TrtOptions
+    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.tasks.export import export_model
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(GENERATIONS["10"]))
+    monkeypatch.setattr(TrtRunner, "default_device", "cpu")
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
+    result = export_model(guided_run / "last.pt", tmp_path, OnnxOptions(), n_verify=2, progress=False,
+                          int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=2, budget=100.0),
+                          trt=TrtOptions(precision="int8", int8_mode="explicit"))
+    assert result["int8_parity"]["passed"] and result["engine_parity"]["passed"]
+    qdq = onnx.load(str(tmp_path / "model.int8.onnx"))
+    assert [d.dim_value for d in qdq.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 36, 48]
+    assert result["engine_parity"]["n_images"] == 2
