@@ -218,3 +218,19 @@ def test_bootstrap_interval_of_the_mioU_change():
     point = float(_miou_of(torch.stack([a for a, _ in worse]).sum(0, keepdim=True)) - _miou_of(torch.stack([b for _, b in worse]).sum(0, keepdim=True)))
     assert lo <= point <= hi < 0
     assert bootstrap_delta_interval(same[:1]) is None
+
+
+def test_no_qdq_on_the_in_graph_normalisation_of_a_uint8_model(tiny_checkpoint, tmp_path):
+    from edgeseg.calibration.qdq import normalisation_nodes
+
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=2, budget=100.0)
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(input_format="uint8"), int8=opts, n_verify=2, progress=False)
+    fp32 = onnx.load(str(tmp_path / "model.onnx"))
+    chain = normalisation_nodes(fp32)
+    assert [n.op_type for n in fp32.graph.node if n.name in chain][-1] == "Mul"
+    qdq = onnx.load(str(tmp_path / "model.int8.onnx"))
+    producers = {o: n.op_type for n in qdq.graph.node for o in n.output}
+    for node in qdq.graph.node:
+        if node.name in chain:
+            assert all(producers.get(i) != "DequantizeLinear" for i in node.input), f"Q/DQ on an input of {node.name}"
+    assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)  # the network itself is quantised

@@ -159,10 +159,30 @@ def quantize_qdq(fp32_path: Path, out_path: Path, ranges: dict, method: str, exc
     tensors = TensorsData(_method(method), {k: TensorData(lowest=np.float32(v[0]), highest=np.float32(v[1])) for k, v in ranges.items()})
     with _quiet_ort():
         model = load_model_with_shape_infer(Path(fp32_path))
-        quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], list(exclude_nodes),
+        exclude = list(exclude_nodes) + [n for n in normalisation_nodes(model) if n not in exclude_nodes]
+        quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], exclude,
                                  list(op_types), dict(QDQ_OPTIONS))
         quantizer.quantize_model()
         quantizer.model.save_model_to_file(str(out_path), False)
+
+
+# What a uint8-input graph does before the network: uint8 -> float, NHWC -> NCHW, (x - mean) / std.
+_PREAMBLE_OPS = ("Cast", "Transpose", "Sub", "Mul", "Div")
+
+
+def normalisation_nodes(model) -> list[str]:
+    """The in-graph input normalisation (the chain of Cast/Transpose/Sub/Mul/Div from the graph input):
+    it stays float, so no Q/DQ lands on its constant mean and scale (TensorRT would quantise them as weights)."""
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    names, tensor = [], model.graph.input[0].name
+    while len(consumers.get(tensor, [])) == 1 and consumers[tensor][0].op_type in _PREAMBLE_OPS:
+        node = consumers[tensor][0]
+        names.append(node.name)
+        tensor = node.output[0]
+    return names
 
 
 def quantizable_nodes(model, op_types=QUANT_OP_TYPES) -> list[str]:
