@@ -61,9 +61,9 @@ def touched(tmp_path_factory):
                            "tests/test_runtime.py", "-k", "tensorrt or trt or engine"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    rows = json.loads(record.read_text())
-    assert len(rows) > 50
-    return rows
+    data = json.loads(record.read_text())
+    assert len(data["touched"]) > 50 and len(data["calls"]) > 20
+    return data
 
 
 @pytest.mark.parametrize("generation", sorted(GENERATIONS))
@@ -71,7 +71,7 @@ def test_everything_edgeseg_touches_exists_in_the_real_module(touched, generatio
     real = real_surface(generation)["names"]
     major = int(GENERATIONS[generation].split(".")[0])
     missing = []
-    for m, owner, name in touched:
+    for m, owner, name in touched["touched"]:
         if m != major:
             continue
         if owner == "tensorrt":
@@ -83,3 +83,66 @@ def test_everything_edgeseg_touches_exists_in_the_real_module(touched, generatio
         if not ok:
             missing.append(f"{owner}.{name}")
     assert not missing, f"edgeseg uses, under TensorRT {generation}, what the real bindings lack: {sorted(set(missing))}"
+
+
+def _params(signature: str) -> list[tuple[str, str, bool]]:
+    """``name(self: X, a: T, b: U = 0) -> R`` -> [(a, T, False), (b, U, True)] (self dropped)."""
+    inner = signature[signature.index("(") + 1 : signature.rindex(") ->")]
+    out, depth, part = [], 0, ""
+    for ch in inner + ",":
+        if ch == "," and depth == 0:
+            if part.strip():
+                name, _, rest = part.strip().partition(":")
+                typ, _, default = rest.partition("=")
+                out.append((name.strip(), typ.strip().split(".")[-1], bool(default.strip())))
+            part = ""
+            continue
+        depth += ch in "[(" 
+        depth -= ch in "])"
+        part += ch
+    return out[1:] if out and out[0][0] == "self" else out
+
+
+def _fits(kind: str, typ: str) -> bool:
+    """Whether pybind11 accepts a Python value of ``kind`` for a parameter typed ``typ``."""
+    typ = {"SupportsInt": "int", "SupportsFloat": "float", "Buffer": "buffer"}.get(typ, typ)
+    if typ.startswith("List["):
+        typ = "list"
+    if kind == typ or typ == "object":
+        return True
+    return {
+        "int": kind in ("int", "bool") or kind.endswith("Flag") or kind in ("DataType", "DeviceType", "MemoryPoolType"),
+        "float": kind in ("int", "float"),
+        "Dims": kind in ("tuple", "list"),
+        "tuple": kind == "tuple",
+        "list": kind == "list",
+        "buffer": kind in ("bytes", "bytearray", "memoryview", "IHostMemory"),
+        "str": kind == "str",
+        "bool": kind == "bool",
+    }.get(typ, False)
+
+
+@pytest.mark.parametrize("generation", sorted(GENERATIONS))
+def test_the_arguments_edgeseg_passes_fit_the_real_signatures(touched, generation):
+    real = real_surface(generation)["names"]
+    major = int(GENERATIONS[generation].split(".")[0])
+    bad = []
+    for m, owner, method, kinds, keywords in touched["calls"]:
+        if m != major or owner not in real:
+            continue
+        overloads = [line.split(". ", 1)[-1] for line in real[owner]["docs"].get(method, [])]
+        if not overloads:
+            bad.append(f"{owner}.{method}: no signature in the real module")
+            continue
+        def fits(sig):
+            params = _params(sig)
+            if len(kinds) > len(params):
+                return False
+            given = {p[0] for p in params[: len(kinds)]} | set(keywords)
+            if any(not p[2] and p[0] not in given for p in params) or not set(keywords) <= {p[0] for p in params}:
+                return False
+            return all(_fits(k, p[1]) for k, p in zip(kinds, params))
+        if not any(fits(sig) for sig in overloads):
+            bad.append(f"{owner}.{method}({', '.join(kinds)}{', ' if kinds and keywords else ''}{', '.join(k + '=' for k in keywords)}) "
+                       f"fits none of: {' | '.join(overloads)}")
+    assert not bad, "calls whose arguments the real bindings would reject:\n" + "\n".join(bad)

@@ -38,8 +38,26 @@ MAGIC = b"FAKETRT1"
 # [generation major, owner, name] rows; tests/test_trt_bindings.py holds them against the real bindings.
 RECORD = os.environ.get("EDGESEG_TRT_RECORD")
 TOUCHED: set[tuple[int, str, str]] = set()
+CALLS: set[tuple] = set()  # (major, owner, method, positional argument kinds, keyword names)
+_REAL_NAME: dict[type, str] = {}  # the double's classes -> the real classes they stand for
 if RECORD:
-    atexit.register(lambda: open(RECORD, "w").write(json.dumps(sorted(TOUCHED))))
+    atexit.register(lambda: open(RECORD, "w").write(json.dumps({"touched": sorted(TOUCHED),
+                                                                  "calls": sorted([list(c[:3]) + [list(c[3]), list(c[4])] for c in CALLS])})))
+
+
+def _kind(value) -> str:
+    """How an argument looks to a pybind signature: a builtin type, an enum's name or a TensorRT class."""
+    if value is None:
+        return "None"
+    if isinstance(value, enum.Enum):
+        return type(value).__name__
+    for cls in type(value).__mro__:
+        if cls in _REAL_NAME:
+            return _REAL_NAME[cls]
+    for t in (bool, int, float, str, bytes, bytearray, memoryview, tuple, list, dict):
+        if isinstance(value, t):
+            return t.__name__
+    return type(value).__name__
 
 
 class _RecordingEnumType(enum.EnumType):
@@ -81,6 +99,14 @@ def _record_class(cls, major: int, real_name: str) -> None:
         value = get(self, name)  # probes of missing names (hasattr) raise here and are not recorded
         if ours(self, name) and _from_edgeseg():
             TOUCHED.add((major, real_name, name))
+            if callable(value) and name in own and not isinstance(value, type):
+                method = value
+
+                def recorded(*args, **kwargs):
+                    CALLS.add((major, real_name, name, tuple(_kind(a) for a in args), tuple(sorted(kwargs))))
+                    return method(*args, **kwargs)
+
+                return recorded
         return value
 
     def setattr_(self, name, value):
@@ -622,6 +648,7 @@ def make_tensorrt(version: str, device: str = "Fake GPU", dla_cores: int = 0, bi
         if major < 11:
             real_names["IInt8EntropyCalibrator2"] = trt.IInt8EntropyCalibrator2
         for real_name, cls in real_names.items():
+            _REAL_NAME[cls] = real_name
             _record_class(cls, major, real_name)
         trt.__class__ = _RecordingModule
     return trt
