@@ -217,3 +217,53 @@ def test_ctrl_c_keeps_a_playable_video_and_no_extra_means_one_line(model_files, 
     monkeypatch.setitem(__import__("sys").modules, "av", None)
     with pytest.raises(MissingDependencyError, match=r'edgeseg\[video\]'):
         predict_video(runner, str(clip), tmp_path / "out2", progress=False)
+
+
+def test_a_stream_that_drops_is_reopened_a_bounded_number_of_times(model_files, tmp_path):
+    """An HTTP stream on loopback that breaks off after part of the clip, every time it is opened."""
+    av = pytest.importorskip("av", reason="video needs the 'video' extra")
+    import http.server
+    import threading
+
+    from edgeseg.tasks.video import predict_video
+
+    # MPEG-TS streams decode up to the break; serve the first half of one, then drop the connection
+    src = tmp_path / "drive.ts"
+    with av.open(str(src), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 72, "yuv420p"
+        from edgeseg.data.synthetic import Synthetic
+
+        ds = Synthetic("val")
+        for i in range(40):
+            img = np.array(Image.fromarray(ds[i % len(ds)].image).resize((96, 72)))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = src.read_bytes()
+    opened = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server hook
+            opened.append(1)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])  # then the connection closes mid-stream
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        runner = runtime.load(model_files["onnxruntime"], device="cpu").activate()
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+        result = predict_video(runner, url, tmp_path / "out", reconnects=2, progress=False)
+    finally:
+        server.shutdown()
+    assert len(opened) == 3  # the first connection and two reconnects, then it stopped with what it had
+    assert result["frames"] > 0 and not result["interrupted"]
+    with av.open(result["video"]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == result["frames"]
