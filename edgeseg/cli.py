@@ -488,7 +488,7 @@ def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, 
 @providers_option
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--strict", is_flag=True, help="Refuse images whose aspect ratio differs from the model input.")
-@click.option("--every", type=int, default=1, show_default=True, help="Video: segment every Nth frame.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Video: segment every Nth frame.")
 @click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.")
 @click.option("--exist-ok", is_flag=True, help="Video: replace an overlay video that exists.")
 @quiet_option

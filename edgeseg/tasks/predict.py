@@ -105,7 +105,7 @@ def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha:
         written.append(stem)
 
     with runner:
-        bar = Progress(len(images), "predict", "img", enabled=progress)
+        bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
         for path in images:
             run_one(read_image(path), stem_for(path), path)
             bar.update()
