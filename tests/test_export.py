@@ -251,3 +251,34 @@ def test_a_failed_check_keeps_the_previous_export(tiny_checkpoint, tmp_path):
     rejected = onnx.load(str(tmp_path / "model.rejected.onnx"))
     assert next(o.version for o in rejected.opset_import if o.domain == "") == 18
     assert not list(tmp_path.glob(".model.onnx.previous"))
+
+
+def test_a_failed_engine_check_keeps_the_previous_engine(tiny_checkpoint, tmp_path, monkeypatch):
+    import sys
+
+    from trt_double import GENERATIONS, make_tensorrt
+
+    from edgeseg.errors import CheckFailed
+    from edgeseg.export.trt_build import TrtOptions
+    from edgeseg.runtime.trt_runner import TrtRunner
+
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(GENERATIONS["10"]))
+    monkeypatch.setattr(TrtRunner, "default_device", "cpu")
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, trt=TrtOptions(precision="fp32"), progress=False)
+    good = (tmp_path / "model.engine").read_bytes(), (tmp_path / "model.engine.json").read_text()
+    from edgeseg.tasks import export as export_task
+
+    real = export_task.verify_parity
+
+    def engine_fails(model_path, *a, **kw):  # ONNX passes; the rebuilt engine misses its check
+        parity = real(model_path, *a, **kw)
+        if str(model_path).endswith(".engine"):
+            parity.update(passed=False, failures=["made to fail"])
+        return parity
+
+    monkeypatch.setattr(export_task, "verify_parity", engine_fails)
+    with pytest.raises(CheckFailed, match="made to fail"):
+        export_model(tiny_checkpoint, tmp_path, n_verify=2, trt=TrtOptions(precision="fp32", workspace_gb=1.0), progress=False)
+    assert ((tmp_path / "model.engine").read_bytes(), (tmp_path / "model.engine.json").read_text()) == good
+    assert (tmp_path / "model.rejected.engine").is_file()

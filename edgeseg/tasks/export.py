@@ -116,20 +116,27 @@ def export_model(
                     raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                       f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
     if trt is not None:
-        from edgeseg.export.trt_build import build_engine
+        with replaced_only_if_verified(out_dir / "model.engine"), replaced_only_if_verified(out_dir / "model.engine.json"):
+            _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
+    return result
 
-        engine = build_engine(onnx_path, out_dir / "model.engine", trt, qdq_path=out_dir / "model.int8.onnx" if int8 else None,
-                              calib_cache=out_dir / "calibration.cache" if int8 else None, meta=meta,
-                              calibration_sha256=result.get("int8", {}).get("calibration_sha256"))
-        result["engine"] = str(engine["engine"])
-        if verify:
-            budget = int8.budget if trt.precision == "int8" else (0.5 if trt.precision == "fp16" else max_delta_miou)
-            parity = verify_parity(engine["engine"], checkpoint, meta, min_agreement=0.0 if trt.precision != "fp32" else min_agreement,
-                                   max_delta_miou=budget, report_path=out_dir / "parity.engine.json", **{**check, "device": "auto"})
-            result["engine_parity"] = parity
-            logger.info(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
-            if not parity["passed"]:
-                raise CheckFailed(f"{engine['engine']} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])}")
+
+def _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check):
+    """Build model.engine and prove it against the checkpoint (the caller keeps the previous engine on failure)."""
+    from edgeseg.export.trt_build import build_engine
+
+    engine = build_engine(onnx_path, out_dir / "model.engine", trt, qdq_path=out_dir / "model.int8.onnx" if int8 else None,
+                          calib_cache=out_dir / "calibration.cache" if int8 else None, meta=meta,
+                          calibration_sha256=result.get("int8", {}).get("calibration_sha256"))
+    result["engine"] = str(engine["engine"])
+    if verify:
+        budget = int8.budget if trt.precision == "int8" else (0.5 if trt.precision == "fp16" else max_delta_miou)
+        parity = verify_parity(engine["engine"], checkpoint, meta, min_agreement=0.0 if trt.precision != "fp32" else min_agreement,
+                               max_delta_miou=budget, report_path=out_dir / "parity.engine.json", **{**check, "device": "auto"})
+        result["engine_parity"] = parity
+        logger.info(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
+        if not parity["passed"]:
+            raise CheckFailed(f"{engine['engine']} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])}")
     return result
 
 

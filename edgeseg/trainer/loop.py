@@ -228,6 +228,9 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         f"labels {cfg.labels} ({cfg.kernel}), {plan.epochs} epochs = {plan.total_steps} steps of {cfg.batch * dist_info.world}, "
         f"on {device}" + (f" x{dist_info.world}" if dist_info.enabled else ""))
     say(f"init: {init_note}")
+    if min(cfg.res) < 32:
+        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]}: below 32 pixels the encoder's deepest features are a single pixel; "
+                       "expect a degenerate model")
     return run
 
 
