@@ -60,6 +60,13 @@ def open_source(source: str):
         raise DataError(f"{s}: cannot open this video source ({str(exc)[:160]})") from None
 
 
+class _Closed:
+    """Stands in for a container that could not be reopened (closing it is a no-op)."""
+
+    def close(self) -> None:
+        pass
+
+
 def _out_path(out_dir: Path, source: str) -> Path:
     s = str(source)
     stem = f"camera{s}" if s.isdigit() else (re.sub(r"[^A-Za-z0-9_.-]+", "_", s.split("://", 1)[-1])[:60] if "://" in s else Path(s).stem)
@@ -127,7 +134,12 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
                     logger.warning(f"{source}: the stream dropped; reconnecting ({tries}/{reconnects})")
                     time.sleep(min(2.0 * tries, 5.0))
                     container.close()
-                    container = open_source(source)
+                    try:
+                        container = open_source(source)
+                    except DataError as again:
+                        logger.warning(f"{again}; stopping with the {index} frames read")
+                        container = _Closed()
+                        return
         finally:
             decoded.put(_DONE)
 
