@@ -104,7 +104,12 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 owner = self._owner()
-                if owner is not None and owner != (socket.gethostname(), os.getpid()) and self._alive(*owner):
+                if owner is None and self._young():  # another process is between creating and writing the lock
+                    raise ConfigError(f"{self.folder}: this {self.what} is being taken by another process ({self.path}); "
+                                      "try again in a moment or use another folder") from None
+                if owner == (socket.gethostname(), os.getpid()):
+                    raise ConfigError(f"{self.folder}: this process already holds {self.path}") from None
+                if owner is not None and self._alive(*owner):
                     raise ConfigError(f"{self.folder}: this {self.what} is in use by process {owner[1]} on {owner[0]} "
                                       f"({self.path} holds it); wait for it to finish or use another folder") from None
                 self.path.unlink(missing_ok=True)  # stale: its owner is gone
@@ -123,6 +128,14 @@ class FolderLock:
             return host, int(pid)
         except (OSError, ValueError):
             return None
+
+    def _young(self, seconds: float = 10.0) -> bool:
+        import time
+
+        try:
+            return time.time() - self.path.stat().st_mtime < seconds
+        except OSError:
+            return False
 
     @staticmethod
     def _alive(host: str, pid: int) -> bool:
@@ -150,6 +163,8 @@ def replaced_only_if_verified(path: str | os.PathLike) -> Iterator[Path]:
     ``<stem>.rejected<suffix>`` (for inspection) and the previous ``path``, if any, is put back."""
     path = Path(path)
     backup = path.parent / f".{path.name}.previous"
+    if backup.is_file():  # a run killed inside the block left the last verified file here: it is the one to keep
+        os.replace(backup, path)
     had = path.is_file()
     if had:
         os.replace(path, backup)

@@ -124,7 +124,7 @@ def test_export_cli_fails_with_exit_1_when_parity_thresholds_are_missed(cli_run,
     assert code == 1 and "fails parity" in err and err.count("\n") <= 3
     # the rejected export is kept for inspection under another name; there was no previous model.onnx to keep
     assert (tmp_path / "model.rejected.onnx").is_file() and not (tmp_path / "model.onnx").exists()
-    assert json.loads((tmp_path / "parity.json").read_text())["passed"] is False
+    assert json.loads((tmp_path / "parity.rejected.json").read_text())["passed"] is False and not (tmp_path / "parity.json").exists()
 
 
 def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
@@ -245,7 +245,7 @@ def test_a_failed_check_keeps_the_previous_export(tiny_checkpoint, tmp_path):
 
     export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False)
     good = (tmp_path / "model.onnx").read_bytes()
-    with pytest.raises(CheckFailed, match="kept the previous model.onnx"):
+    with pytest.raises(CheckFailed, match="any previous model.onnx is kept"):
         export_model(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), n_verify=2, min_agreement=100.5, progress=False)
     assert (tmp_path / "model.onnx").read_bytes() == good
     rejected = onnx.load(str(tmp_path / "model.rejected.onnx"))

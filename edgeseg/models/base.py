@@ -87,19 +87,25 @@ class SegModel(nn.Module):
         self.upsampler: nn.Module | None = None  # UpscaleHead, set by attach_native_stages
         self.refiner: nn.Module | None = None  # GuidedRefine
 
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: ``x``, or for a guided model (which takes the native frame) ``x``
+        resized in the graph to the network resolution with the training kernel."""
+        if self.refiner is None:
+            return x
+        from edgeseg.data.resample import resize
+
+        w, h = self.config.res
+        return resize(x, (h, w), self.config.kernel)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder features (before the head), used by heads that need them (attention, contrastive)."""
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(self.network_input(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.refiner is None and self.upsampler is None:
             return self.to_input_size(self.head(self.features(x)), x)
         frame = x
-        if self.refiner is not None:  # x is the normalised native frame; the network runs at config.res
-            from edgeseg.data.resample import resize
-
-            w, h = self.config.res
-            x = resize(frame, (h, w), self.config.kernel)
+        x = self.network_input(frame)  # guided models take the normalised native frame
         feats = self.encoder(x)
         logits = self.head(self.decoder(feats))
         logits = self.upsampler(logits, feats, x) if self.upsampler is not None else self.to_input_size(logits, x)

@@ -125,7 +125,8 @@ def load_file(path: str | Path) -> dict:
         text = str(exc)
         with open(path, "rb") as fh:
             head = fh.read(2)
-        plain_pickle = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5  # PROTO opcode: pickled by plain pickle
+        # PROTO 4/5: written by plain pickle.dump (torch's own legacy format is protocol 2, its zip format starts "PK")
+        plain_pickle = len(head) == 2 and head[0] == 0x80 and 4 <= head[1] <= 5
         if "Unsupported global" in text or "GLOBAL" in text or (plain_pickle and "Unsupported operand" in text):
             detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), "")
             raise ModelFileError(

@@ -78,7 +78,7 @@ def export_model(
         trt.check()
         if trt.precision == "int8" and int8 is None:
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
-    with replaced_only_if_verified(out_dir / "model.onnx"):
+    with replaced_only_if_verified(out_dir / "model.onnx"), replaced_only_if_verified(out_dir / "parity.json"):
         onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
         native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
         logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
@@ -93,11 +93,11 @@ def export_model(
             logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
             if not parity["passed"]:
                 raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
-                                  f"(kept the previous {onnx_path.name}; the new one is {onnx_path.stem}.rejected.onnx)")
+                                  f"(the new one is {onnx_path.stem}.rejected.onnx, its report parity.rejected.json; any previous {onnx_path.name} is kept)")
     if int8 is not None:
         from edgeseg.export.int8 import export_int8
 
-        with replaced_only_if_verified(out_dir / "model.int8.onnx"):
+        with replaced_only_if_verified(out_dir / "model.int8.onnx"), replaced_only_if_verified(out_dir / "parity.int8.json"):
             report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
             result["int8"] = report
             if verify:
@@ -116,7 +116,8 @@ def export_model(
                     raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                       f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
     if trt is not None:
-        with replaced_only_if_verified(out_dir / "model.engine"), replaced_only_if_verified(out_dir / "model.engine.json"):
+        with replaced_only_if_verified(out_dir / "model.engine"), replaced_only_if_verified(out_dir / "model.engine.json"), \
+                replaced_only_if_verified(out_dir / "parity.engine.json"):
             _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
     return result
 

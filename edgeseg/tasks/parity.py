@@ -101,11 +101,15 @@ def bootstrap_delta_interval(per_image, resamples: int = 1000, seed: int = 0) ->
     """95% interval of the mIoU change (model - reference), images resampled with replacement."""
     if len(per_image) < 2:
         return None
-    m = torch.stack([a for a, _ in per_image])
-    r = torch.stack([b for _, b in per_image])
+    n = len(per_image)
+    c = per_image[0][0].shape[0]
+    m = torch.stack([a for a, _ in per_image]).reshape(n, c * c).to(torch.float64)
+    r = torch.stack([b for _, b in per_image]).reshape(n, c * c).to(torch.float64)
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(per_image), (resamples, len(per_image)), generator=gen)
-    deltas = _miou_of(m[idx].sum(1)) - _miou_of(r[idx].sum(1))
+    idx = torch.randint(0, n, (resamples, n), generator=gen)
+    # how often each image is drawn in each resample: (resamples, n) weights, so memory stays resamples x C^2
+    weights = torch.zeros(resamples, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(resamples, n, dtype=torch.float64))
+    deltas = _miou_of((weights @ m).reshape(resamples, c, c)) - _miou_of((weights @ r).reshape(resamples, c, c))
     lo, hi = torch.quantile(deltas, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return [round(lo, 4), round(hi, 4)]
 

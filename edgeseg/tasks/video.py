@@ -149,6 +149,15 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
     written = 0
 
     def encode():
+        try:
+            _encode()
+        except BaseException as exc:  # a dead encoder must not leave the inference loop waiting on a full queue
+            errors.append(DataError(f"{out_path}: cannot encode the overlay video ({str(exc)[:160]})"))
+            stop.set()
+            while encoded.get() is not _DONE:
+                pass
+
+    def _encode():
         nonlocal ostream, written
         while True:
             item = encoded.get()
@@ -175,7 +184,7 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
     bar = Progress(None if is_stream or not total else -(-total // every), f"predict {Path(str(source)).name}", "frame",
                    enabled=progress)
     n = 0
-    interrupted = False
+    interrupted = failed = False
     t_start = time.perf_counter()
     try:
         while True:
@@ -186,6 +195,8 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
             label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
             times["infer"] += time.perf_counter() - t0
             encoded.put((image, label))
+            if stop.is_set() and errors:  # the encoder died: stop decoding and report it
+                break
             if labels:
                 from PIL import Image
 
@@ -195,6 +206,9 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
     except KeyboardInterrupt:
         interrupted = True
         logger.warning(f"interrupted after {n} frames; closing {out_path.name} so that it plays")
+    except BaseException:
+        failed = True
+        raise
     finally:
         stop.set()
         while decoder.is_alive():  # let a decoder blocked on a full queue finish
@@ -207,9 +221,14 @@ def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: flo
         if ostream is not None:
             for packet in ostream.encode():  # flush the encoder
                 out.mux(packet)
-        out.close()
+        try:
+            out.close()
+        except Exception:  # noqa: BLE001 - a container that never got a stream cannot write a trailer
+            pass
         container.close()
         bar.close()
+        if failed:
+            out_path.with_name(out_path.name + ".partial").unlink(missing_ok=True)
     if errors:
         out_path.with_name(out_path.name + ".partial").unlink(missing_ok=True)
         raise errors[0]

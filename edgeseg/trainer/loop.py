@@ -280,6 +280,8 @@ def _fit(run: _Run, on_step) -> dict:
                 barrier(dist_info)
                 say(f"interrupted at epoch {epoch + 1}, step {run.schedule.step_count}; wrote {out / 'last.pt'}; "
                     f"continue with: edgeseg train --out {out} --resume")
+                if writer is not None:
+                    writer.close()
                 return {"interrupted": True, "out": str(out), "step": run.schedule.step_count, "is_main": main}
             record = {"epoch": epoch + 1, "step": run.schedule.step_count, "train_loss": round(epoch_loss_sum / max(done_in_epoch, 1), 6),
                       "lr": run.schedule.lr(), "img_per_s": round(stats["img_per_s"], 3)}

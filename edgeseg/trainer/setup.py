@@ -46,13 +46,18 @@ def build_data(cfg: TrainConfig) -> TrainData:
     return TrainData(train_ds, build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad))
 
 
-def native_frame_size(ds: SegDataset) -> tuple[int, int]:
-    """(width, height) of the data set's frames, which a guided model takes; they must all agree."""
+def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
+    """The (width, height) frame sizes in a data set (read from file headers)."""
     from edgeseg.data.base import image_size
 
     if not ds.label_files(0):  # generated data: one frame size
-        return tuple(ds[0].label.shape[::-1])
-    sizes = {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
+        return {tuple(ds[0].label.shape[::-1])}
+    return {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
+
+
+def native_frame_size(ds: SegDataset) -> tuple[int, int]:
+    """(width, height) of the data set's frames, which a guided model takes; they must all agree."""
+    sizes = frame_sizes(ds)
     if len(sizes) != 1:
         shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
         raise ConfigError(f"--refine guided: the training images have {len(sizes)} frame sizes ({shown}); "
@@ -63,10 +68,13 @@ def native_frame_size(ds: SegDataset) -> tuple[int, int]:
 def model_card(cfg: TrainConfig, data: TrainData) -> ModelCard:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
-    native = native_frame_size(data.train) if cfg.refine != "none" or cfg.upscale > 1 else None
-    if cfg.upscale > 1 and (cfg.res[0] * cfg.upscale > native[0] or cfg.res[1] * cfg.upscale > native[1]):
-        raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
-                          f"the native {native[0]}x{native[1]} frames of {info.name}; use a smaller --upscale or --res")
+    native = native_frame_size(data.train) if cfg.refine != "none" else None
+    if cfg.upscale > 1:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
+        sizes = frame_sizes(data.train)
+        smallest = (min(w for w, _ in sizes), min(h for _, h in sizes))
+        if cfg.res[0] * cfg.upscale > smallest[0] or cfg.res[1] * cfg.upscale > smallest[1]:
+            raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
+                              f"the native {smallest[0]}x{smallest[1]} frames of {info.name}; use a smaller --upscale or --res")
     model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options), upscale=cfg.upscale, refine=cfg.refine,
                             res=tuple(cfg.res), native_res=native if cfg.refine != "none" else None, kernel=cfg.kernel)
     return ModelCard(model_cfg, tuple(info.class_names), tuple(info.palette), tuple(cfg.res), cfg.kernel, info.ignore_index,
