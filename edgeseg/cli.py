@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.calibration.qdq import CALIB_METHODS
+from edgeseg.calibration.qdq import CALIB_METHODS, INT8_TARGETS
 from edgeseg.data import DATASETS, KERNELS, LABEL_MODES
 from edgeseg.errors import EdgesegError
 from edgeseg.export.int8 import Int8Options
@@ -412,6 +412,8 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--calib-array", type=click.Path(path_type=Path), default=None, help="Pre-processed calibration inputs (.npy) instead of images.")
 @click.option("--int8-budget", type=float, default=default_of(Int8Options, "budget"), show_default=True, help="mIoU points INT8 may lose against FP32.")
 @click.option("--no-fallback", is_flag=True, help="Quantise every layer; no float fallback of sensitive blocks.")
+@click.option("--int8-target", type=click.Choice(list(INT8_TARGETS)), default=default_of(Int8Options, "target"), show_default=True,
+              help="Where the INT8 model runs: tensorrt (Q/DQ on operator inputs) or cpu (ONNX Runtime / OpenVINO integer kernels).")
 @click.option("--sensitivity-images", type=int, default=default_of(Int8Options, "sensitivity_images"), show_default=True, help="Val images for the INT8 sensitivity search.")
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
 @click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
@@ -426,7 +428,7 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @quiet_option
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
-           calib_array, int8_budget, no_fallback, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
+           calib_array, int8_budget, no_fallback, int8_target, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
            quiet):
     """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
@@ -445,7 +447,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
                           scales=scales)
     int8_opts = Int8Options(calib_method=calib_method, calib_images=calib_images, calib_seed=calib_seed,
                             calib_array=str(calib_array) if calib_array else None, budget=int8_budget, fallback=not no_fallback,
-                            sensitivity_images=sensitivity_images) if int8 else None
+                            sensitivity_images=sensitivity_images, target=int8_target) if int8 else None
     trt_opts = None
     if trt:
         precision = "int8" if int8 else ("fp16" if fp16 else "fp32")

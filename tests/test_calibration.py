@@ -234,3 +234,20 @@ def test_no_qdq_on_the_in_graph_normalisation_of_a_uint8_model(tiny_checkpoint, 
         if node.name in chain:
             assert all(producers.get(i) != "DequantizeLinear" for i in node.input), f"Q/DQ on an input of {node.name}"
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)  # the network itself is quantised
+
+
+def test_cpu_int8_target_uses_onnxruntime_placement(tiny_checkpoint, tmp_path, cli_run, shared_folder):
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0, target="cpu")
+    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False)
+    model = onnx.load(str(tmp_path / "model.int8.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert any(inits[n.input[2]].dtype == np.uint8 for n in q), "uint8 activations"
+    assert any(producers.get(n.input[0]) in ("Conv", "Relu", "Clip") for n in q), "operator outputs quantised too"
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props["edgeseg.extra"]["quantization"]["target"] == "cpu"
+    assert result["int8"]["trt_calibration_cache"] is None and result["int8_parity"]["passed"]
+    assert (tmp_path / "calibration" / "ranges-minmax-cpu.json").is_file()
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "x", "--int8", "--int8-target", "gpu")
+    assert code == 2 and "--int8-target" in err

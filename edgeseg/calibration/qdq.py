@@ -29,6 +29,14 @@ from edgeseg.fileio import sha256_file, write_json_atomic
 logger = logging.getLogger(__name__)
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+INT8_TARGETS = ("tensorrt", "cpu")
+# The CPU placement: onnxruntime.quantization's own QDQ layout (uint8 asymmetric activations on op
+# inputs *and* outputs, int8 per-channel weights, int32 biases), which ONNX Runtime's CPU provider and
+# OpenVINO fuse into integer kernels. Ops it leaves float: the in-graph normalisation, and ops not
+# listed here (Sigmoid gates, ArgMax, Cast).
+CPU_OP_TYPES = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Resize", "AveragePool", "GlobalAveragePool", "MaxPool",
+                "Relu", "Clip", "DepthToSpace", "Pad")
+CPU_QDQ_OPTIONS = {"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True}
 # Ops whose inputs get Q/DQ: the weighted ops plus the joins TensorRT fuses around them.
 QUANT_OP_TYPES = ("Conv", "Add", "Concat", "Mul", "Resize")
 QDQ_OPTIONS = {
@@ -82,14 +90,16 @@ class _ArrayReader:
         return len(self.inputs)
 
 
-def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entropy", percentile: float = 99.999) -> dict[str, list[float]]:
-    """Per-tensor activation ranges ``{name: [min, max]}`` of the FP32 model on the calibration set."""
+def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entropy", percentile: float = 99.999,
+                   symmetric: bool = True) -> dict[str, list[float]]:
+    """Per-tensor activation ranges ``{name: [min, max]}`` of the FP32 model on the calibration set
+    (symmetric about zero for TensorRT's int8, the observed range for the CPU's asymmetric uint8)."""
     import onnx
     from onnxruntime.quantization.calibrate import create_calibrator
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     input_name = model.graph.input[0].name
-    extra = {"symmetric": True}
+    extra = {"symmetric": symmetric}
     if method == "percentile":
         extra["percentile"] = percentile
     if method == "entropy":
@@ -120,12 +130,12 @@ def _valid_ranges(ranges) -> bool:
         for v in ranges.values())
 
 
-def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path) -> tuple[dict, str]:
-    """Ranges from ``cache_dir`` when its key matches (ONNX model, calibration set, method); else
-    calibrate, say why, and rewrite the cache. Returns (ranges, key)."""
+def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path, target: str = "tensorrt") -> tuple[dict, str]:
+    """Ranges from ``cache_dir`` when its key matches (ONNX model, calibration set, method, target);
+    else calibrate, say why, and rewrite the cache. Returns (ranges, key)."""
     onnx_sha = sha256_file(onnx_path)
-    key = cache_key(onnx_sha, calib.sha256, method)
-    path = cache_dir / f"ranges-{method}.json"
+    key = cache_key(onnx_sha, calib.sha256, method if target == "tensorrt" else f"{method}-{target}")
+    path = cache_dir / (f"ranges-{method}.json" if target == "tensorrt" else f"ranges-{method}-{target}.json")
     if path.is_file():
         try:
             cached = json.loads(path.read_text())
@@ -143,14 +153,16 @@ def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, 
             what.append("the calibration set changed")
         logger.info(f"calibration cache {path} is stale ({' and '.join(what) or 'unreadable or damaged'}); recalibrating")
     logger.info(f"calibrating ({method}) on {len(calib)} images")
-    ranges = compute_ranges(onnx_path, calib, method)
+    ranges = compute_ranges(onnx_path, calib, method, symmetric=target == "tensorrt")
     write_json_atomic(path, {"key": key, "onnx_sha256": onnx_sha, "calibration_sha256": calib.sha256, "method": method, "ranges": ranges})
     write_json_atomic(cache_dir / "manifest.json", calib.manifest)
     return ranges, key
 
 
-def quantize_qdq(fp32_path: Path, out_path: Path, ranges: dict, method: str, exclude_nodes=(), op_types=QUANT_OP_TYPES) -> None:
-    """Write a Q/DQ model of ``fp32_path`` using precomputed ``ranges``; ``exclude_nodes`` stay float."""
+def quantize_qdq(fp32_path: Path, out_path: Path, ranges: dict, method: str, exclude_nodes=(), op_types=None,
+                 target: str = "tensorrt") -> None:
+    """Write a Q/DQ model of ``fp32_path`` using precomputed ``ranges``, placed for ``target``
+    (``tensorrt``: int8 on operator inputs only; ``cpu``: ONNX Runtime's layout); ``exclude_nodes`` stay float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -160,8 +172,12 @@ def quantize_qdq(fp32_path: Path, out_path: Path, ranges: dict, method: str, exc
     with _quiet_ort():
         model = load_model_with_shape_infer(Path(fp32_path))
         exclude = list(exclude_nodes) + [n for n in normalisation_nodes(model) if n not in exclude_nodes]
-        quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], exclude,
-                                 list(op_types), dict(QDQ_OPTIONS))
+        if target == "cpu":
+            quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QUInt8, tensors, [], exclude,
+                                     list(op_types or CPU_OP_TYPES), dict(CPU_QDQ_OPTIONS))
+        else:
+            quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, tensors, [], exclude,
+                                     list(op_types or QUANT_OP_TYPES), dict(QDQ_OPTIONS))
         quantizer.quantize_model()
         quantizer.model.save_model_to_file(str(out_path), False)
 

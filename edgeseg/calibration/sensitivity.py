@@ -114,19 +114,21 @@ class FallbackResult:
 
 
 def fallback_search(fp32_path: Path, out_path: Path, ranges: dict, method: str, scorer: SubsetScorer, budget: float,
-                    analyse: bool = True, progress: bool = True) -> FallbackResult:
+                    analyse: bool = True, progress: bool = True, target: str = "tensorrt") -> FallbackResult:
     """Quantise ``fp32_path`` to ``out_path``, keeping the fewest most-sensitive blocks in float
     so that ``delta_miou >= -budget`` on the scorer's subset."""
     import onnx
 
+    from edgeseg.calibration.qdq import CPU_OP_TYPES
+
     model = onnx.load(str(fp32_path), load_external_data=False)
-    blocks = blocks_of(model)
+    blocks = blocks_of(model, CPU_OP_TYPES if target == "cpu" else QUANT_OP_TYPES)
     all_nodes = [n for names in blocks.values() for n in names]
     with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as tmp:
         trial = Path(tmp) / "trial.onnx"
 
         def run(exclude) -> dict:
-            quantize_qdq(fp32_path, trial, ranges, method, exclude_nodes=exclude)
+            quantize_qdq(fp32_path, trial, ranges, method, exclude_nodes=exclude, target=target)
             return scorer.score(trial)
 
         full = run([])
@@ -151,5 +153,5 @@ def fallback_search(fp32_path: Path, out_path: Path, ranges: dict, method: str, 
                 final = run([n for b in float_blocks for n in blocks[b]])
                 logger.info(f"  + keep {row['block']} in float: mIoU delta {final['delta_miou']:+.2f}, agreement {final['pixel_agreement']:.2f}%")
         exclude = [n for b in float_blocks for n in blocks[b]]
-        quantize_qdq(fp32_path, out_path, ranges, method, exclude_nodes=exclude)
+        quantize_qdq(fp32_path, out_path, ranges, method, exclude_nodes=exclude, target=target)
     return FallbackResult(float_blocks, full, final, sensitivity, round(scorer.fp32_miou, 4), final["delta_miou"] >= -budget)

@@ -12,7 +12,7 @@ from edgeseg.calibration.dataset import (
     build_calibration_set,
     calibration_set_from_array,
 )
-from edgeseg.calibration.qdq import CALIB_METHODS, load_or_compute_ranges
+from edgeseg.calibration.qdq import CALIB_METHODS, INT8_TARGETS, load_or_compute_ranges
 from edgeseg.calibration.sensitivity import SubsetScorer, fallback_search
 from edgeseg.calibration.trt_cache import write_trt_cache
 from edgeseg.errors import ConfigError
@@ -33,10 +33,13 @@ class Int8Options:
     budget: float = 0.5  # mIoU points INT8 may lose against FP32
     fallback: bool = True
     sensitivity_images: int = 100  # val images scoring each variant; fewer make the mIoU change too noisy to steer by
+    target: str = "tensorrt"  # tensorrt: Q/DQ on operator inputs (TensorRT's placement); cpu: ONNX Runtime's layout
 
     def check(self) -> None:
         if self.calib_method not in CALIB_METHODS:
             raise ConfigError(f"--calib-method: expected one of {', '.join(CALIB_METHODS)}; got '{self.calib_method}'")
+        if self.target not in INT8_TARGETS:
+            raise ConfigError(f"--int8-target: expected one of {', '.join(INT8_TARGETS)}; got '{self.target}'")
         if self.budget < 0:
             raise ConfigError(f"--int8-budget {self.budget}: must be zero or positive (mIoU points)")
         if self.sensitivity_images < 1:
@@ -55,19 +58,21 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         train_ds = calibration_dataset(meta, options, dataset, data, saved_root)
         calib = build_calibration_set(meta, train_ds, options.calib_images, options.calib_seed, progress,
                                       warn=logger.warning)
-    ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir)
+    ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir, options.target)
     val_ds = resolve_dataset(meta.dataset, dataset, data, val_split, False, saved_root)
     indices = list(range(min(options.sensitivity_images, len(val_ds))))
     scorer = SubsetScorer(onnx_path, val_ds, indices)
     qdq_path = out_dir / "model.int8.onnx"
     result = fallback_search(onnx_path, qdq_path, ranges, options.calib_method, scorer, options.budget,
-                             analyse=options.fallback, progress=progress)
+                             analyse=options.fallback, progress=progress, target=options.target)
     _stamp_metadata(qdq_path, meta, options, calib.sha256, result.float_blocks)
-    trt_cache = write_trt_cache(ranges, out_dir / "calibration.cache", DEFAULT_CACHE_VERSION_TAG)
-    write_json_atomic(out_dir / "calibration.cache.json", {
-        "key": key, "calibration_sha256": calib.sha256, "method": options.calib_method, "onnx": onnx_path.name,
-        "header_version": DEFAULT_CACHE_VERSION_TAG, "tensors": len(ranges),
-    })
+    trt_cache = None
+    if options.target == "tensorrt":  # TensorRT's implicit INT8 reads symmetric scales; the CPU ranges are not that
+        trt_cache = write_trt_cache(ranges, out_dir / "calibration.cache", DEFAULT_CACHE_VERSION_TAG)
+        write_json_atomic(out_dir / "calibration.cache.json", {
+            "key": key, "calibration_sha256": calib.sha256, "method": options.calib_method, "onnx": onnx_path.name,
+            "header_version": DEFAULT_CACHE_VERSION_TAG, "tensors": len(ranges),
+        })
     report = {
         "model": str(qdq_path),
         "fp32_model": str(onnx_path),
@@ -83,15 +88,17 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         "final": result.final,
         "within_budget": result.within_budget,
         "sensitivity": result.sensitivity,
-        "trt_calibration_cache": str(trt_cache),
+        "target": options.target,
+        "trt_calibration_cache": str(trt_cache) if trt_cache else None,
     }
     if result.float_blocks:
-        report["latency"] = _fallback_latency(onnx_path, qdq_path, ranges, options.calib_method, out_dir)
+        report["latency"] = _fallback_latency(onnx_path, qdq_path, ranges, options.calib_method, out_dir, options.target)
         lat = report["latency"]
         logger.info(f"kept {len(result.float_blocks)} block(s) in float ({', '.join(result.float_blocks)}); ONNX Runtime CPU p50: "
             f"FP32 {lat['fp32_ms']:.1f} ms, full INT8 {lat['int8_full_ms']:.1f} ms, with fallback {lat['int8_fallback_ms']:.1f} ms")
     write_json_atomic(out_dir / "int8_report.json", report)
-    logger.info(f"wrote {qdq_path}, {trt_cache} and {out_dir / 'int8_report.json'}")
+    logger.info(f"wrote {qdq_path} ({options.target} placement), " + (f"{trt_cache} and " if trt_cache else "")
+                + f"{out_dir / 'int8_report.json'}")
     return report
 
 
@@ -109,14 +116,15 @@ def _stamp_metadata(path: Path, meta, options: Int8Options, calib_sha: str, floa
     import onnx
 
     model = onnx.load(str(path))
-    extra = {**meta.extra, "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
+    activations = "uint8 asymmetric per-tensor, op inputs and outputs" if options.target == "cpu" else "int8 symmetric per-tensor"
+    extra = {**meta.extra, "quantization": {"format": "QDQ", "target": options.target, "activations": activations,
                                             "weights": "int8 symmetric per-channel", "calib_method": options.calib_method,
                                             "calibration_sha256": calib_sha, "float_blocks": list(float_blocks)}}
     onnx.helper.set_model_props(model, meta.with_(extra=extra).to_props())
     onnx.save(model, str(path))
 
 
-def _fallback_latency(fp32: Path, fallback: Path, ranges, method, out_dir: Path) -> dict:
+def _fallback_latency(fp32: Path, fallback: Path, ranges, method, out_dir: Path, target: str = "tensorrt") -> dict:
     """ONNX Runtime CPU p50 of FP32, full INT8 and the fallback model, timed side by side."""
     import tempfile
 
@@ -128,7 +136,7 @@ def _fallback_latency(fp32: Path, fallback: Path, ranges, method, out_dir: Path)
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-lat-") as tmp:
         full = Path(tmp) / "full.onnx"
-        quantize_qdq(fp32, full, ranges, method)
+        quantize_qdq(fp32, full, ranges, method, target=target)
         runners = [OrtRunner.from_file(p, device="cpu").activate() for p in (fp32, full, fallback)]
         try:
             x = np.zeros(runners[0].input_shape(1), dtype=runners[0].input_dtype())

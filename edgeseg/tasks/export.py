@@ -78,6 +78,9 @@ def export_model(
         trt.check()
         if trt.precision == "int8" and int8 is None:
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
+        if trt.precision == "int8" and int8.target != "tensorrt":
+            raise ConfigError(f"--trt --int8 builds from the TensorRT placement; drop --int8-target {int8.target} "
+                              "(the CPU placement is for ONNX Runtime and OpenVINO)")
     with replaced_only_if_verified(out_dir / "model.onnx"), replaced_only_if_verified(out_dir / "parity.json"):
         onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
         native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
