@@ -158,9 +158,10 @@ class FolderLock:
 
 
 @contextlib.contextmanager
-def replaced_only_if_verified(path: str | os.PathLike) -> Iterator[Path]:
+def replaced_only_if_verified(path: str | os.PathLike, restore: bool = True) -> Iterator[Path]:
     """Around writing and then checking ``path``: if the block raises, the new file is moved aside to
-    ``<stem>.rejected<suffix>`` (for inspection) and the previous ``path``, if any, is put back."""
+    ``<stem>.rejected<suffix>`` (for inspection) and the previous ``path``, if any, is put back
+    (``restore=False``: dropped instead, when it was derived from an input that has since changed)."""
     path = Path(path)
     backup = path.parent / f".{path.name}.previous"
     if backup.is_file():  # a run killed inside the block left the last verified file here: it is the one to keep
@@ -174,7 +175,10 @@ def replaced_only_if_verified(path: str | os.PathLike) -> Iterator[Path]:
         if path.is_file():
             os.replace(path, path.with_name(f"{path.stem}.rejected{path.suffix}"))
         if had:
-            os.replace(backup, path)
+            if restore:
+                os.replace(backup, path)
+            else:
+                backup.unlink()
         raise
     if had and backup.exists():
         backup.unlink()

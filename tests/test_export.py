@@ -282,3 +282,27 @@ def test_a_failed_engine_check_keeps_the_previous_engine(tiny_checkpoint, tmp_pa
         export_model(tiny_checkpoint, tmp_path, n_verify=2, trt=TrtOptions(precision="fp32", workspace_gb=1.0), progress=False)
     assert ((tmp_path / "model.engine").read_bytes(), (tmp_path / "model.engine.json").read_text()) == good
     assert (tmp_path / "model.rejected.engine").is_file()
+
+
+def test_derived_artefacts_of_an_older_model_are_dropped_not_restored(tiny_checkpoint, tmp_path, monkeypatch):
+    from edgeseg.errors import CheckFailed
+    from edgeseg.export.int8 import Int8Options
+
+    int8 = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=2, budget=100.0)
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, int8=int8, progress=False)
+    assert (tmp_path / "model.int8.onnx").is_file()
+    # a different model.onnx (another opset) passes, then its INT8 fails: the old INT8 no longer matches it
+    from edgeseg.tasks import export as export_task
+
+    real = export_task.verify_parity
+
+    def int8_fails(model_path, *a, **kw):
+        parity = real(model_path, *a, **kw)
+        if str(model_path).endswith(".int8.onnx"):
+            parity.update(passed=False, failures=["made to fail"])
+        return parity
+
+    monkeypatch.setattr(export_task, "verify_parity", int8_fails)
+    with pytest.raises(CheckFailed, match="made to fail"):
+        export_model(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), n_verify=2, int8=int8, progress=False)
+    assert not (tmp_path / "model.int8.onnx").exists() and (tmp_path / "model.int8.rejected.onnx").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.onnx_export import OnnxOptions, export_onnx
-from edgeseg.fileio import replaced_only_if_verified, write_json_atomic
+from edgeseg.fileio import replaced_only_if_verified, sha256_file, write_json_atomic
 from edgeseg.tasks.parity import (
     DEFAULT_MAX_DELTA_MIOU,
     DEFAULT_MIN_AGREEMENT,
@@ -81,6 +81,7 @@ def export_model(
         if trt.precision == "int8" and int8.target != "tensorrt":
             raise ConfigError(f"--trt --int8 builds from the TensorRT placement; drop --int8-target {int8.target} "
                               "(the CPU placement is for ONNX Runtime and OpenVINO)")
+    previous_onnx = sha256_file(out_dir / "model.onnx") if (out_dir / "model.onnx").is_file() else None
     with replaced_only_if_verified(out_dir / "model.onnx"), replaced_only_if_verified(out_dir / "parity.json"):
         onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
         native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
@@ -97,10 +98,14 @@ def export_model(
             if not parity["passed"]:
                 raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
                                   f"(the new one is {onnx_path.stem}.rejected.onnx, its report parity.rejected.json; any previous {onnx_path.name} is kept)")
+    # Artefacts derived from model.onnx (INT8, engine) are restored after a failed check only if
+    # model.onnx is the one they were derived from; otherwise the stale ones are dropped.
+    same_onnx = previous_onnx == sha256_file(onnx_path)
     if int8 is not None:
         from edgeseg.export.int8 import export_int8
 
-        with replaced_only_if_verified(out_dir / "model.int8.onnx"), replaced_only_if_verified(out_dir / "parity.int8.json"):
+        with replaced_only_if_verified(out_dir / "model.int8.onnx", same_onnx), \
+                replaced_only_if_verified(out_dir / "parity.int8.json", same_onnx):
             report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
             result["int8"] = report
             if verify:
@@ -119,8 +124,8 @@ def export_model(
                     raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                       f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
     if trt is not None:
-        with replaced_only_if_verified(out_dir / "model.engine"), replaced_only_if_verified(out_dir / "model.engine.json"), \
-                replaced_only_if_verified(out_dir / "parity.engine.json"):
+        with replaced_only_if_verified(out_dir / "model.engine", same_onnx), replaced_only_if_verified(out_dir / "model.engine.json", same_onnx), \
+                replaced_only_if_verified(out_dir / "parity.engine.json", same_onnx):
             _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
     return result
 
