@@ -162,21 +162,19 @@ def tensorrt_checks(res, dry_run: bool) -> dict:
     test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"], cwd=ROOT,
                           capture_output=True, text=True, timeout=240)
     out["pytest_gpu"] = {"returncode": test.returncode, "tail": test.stdout.strip().splitlines()[-3:]}
-    from edgeseg import __version__
+    from _exported import random_checkpoint
+
     from edgeseg.data.synthetic import Synthetic
     from edgeseg.export.int8 import Int8Options
     from edgeseg.export.onnx_export import OnnxOptions
     from edgeseg.export.trt_build import TrtOptions
-    from edgeseg.models import Checkpoint, ModelCard
+    from edgeseg.models import ModelConfig
     from edgeseg.tasks.bench import bench
     from edgeseg.tasks.export import export_model
 
     info = Synthetic("val").info
-    model = _model(info.num_classes, res)
-    card = ModelCard(model.config, info.class_names, info.palette, tuple(res), dataset="synthetic")
     with tempfile.TemporaryDirectory(prefix="edgeseg-gpu-") as tmp:
-        ckpt = Path(tmp) / "model.pt"
-        torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), ckpt)
+        ckpt = random_checkpoint(Path(tmp) / "model.pt", ModelConfig("lite0-lraspp", info.num_classes, res=tuple(res)), res)
         for precision in ("fp16", "int8"):
             d = Path(tmp) / precision
             int8 = Int8Options(calib_images=16 if dry_run else 100, sensitivity_images=8, budget=100.0) if precision == "int8" else None

@@ -21,12 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _exported import add_size_options, exported_runner, sizes
 
-from edgeseg import __version__
-from edgeseg.data.base import default_palette
-from edgeseg.export import OnnxOptions, export_onnx
-from edgeseg.models import Checkpoint, ModelCard, ModelConfig, build_model
-from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg.models import ModelConfig
 from edgeseg.runtime.processing import Preprocess, native_labels
 from edgeseg.runtime.timing import latency_stats, time_interleaved
 
@@ -39,46 +36,25 @@ VARIANTS = {  # name: (upscale, refine)
 }
 
 
-def checkpoint(path: Path, model_name: str, classes: int, res, native, upscale: int, refine: str) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(model_name, classes, upscale=upscale, refine=refine, res=tuple(res),
-                      native_res=tuple(native) if refine != "none" else None)
-    model = build_model(cfg)
-    card = ModelCard(cfg, tuple(f"c{i}" for i in range(classes)), default_palette(classes), tuple(res), dataset="synthetic")
-    torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), path)
-    return path
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--res", default="512x256")
-    ap.add_argument("--native", default="1024x512")
     ap.add_argument("--classes", type=int, default=19)
     ap.add_argument("--model", default="lite0-lraspp")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from the list above")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", default=None)
+    add_size_options(ap)
     args = ap.parse_args()
-    res = tuple(int(v) for v in args.res.split("x"))
-    native = tuple(int(v) for v in args.native.split("x"))
-    torch.set_num_threads(args.threads)
+    res, native = sizes(args)
     frame = np.random.default_rng(0).integers(0, 256, (native[1], native[0], 3), dtype=np.uint8)
     chosen = [v for v in args.variants.split(",") if v]
     runners, calls = [], []
     with tempfile.TemporaryDirectory(prefix="edgeseg-native-") as tmp:
         for i, name in enumerate(chosen):
             upscale, refine = VARIANTS[name]
-            ckpt = checkpoint(Path(tmp) / f"m{i}.pt", args.model, args.classes, res, native, upscale, refine)
-            path, _ = export_onnx(ckpt, Path(tmp) / f"m{i}.onnx", OnnxOptions())
-            runner = OrtRunner.from_file(path, device="cpu", providers=["CPUExecutionProvider"])
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = args.threads
-            runner.session_options = opts
-            runner.activate()
+            cfg = ModelConfig(args.model, args.classes, upscale=upscale, refine=refine, res=res,
+                              native_res=native if refine != "none" else None)
+            runner = exported_runner(cfg, res, Path(tmp), f"m{i}", args.threads)
             pre = Preprocess.from_meta(runner.meta)
             runners.append(runner)
             calls.append(lambda r=runner, p=pre: native_labels(r.infer(p([frame])), [frame.shape[:2]]))

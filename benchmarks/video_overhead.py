@@ -20,29 +20,22 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from _exported import add_size_options, exported_runner, sizes
 from PIL import Image
 
-from edgeseg import __version__
 from edgeseg.data.synthetic import Synthetic
-from edgeseg.export import OnnxOptions, export_onnx
-from edgeseg.models import Checkpoint, ModelCard, ModelConfig, build_model
-from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg.models import ModelConfig
 from edgeseg.runtime.processing import Preprocess, native_labels
 from edgeseg.tasks.video import predict_video
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--res", default="512x256")
-    ap.add_argument("--native", default="1024x512")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", default=None)
+    add_size_options(ap)
     args = ap.parse_args()
-    res = tuple(int(v) for v in args.res.split("x"))
-    native = tuple(int(v) for v in args.native.split("x"))
-    torch.set_num_threads(args.threads)
+    res, native = sizes(args)
     ds = Synthetic("val")
     frames = [np.array(Image.fromarray(ds[i % len(ds)].image).resize(native)) for i in range(args.frames)]
     with tempfile.TemporaryDirectory(prefix="edgeseg-video-") as tmp:
@@ -58,18 +51,7 @@ def main() -> None:
                 out.mux(packet)
         with av.open(str(clip)) as c:  # what the video path will see, after compression
             decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        torch.manual_seed(0)
-        cfg = ModelConfig("lite0-lraspp", ds.info.num_classes, res=res)
-        card = ModelCard(cfg, ds.info.class_names, ds.info.palette, res, dataset="synthetic")
-        torch.save(Checkpoint(card, build_model(cfg).state_dict()).to_dict(__version__), tmp / "m.pt")
-        path, _ = export_onnx(tmp / "m.pt", tmp / "m.onnx", OnnxOptions())
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = args.threads
-        runner = OrtRunner.from_file(path, device="cpu", providers=["CPUExecutionProvider"])
-        runner.session_options = opts
-        runner.activate()
+        runner = exported_runner(ModelConfig("lite0-lraspp", ds.info.num_classes, res=res), res, tmp, "m", args.threads)
         pre = Preprocess.from_meta(runner.meta)
         alone, video, splits = [], [], []
         for r in range(args.rounds):

@@ -267,17 +267,7 @@ def test_a_failed_engine_check_keeps_the_previous_engine(tiny_checkpoint, tmp_pa
     monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
     export_model(tiny_checkpoint, tmp_path, n_verify=2, trt=TrtOptions(precision="fp32"), progress=False)
     good = (tmp_path / "model.engine").read_bytes(), (tmp_path / "model.engine.json").read_text()
-    from edgeseg.tasks import export as export_task
-
-    real = export_task.verify_parity
-
-    def engine_fails(model_path, *a, **kw):  # ONNX passes; the rebuilt engine misses its check
-        parity = real(model_path, *a, **kw)
-        if str(model_path).endswith(".engine"):
-            parity.update(passed=False, failures=["made to fail"])
-        return parity
-
-    monkeypatch.setattr(export_task, "verify_parity", engine_fails)
+    fail_parity_of(monkeypatch, ".engine")  # ONNX passes; the rebuilt engine misses its check
     with pytest.raises(CheckFailed, match="made to fail"):
         export_model(tiny_checkpoint, tmp_path, n_verify=2, trt=TrtOptions(precision="fp32", workspace_gb=1.0), progress=False)
     assert ((tmp_path / "model.engine").read_bytes(), (tmp_path / "model.engine.json").read_text()) == good
@@ -292,17 +282,22 @@ def test_derived_artefacts_of_an_older_model_are_dropped_not_restored(tiny_check
     export_model(tiny_checkpoint, tmp_path, n_verify=2, int8=int8, progress=False)
     assert (tmp_path / "model.int8.onnx").is_file()
     # a different model.onnx (another opset) passes, then its INT8 fails: the old INT8 no longer matches it
+    fail_parity_of(monkeypatch, ".int8.onnx")
+    with pytest.raises(CheckFailed, match="made to fail"):
+        export_model(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), n_verify=2, int8=int8, progress=False)
+    assert not (tmp_path / "model.int8.onnx").exists() and (tmp_path / "model.int8.rejected.onnx").is_file()
+
+
+def fail_parity_of(monkeypatch, suffix: str) -> None:
+    """Make the export's parity check fail for the artefact whose name ends with ``suffix``."""
     from edgeseg.tasks import export as export_task
 
     real = export_task.verify_parity
 
-    def int8_fails(model_path, *a, **kw):
+    def check(model_path, *a, **kw):
         parity = real(model_path, *a, **kw)
-        if str(model_path).endswith(".int8.onnx"):
+        if str(model_path).endswith(suffix):
             parity.update(passed=False, failures=["made to fail"])
         return parity
 
-    monkeypatch.setattr(export_task, "verify_parity", int8_fails)
-    with pytest.raises(CheckFailed, match="made to fail"):
-        export_model(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), n_verify=2, int8=int8, progress=False)
-    assert not (tmp_path / "model.int8.onnx").exists() and (tmp_path / "model.int8.rejected.onnx").is_file()
+    monkeypatch.setattr(export_task, "verify_parity", check)

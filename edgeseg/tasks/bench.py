@@ -6,12 +6,11 @@ shared, noisy machine slows them alike and their ratio stays meaningful.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 from edgeseg.data import resolve_dataset
 from edgeseg.runtime.processing import Preprocess, native_labels
-from edgeseg.runtime.timing import latency_stats, machine
+from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
 
 
 def _bench_images(meta, dataset, data, batch):
@@ -39,21 +38,14 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
     try:
         pres = [Preprocess.from_meta(r.meta) for r in runners]
         inputs = [pre(images) for pre in pres]
-        model_t = [[] for _ in runners]
-        e2e_t = [[] for _ in runners]
+        calls = []
+        for r, pre, x in zip(runners, pres, inputs):  # per model: the model alone, then end to end
+            calls.append(lambda r=r, x=x: r.infer(x))
+            calls.append(lambda r=r, pre=pre: native_labels(r.infer(pre(images)), sizes))
         bar = Progress(warmup + iters, "bench", "round", enabled=progress)
-        for it in range(warmup + iters):
-            for k, (r, pre, x) in enumerate(zip(runners, pres, inputs)):
-                t0 = time.perf_counter()
-                r.infer(x)
-                t1 = time.perf_counter()
-                native_labels(r.infer(pre(images)), sizes)
-                t2 = time.perf_counter()
-                if it >= warmup:
-                    model_t[k].append(t1 - t0)
-                    e2e_t[k].append(t2 - t1)
-            bar.update()
+        times = time_interleaved(calls, iters, warmup, on_round=bar.update)
         bar.close()
+        model_t, e2e_t = times[0::2], times[1::2]
     finally:
         for r in runners:
             r.deactivate()

@@ -18,13 +18,13 @@ logger = logging.getLogger(__name__)
 
 def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
     """Image files (folders expanded) and video sources (files, camera indices, stream URLs)."""
-    from edgeseg.tasks.video import VIDEO_SUFFIXES, is_video_source
+    from edgeseg.tasks.video import STREAM_SCHEMES, VIDEO_SUFFIXES, is_video_source
 
     images, videos = [], []
     for item in inputs:
         p = Path(item)
         if not p.exists() and is_video_source(str(item)):
-            if Path(str(item)).suffix.lower() in VIDEO_SUFFIXES and not str(item).lower().startswith(("rtsp", "http", "udp", "tcp", "srt", "rtmp")):
+            if p.suffix.lower() in VIDEO_SUFFIXES and not str(item).lower().startswith(STREAM_SCHEMES):
                 raise DataError(f"{item}: video file not found")
             videos.append(str(item))
         elif p.is_dir():

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from edgeseg.errors import ConfigError, TrainingStopped
+from edgeseg.errors import TrainingStopped
 from edgeseg.progress import Progress
 from edgeseg.trainer.data import raise_if_error
 from edgeseg.trainer.distributed import DistInfo, broadcast_flag
@@ -45,10 +45,8 @@ class StopFlag:
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off":
+    if amp == "off":  # TrainConfig has checked the value
         return None
-    if amp not in ("auto", "bf16", "fp16"):
-        raise ConfigError(f"--amp: expected off, auto, bf16 or fp16; got '{amp}'")
     if device.type != "cuda":
         return None
     if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
