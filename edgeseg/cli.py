@@ -6,6 +6,7 @@ Every user mistake becomes one line on stderr and exit code 2; a failed check
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -80,6 +81,53 @@ def _parse_providers(ctx, param, value):
 def providers_option(fn):
     return click.option("--providers", default=None, callback=_parse_providers,
                         help="ONNX Runtime execution providers, comma-separated (e.g. CUDAExecutionProvider,CPUExecutionProvider).")(fn)
+
+
+def _csv(value):
+    return [v.strip() for v in value.split(",")] if value else None
+
+
+def engine_options(multi: bool = False):
+    """--backend, --threads, --ov-precision, handed to the command as ``engine``: one
+    runtime.EngineOptions, or with ``multi`` a list (comma-separated values, one per --model)."""
+    from edgeseg.runtime.ov_runner import PRECISIONS
+
+    each = " Comma-separated: one for all models or one per --model." if multi else ""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, backend, threads, ov_precision, **kwargs):
+            from edgeseg.runtime import ONNX_BACKENDS, EngineOptions
+
+            backends, precisions = _csv(backend) or [None], _csv(ov_precision) or [None]
+            for b in backends:
+                if b is not None and b not in ONNX_BACKENDS:
+                    raise click.BadParameter(f"expected {' or '.join(ONNX_BACKENDS)}, got '{b}'", param_hint="--backend")
+            for p in precisions:
+                if p is not None and p not in PRECISIONS:
+                    raise click.BadParameter(f"expected one of {', '.join(PRECISIONS)}, got '{p}'", param_hint="--ov-precision")
+            if not multi and (len(backends) > 1 or len(precisions) > 1):
+                raise click.BadParameter("one value expected", param_hint="--backend" if len(backends) > 1 else "--ov-precision")
+            n = max(len(backends), len(precisions))
+            if len(backends) not in (1, n) or len(precisions) not in (1, n):
+                raise click.BadParameter(f"--backend gives {len(backends)} values and --ov-precision {len(precisions)}; "
+                                         "give one value or one per --model", param_hint="--backend")
+            engines = [EngineOptions(backend=backends[k % len(backends)], threads=threads, precision=precisions[k % len(precisions)])
+                       for k in range(n)]
+            return fn(*args, engine=engines if multi else engines[0], **kwargs)
+
+        for opt in reversed([
+            click.option("--backend", default=None, help="Backend for ONNX models: onnxruntime (default) or openvino "
+                         f"(needs: pip install \"edgeseg[openvino]\"); .xml files run on openvino.{each}"),
+            click.option("--threads", type=click.IntRange(min=1), default=None,
+                         help="CPU threads for PyTorch, ONNX Runtime and OpenVINO [default: the engine's own]."),
+            click.option("--ov-precision", default=None, help=f"OpenVINO inference precision: {', '.join(PRECISIONS)} [default: auto, which "
+                         f"may run FP32 models in bf16 on CPUs with AMX]; the precision that ran is reported.{each}"),
+        ]):
+            wrapper = opt(wrapper)
+        return wrapper
+
+    return deco
 
 
 def quiet_option(fn):
@@ -359,7 +407,7 @@ def _resumed_config(cfg, out: Path, ctx: click.Context):
 
 @cli.command(name="eval")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
-              help="Checkpoint (.pt), ONNX model (.onnx) or TensorRT engine (.engine).")
+              help="Checkpoint (.pt), ONNX model (.onnx), TensorRT engine (.engine) or OpenVINO IR (.xml).")
 @dataset_options(default_split="val")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Also run this model (e.g. best.pt) and report parity: pixel agreement and mIoU change.")
@@ -367,19 +415,20 @@ def _resumed_config(cfg, out: Path, ctx: click.Context):
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N images only.")
 @device_option
 @providers_option
+@engine_options()
 @click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
 @scales_option
 @json_option
 @plot_option
 @quiet_option
 def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path, plot_path,
-             quiet):
+             quiet, engine):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
     from edgeseg.tasks.evaluate import evaluate_model, format_eval
 
     _check_plot(plot_path)
     result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict,
-                            progress=not quiet, scales=scales)
+                            progress=not quiet, scales=scales, engine=engine)
     click.echo(format_eval(result))
     write_json(json_path, result)
     if plot_path is not None:
@@ -415,6 +464,8 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--int8-target", type=click.Choice(list(INT8_TARGETS)), default=default_of(Int8Options, "target"), show_default=True,
               help="Where the INT8 model runs: tensorrt (Q/DQ on operator inputs) or cpu (ONNX Runtime / OpenVINO integer kernels).")
 @click.option("--sensitivity-images", type=int, default=default_of(Int8Options, "sensitivity_images"), show_default=True, help="Val images for the INT8 sensitivity search.")
+@click.option("--openvino", is_flag=True, help='Also write OpenVINO IR of each ONNX model (model.xml/.bin, model.int8.xml/.bin), '
+              'each with a parity check (needs: pip install "edgeseg[openvino]").')
 @click.option("--trt", is_flag=True, help="Build a TensorRT engine (model.engine and model.engine.json).")
 @click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
 @click.option("--int8-mode", type=click.Choice(["auto", "explicit", "implicit"]), default=default_of(TrtOptions, "int8_mode"), show_default=True,
@@ -428,12 +479,13 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @quiet_option
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
-           calib_array, int8_budget, no_fallback, int8_target, sensitivity_images, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
+           calib_array, int8_budget, no_fallback, int8_target, sensitivity_images, openvino, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
            quiet):
     """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
     Writes model.onnx and parity.json; --int8 adds model.int8.onnx, int8_report.json and a
-    TensorRT calibration cache; --trt adds model.engine and model.engine.json. Fails with exit
+    TensorRT calibration cache; --openvino adds OpenVINO IR of each (model.xml, model.int8.xml);
+    --trt adds model.engine and model.engine.json. Fails with exit
     code 1 when a parity check misses its threshold.
     """
     from edgeseg.export import OnnxOptions
@@ -456,7 +508,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
                               fp16_fallback=bool(int8 and fp16), max_batch=max_batch)
     export_model(checkpoint, out_dir, options, verify=not no_verify, dataset=dataset, data=data, split=split,
                  n_verify=verify_images, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
-                 device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet)
+                 device="cpu" if device == "auto" else device, int8=int8_opts, trt=trt_opts, progress=not quiet, openvino=openvino)
     return 0
 
 
@@ -466,17 +518,25 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--in-process", is_flag=True, help="Time several models in this process instead of a worker process each "
+              "(their thread pools then compete and distort the ratios).")
+@click.option("--block", type=click.IntRange(min=1), default=10, show_default=True, help="Iterations each worker runs per turn.")
 @dataset_options(default_split="val")
 @device_option
 @providers_option
+@engine_options(multi=True)
 @json_option
 @quiet_option
-def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, providers, json_path, quiet):
-    """Latency p50/p90/p99 and throughput, model only and end to end (pre- and post-processing)."""
+def bench(models, batch, iters, warmup, in_process, block, dataset, data, split, skip_bad, device, providers, json_path, quiet, engine):
+    """Latency p50/p90/p99 and throughput, model only and end to end (pre- and post-processing).
+
+    Several models take turns, each in its own worker process, so that one engine's threads
+    do not slow the next; ratios are to the first model."""
     from edgeseg.tasks.bench import bench as run_bench
     from edgeseg.tasks.bench import format_bench
 
-    result = run_bench(list(models), batch, iters, warmup, device, providers, dataset, data, progress=not quiet)
+    result = run_bench(list(models), batch, iters, warmup, device, providers, dataset, data, progress=not quiet, engines=engine,
+                       isolate=False if in_process else None, block=block)
     click.echo(format_bench(result))
     write_json(json_path, result)
     return 0
@@ -488,19 +548,20 @@ def bench(models, batch, iters, warmup, dataset, data, split, skip_bad, device, 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @device_option
 @providers_option
+@engine_options()
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--strict", is_flag=True, help="Refuse images whose aspect ratio differs from the model input.")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Video: segment every Nth frame.")
 @click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.")
 @click.option("--exist-ok", is_flag=True, help="Video: replace an overlay video that exists.")
 @quiet_option
-def predict(model_path, inputs, out_dir, device, providers, alpha, strict, every, labels, exist_ok, quiet):
+def predict(model_path, inputs, out_dir, device, providers, alpha, strict, every, labels, exist_ok, quiet, engine):
     """Segment images and folders (label and overlay PNGs), or a video file, camera index (0) or
     stream URL (rtsp://, http://) into an overlay video; video needs: pip install "edgeseg[video]"."""
     from edgeseg.tasks.predict import predict as run_predict
 
     result = run_predict(model_path, inputs, out_dir, device, providers, alpha, strict, progress=not quiet, every=every,
-                         labels=labels, exist_ok=exist_ok)
+                         labels=labels, exist_ok=exist_ok, engine=engine)
     if result["outputs"]:
         click.echo(f"wrote {result['outputs']} label and overlay pairs to {result['out']}")
     for v in result["videos"]:
@@ -520,13 +581,14 @@ def predict(model_path, inputs, out_dir, device, providers, alpha, strict, every
 @click.option("--soft", is_flag=True, help="Also write top-2 soft labels (soft/<name>.png, 4 bytes a pixel).")
 @device_option
 @providers_option
+@engine_options()
 @click.option("--exist-ok", is_flag=True, help="Overwrite labels already in --out.")
 @quiet_option
-def autolabel(model_path, images, out_dir, threshold, scales, soft, device, providers, exist_ok, quiet):
+def autolabel(model_path, images, out_dir, threshold, scales, soft, device, providers, exist_ok, quiet, engine):
     """Teacher predictions to a folder data set that 'edgeseg train' can use (alone or via --extra-data)."""
     from edgeseg.tasks.autolabel import autolabel as run_autolabel
 
-    r = run_autolabel(model_path, list(images), out_dir, threshold, scales, soft, device, providers, exist_ok, progress=not quiet)
+    r = run_autolabel(model_path, list(images), out_dir, threshold, scales, soft, device, providers, exist_ok, progress=not quiet, engine=engine)
     click.echo(f"labelled {r['images']} images into {r['out']}: {100 * r['labelled_fraction']:.1f}% of pixels at p >= {threshold}"
                + (" (plus top-2 soft labels)" if soft else ""))
     return 0

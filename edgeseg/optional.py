@@ -15,6 +15,7 @@ _EXTRAS = {
     "torch.utils.tensorboard": ("pip install tensorboard", "TensorBoard logging"),
     "av": ('pip install "edgeseg[video]"', "video, camera and stream input"),
     "matplotlib": ('pip install "edgeseg[plot]"', "plots"),
+    "openvino": ('pip install "edgeseg[openvino]"', "the OpenVINO backend"),
     "tqdm": ("pip install tqdm", "progress bars"),
 }
 

@@ -105,28 +105,33 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
 class OrtRunner(BaseRunner):
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", output_names=None, session_options=None):
+    def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", output_names=None, session_options=None,
+                 threads: int | None = None):
         super().__init__(meta, name or f"onnxruntime:{Path(path).name}")
         self.path = Path(path)
+        self.threads = threads
         self.providers = providers
         self.output_names = output_names
         self.session_options = session_options
         self.session = None
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False) -> "OrtRunner":
+    def from_file(cls, path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False,
+                  threads: int | None = None) -> "OrtRunner":
         path = Path(path)
         model = read_onnx(path)
         meta = meta_from_graph(model, path, strict)
         output_names = [o.name for o in model.graph.output]
         if "logits" in output_names or "labels" in output_names:
             meta = meta.with_(outputs=tuple(n for n in output_names if n in ("logits", "labels")))
-        return cls(path, meta, resolve_providers(device, providers), output_names=output_names)
+        return cls(path, meta, resolve_providers(device, providers), output_names=output_names, threads=threads)
 
     def activate_impl(self) -> None:
         ort = _ort()
         opts = self.session_options or ort.SessionOptions()
         opts.log_severity_level = 3
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
         except Exception as exc:  # onnxruntime raises its own exception types

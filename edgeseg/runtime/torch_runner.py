@@ -25,21 +25,24 @@ def resolve_device(device: str) -> torch.device:
 class TorchRunner(BaseRunner):
     backend = "torch"
 
-    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str = "cpu", name: str = ""):
+    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str = "cpu", name: str = "", threads: int | None = None):
         super().__init__(meta, name or "torch")
         self.model = model
         self.device = resolve_device(device)
+        self.threads = threads
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None) -> "TorchRunner":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None, threads: int | None = None) -> "TorchRunner":
         from edgeseg.fileio import sha256_file
         from edgeseg.models import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt, str(path), scales=scales)
-        return cls(model, meta_from_checkpoint(ckpt, sha256_file(path)), device, name=f"torch:{Path(path).name}")
+        return cls(model, meta_from_checkpoint(ckpt, sha256_file(path)), device, name=f"torch:{Path(path).name}", threads=threads)
 
     def activate_impl(self) -> None:
+        if self.threads:
+            torch.set_num_threads(int(self.threads))  # process-wide: PyTorch has one intra-op pool
         self.model.to(self.device).eval()
 
     @torch.inference_mode()

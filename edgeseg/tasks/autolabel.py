@@ -35,7 +35,7 @@ def label_from_probabilities(prob: torch.Tensor, threshold: float) -> tuple[np.n
 
 
 def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft: bool = False, device: str = "auto",
-              providers=None, exist_ok: bool = False, progress: bool = True) -> dict:
+              providers=None, exist_ok: bool = False, progress: bool = True, engine=None) -> dict:
     from edgeseg import runtime
 
     if not 0 <= threshold <= 1:
@@ -52,7 +52,7 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
     out_dir = Path(out_dir)
     if (out_dir / "masks").exists() and any((out_dir / "masks").iterdir()) and not exist_ok:
         raise ConfigError(f"--out {out_dir}: already holds masks/; use another --out or --exist-ok to overwrite")
-    runner = runtime.load(model, device=device, providers=providers, scales=scales).activate()
+    runner = runtime.load(model, device=device, providers=providers, scales=scales, **(engine or runtime.EngineOptions()).kwargs()).activate()
     meta = runner.meta
     if "logits" not in meta.outputs:
         raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")

@@ -1,7 +1,8 @@
 """``edgeseg bench``: latency percentiles and throughput, model only and end to end.
 
-Several models are timed in one run with their iterations interleaved, so a
-shared, noisy machine slows them alike and their ratio stays meaningful.
+Several models are timed in one run, taking turns, so a shared, noisy machine slows
+them alike and their ratio stays meaningful. Each runs in its own worker process:
+engines timed in one process distort each other (their thread pools compete).
 """
 
 from __future__ import annotations
@@ -25,39 +26,43 @@ def _bench_images(meta, dataset, data, batch):
 
 
 def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str = "auto", providers=None,
-          dataset=None, data=None, progress: bool = True) -> dict:
-    from edgeseg import runtime
-    from edgeseg.progress import Progress
+          dataset=None, data=None, progress: bool = True, engines=None, isolate: bool | None = None, block: int = 10) -> dict:
+    """Time ``models`` side by side: each model alone, then end to end from native images.
 
-    runners = [runtime.load(m, device=device, providers=providers) for m in models]
+    ``engines``: one runtime.EngineOptions for all models, or one per model. ``isolate`` runs each
+    model in its own worker process (default: when there are several); the workers take turns,
+    ``block`` iterations at a time, in alternating order, so only one engine's threads run at once.
+    In one process, engines' thread pools compete: a pool left spinning by one model slows the next.
+    """
+    from edgeseg import runtime
+
+    models = [str(m) for m in models]
+    engines = _per_model(engines, len(models))
+    if block < 1:
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError(f"--block: expected a positive number of iterations; got {block}")
+    # Loaded here (not activated) so that a bad file or option fails before any worker starts.
+    runners = [runtime.load(m, device=device, providers=providers, **e.kwargs()) for m, e in zip(models, engines)]
     images, source = _bench_images(runners[0].meta, dataset, data, batch)
     sizes = [im.shape[:2] for im in images]
+    isolate = len(models) > 1 if isolate is None else isolate
+    specs = [{"model": m, "device": device, "providers": providers, "engine": e.kwargs()} for m, e in zip(models, engines)]
+    if isolate:
+        infos, model_t, e2e_t = _time_isolated(specs, images, iters, warmup, block, progress)
+    else:
+        infos, model_t, e2e_t = _time_in_process(runners, images, iters, warmup, progress)
     rows = []
-    for r in runners:
-        r.activate()
-    try:
-        pres = [Preprocess.from_meta(r.meta) for r in runners]
-        inputs = [pre(images) for pre in pres]
-        calls = []
-        for r, pre, x in zip(runners, pres, inputs):  # per model: the model alone, then end to end
-            calls.append(lambda r=r, x=x: r.infer(x))
-            calls.append(lambda r=r, pre=pre: native_labels(r.infer(pre(images)), sizes))
-        bar = Progress(warmup + iters, "bench", "round", enabled=progress)
-        times = time_interleaved(calls, iters, warmup, on_round=bar.update)
-        bar.close()
-        model_t, e2e_t = times[0::2], times[1::2]
-    finally:
-        for r in runners:
-            r.deactivate()
-    for k, (m, r) in enumerate(zip(models, runners)):
+    for k, (m, r, info) in enumerate(zip(models, runners, infos)):
         rows.append({
-            "model": str(m), "backend": r.backend, "providers": getattr(r, "active_providers", None),
+            "model": m, "backend": r.backend, **info,
             "input": f"{r.meta.res[0]}x{r.meta.res[1]} {r.meta.input_layout}",
             "model_only": latency_stats(model_t[k], batch), "end_to_end": latency_stats(e2e_t[k], batch),
         })
     result = {
         "batch": batch, "iters": iters, "warmup": warmup, "images_from": source,
         "native_size": [int(sizes[0][1]), int(sizes[0][0])],
+        "isolation": f"a worker process per model, {block} iterations a turn" if isolate else "one process, iterations interleaved",
         "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "results": rows,
@@ -66,6 +71,150 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
         base = rows[0]["model_only"]["p50_ms"]
         result["p50_ratio_to_first"] = {r["model"]: round(r["model_only"]["p50_ms"] / base, 3) for r in rows}
     return result
+
+
+def _per_model(engines, n: int) -> list:
+    from edgeseg.errors import ConfigError
+    from edgeseg.runtime import EngineOptions
+
+    if engines is None:
+        return [EngineOptions()] * n
+    if isinstance(engines, EngineOptions):
+        return [engines] * n
+    engines = list(engines)
+    if len(engines) == 1:
+        return engines * n
+    if len(engines) != n:
+        raise ConfigError(f"--backend/--ov-precision: give one value for all models or one per --model ({n}); got {len(engines)}")
+    return engines
+
+
+def _runner_info(r) -> dict:
+    info = {"providers": getattr(r, "active_providers", None)}
+    if getattr(r, "precision_report", None):
+        info["precision"] = r.precision_report
+    if getattr(r, "threads", None):
+        info["threads"] = r.threads
+    return info
+
+
+def _calls(r, images, sizes):
+    pre = Preprocess.from_meta(r.meta)
+    x = pre(images)
+    return [lambda: r.infer(x), lambda: native_labels(r.infer(pre(images)), sizes)]
+
+
+def _time_in_process(runners, images, iters, warmup, progress):
+    from edgeseg.progress import Progress
+
+    sizes = [im.shape[:2] for im in images]
+    for r in runners:
+        r.activate()
+    try:
+        calls = [c for r in runners for c in _calls(r, images, sizes)]  # per model: the model alone, then end to end
+        bar = Progress(warmup + iters, "bench", "round", enabled=progress)
+        times = time_interleaved(calls, iters, warmup, on_round=bar.update)
+        bar.close()
+        infos = [_runner_info(r) for r in runners]
+    finally:
+        for r in runners:
+            r.deactivate()
+    return infos, times[0::2], times[1::2]
+
+
+def _time_isolated(specs, images, iters, warmup, block, progress):
+    import multiprocessing as mp
+
+    from edgeseg.progress import Progress
+
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no thread pool or allocator state inherited
+    workers = []
+    try:
+        for spec in specs:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, spec, images), daemon=True)
+            proc.start()
+            child.close()
+            workers.append((proc, parent))
+        infos = [_receive(proc, conn) for proc, conn in workers]
+        model_t, e2e_t = [[] for _ in specs], [[] for _ in specs]
+        bar = Progress(len(specs) * (warmup + iters), "bench", "run", enabled=progress)
+        for proc, conn in workers:
+            if warmup:
+                conn.send(("run", warmup))
+                _receive(proc, conn)
+                bar.update(warmup)
+        done, turn = 0, 0
+        while done < iters:
+            n = min(block, iters - done)
+            order = list(range(len(workers)))
+            for k in (order if turn % 2 == 0 else order[::-1]):  # alternate who goes first
+                proc, conn = workers[k]
+                conn.send(("run", n))
+                m, e = _receive(proc, conn)
+                model_t[k] += m
+                e2e_t[k] += e
+                bar.update(n)
+            done += n
+            turn += 1
+        bar.close()
+        return infos, model_t, e2e_t
+    finally:
+        for proc, conn in workers:
+            try:
+                conn.send(("stop", 0))
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _receive(proc, conn):
+    """A worker's reply; its error re-raised here (one line for a user's mistake)."""
+    if not conn.poll(3600):
+        raise RuntimeError(f"bench worker {proc.pid} did not answer within an hour")
+    try:
+        kind, payload = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"bench worker {proc.pid} died (exit code {proc.exitcode})") from None
+    if kind == "error":
+        from edgeseg import errors
+
+        cls_name, message = payload
+        cls = getattr(errors, cls_name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.EdgesegError):
+            raise cls(message)
+        raise RuntimeError(f"bench worker failed:\n{message}")
+    return payload
+
+
+def _worker(conn, spec, images) -> None:
+    """One model in its own process: load, then time ``n`` rounds (model alone, end to end) on request."""
+    import traceback
+
+    from edgeseg import runtime
+    from edgeseg.errors import EdgesegError
+
+    try:
+        r = runtime.load(spec["model"], device=spec["device"], providers=spec["providers"], **spec["engine"]).activate()
+        sizes = [im.shape[:2] for im in images]
+        calls = _calls(r, images, sizes)
+        conn.send(("ok", _runner_info(r)))
+        while True:
+            cmd, n = conn.recv()
+            if cmd == "stop":
+                break
+            conn.send(("ok", time_interleaved(calls, n, 0)))
+        r.deactivate()
+    except EdgesegError as exc:
+        conn.send(("error", (type(exc).__name__, str(exc))))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    except Exception:  # a bug: its traceback goes to the parent
+        conn.send(("error", ("", traceback.format_exc())))
+    finally:
+        conn.close()
 
 
 def short_names(paths) -> list[str]:
@@ -90,7 +239,11 @@ def format_bench(result: dict) -> str:
     names = short_names([r["model"] for r in result["results"]])
     for r, name in zip(result["results"], names):
         m, e = r["model_only"], r["end_to_end"]
-        lines.append(f"{name[-40:]:40s} {r['backend']:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
+        backend = r["backend"]
+        if r.get("precision"):  # what OpenVINO ran: its inference precision, and int8 where convolutions ran in it
+            convs = r["precision"]["convolutions"]
+            backend += f":{r['precision']['inference_precision']}" + ("+i8" if any(k in ("i8", "u8") for k in convs) else "")
+        lines.append(f"{name[-40:]:40s} {backend:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
                      f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
     if "p50_ratio_to_first" in result:
         first = result["results"][0]["model_only"]["p50_ms"]

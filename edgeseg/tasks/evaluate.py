@@ -8,11 +8,16 @@ from edgeseg.runtime.scoring import evaluate
 
 
 def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, reference=None, batch=1, limit=None,
-                   device="auto", providers=None, strict=False, progress=True, scales=None) -> dict:
+                   device="auto", providers=None, strict=False, progress=True, scales=None, engine=None) -> dict:
+    """``engine`` (runtime.EngineOptions) sets the model's backend, threads and precision; the
+    reference runs on the backend of its file type, with the same threads."""
     from edgeseg import runtime
 
-    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales).activate()  # fail fast on a broken model
-    ref_runner = runtime.load(reference, device=device, providers=providers).activate() if reference is not None else None
+    engine = engine or runtime.EngineOptions()
+    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales,
+                          **engine.kwargs()).activate()  # fail fast on a broken model
+    ref_runner = (runtime.load(reference, device=device, providers=providers if runner.backend == "onnxruntime" else None,
+                               threads=engine.threads).activate() if reference is not None else None)
     # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
     saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)
     ds = resolve_dataset(runner.meta.dataset, dataset, data, split, skip_bad, saved_root)

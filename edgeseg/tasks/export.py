@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
                   min_agreement=DEFAULT_MIN_AGREEMENT, max_delta_miou=DEFAULT_MAX_DELTA_MIOU,
-                  device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None) -> dict:
-    """Run the exported model and the checkpoint on ``n_images`` real images; write the report."""
+                  device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None, engine=None) -> dict:
+    """Run the exported model and the checkpoint on ``n_images`` real images; write the report.
+
+    ``engine`` (runtime.EngineOptions): how the exported model runs (e.g. OpenVINO at f32)."""
     from edgeseg import runtime
     from edgeseg.data import resolve_dataset
     from edgeseg.runtime.torch_runner import TorchRunner
@@ -30,10 +32,12 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
     ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device, scales=scales)
     ds = resolve_dataset(meta.dataset, dataset, data, split, False, ref.meta.extra.get("dataset_root"))
     indices = list(range(min(n_images, len(ds))))
-    runner = runtime.load(model_path, device=device)
+    runner = runtime.load(model_path, device=device, **(engine.kwargs() if engine else {}))
     report = compare_runners(runner, ref, ds, indices=indices, progress=progress)
     parity = report["parity"]
-    parity.update(model=str(model_path), dataset=ds.info.name, split=split, images=[ds.sample_name(i) for i in indices],
+    if getattr(runner, "precision_report", None):
+        parity["precision"] = runner.precision_report  # what OpenVINO ran
+    parity.update(model=str(model_path), backend=runner.backend, dataset=ds.info.name, split=split, images=[ds.sample_name(i) for i in indices],
                   thresholds={"min_pixel_agreement": min_agreement, "max_abs_delta_miou": max_delta_miou})
     parity["failures"] = parity_failures(parity, min_agreement, max_delta_miou)
     parity["passed"] = not parity["failures"]
@@ -57,14 +61,20 @@ def export_model(
     int8=None,
     trt=None,
     progress: bool = True,
+    openvino: bool = False,
 ) -> dict:
-    """FP32 ONNX (always), INT8 Q/DQ (``int8``: Int8Options) and a TensorRT engine (``trt``: TrtOptions),
-    each followed by a parity check on real images unless ``verify`` is off."""
+    """FP32 ONNX (always), INT8 Q/DQ (``int8``: Int8Options), a TensorRT engine (``trt``: TrtOptions)
+    and OpenVINO IR of each ONNX model (``openvino``), each followed by a parity check on real
+    images unless ``verify`` is off."""
     checkpoint = Path(checkpoint)
     if checkpoint.suffix.lower() in (".onnx", ".engine", ".plan", ".trt", ".xml"):
         raise ConfigError(f"--model {checkpoint}: export starts from a training checkpoint (best.pt or last.pt), not from an "
                           f"exported model; give the checkpoint {checkpoint.name} was exported from")
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent
+    if openvino:
+        from edgeseg.optional import require
+
+        require("openvino", "--openvino")
     if int8 is not None:
         int8.check()
         if not int8.calib_array:  # fail before writing anything when there is nothing to calibrate on
@@ -123,11 +133,42 @@ def export_model(
                 if not parity["passed"]:
                     raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
                                       f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
+    if openvino:
+        _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, same_onnx, min_agreement, max_delta_miou, check, meta)
     if trt is not None:
         with replaced_only_if_verified(out_dir / "model.engine", same_onnx), replaced_only_if_verified(out_dir / "model.engine.json", same_onnx), \
                 replaced_only_if_verified(out_dir / "parity.engine.json", same_onnx):
             _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
     return result
+
+
+def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, same_onnx, min_agreement, max_delta_miou, check, meta):
+    """model.xml/.bin from model.onnx (checked at f32 against FP32 thresholds) and, with INT8,
+    model.int8.xml/.bin (checked at OpenVINO's default precision against --int8-budget)."""
+    from edgeseg.export.openvino_ir import write_ir
+    from edgeseg.runtime import EngineOptions
+
+    todo = [("model", onnx_path, "f32", min_agreement, max_delta_miou, "openvino FP32 IR (f32)")]
+    if int8 is not None:
+        todo.append(("model.int8", out_dir / "model.int8.onnx", "auto", 0.0, int8.budget, "openvino INT8 IR"))
+    for stem, source, precision, agreement, budget, what in todo:
+        xml, report = out_dir / f"{stem}.xml", out_dir / f"parity.{stem.replace('model', 'openvino')}.json"
+        with replaced_only_if_verified(xml, same_onnx), replaced_only_if_verified(xml.with_suffix(".bin"), same_onnx), \
+                replaced_only_if_verified(report, same_onnx):
+            write_ir(source, xml)
+            result.setdefault("openvino", []).append(str(xml))
+            logger.info(f"wrote {xml} and {xml.with_suffix('.bin').name} (OpenVINO IR of {source.name})")
+            if not verify:
+                continue
+            n = int8.sensitivity_images if stem == "model.int8" else check["n_images"]
+            parity = verify_parity(xml, checkpoint, meta, min_agreement=agreement, max_delta_miou=budget, report_path=report,
+                                   engine=EngineOptions(precision=precision), **{**check, "n_images": n})
+            result[f"{stem.replace('model', 'openvino')}_parity"] = parity
+            ran = parity.get("precision", {}).get("inference_precision", "?")
+            logger.info(_parity_line(f"{what}, ran {ran}", parity) + f"; wrote {report}")
+            if not parity["passed"]:
+                raise CheckFailed(f"{xml} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
+                                  f"(the new one is {stem}.rejected.xml; any previous {xml.name} is kept)")
 
 
 def _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check):

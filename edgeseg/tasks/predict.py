@@ -72,7 +72,7 @@ class _AspectCheck:
 
 
 def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha: float = 0.5, strict: bool = False, progress: bool = True,
-            every: int = 1, labels: bool = False, exist_ok: bool = False) -> dict:
+            every: int = 1, labels: bool = False, exist_ok: bool = False, engine=None) -> dict:
     """Images and folders -> ``<name>_label.png`` and ``<name>_overlay.png``; video files, cameras
     and streams -> ``<name>_overlay.mp4`` (and with ``labels`` a label PNG per frame)."""
     from edgeseg import runtime
@@ -80,7 +80,7 @@ def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha:
     images, videos = collect_inputs(inputs)
     if not images and not videos:
         raise ConfigError("predict: give at least one image, folder or video")
-    runner = runtime.load(model, device=device, providers=providers, strict=strict).activate()
+    runner = runtime.load(model, device=device, providers=providers, strict=strict, **(engine or runtime.EngineOptions()).kwargs()).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
     check = _AspectCheck(tuple(meta.input_res), strict)

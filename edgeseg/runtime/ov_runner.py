@@ -1,0 +1,165 @@
+"""OpenVINO runner (CPU): ONNX models (FP32 and Q/DQ INT8) and OpenVINO IR (``.xml`` + ``.bin``).
+
+OpenVINO picks the inference precision itself unless told: on CPUs with AMX or
+AVX-512 BF16 its default runs FP32 models in bf16. ``precision`` makes the choice
+explicit, and the runner reports what actually ran (``precision_report``): the
+inference precision hint the compiled model settled on and the runtime precision
+of its convolutions (``i8`` where a Q/DQ model was fused into integer kernels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.optional import require
+from edgeseg.runtime.base import BaseRunner
+from edgeseg.runtime.meta import ModelMeta
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "f32", "bf16", "f16")
+IR_SUFFIXES = (".xml",)
+# Where edgeseg keeps its metadata in an IR's rt_info: the ONNX metadata_props as one JSON object,
+# and the SHA-256 of the weights file written with it.
+RT_META = ["edgeseg", "meta"]
+RT_BIN_SHA = ["edgeseg", "bin_sha256"]
+
+
+def _ov():
+    return require("openvino", "the OpenVINO backend")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from")]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+def check_precision(precision: str | None) -> str:
+    precision = precision or "auto"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--ov-precision: expected one of {', '.join(PRECISIONS)}; got '{precision}'")
+    return precision
+
+
+def ir_meta(model, path: Path, strict: bool) -> ModelMeta:
+    """edgeseg metadata of an IR, checked against the graph's input and the weights file."""
+    if not model.has_rt_info(RT_META):
+        raise ModelFileError(f"{path}: an OpenVINO IR without edgeseg metadata; write it with `edgeseg export --openvino` "
+                             "(or run the ONNX model it came from)")
+    try:
+        props = json.loads(model.get_rt_info(RT_META).astype(str))
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: edgeseg metadata is damaged ({exc}); re-export the model") from None
+    meta = ModelMeta.from_props(props, str(path))
+    if meta is None:
+        raise ModelFileError(f"{path}: an OpenVINO IR without edgeseg metadata; write it with `edgeseg export --openvino`")
+    shape = model.inputs[0].get_partial_shape()
+    if shape.rank.get_length() != 4 or not all(d.is_static for d in list(shape)[1:]):
+        raise ModelFileError(f"{path}: expected a 4-D image input with a fixed size, found {shape}")
+    dims = [d.get_length() if d.is_static else None for d in shape]
+    expected = meta.input_shape(1)[1:]
+    if tuple(dims[1:]) != tuple(expected):
+        raise ModelFileError(f"{path}: metadata says input {tuple(expected)} but the graph takes {tuple(dims[1:])}; re-export the model")
+    return meta
+
+
+def check_ir_files(xml: Path, model=None) -> None:
+    """The IR's weights file exists and is the one written with this .xml (SHA-256 in its rt_info)."""
+    from edgeseg.fileio import sha256_file
+
+    bin_path = xml.with_suffix(".bin")
+    if not bin_path.is_file():
+        raise ModelFileError(f"{xml}: its weights file {bin_path.name} is missing; an OpenVINO IR is the .xml and the .bin together")
+    if model is not None and model.has_rt_info(RT_BIN_SHA):
+        if sha256_file(bin_path) != model.get_rt_info(RT_BIN_SHA).astype(str):
+            raise ModelFileError(f"{xml}: {bin_path.name} is not the weights file written with this .xml (SHA-256 differs); "
+                                 "copy both files of one export together, or re-export")
+
+
+class OvRunner(BaseRunner):
+    backend = "openvino"
+
+    def __init__(self, path: Path, meta: ModelMeta, precision: str = "auto", threads: int | None = None, name: str = ""):
+        super().__init__(meta, name or f"openvino:{Path(path).name}")
+        self.path = Path(path)
+        self.precision = check_precision(precision)
+        self.threads = threads
+        self.compiled = None
+        self.precision_report: dict | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path, precision: str | None = None, threads: int | None = None, strict: bool = False) -> "OvRunner":
+        path = Path(path)
+        ov = _ov()
+        if path.suffix.lower() in IR_SUFFIXES:
+            check_ir_files(path)
+            try:
+                model = ov.Core().read_model(str(path))
+            except RuntimeError as exc:
+                raise ModelFileError(f"{path}: OpenVINO cannot read the IR ({_first_line(exc)}); is {path.with_suffix('.bin').name} "
+                                     "the weights file written with it?") from None
+            check_ir_files(path, model)
+            meta = ir_meta(model, path, strict)
+        else:
+            from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
+
+            onnx_model = read_onnx(path)
+            meta = meta_from_graph(onnx_model, path, strict)
+            names = [o.name for o in onnx_model.graph.output]
+            if "logits" in names or "labels" in names:
+                meta = meta.with_(outputs=tuple(n for n in names if n in ("logits", "labels")))
+        return cls(path, meta, precision=precision or "auto", threads=threads)
+
+    def activate_impl(self) -> None:
+        ov = _ov()
+        core = ov.Core()
+        config = {}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        if self.precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = self.precision
+        config["PERFORMANCE_HINT"] = "LATENCY"
+        try:
+            self.compiled = core.compile_model(str(self.path), "CPU", config)
+        except RuntimeError as exc:
+            raise ModelFileError(f"{self.path}: OpenVINO cannot compile the model ({_first_line(exc)})") from None
+        shape = self.compiled.inputs[0].get_partial_shape()
+        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        self.request = self.compiled.create_infer_request()
+        self.precision_report = precision_report(self.compiled)
+        logger.debug(f"{self.name}: {self.precision_report}")
+
+    def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.request.infer({0: x}, share_inputs=True)
+        result = {}
+        for k, name in enumerate(self.output_names):
+            if name in ("logits", "labels"):
+                result[name] = np.array(self.request.get_output_tensor(k).data)
+        if not result:  # a foreign model: its first output is taken as logits
+            result["logits"] = np.array(self.request.get_output_tensor(0).data)
+        return result
+
+    def deactivate_impl(self) -> None:
+        self.request = None
+        self.compiled = None
+
+
+def precision_report(compiled) -> dict:
+    """What ran: the compiled model's inference precision and the runtime precision of its convolutions."""
+    hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").replace("'>", "")
+    hint = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(hint, hint)
+    convs: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "layerType" not in info or "Convolution" not in info["layerType"].astype(str):
+            continue
+        prec = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        convs[prec] = convs.get(prec, 0) + 1
+    return {"inference_precision": hint, "convolutions": dict(sorted(convs.items())),
+            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS"))}

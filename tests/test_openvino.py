@@ -1,0 +1,167 @@
+"""OpenVINO: the runner on ONNX and IR, `export --openvino`, `--backend`, and what it refuses."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from edgeseg import runtime
+from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError
+from edgeseg.export import OnnxOptions, export_onnx
+from edgeseg.export.int8 import Int8Options
+from edgeseg.tasks.export import export_model
+
+ov = pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    """model.onnx, model.xml (checked), model.int8.onnx and model.int8.xml (CPU placement) of the tiny checkpoint."""
+    out = tmp_path_factory.mktemp("ov")
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0, target="cpu")
+    result = export_model(tiny_checkpoint, out, OnnxOptions(), int8=opts, n_verify=3, progress=False, openvino=True)
+    return out, result
+
+
+def test_export_writes_checked_ir_with_metadata_and_weights_hash(exported, tiny_checkpoint):
+    out, result = exported
+    for stem in ("model", "model.int8"):
+        assert (out / f"{stem}.xml").is_file() and (out / f"{stem}.bin").is_file()
+    assert result["openvino"] == [str(out / "model.xml"), str(out / "model.int8.xml")]
+    fp32 = json.loads((out / "parity.openvino.json").read_text())
+    assert fp32["passed"] and fp32["backend"] == "openvino" and fp32["pixel_agreement"] >= 99.9
+    assert fp32["precision"]["inference_precision"] == "f32" and fp32["max_abs_logit_diff"] < 1e-3
+    int8 = json.loads((out / "parity.openvino.int8.json").read_text())
+    assert int8["passed"] and int8["n_images"] == 3
+    # The Q/DQ model runs as integer convolutions: OpenVINO fused the FakeQuantize pairs.
+    assert any(k in ("i8", "u8") for k in int8["precision"]["convolutions"]), int8["precision"]
+    model = ov.Core().read_model(str(out / "model.xml"))
+    props = json.loads(model.get_rt_info(["edgeseg", "meta"]).astype(str))
+    assert json.loads(props["edgeseg.res"]) == [48, 36] and len(json.loads(props["edgeseg.class_names"])) == 5
+
+
+@pytest.mark.parametrize("which", ["onnx", "xml"])
+def test_openvino_runner_contract_and_agreement_with_onnxruntime(exported, which):
+    out, _ = exported
+    path = out / f"model.{which}"
+    runner = runtime.load(path, backend="openvino" if which == "onnx" else None, precision="f32", threads=1)
+    assert runner.backend == "openvino" and runner.meta.num_classes == 5 and tuple(runner.meta.res) == (48, 36)
+    x = np.random.default_rng(0).standard_normal(runner.input_shape(2)).astype(np.float32)
+    with runner, runtime.load(out / "model.onnx") as ort_runner:
+        got, want = runner.infer(x)["logits"], ort_runner.infer(x)["logits"]
+        with pytest.raises(ConfigError, match="input shape"):
+            runner.infer(x[:, :, :10])
+        with pytest.raises(ConfigError, match="dtype"):
+            runner.infer(x.astype(np.float64))
+    assert got.shape == (2, 5, 36, 48) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert runner.precision_report == {"inference_precision": "f32", "convolutions": runner.precision_report["convolutions"], "threads": 1}
+    assert set(runner.precision_report["convolutions"]) == {"f32"}
+
+
+def test_eval_bench_predict_take_backend_and_ir(exported, cli_run, tmp_path, shared_folder):
+    out, _ = exported
+    scores = {}
+    for args in (["--model", out / "model.onnx"], ["--model", out / "model.onnx", "--backend", "openvino", "--ov-precision", "f32"],
+                 ["--model", out / "model.xml", "--ov-precision", "f32", "--threads", "1"]):
+        code, text, err = cli_run("eval", *args, "--data", shared_folder, "--json", tmp_path / "e.json", "--quiet")
+        assert code == 0, err
+        result = json.loads((tmp_path / "e.json").read_text())
+        scores[len(scores)] = (result["backend"], result["miou"])
+    assert [b for b, _ in scores.values()] == ["onnxruntime", "openvino", "openvino"]
+    assert scores[1][1] == pytest.approx(scores[0][1], abs=0.05) and scores[2][1] == pytest.approx(scores[0][1], abs=0.05)
+    code, _, err = cli_run("bench", "--model", out / "model.onnx", "--model", out / "model.xml", "--backend", "onnxruntime,openvino",
+                           "--iters", "2", "--warmup", "0", "--json", tmp_path / "b.json", "--quiet")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [r["backend"] for r in rows] == ["onnxruntime", "openvino"] and "inference_precision" in rows[1]["precision"]
+    code, _, err = cli_run("predict", "--model", out / "model.int8.xml", shared_folder / "val" / "images", "--out", tmp_path / "p", "--quiet")
+    assert code == 0, err and (tmp_path / "p" / "s0_label.png").is_file()
+
+
+def _plain_ir(src_onnx, xml):
+    """An IR written by OpenVINO itself from an ONNX model without edgeseg metadata."""
+    import onnx
+
+    model = onnx.load(str(src_onnx))
+    del model.metadata_props[:]
+    plain = xml.with_suffix(".onnx")
+    onnx.save(model, str(plain))
+    ov.save_model(ov.convert_model(str(plain)), str(xml), compress_to_fp16=False)
+    return xml
+
+
+def test_bad_ir_files_and_backend_choices_are_one_line_errors(exported, tiny_checkpoint, cli_run, tmp_path):
+    out, _ = exported
+    for name in ("model.xml", "model.bin", "model.int8.bin"):
+        shutil.copy(out / name, tmp_path / name)
+    cases = []
+    # weights missing
+    shutil.copy(out / "model.xml", tmp_path / "nobin.xml")
+    cases.append((["eval", "--model", tmp_path / "nobin.xml"], "nobin.bin is missing"))
+    # other weights of the same size: OpenVINO would run them; the hash in the .xml refuses them
+    weights = bytearray((out / "model.bin").read_bytes())
+    weights[:64] = bytes(64)
+    (tmp_path / "mixed.bin").write_bytes(bytes(weights))
+    shutil.copy(out / "model.xml", tmp_path / "mixed.xml")
+    cases.append((["eval", "--model", tmp_path / "mixed.xml"], "is not the weights file written with this .xml"))
+    # weights of another export (a different size: OpenVINO's own check)
+    shutil.copy(out / "model.int8.bin", tmp_path / "other.bin")
+    shutil.copy(out / "model.xml", tmp_path / "other.xml")
+    cases.append((["eval", "--model", tmp_path / "other.xml"], "is other.bin the weights file written with it?"))
+    # truncated weights (OpenVINO's own check)
+    shutil.copy(out / "model.xml", tmp_path / "short.xml")
+    (tmp_path / "short.bin").write_bytes((out / "model.bin").read_bytes()[:100])
+    cases.append((["eval", "--model", tmp_path / "short.xml"], "short.xml"))
+    # an IR without our metadata
+    _plain_ir(out / "model.onnx", tmp_path / "plain.xml")
+    cases.append((["eval", "--model", tmp_path / "plain.xml"], "without edgeseg metadata"))
+    cases.append((["eval", "--model", tiny_checkpoint, "--backend", "openvino"], "is a checkpoint"))
+    cases.append((["bench", "--model", tiny_checkpoint, "--backend", "openvino"], "is a checkpoint"))
+    cases.append((["eval", "--model", out / "model.onnx", "--backend", "tflite"], "--backend"))
+    cases.append((["eval", "--model", out / "model.onnx", "--ov-precision", "int4"], "--ov-precision"))
+    cases.append((["eval", "--model", out / "model.onnx", "--ov-precision", "bf16"], "precision hint is OpenVINO's"))
+    cases.append((["eval", "--model", out / "model.xml", "--device", "cuda"], "--device cuda"))
+    cases.append((["bench", "--model", out / "model.onnx", "--model", out / "model.xml", "--backend", "onnxruntime,openvino,openvino"],
+                  "one per --model"))
+    for args, expected in cases:
+        code, _, err = cli_run(*args)
+        assert code == 2 and expected in err and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+    with pytest.raises(ModelFileError, match="missing"):
+        runtime.load(tmp_path / "nobin.xml")
+
+
+def test_openvino_options_without_the_package_name_the_extra(tiny_checkpoint, exported, cli_run, tmp_path, monkeypatch):
+    out, _ = exported
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "e", "--openvino")
+    assert code == 2 and 'pip install "edgeseg[openvino]"' in err and err.count("\n") == 1
+    assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())  # nothing written
+    code, _, err = cli_run("eval", "--model", out / "model.xml")
+    assert code == 2 and 'pip install "edgeseg[openvino]"' in err
+    with pytest.raises(MissingDependencyError):
+        runtime.load(out / "model.onnx", backend="openvino")
+
+
+def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monkeypatch):
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    before = (tmp_path / "model.bin").read_bytes()
+    import edgeseg.tasks.export as job
+
+    real = job.verify_parity
+
+    def failing(path, *args, **kwargs):
+        report = real(path, *args, **kwargs)
+        if str(path).endswith(".xml"):
+            report.update(passed=False, failures=["forced"])
+        return report
+
+    monkeypatch.setattr(job, "verify_parity", failing)
+    from edgeseg.errors import CheckFailed
+
+    with pytest.raises(CheckFailed, match="model.xml fails parity"):
+        export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    assert (tmp_path / "model.bin").read_bytes() == before and (tmp_path / "model.rejected.xml").is_file()
+    runtime.load(tmp_path / "model.xml")  # the kept pair still matches
