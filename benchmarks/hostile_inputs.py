@@ -76,6 +76,7 @@ def main() -> None:
         "empty.pt": b"", "garbage.pt": os.urandom(200), "text.pt": b"hello", "empty.onnx": b"", "garbage.onnx": os.urandom(300),
         "text.onnx": b"not onnx", "empty.engine": b"", "garbage.engine": os.urandom(100), "model.xyz": b"x", "image.png": b"not a png",
         "truncated.pt": ckpt.read_bytes()[:1000], "truncated.onnx": onnx_path.read_bytes()[:500],
+        "empty.xml": b"", "garbage.xml": os.urandom(300), "text.xml": b"<net><layers/></net>",
     }
     for name, content in files.items():
         (bad / name).write_bytes(content)
@@ -93,6 +94,15 @@ def main() -> None:
         cases.append((f"bench --model {name}", ["bench", "--model", bad / name, "--iters", "1", "--quiet"], "error"))
         cases.append((f"predict --model {name}", ["predict", "--model", bad / name, img, "--out", tmp / "p1", "--quiet"], "error"))
         cases.append((f"autolabel --model {name}", ["autolabel", "--model", bad / name, "--images", img, "--out", tmp / "a1", "--quiet"], "error"))
+    engine_opts = {"--backend": ["tflite", "openvino,onnxruntime"], "--threads": ["0", "-2", "x"], "--ov-precision": ["int4"]}
+    for opt, values in engine_opts.items():
+        for v in values:
+            cases.append((f"eval {opt} {v}", ["eval", "--model", onnx_path, opt, v, "--quiet"], "error"))
+    cases += [
+        ("eval --backend openvino on a checkpoint", ["eval", "--model", ckpt, "--backend", "openvino"], "error"),
+        ("predict --ov-precision on onnxruntime", ["predict", "--model", onnx_path, img, "--out", tmp / "p2", "--ov-precision", "bf16"], "error"),
+        ("export --int8-target unknown", ["export", "--model", ckpt, "--out", tmp / "x3", "--int8", "--int8-target", "npu"], "error"),
+    ]
     cases += [
         ("eval --model adir.pt", ["eval", "--model", bad / "adir.pt"], "error"),
         ("eval --model missing", ["eval", "--model", bad / "missing.pt"], "error"),

@@ -109,6 +109,25 @@ def test_bench_two_models_side_by_side(model_files):
     assert ratios[str(model_files["onnxruntime"])] == pytest.approx(p50[1] / p50[0], abs=1e-3)
 
 
+def test_bench_isolates_models_in_worker_processes_or_runs_them_in_process(model_files, cli_run, tmp_path):
+    import onnx
+
+    from edgeseg.tasks.bench import bench
+
+    models = [model_files["torch"], model_files["onnxruntime"]]
+    alone = bench(models, iters=3, warmup=1, progress=False, block=2)
+    together = bench(models, iters=3, warmup=1, progress=False, isolate=False)
+    assert alone["isolation"].startswith("a worker process per model") and together["isolation"].startswith("one process")
+    for result in (alone, together):
+        assert [len(r["model_only"]) for r in result["results"]] == [5, 5]
+    # A model that only fails on activation fails inside its worker: one line, exit 2, no traceback.
+    broken = onnx.load(str(model_files["onnxruntime"]))
+    broken.opset_import[0].version = 40
+    onnx.save(broken, str(tmp_path / "future.onnx"))
+    code, _, err = cli_run("bench", "--model", model_files["onnxruntime"], "--model", tmp_path / "future.onnx", "--iters", "1", "--quiet")
+    assert code == 2 and "opset 40" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_predict_bad_inputs(model_files, tmp_path):
     from edgeseg.tasks.predict import predict
 

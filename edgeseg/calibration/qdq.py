@@ -91,7 +91,7 @@ class _ArrayReader:
 
 
 def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entropy", percentile: float = 99.999,
-                   symmetric: bool = True) -> dict[str, list[float]]:
+                   symmetric: bool = True, entropy_bins: int = 2048) -> dict[str, list[float]]:
     """Per-tensor activation ranges ``{name: [min, max]}`` of the FP32 model on the calibration set
     (symmetric about zero for TensorRT's int8, the observed range for the CPU's asymmetric uint8)."""
     import onnx
@@ -105,7 +105,7 @@ def compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str = "entrop
     if method == "entropy":
         # onnxruntime's defaults (128 bins, 128 quantised bins) leave the KL search a single
         # candidate, the full range; TensorRT's entropy calibration uses 2048 bins.
-        extra.update(num_bins=2048, num_quantized_bins=128)
+        extra.update(num_bins=entropy_bins, num_quantized_bins=128)
     with _quiet_ort(), tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
         calibrator = create_calibrator(Path(onnx_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=_method(method), extra_options=extra)

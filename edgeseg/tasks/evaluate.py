@@ -33,6 +33,8 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
         summary = report["model"]
         summary["parity"] = {**report["parity"], "reference_model": str(reference)}
     summary.update(model=str(model), dataset=ds.info.name, split=split, skipped=ds.skipped)
+    if getattr(runner, "precision_report", None):
+        summary["precision"] = runner.precision_report  # what OpenVINO ran
     return summary
 
 
@@ -52,7 +54,11 @@ def format_eval(result: dict) -> str:
     rows["mIoU"] = {"IoU": result["miou"]}
     if parity:
         rows["mIoU"].update({"ref IoU": parity["reference_miou"], "delta": parity["delta_miou"]})
-    lines = [f"{result['backend']} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
+    backend = result["backend"]
+    if result.get("precision"):
+        prec = result["precision"]
+        backend += f" ({prec['inference_precision']}; convolutions: " + ", ".join(f"{n} {k}" for k, n in prec["convolutions"].items()) + ")"
+    lines = [f"{backend} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
              f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution",
              format_table(rows, columns),
              f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}"]
