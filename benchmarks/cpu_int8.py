@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=40)
     ap.add_argument("--in-process-too", action="store_true")
     ap.add_argument("--skip-export", action="store_true", help="Reuse the exports already in --work.")
+    ap.add_argument("--export-only", action="store_true", help="Export, then stop (measure later, on a quiet machine, with --skip-export).")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
@@ -145,7 +146,13 @@ def main() -> None:
     for k, (ckpt, data) in enumerate(zip(args.checkpoint, datas)):
         ckpt, data = Path(ckpt), None if data == "-" else data
         work = Path(args.work) / f"{k}-{ckpt.parent.name}"
-        refused = {} if args.skip_export else export_all(ckpt, work, data, args.budget, args.calib_images, args.sensitivity_images)
+        refused_path = work / "refused.json"
+        if not args.skip_export:
+            refused = export_all(ckpt, work, data, args.budget, args.calib_images, args.sensitivity_images)
+            refused_path.write_text(json.dumps(refused))
+        refused = json.loads(refused_path.read_text()) if refused_path.is_file() else {}
+        if args.export_only:
+            continue
         engines = engine_files(ckpt, work)
         meta = load(ckpt).meta
         entry = {"checkpoint": str(ckpt), "res": list(meta.res), "dataset": meta.dataset, "refused": refused,

@@ -279,6 +279,13 @@ def _model_opt(text: str):
     return key.strip(), value
 
 
+def tta_option(fn):
+    from edgeseg.models.tta import TTA_MODES
+
+    return click.option("--tta", type=click.Choice(list(TTA_MODES)), default="none", show_default=True,
+                        help="Test-time augmentation: flip averages the scores of the image and its mirror image (about 2x the time).")(fn)
+
+
 def scales_option(fn):
     return click.option("--scales", default=None, help="Inference scales of a multi-scale attention model, e.g. 0.5,1.0,2.0.")(fn)
 
@@ -418,17 +425,18 @@ def _resumed_config(cfg, out: Path, ctx: click.Context):
 @engine_options()
 @click.option("--strict", is_flag=True, help="Refuse models whose input size differs from their metadata.")
 @scales_option
+@tta_option
 @json_option
 @plot_option
 @quiet_option
-def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, json_path, plot_path,
+def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict, scales, tta, json_path, plot_path,
              quiet, engine):
     """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
     from edgeseg.tasks.evaluate import evaluate_model, format_eval
 
     _check_plot(plot_path)
     result = evaluate_model(model_path, dataset, data, split, skip_bad, reference, batch, limit, device, providers, strict,
-                            progress=not quiet, scales=scales, engine=engine)
+                            progress=not quiet, scales=scales, engine=engine, tta=tta)
     click.echo(format_eval(result))
     write_json(json_path, result)
     if plot_path is not None:
@@ -476,11 +484,12 @@ def eval_cmd(model_path, dataset, data, split, skip_bad, reference, batch, limit
 @click.option("--max-batch", type=click.IntRange(min=1), default=default_of(TrtOptions, "max_batch"), show_default=True,
               help="With --dynamic-batch --trt: the largest batch the engine accepts.")
 @scales_option
+@tta_option
 @quiet_option
 def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input_format, no_verify, dataset, data, split,
            skip_bad, verify_images, min_agreement, max_delta_miou, device, int8, calib_method, calib_images, calib_seed,
            calib_array, int8_budget, no_fallback, int8_target, sensitivity_images, openvino, trt, fp16, int8_mode, workspace, timing_cache, dla, max_batch, scales,
-           quiet):
+           tta, quiet):
     """Export a checkpoint to ONNX (and INT8, TensorRT) and prove parity on real images.
 
     Writes model.onnx and parity.json; --int8 adds model.int8.onnx, int8_report.json and a
@@ -496,7 +505,7 @@ def export(checkpoint, out_dir, opset, dynamic_batch, output, output_size, input
     if fp16 and not trt:
         raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
     options = OnnxOptions(opset=opset, dynamic_batch=dynamic_batch, output=output, output_size=output_size, input_format=input_format,
-                          scales=scales)
+                          scales=scales, tta=tta)
     int8_opts = Int8Options(calib_method=calib_method, calib_images=calib_images, calib_seed=calib_seed,
                             calib_array=str(calib_array) if calib_array else None, budget=int8_budget, fallback=not no_fallback,
                             sensitivity_images=sensitivity_images, target=int8_target) if int8 else None

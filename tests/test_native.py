@@ -188,3 +188,35 @@ def test_guided_model_goes_through_int8_and_the_tensorrt_double(guided_run, tmp_
     qdq = onnx.load(str(tmp_path / "model.int8.onnx"))
     assert [d.dim_value for d in qdq.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 36, 48]
     assert result["engine_parity"]["n_images"] == 2
+
+
+def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_path, cli_run, shared_folder):
+    from edgeseg import runtime
+    from edgeseg.export import OnnxOptions
+    from edgeseg.models import load_checkpoint, model_from_checkpoint
+    from edgeseg.tasks.export import export_model
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    plain, tta = model_from_checkpoint(ckpt).eval(), model_from_checkpoint(ckpt, tta="flip").eval()
+    x = torch.randn(2, 3, 36, 48)
+    with torch.no_grad():
+        a, b = tta(x), tta(x.flip(-1))
+        assert torch.allclose(a, b.flip(-1), atol=1e-5)  # mirror in, mirror out: what averaging with the mirror buys
+        assert not torch.allclose(plain(x), plain(x.flip(-1)).flip(-1), atol=1e-3)  # the bare model is not symmetric
+        assert torch.allclose(a, 0.5 * (plain(x) + plain(x.flip(-1)).flip(-1)), atol=1e-5)
+    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), n_verify=3, progress=False)
+    assert result["parity"]["passed"] and result["parity"]["max_abs_logit_diff"] < 1e-4  # against the checkpoint with --tta flip
+    runner = runtime.load(tmp_path / "model.onnx")
+    assert runner.meta.extra["tta"] == "flip"
+    with runner:
+        np.testing.assert_allclose(runner.infer(x.numpy())["logits"], a.numpy(), atol=1e-4)
+    code, _, err = cli_run("eval", "--model", tmp_path / "model.onnx", "--tta", "flip", "--data", shared_folder)
+    assert code == 2 and "fixed in the graph" in err and err.count("\n") == 1
+    code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--tta", "mirror")
+    assert code == 2 and "--tta" in err
+    code, out, err = cli_run("eval", "--model", tiny_checkpoint, "--tta", "flip", "--json", tmp_path / "e.json", "--quiet")
+    assert code == 0, err
+    from edgeseg.tasks.evaluate import evaluate_model
+
+    assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(
+        evaluate_model(tmp_path / "model.onnx", data=shared_folder, progress=False)["miou"], abs=0.01)

@@ -31,6 +31,7 @@ class OnnxOptions:
     input_format: str = "float"  # float: normalised NCHW float32; uint8: NHWC uint8, normalised in the graph
     slim: bool = True  # run onnxslim when it is installed
     scales: str | tuple | None = None  # inference scales of a multi-scale attention model, e.g. "0.5,1.0"
+    tta: str = "none"  # "flip": scores of the image and its mirror image averaged, inside the graph
 
     def check(self) -> None:
         if self.output not in OUTPUT_CHOICES:
@@ -134,7 +135,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
     options.check()
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt, str(checkpoint), scales=options.scales).eval()
+    model = model_from_checkpoint(ckpt, str(checkpoint), scales=options.scales, tta=options.tta).eval()
     if not getattr(model, "exportable", True):
         raise ConfigError(f"model '{model.config.name}' is not exportable")
     meta = meta_from_checkpoint(ckpt, sha256_file(checkpoint))
@@ -146,7 +147,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
         outputs=tuple(outputs),
         labels_size=labels_size,
         extra={"opset": options.opset, "dynamic_batch": options.dynamic_batch, "source": checkpoint.name,
-               **({"scales": list(model.infer_scales)} if hasattr(model, "infer_scales") else {})},
+               **({"scales": list(model.infer_scales)} if hasattr(model, "infer_scales") else {}),
+               **({"tta": options.tta} if options.tta != "none" else {})},
     )
     w, h = meta.input_res
     example = torch.zeros((1, h, w, 3), dtype=torch.uint8) if options.input_format == "uint8" else torch.zeros((1, 3, h, w))

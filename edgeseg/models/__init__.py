@@ -197,10 +197,11 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
     return f"encoder weights from {path}"
 
 
-def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None) -> nn.Module:
+def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None, tta: str | None = None) -> nn.Module:
     """Rebuild the model of a :class:`~edgeseg.models.checkpoint.Checkpoint` and load its weights.
 
-    ``scales`` replaces the inference scales of a multi-scale attention model.
+    ``scales`` replaces the inference scales of a multi-scale attention model; ``tta`` ("flip")
+    wraps it in test-time augmentation (models/tta.py).
     """
     cfg = ckpt.card.model_config
     if scales is not None:
@@ -213,7 +214,9 @@ def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None) -> nn.Mo
         cfg = replace(cfg, options={**cfg.options, "infer_scales": list(parse_scales(scales))})
     model = build_model(cfg)
     strict_load(model, ckpt.weights, where)
-    return model
+    from edgeseg.models.tta import with_tta
+
+    return with_tta(model, tta)
 
 
 __all__ = [

@@ -66,7 +66,7 @@ _KIND = {"torch": "a checkpoint", "tensorrt": "a TensorRT engine", "openvino": "
 
 
 def load(path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False, scales=None,
-         backend: str | None = None, threads: int | None = None, precision: str | None = None) -> BaseRunner:
+         backend: str | None = None, threads: int | None = None, precision: str | None = None, tta: str | None = None) -> BaseRunner:
     """A runner for a checkpoint, ONNX model, TensorRT engine or OpenVINO IR (not yet activated).
 
     ``scales`` sets the inference scales of a multi-scale attention checkpoint; exported
@@ -102,11 +102,15 @@ def load(path: str | Path, device: str = "auto", providers: list[str] | None = N
         from edgeseg.errors import ConfigError
 
         raise ConfigError(f"--scales: {path.name} has its scales fixed in the graph; re-export the checkpoint with --scales")
+    if tta not in (None, "none") and backend != "torch":
+        from edgeseg.errors import ConfigError
+
+        raise ConfigError(f"--tta: {path.name} has its test-time augmentation fixed in the graph; re-export the checkpoint with --tta")
     if backend == "torch":
         from edgeseg.runtime.torch_runner import TorchRunner
 
         return TorchRunner.from_checkpoint(path, device="cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device),
-                                           scales=scales, threads=threads)
+                                           scales=scales, threads=threads, tta=tta)
     if backend == "onnxruntime":
         from edgeseg.runtime.ort_runner import OrtRunner
 

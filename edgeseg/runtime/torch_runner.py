@@ -32,12 +32,13 @@ class TorchRunner(BaseRunner):
         self.threads = threads
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None, threads: int | None = None) -> "TorchRunner":
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None, threads: int | None = None,
+                        tta: str | None = None) -> "TorchRunner":
         from edgeseg.fileio import sha256_file
         from edgeseg.models import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, str(path), scales=scales)
+        model = model_from_checkpoint(ckpt, str(path), scales=scales, tta=tta)
         return cls(model, meta_from_checkpoint(ckpt, sha256_file(path)), device, name=f"torch:{Path(path).name}", threads=threads)
 
     def activate_impl(self) -> None:

@@ -8,13 +8,13 @@ from edgeseg.runtime.scoring import evaluate
 
 
 def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, reference=None, batch=1, limit=None,
-                   device="auto", providers=None, strict=False, progress=True, scales=None, engine=None) -> dict:
+                   device="auto", providers=None, strict=False, progress=True, scales=None, engine=None, tta=None) -> dict:
     """``engine`` (runtime.EngineOptions) sets the model's backend, threads and precision; the
     reference runs on the backend of its file type, with the same threads."""
     from edgeseg import runtime
 
     engine = engine or runtime.EngineOptions()
-    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales,
+    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales, tta=tta,
                           **engine.kwargs()).activate()  # fail fast on a broken model
     ref_runner = (runtime.load(reference, device=device, providers=providers if runner.backend == "onnxruntime" else None,
                                threads=engine.threads).activate() if reference is not None else None)

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
                   min_agreement=DEFAULT_MIN_AGREEMENT, max_delta_miou=DEFAULT_MAX_DELTA_MIOU,
-                  device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None, engine=None) -> dict:
+                  device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None, engine=None,
+                  tta: str | None = None) -> dict:
     """Run the exported model and the checkpoint on ``n_images`` real images; write the report.
 
     ``engine`` (runtime.EngineOptions): how the exported model runs (e.g. OpenVINO at f32)."""
@@ -29,7 +30,7 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
     from edgeseg.data import resolve_dataset
     from edgeseg.runtime.torch_runner import TorchRunner
 
-    ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device, scales=scales)
+    ref = TorchRunner.from_checkpoint(checkpoint, device="cpu" if device == "auto" else device, scales=scales, tta=tta)
     ds = resolve_dataset(meta.dataset, dataset, data, split, False, ref.meta.extra.get("dataset_root"))
     indices = list(range(min(n_images, len(ds))))
     runner = runtime.load(model_path, device=device, **(engine.kwargs() if engine else {}))
@@ -99,7 +100,8 @@ def export_model(
                     f"outputs {', '.join(meta.outputs)})")
         result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
         saved_root = _saved_root(checkpoint)
-        check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales)
+        check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales,
+                     tta=options.tta)
         if verify:
             parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
                                    report_path=out_dir / "parity.json", **check)
