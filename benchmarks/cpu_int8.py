@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -49,13 +50,14 @@ ENGINES = [
 BASELINE = "onnxruntime FP32"
 
 
-def export_all(ckpt: Path, work: Path, data: str | None, budget: float, calib_images: int, sensitivity_images: int) -> dict:
+def export_all(ckpt: Path, work: Path, data: str | None, budget: float, calib_images: int, sensitivity_images: int, method: str) -> dict:
     """Both placements exported with their gates; a refused artefact is recorded, not fatal."""
     refused = {}
     for target in ("trt", "cpu"):
         t0 = time.time()
         opts = Int8Options(target="tensorrt" if target == "trt" else "cpu", budget=budget, calib_images=calib_images,
-                           sensitivity_images=sensitivity_images)
+                           sensitivity_images=sensitivity_images, calib_method=method)
+        shutil.rmtree(work / target, ignore_errors=True)  # nothing from an earlier run is measured as this one's
         try:
             export_model(ckpt, work / target, OnnxOptions(), data=data, int8=opts, openvino=True, progress=False)
         except CheckFailed as exc:
@@ -129,6 +131,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/edgeseg-cpu-int8")
     ap.add_argument("--budget", type=float, default=0.5)
     ap.add_argument("--calib-images", type=int, default=Int8Options.calib_images)
+    ap.add_argument("--calib-method", default=Int8Options.calib_method)
     ap.add_argument("--sensitivity-images", type=int, default=Int8Options.sensitivity_images)
     ap.add_argument("--iters", type=int, default=120)
     ap.add_argument("--warmup", type=int, default=10)
@@ -146,9 +149,10 @@ def main() -> None:
     for k, (ckpt, data) in enumerate(zip(args.checkpoint, datas)):
         ckpt, data = Path(ckpt), None if data == "-" else data
         work = Path(args.work) / f"{k}-{ckpt.parent.name}"
+        work.mkdir(parents=True, exist_ok=True)
         refused_path = work / "refused.json"
         if not args.skip_export:
-            refused = export_all(ckpt, work, data, args.budget, args.calib_images, args.sensitivity_images)
+            refused = export_all(ckpt, work, data, args.budget, args.calib_images, args.sensitivity_images, args.calib_method)
             refused_path.write_text(json.dumps(refused))
         refused = json.loads(refused_path.read_text()) if refused_path.is_file() else {}
         if args.export_only:

@@ -92,7 +92,7 @@ def engine_options(multi: bool = False):
     runtime.EngineOptions, or with ``multi`` a list (comma-separated values, one per --model)."""
     from edgeseg.runtime.ov_runner import PRECISIONS
 
-    each = " Comma-separated: one for all models or one per --model." if multi else ""
+    each = " Comma-separated: one for all models or one per --model (auto: the model's own)." if multi else ""
 
     def deco(fn):
         @functools.wraps(fn)
@@ -101,8 +101,8 @@ def engine_options(multi: bool = False):
 
             backends, precisions = _csv(backend) or [None], _csv(ov_precision) or [None]
             for b in backends:
-                if b is not None and b not in ONNX_BACKENDS:
-                    raise click.BadParameter(f"expected {' or '.join(ONNX_BACKENDS)}, got '{b}'", param_hint="--backend")
+                if b is not None and b not in ONNX_BACKENDS + ("auto",):
+                    raise click.BadParameter(f"expected {' or '.join(ONNX_BACKENDS)} (or auto: by file type), got '{b}'", param_hint="--backend")
             for p in precisions:
                 if p is not None and p not in PRECISIONS:
                     raise click.BadParameter(f"expected one of {', '.join(PRECISIONS)}, got '{p}'", param_hint="--ov-precision")

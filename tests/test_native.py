@@ -212,6 +212,10 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
         np.testing.assert_allclose(runner.infer(x.numpy())["logits"], a.numpy(), atol=1e-4)
     code, _, err = cli_run("eval", "--model", tmp_path / "model.onnx", "--tta", "flip", "--data", shared_folder)
     assert code == 2 and "fixed in the graph" in err and err.count("\n") == 1
+    code, _, err = cli_run("eval", "--model", tmp_path / "model.onnx", "--reference", tiny_checkpoint, "--data", shared_folder,
+                           "--json", tmp_path / "p.json", "--quiet")
+    assert code == 0, err  # the checkpoint reference runs with the TTA the exported graph has
+    assert json.loads((tmp_path / "p.json").read_text())["parity"]["pixel_agreement"] > 99.99
     code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--tta", "mirror")
     assert code == 2 and "--tta" in err
     code, out, err = cli_run("eval", "--model", tiny_checkpoint, "--tta", "flip", "--json", tmp_path / "e.json", "--quiet")

@@ -33,6 +33,9 @@ def test_export_writes_checked_ir_with_metadata_and_weights_hash(exported, tiny_
     fp32 = json.loads((out / "parity.openvino.json").read_text())
     assert fp32["passed"] and fp32["backend"] == "openvino" and fp32["pixel_agreement"] >= 99.9
     assert fp32["precision"]["inference_precision"] == "f32" and fp32["max_abs_logit_diff"] < 1e-3
+    default = runtime.load(out / "model.xml").activate().precision_report["inference_precision"]
+    # where OpenVINO's default precision is not f32 (bf16 with AMX), the FP32 IR is scored at it too
+    assert (out / "parity.openvino.default.json").is_file() == (default != "f32")
     int8 = json.loads((out / "parity.openvino.int8.json").read_text())
     assert int8["passed"] and int8["n_images"] == 3
     # The Q/DQ model runs as integer convolutions: OpenVINO fused the FakeQuantize pairs.
@@ -61,7 +64,7 @@ def test_openvino_runner_contract_and_agreement_with_onnxruntime(exported, which
     assert set(runner.precision_report["convolutions"]) == {"f32"}
 
 
-def test_eval_bench_predict_take_backend_and_ir(exported, cli_run, tmp_path, shared_folder):
+def test_eval_bench_predict_take_backend_and_ir(exported, tiny_checkpoint, cli_run, tmp_path, shared_folder):
     out, _ = exported
     scores = {}
     for args in (["--model", out / "model.onnx"], ["--model", out / "model.onnx", "--backend", "openvino", "--ov-precision", "f32"],
@@ -78,7 +81,15 @@ def test_eval_bench_predict_take_backend_and_ir(exported, cli_run, tmp_path, sha
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
     assert [r["backend"] for r in rows] == ["onnxruntime", "openvino"] and "inference_precision" in rows[1]["precision"]
     code, _, err = cli_run("predict", "--model", out / "model.int8.xml", shared_folder / "val" / "images", "--out", tmp_path / "p", "--quiet")
-    assert code == 0, err and (tmp_path / "p" / "s0_label.png").is_file()
+    assert code == 0, err
+    assert (tmp_path / "p" / "s0_label.png").is_file()
+    # a checkpoint beside an ONNX model on OpenVINO in one bench: "auto" leaves a model on its own backend
+    code, _, err = cli_run("bench", "--model", tiny_checkpoint, "--model", out / "model.onnx",
+                           "--backend", "auto,openvino", "--ov-precision", "auto,f32", "--iters", "1", "--warmup", "0",
+                           "--json", tmp_path / "b2.json", "--quiet")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "b2.json").read_text())["results"]
+    assert [r["backend"] for r in rows] == ["torch", "openvino"] and rows[1]["precision"]["inference_precision"] == "f32"
 
 
 def _plain_ir(src_onnx, xml):
@@ -124,6 +135,8 @@ def test_bad_ir_files_and_backend_choices_are_one_line_errors(exported, tiny_che
     cases.append((["eval", "--model", out / "model.onnx", "--ov-precision", "int4"], "--ov-precision"))
     cases.append((["eval", "--model", out / "model.onnx", "--ov-precision", "bf16"], "precision hint is OpenVINO's"))
     cases.append((["eval", "--model", out / "model.xml", "--device", "cuda"], "--device cuda"))
+    cases.append((["eval", "--model", out / "model.xml", "--tta", "flip"], "fixed in the graph"))
+    cases.append((["eval", "--model", out / "model.onnx", "--backend", "openvino", "--tta", "flip"], "fixed in the graph"))
     cases.append((["bench", "--model", out / "model.onnx", "--model", out / "model.xml", "--backend", "onnxruntime,openvino,openvino"],
                   "one per --model"))
     for args, expected in cases:
@@ -146,8 +159,8 @@ def test_openvino_options_without_the_package_name_the_extra(tiny_checkpoint, ex
 
 
 def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monkeypatch):
-    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
-    before = (tmp_path / "model.bin").read_bytes()
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True, options=OnnxOptions(tta="flip"))
+    before = (tmp_path / "model.xml").read_bytes()  # of the TTA graph: a different .xml from the plain export below
     import edgeseg.tasks.export as job
 
     real = job.verify_parity
@@ -163,5 +176,30 @@ def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monk
 
     with pytest.raises(CheckFailed, match="model.xml fails parity"):
         export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
-    assert (tmp_path / "model.bin").read_bytes() == before and (tmp_path / "model.rejected.xml").is_file()
-    runtime.load(tmp_path / "model.xml")  # the kept pair still matches
+    # model.onnx changed (no TTA now), so the previous IR, converted from the old one, is dropped, not restored
+    assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
+    assert (tmp_path / "model.rejected.xml").read_bytes() != before
+    monkeypatch.setattr(job, "verify_parity", real)
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    before = (tmp_path / "model.xml").read_bytes()
+    monkeypatch.setattr(job, "verify_parity", failing)
+    with pytest.raises(CheckFailed, match="model.xml fails parity"):
+        export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    assert (tmp_path / "model.xml").read_bytes() == before  # same model.onnx: the previous IR is kept
+    runtime.load(tmp_path / "model.xml")  # and its pair still matches
+
+
+def test_an_ir_left_from_an_earlier_onnx_model_is_removed(tiny_checkpoint, tmp_path):
+    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    assert (tmp_path / "model.xml").is_file()
+    export_model(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False, progress=False)  # a new model.onnx, no --openvino
+    assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
+
+
+def test_an_ir_with_a_blank_weights_hash_is_refused(exported, tmp_path):
+    out, _ = exported
+    model = ov.Core().read_model(str(out / "model.xml"))
+    model.set_rt_info("", ["edgeseg", "bin_sha256"])
+    ov.save_model(model, str(tmp_path / "nohash.xml"), compress_to_fp16=False)
+    with pytest.raises(ModelFileError, match="not the weights file"):
+        runtime.load(tmp_path / "nohash.xml")

@@ -37,7 +37,7 @@ def backend_for(path: str | Path, backend: str | None = None) -> str:
             f"{path}: unknown model file type '{suffix}'; expected a checkpoint (.pt), an ONNX model (.onnx), "
             "a TensorRT engine (.engine) or an OpenVINO IR (.xml)"
         )
-    if backend is None or backend == found:
+    if backend in (None, "auto") or backend == found:
         return found
     from edgeseg.errors import ConfigError
 
@@ -74,37 +74,20 @@ def load(path: str | Path, device: str = "auto", providers: list[str] | None = N
     ONNX model; ``threads`` caps the CPU threads of the torch, onnxruntime and openvino
     runners; ``precision`` is OpenVINO's inference precision (auto, f32, bf16, f16).
     """
+    from edgeseg.errors import ConfigError
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: file not found")
     backend = backend_for(path, backend)
     if threads is not None and threads < 1:
-        from edgeseg.errors import ConfigError
-
         raise ConfigError(f"--threads: expected a positive number of threads; got {threads}")
     if precision not in (None, "auto") and backend != "openvino":
-        from edgeseg.errors import ConfigError
-
-        raise ConfigError(f"--ov-precision {precision}: {path.name} runs on {backend}; the precision hint is OpenVINO's")
-    if backend == "openvino":
-        from edgeseg.runtime.ov_runner import OvRunner
-
-        if device not in ("auto", "cpu"):
-            from edgeseg.errors import ConfigError
-
-            raise ConfigError(f"--device {device}: edgeseg runs OpenVINO on the CPU; use --device cpu or auto")
-        if providers:
-            from edgeseg.errors import ConfigError
-
-            raise ConfigError("--providers: execution providers are ONNX Runtime's; drop them for --backend openvino")
-        return OvRunner.from_file(path, precision=precision, threads=threads, strict=strict)
+        raise ConfigError(f"--ov-precision {precision}: {path.name} runs on {backend}; the precision hint is OpenVINO's "
+                          "(give auto for models on other backends)")
     if scales is not None and backend != "torch":
-        from edgeseg.errors import ConfigError
-
         raise ConfigError(f"--scales: {path.name} has its scales fixed in the graph; re-export the checkpoint with --scales")
     if tta not in (None, "none") and backend != "torch":
-        from edgeseg.errors import ConfigError
-
         raise ConfigError(f"--tta: {path.name} has its test-time augmentation fixed in the graph; re-export the checkpoint with --tta")
     if backend == "torch":
         from edgeseg.runtime.torch_runner import TorchRunner
@@ -115,7 +98,14 @@ def load(path: str | Path, device: str = "auto", providers: list[str] | None = N
         from edgeseg.runtime.ort_runner import OrtRunner
 
         return OrtRunner.from_file(path, device=device, providers=providers, strict=strict, threads=threads)
-    from edgeseg.errors import ConfigError
+    if backend == "openvino":
+        from edgeseg.runtime.ov_runner import OvRunner
+
+        if device not in ("auto", "cpu"):
+            raise ConfigError(f"--device {device}: edgeseg runs OpenVINO on the CPU; use --device cpu or auto")
+        if providers:
+            raise ConfigError("--providers: execution providers are ONNX Runtime's; drop them for --backend openvino")
+        return OvRunner.from_file(path, precision=precision, threads=threads, strict=strict)
     from edgeseg.runtime.trt_runner import TrtRunner
 
     if device == "cpu":

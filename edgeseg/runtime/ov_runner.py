@@ -46,7 +46,7 @@ def check_precision(precision: str | None) -> str:
     return precision
 
 
-def ir_meta(model, path: Path, strict: bool) -> ModelMeta:
+def ir_meta(model, path: Path) -> ModelMeta:
     """edgeseg metadata of an IR, checked against the graph's input and the weights file."""
     if not model.has_rt_info(RT_META):
         raise ModelFileError(f"{path}: an OpenVINO IR without edgeseg metadata; write it with `edgeseg export --openvino` "
@@ -75,7 +75,9 @@ def check_ir_files(xml: Path, model=None) -> None:
     bin_path = xml.with_suffix(".bin")
     if not bin_path.is_file():
         raise ModelFileError(f"{xml}: its weights file {bin_path.name} is missing; an OpenVINO IR is the .xml and the .bin together")
-    if model is not None and model.has_rt_info(RT_BIN_SHA):
+    if model is not None and model.has_rt_info(RT_META):
+        if not model.has_rt_info(RT_BIN_SHA):
+            raise ModelFileError(f"{xml}: its edgeseg metadata has no weights hash; re-export it with `edgeseg export --openvino`")
         if sha256_file(bin_path) != model.get_rt_info(RT_BIN_SHA).astype(str):
             raise ModelFileError(f"{xml}: {bin_path.name} is not the weights file written with this .xml (SHA-256 differs); "
                                  "copy both files of one export together, or re-export")
@@ -84,9 +86,10 @@ def check_ir_files(xml: Path, model=None) -> None:
 class OvRunner(BaseRunner):
     backend = "openvino"
 
-    def __init__(self, path: Path, meta: ModelMeta, precision: str = "auto", threads: int | None = None, name: str = ""):
+    def __init__(self, path: Path, meta: ModelMeta, precision: str = "auto", threads: int | None = None, name: str = "", model=None):
         super().__init__(meta, name or f"openvino:{Path(path).name}")
         self.path = Path(path)
+        self.model = model  # the IR as read and checked in from_file; compiled as is
         self.precision = check_precision(precision)
         self.threads = threads
         self.compiled = None
@@ -103,9 +106,10 @@ class OvRunner(BaseRunner):
             except RuntimeError as exc:
                 raise ModelFileError(f"{path}: OpenVINO cannot read the IR ({_first_line(exc)}); is {path.with_suffix('.bin').name} "
                                      "the weights file written with it?") from None
+            meta = ir_meta(model, path)
             check_ir_files(path, model)
-            meta = ir_meta(model, path, strict)
         else:
+            model = None
             from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
             onnx_model = read_onnx(path)
@@ -113,7 +117,7 @@ class OvRunner(BaseRunner):
             names = [o.name for o in onnx_model.graph.output]
             if "logits" in names or "labels" in names:
                 meta = meta.with_(outputs=tuple(n for n in names if n in ("logits", "labels")))
-        return cls(path, meta, precision=precision or "auto", threads=threads)
+        return cls(path, meta, precision=precision or "auto", threads=threads, model=model)
 
     def activate_impl(self) -> None:
         ov = _ov()
@@ -125,7 +129,7 @@ class OvRunner(BaseRunner):
             config["INFERENCE_PRECISION_HINT"] = self.precision
         config["PERFORMANCE_HINT"] = "LATENCY"
         try:
-            self.compiled = core.compile_model(str(self.path), "CPU", config)
+            self.compiled = core.compile_model(self.model if self.model is not None else str(self.path), "CPU", config)
         except RuntimeError as exc:
             raise ModelFileError(f"{self.path}: OpenVINO cannot compile the model ({_first_line(exc)})") from None
         shape = self.compiled.inputs[0].get_partial_shape()

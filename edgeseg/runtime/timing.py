@@ -18,6 +18,7 @@ def latency_stats(times_s: Sequence[float], batch: int) -> dict:
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "mean_ms": round(float(ms.mean()), 3),
         "throughput_ips": round(batch * 1000.0 / float(ms.mean()), 2),
+        "n": int(ms.size),
     }
 
 

@@ -127,22 +127,29 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
 
     from edgeseg.progress import Progress
 
+    import signal
+
     ctx = mp.get_context("spawn")  # a fresh interpreter: no thread pool or allocator state inherited
     workers = []
     try:
         for spec in specs:
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(child, spec, images), daemon=True)
-            proc.start()
+            # Workers start with Ctrl-C ignored (inherited): the parent alone handles it and stops them.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                proc.start()
+            finally:
+                signal.signal(signal.SIGINT, previous)
             child.close()
+            proc.model = spec["model"]
             workers.append((proc, parent))
         infos = [_receive(proc, conn) for proc, conn in workers]
         model_t, e2e_t = [[] for _ in specs], [[] for _ in specs]
         bar = Progress(len(specs) * (warmup + iters), "bench", "run", enabled=progress)
         for proc, conn in workers:
             if warmup:
-                conn.send(("run", warmup))
-                _receive(proc, conn)
+                _ask(proc, conn, warmup)
                 bar.update(warmup)
         done, turn = 0, 0
         while done < iters:
@@ -150,8 +157,7 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
             order = list(range(len(workers)))
             for k in (order if turn % 2 == 0 else order[::-1]):  # alternate who goes first
                 proc, conn = workers[k]
-                conn.send(("run", n))
-                m, e = _receive(proc, conn)
+                m, e = _ask(proc, conn, n)
                 model_t[k] += m
                 e2e_t[k] += e
                 bar.update(n)
@@ -170,14 +176,30 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
                 proc.kill()
 
 
+def _ask(proc, conn, n: int):
+    """Have a worker time ``n`` rounds; its times."""
+    try:
+        conn.send(("run", n))
+    except (BrokenPipeError, ConnectionResetError):
+        _died(proc)
+    return _receive(proc, conn)
+
+
+def _died(proc):
+    from edgeseg.errors import CheckFailed
+
+    proc.join(timeout=5)
+    raise CheckFailed(f"{proc.model}: its bench worker process died (exit code {proc.exitcode}); the engine crashed running it")
+
+
 def _receive(proc, conn):
     """A worker's reply; its error re-raised here (one line for a user's mistake)."""
     if not conn.poll(3600):
         raise RuntimeError(f"bench worker {proc.pid} did not answer within an hour")
     try:
         kind, payload = conn.recv()
-    except EOFError:
-        raise RuntimeError(f"bench worker {proc.pid} died (exit code {proc.exitcode})") from None
+    except (EOFError, ConnectionResetError):
+        _died(proc)
     if kind == "error":
         from edgeseg import errors
 

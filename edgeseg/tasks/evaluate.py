@@ -16,8 +16,13 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
     engine = engine or runtime.EngineOptions()
     runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales, tta=tta,
                           **engine.kwargs()).activate()  # fail fast on a broken model
-    ref_runner = (runtime.load(reference, device=device, providers=providers if runner.backend == "onnxruntime" else None,
-                               threads=engine.threads).activate() if reference is not None else None)
+    ref_runner = None
+    if reference is not None:
+        ref_backend = runtime.backend_for(reference)
+        # A checkpoint reference runs with the test-time augmentation the exported model has in its graph.
+        ref_tta = ((tta if tta not in (None, "none") else None) or runner.meta.extra.get("tta")) if ref_backend == "torch" else None
+        ref_runner = runtime.load(reference, device=device, providers=providers if ref_backend == "onnxruntime" else None,
+                                  threads=engine.threads, tta=ref_tta).activate()
     # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
     saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)
     ds = resolve_dataset(runner.meta.dataset, dataset, data, split, skip_bad, saved_root)

@@ -47,6 +47,20 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
     return parity
 
 
+def _drop_stale_irs(out_dir: Path) -> None:
+    """An IR converted from an ONNX model that has since changed (or gone) no longer matches it."""
+    from edgeseg.optional import available
+
+    if not available("openvino"):
+        return
+    from edgeseg.export.openvino_ir import stale_irs
+
+    for xml in stale_irs(out_dir):
+        for f in (xml, xml.with_suffix(".bin")):
+            f.unlink(missing_ok=True)
+        logger.info(f"removed {xml.name} and its .bin: converted from an earlier {xml.stem}.onnx (export with --openvino for a new one)")
+
+
 def export_model(
     checkpoint: str | Path,
     out_dir: str | Path | None = None,
@@ -92,64 +106,72 @@ def export_model(
         if trt.precision == "int8" and int8.target != "tensorrt":
             raise ConfigError(f"--trt --int8 builds from the TensorRT placement; drop --int8-target {int8.target} "
                               "(the CPU placement is for ONNX Runtime and OpenVINO)")
-    previous_onnx = sha256_file(out_dir / "model.onnx") if (out_dir / "model.onnx").is_file() else None
-    with replaced_only_if_verified(out_dir / "model.onnx"), replaced_only_if_verified(out_dir / "parity.json"):
-        onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
-        native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
-        logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
-                    f"outputs {', '.join(meta.outputs)})")
-        result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
-        saved_root = _saved_root(checkpoint)
-        check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales,
-                     tta=options.tta)
-        if verify:
-            parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
-                                   report_path=out_dir / "parity.json", **check)
-            result["parity"] = parity
-            logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
-            if not parity["passed"]:
-                raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
-                                  f"(the new one is {onnx_path.stem}.rejected.onnx, its report parity.rejected.json; any previous {onnx_path.name} is kept)")
-    # Artefacts derived from model.onnx (INT8, engine) are restored after a failed check only if
-    # model.onnx is the one they were derived from; otherwise the stale ones are dropped.
-    same_onnx = previous_onnx == sha256_file(onnx_path)
-    if int8 is not None:
-        from edgeseg.export.int8 import export_int8
-
-        with replaced_only_if_verified(out_dir / "model.int8.onnx", same_onnx), \
-                replaced_only_if_verified(out_dir / "parity.int8.json", same_onnx):
-            report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
-            result["int8"] = report
+    try:
+        previous_onnx = sha256_file(out_dir / "model.onnx") if (out_dir / "model.onnx").is_file() else None
+        with replaced_only_if_verified(out_dir / "model.onnx"), replaced_only_if_verified(out_dir / "parity.json"):
+            onnx_path, meta = export_onnx(checkpoint, out_dir / "model.onnx", options)
+            native = f", network {meta.res[0]}x{meta.res[1]} inside the graph" if meta.native_res else ""
+            logger.info(f"wrote {onnx_path} (opset {options.opset}, input {meta.input_res[0]}x{meta.input_res[1]} {meta.input_layout}{native}, "
+                        f"outputs {', '.join(meta.outputs)})")
+            result = {"onnx": str(onnx_path), "meta": {"res": list(meta.res), "outputs": list(meta.outputs), "input_layout": meta.input_layout}}
+            saved_root = _saved_root(checkpoint)
+            check = dict(dataset=dataset, data=data, split=split, n_images=n_verify, device=device, progress=progress, scales=options.scales,
+                         tta=options.tta)
             if verify:
-                # One verdict: the gate scores the very images the budget search scored (the first
-                # --sensitivity-images of the split), so the two cannot contradict each other.
-                parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
-                                       report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
-                result["int8_parity"] = parity
-                logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
-                interval = parity.get("delta_miou_interval")
-                if parity["passed"] and interval and interval[0] < -int8.budget:
-                    logger.warning(f"INT8 is within --int8-budget {int8.budget} on these {parity['n_images']} images, but the 95% "
-                                   f"interval of its mIoU change is {interval[0]:+.2f}..{interval[1]:+.2f}: score more images "
-                                   "(--sensitivity-images) for a firmer verdict")
+                parity = verify_parity(onnx_path, checkpoint, meta, min_agreement=min_agreement, max_delta_miou=max_delta_miou,
+                                       report_path=out_dir / "parity.json", **check)
+                result["parity"] = parity
+                logger.info(_parity_line("onnxruntime FP32", parity) + f"; wrote {out_dir / 'parity.json'}")
                 if not parity["passed"]:
-                    raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
-                                      f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
-    if openvino:
-        _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, same_onnx, min_agreement, max_delta_miou, check, meta)
-    if trt is not None:
-        with replaced_only_if_verified(out_dir / "model.engine", same_onnx), replaced_only_if_verified(out_dir / "model.engine.json", same_onnx), \
-                replaced_only_if_verified(out_dir / "parity.engine.json", same_onnx):
-            _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
-    return result
+                    raise CheckFailed(f"{onnx_path} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
+                                      f"(the new one is {onnx_path.stem}.rejected.onnx, its report parity.rejected.json; any previous {onnx_path.name} is kept)")
+        # Artefacts derived from model.onnx (INT8, engine) are restored after a failed check only if
+        # model.onnx is the one they were derived from; otherwise the stale ones are dropped.
+        same_onnx = previous_onnx == sha256_file(onnx_path)
+        if int8 is not None:
+            from edgeseg.export.int8 import export_int8
+
+            with replaced_only_if_verified(out_dir / "model.int8.onnx", same_onnx), \
+                    replaced_only_if_verified(out_dir / "parity.int8.json", same_onnx):
+                report = export_int8(onnx_path, meta, out_dir, int8, dataset, data, split, saved_root, progress)
+                result["int8"] = report
+                if verify:
+                    # One verdict: the gate scores the very images the budget search scored (the first
+                    # --sensitivity-images of the split), so the two cannot contradict each other.
+                    parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
+                                           report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
+                    result["int8_parity"] = parity
+                    logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
+                    interval = parity.get("delta_miou_interval")
+                    if parity["passed"] and interval and interval[0] < -int8.budget:
+                        logger.warning(f"INT8 is within --int8-budget {int8.budget} on these {parity['n_images']} images, but the 95% "
+                                       f"interval of its mIoU change is {interval[0]:+.2f}..{interval[1]:+.2f}: score more images "
+                                       "(--sensitivity-images) for a firmer verdict")
+                    if not parity["passed"]:
+                        raise CheckFailed(f"{out_dir / 'model.int8.onnx'} loses more than --int8-budget {int8.budget} mIoU: "
+                                          f"{'; '.join(parity['failures'])} (see int8_report.json; the previous model.int8.onnx is kept)")
+        if openvino:
+            _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, same_onnx, min_agreement, max_delta_miou, check, meta)
+        if trt is not None:
+            with replaced_only_if_verified(out_dir / "model.engine", same_onnx), replaced_only_if_verified(out_dir / "model.engine.json", same_onnx), \
+                    replaced_only_if_verified(out_dir / "parity.engine.json", same_onnx):
+                _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check)
+        return result
+    finally:
+        _drop_stale_irs(out_dir)
 
 
 def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, same_onnx, min_agreement, max_delta_miou, check, meta):
-    """model.xml/.bin from model.onnx (checked at f32 against FP32 thresholds) and, with INT8,
-    model.int8.xml/.bin (checked at OpenVINO's default precision against --int8-budget)."""
+    """model.xml/.bin from model.onnx and, with INT8, model.int8.xml/.bin, each checked against the checkpoint.
+
+    The FP32 IR is held to the FP32 thresholds at f32; where OpenVINO's default precision differs
+    here (bf16 on CPUs with AMX), it is scored at that too and a loss over 0.5 mIoU is reported
+    (the file is right; the precision is the user's choice). The INT8 IR runs at the default
+    precision, as deployed, against --int8-budget."""
     from edgeseg.export.openvino_ir import write_ir
     from edgeseg.runtime import EngineOptions
 
+    check = {**check, "device": "cpu"}  # OpenVINO runs on the CPU whatever --device the ONNX checks used
     todo = [("model", onnx_path, "f32", min_agreement, max_delta_miou, "openvino FP32 IR (f32)")]
     if int8 is not None:
         todo.append(("model.int8", out_dir / "model.int8.onnx", "auto", 0.0, int8.budget, "openvino INT8 IR"))
@@ -171,6 +193,25 @@ def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, s
             if not parity["passed"]:
                 raise CheckFailed(f"{xml} fails parity with {checkpoint.name}: {'; '.join(parity['failures'])} "
                                   f"(the new one is {stem}.rejected.xml; any previous {xml.name} is kept)")
+        if verify and stem == "model":
+            _check_default_precision(result, xml, checkpoint, meta, out_dir, check)
+
+
+def _check_default_precision(result, xml, checkpoint, meta, out_dir, check, budget: float = 0.5):
+    """Score the FP32 IR at OpenVINO's default precision when that is not f32 on this machine."""
+    from edgeseg.runtime import load
+
+    with load(xml, device="cpu") as probe:
+        default = probe.precision_report["inference_precision"]
+    if default == "f32":
+        return
+    report = out_dir / "parity.openvino.default.json"
+    parity = verify_parity(xml, checkpoint, meta, min_agreement=0.0, max_delta_miou=budget, report_path=report, **check)
+    result["openvino.default_parity"] = parity
+    logger.info(_parity_line(f"openvino FP32 IR at its default precision ({default})", parity) + f"; wrote {report}")
+    if not parity["passed"]:
+        logger.warning(f"{xml.name} at OpenVINO's default precision ({default}) loses more than {budget} mIoU here; "
+                       "run it with --ov-precision f32")
 
 
 def _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpoint, verify, max_delta_miou, min_agreement, check):
