@@ -251,3 +251,12 @@ def test_cpu_int8_target_uses_onnxruntime_placement(tiny_checkpoint, tmp_path, c
     assert (tmp_path / "calibration" / "ranges-minmax-cpu.json").is_file()
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "x", "--int8", "--int8-target", "gpu")
     assert code == 2 and "--int8-target" in err
+
+
+def test_a_budget_bounds_the_loss_not_a_gain():
+    from edgeseg.tasks.parity import parity_failures
+
+    gain, loss = {"pixel_agreement": 98.0, "delta_miou": 0.94}, {"pixel_agreement": 98.0, "delta_miou": -0.6}
+    assert parity_failures(gain, 0.0, 0.5, one_sided=True) == []  # INT8 scoring higher is no reason to refuse it
+    assert parity_failures(loss, 0.0, 0.5, one_sided=True) == ["mIoU change -0.6000 < -0.5"]
+    assert parity_failures(gain, 0.0, 0.5) == ["|delta mIoU| 0.9400 > 0.5"]  # FP32: any change means another graph

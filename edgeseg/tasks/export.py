@@ -22,10 +22,11 @@ logger = logging.getLogger(__name__)
 def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=None, split="val", n_images=32,
                   min_agreement=DEFAULT_MIN_AGREEMENT, max_delta_miou=DEFAULT_MAX_DELTA_MIOU,
                   device: str = "cpu", progress: bool = True, report_path: Path | None = None, scales=None, engine=None,
-                  tta: str | None = None) -> dict:
+                  tta: str | None = None, one_sided: bool = False) -> dict:
     """Run the exported model and the checkpoint on ``n_images`` real images; write the report.
 
-    ``engine`` (runtime.EngineOptions): how the exported model runs (e.g. OpenVINO at f32)."""
+    ``engine`` (runtime.EngineOptions): how the exported model runs (e.g. OpenVINO at f32).
+    ``one_sided``: ``max_delta_miou`` bounds the mIoU *lost* (a budget for INT8 and reduced precision)."""
     from edgeseg import runtime
     from edgeseg.data import resolve_dataset
     from edgeseg.runtime.torch_runner import TorchRunner
@@ -39,8 +40,8 @@ def verify_parity(model_path: Path, checkpoint: Path, meta, dataset=None, data=N
     if getattr(runner, "precision_report", None):
         parity["precision"] = runner.precision_report  # what OpenVINO ran
     parity.update(model=str(model_path), backend=runner.backend, dataset=ds.info.name, split=split, images=[ds.sample_name(i) for i in indices],
-                  thresholds={"min_pixel_agreement": min_agreement, "max_abs_delta_miou": max_delta_miou})
-    parity["failures"] = parity_failures(parity, min_agreement, max_delta_miou)
+                  thresholds={"min_pixel_agreement": min_agreement, ("max_loss_miou" if one_sided else "max_abs_delta_miou"): max_delta_miou})
+    parity["failures"] = parity_failures(parity, min_agreement, max_delta_miou, one_sided)
     parity["passed"] = not parity["failures"]
     if report_path is not None:
         write_json_atomic(report_path, parity)
@@ -138,7 +139,7 @@ def export_model(
                 if verify:
                     # One verdict: the gate scores the very images the budget search scored (the first
                     # --sensitivity-images of the split), so the two cannot contradict each other.
-                    parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget,
+                    parity = verify_parity(out_dir / "model.int8.onnx", checkpoint, meta, min_agreement=0.0, max_delta_miou=int8.budget, one_sided=True,
                                            report_path=out_dir / "parity.int8.json", **{**check, "n_images": int8.sensitivity_images})
                     result["int8_parity"] = parity
                     logger.info(_parity_line("onnxruntime INT8 Q/DQ", parity) + f"; wrote {out_dir / 'parity.int8.json'}")
@@ -172,10 +173,10 @@ def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, s
     from edgeseg.runtime import EngineOptions
 
     check = {**check, "device": "cpu"}  # OpenVINO runs on the CPU whatever --device the ONNX checks used
-    todo = [("model", onnx_path, "f32", min_agreement, max_delta_miou, "openvino FP32 IR (f32)")]
+    todo = [("model", onnx_path, "f32", min_agreement, max_delta_miou, False, "openvino FP32 IR (f32)")]
     if int8 is not None:
-        todo.append(("model.int8", out_dir / "model.int8.onnx", "auto", 0.0, int8.budget, "openvino INT8 IR"))
-    for stem, source, precision, agreement, budget, what in todo:
+        todo.append(("model.int8", out_dir / "model.int8.onnx", "auto", 0.0, int8.budget, True, "openvino INT8 IR"))
+    for stem, source, precision, agreement, budget, one_sided, what in todo:
         xml, report = out_dir / f"{stem}.xml", out_dir / f"parity.{stem.replace('model', 'openvino')}.json"
         with replaced_only_if_verified(xml, same_onnx), replaced_only_if_verified(xml.with_suffix(".bin"), same_onnx), \
                 replaced_only_if_verified(report, same_onnx):
@@ -186,7 +187,7 @@ def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, s
                 continue
             n = int8.sensitivity_images if stem == "model.int8" else check["n_images"]
             parity = verify_parity(xml, checkpoint, meta, min_agreement=agreement, max_delta_miou=budget, report_path=report,
-                                   engine=EngineOptions(precision=precision), **{**check, "n_images": n})
+                                   engine=EngineOptions(precision=precision), one_sided=one_sided, **{**check, "n_images": n})
             result[f"{stem.replace('model', 'openvino')}_parity"] = parity
             ran = parity.get("precision", {}).get("inference_precision", "?")
             logger.info(_parity_line(f"{what}, ran {ran}", parity) + f"; wrote {report}")
@@ -206,7 +207,7 @@ def _check_default_precision(result, xml, checkpoint, meta, out_dir, check, budg
     if default == "f32":
         return
     report = out_dir / "parity.openvino.default.json"
-    parity = verify_parity(xml, checkpoint, meta, min_agreement=0.0, max_delta_miou=budget, report_path=report, **check)
+    parity = verify_parity(xml, checkpoint, meta, min_agreement=0.0, max_delta_miou=budget, report_path=report, one_sided=True, **check)
     result["openvino.default_parity"] = parity
     logger.info(_parity_line(f"openvino FP32 IR at its default precision ({default})", parity) + f"; wrote {report}")
     if not parity["passed"]:
@@ -225,7 +226,8 @@ def _build_and_check_engine(result, onnx_path, out_dir, trt, int8, meta, checkpo
     if verify:
         budget = int8.budget if trt.precision == "int8" else (0.5 if trt.precision == "fp16" else max_delta_miou)
         parity = verify_parity(engine["engine"], checkpoint, meta, min_agreement=0.0 if trt.precision != "fp32" else min_agreement,
-                               max_delta_miou=budget, report_path=out_dir / "parity.engine.json", **{**check, "device": "auto"})
+                               max_delta_miou=budget, report_path=out_dir / "parity.engine.json", one_sided=trt.precision != "fp32",
+                               **{**check, "device": "auto"})
         result["engine_parity"] = parity
         logger.info(_parity_line(f"TensorRT {trt.precision}", parity) + f"; wrote {out_dir / 'parity.engine.json'}")
         if not parity["passed"]:

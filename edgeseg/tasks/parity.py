@@ -114,11 +114,19 @@ def bootstrap_delta_interval(per_image, resamples: int = 1000, seed: int = 0) ->
     return [round(lo, 4), round(hi, 4)]
 
 
-def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU) -> list[str]:
-    """Reasons a parity report fails its thresholds (empty when it passes)."""
+def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU,
+                    one_sided: bool = False) -> list[str]:
+    """Reasons a parity report fails its thresholds (empty when it passes).
+
+    ``one_sided``: ``max_delta_miou`` is a budget for *losing* mIoU (INT8, FP16, bf16), so a model
+    that scores higher than its reference passes; otherwise any change beyond it fails (FP32, where
+    a change either way means the graph computes something else)."""
     out = []
     if parity["pixel_agreement"] < min_agreement:
         out.append(f"pixel agreement {parity['pixel_agreement']:.4f}% < {min_agreement}%")
-    if abs(parity["delta_miou"]) > max_delta_miou:
+    if one_sided:
+        if parity["delta_miou"] < -max_delta_miou:
+            out.append(f"mIoU change {parity['delta_miou']:+.4f} < -{max_delta_miou}")
+    elif abs(parity["delta_miou"]) > max_delta_miou:
         out.append(f"|delta mIoU| {abs(parity['delta_miou']):.4f} > {max_delta_miou}")
     return out
