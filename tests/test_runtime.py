@@ -109,13 +109,17 @@ def test_bench_two_models_side_by_side(model_files):
     assert ratios[str(model_files["onnxruntime"])] == pytest.approx(p50[1] / p50[0], abs=1e-3)
 
 
-def test_bench_isolates_models_in_worker_processes_or_runs_them_in_process(model_files, cli_run, tmp_path):
+def test_bench_isolates_models_in_worker_processes_or_runs_them_in_process(model_files, cli_run, tmp_path, monkeypatch):
     import onnx
 
     from edgeseg.tasks.bench import bench
 
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     models = [model_files["torch"], model_files["onnxruntime"]]
     alone = bench(models, iters=3, warmup=1, progress=False, block=2)
+    # PyTorch's OpenMP threads wait passively beside another engine; the PyTorch worker keeps the default
+    assert [r["omp_wait_policy"] for r in alone["results"]] == ["default", "PASSIVE"]
+    assert "OMP_WAIT_POLICY" not in __import__("os").environ
     together = bench(models, iters=3, warmup=1, progress=False, isolate=False)
     assert alone["isolation"].startswith("a worker process per model") and together["isolation"].startswith("one process")
     for result in (alone, together):

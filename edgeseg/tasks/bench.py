@@ -7,6 +7,7 @@ engines timed in one process distort each other (their thread pools compete).
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 from edgeseg.data import resolve_dataset
@@ -47,7 +48,8 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
     images, source = _bench_images(runners[0].meta, dataset, data, batch)
     sizes = [im.shape[:2] for im in images]
     isolate = len(models) > 1 if isolate is None else isolate
-    specs = [{"model": m, "device": device, "providers": providers, "engine": e.kwargs()} for m, e in zip(models, engines)]
+    specs = [{"model": m, "device": device, "providers": providers, "engine": e.kwargs(), "backend": r.backend}
+             for m, e, r in zip(models, engines, runners)]
     if isolate:
         infos, model_t, e2e_t = _time_isolated(specs, images, iters, warmup, block, progress)
     else:
@@ -90,7 +92,7 @@ def _per_model(engines, n: int) -> list:
 
 
 def _runner_info(r) -> dict:
-    info = {"providers": getattr(r, "active_providers", None)}
+    info = {"providers": getattr(r, "active_providers", None), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
     if getattr(r, "precision_report", None):
         info["precision"] = r.precision_report
     if getattr(r, "threads", None):
@@ -137,10 +139,18 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
             proc = ctx.Process(target=_worker, args=(child, spec, images), daemon=True)
             # Workers start with Ctrl-C ignored (inherited): the parent alone handles it and stops them.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            env = _worker_env(spec["backend"])
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
             try:
                 proc.start()
             finally:
                 signal.signal(signal.SIGINT, previous)
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             child.close()
             proc.model = spec["model"]
             workers.append((proc, parent))
@@ -174,6 +184,20 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
+
+
+def _worker_env(backend: str) -> dict:
+    """Environment of a worker running ``backend``.
+
+    edgeseg's pre- and post-processing run on PyTorch, whose OpenMP threads spin after each
+    parallel region and take the cores from another engine's threads: with them waiting
+    passively, ONNX Runtime FP32 ran 27% faster on the 2-core reference machine and PyTorch
+    itself 55% slower (benchmarks/RESULTS.md section 19). So a worker running another engine
+    gets OMP_WAIT_POLICY=PASSIVE, a PyTorch worker keeps the default, and a value the user set wins.
+    """
+    if backend == "torch" or "OMP_WAIT_POLICY" in os.environ:
+        return {}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _ask(proc, conn, n: int):
