@@ -1,4 +1,4 @@
-from edgeseg.cli import main
+from edgeseg.launch import main
 
 if __name__ == "__main__":
     main()

@@ -290,3 +290,26 @@ def test_a_stream_that_drops_is_reopened_a_bounded_number_of_times(model_files, 
     assert result["frames"] > 0 and not result["interrupted"]
     with av.open(result["video"]) as c:
         assert sum(1 for _ in c.decode(video=0)) == result["frames"]
+
+
+def test_the_command_runs_exported_models_with_pytorch_threads_waiting_passively(model_files, shared_folder):
+    import os
+    import subprocess
+    import sys
+
+    from edgeseg.launch import wait_policy
+
+    assert wait_policy(["eval", "--model", "m.onnx"]) == "PASSIVE" and wait_policy(["predict", "--model=x/m.XML", "a.png"]) == "PASSIVE"
+    assert wait_policy(["eval", "--model", "best.pt"]) is None and wait_policy(["train", "--out", "r.onnx"]) is None
+    assert wait_policy(["bench", "--model", "m.onnx"]) is None and wait_policy([]) is None  # bench sets it per worker
+    # the real entry point, as `python -m edgeseg`: the variable is set before PyTorch loads, a user's value is kept
+    probe = ("import os, sys, types; sys.argv = ['edgeseg'] + sys.argv[1:]; cli = types.ModuleType('edgeseg.cli'); "
+             "cli.main = lambda: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules); sys.modules['edgeseg.cli'] = cli; "
+             "import edgeseg.launch; edgeseg.launch.main()")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe, "eval", "--model", str(model_files["onnxruntime"])], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[-2:] == ["PASSIVE", "False"]  # and PyTorch not yet loaded when it was set
+    out = subprocess.run([sys.executable, "-c", probe, "eval", "--model", str(model_files["onnxruntime"])],
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True).stdout.split()
+    assert out[-2] == "ACTIVE"
