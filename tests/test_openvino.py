@@ -90,6 +90,13 @@ def test_eval_bench_predict_take_backend_and_ir(exported, tiny_checkpoint, cli_r
     assert code == 0, err
     rows = json.loads((tmp_path / "b2.json").read_text())["results"]
     assert [r["backend"] for r in rows] == ["torch", "openvino"] and rows[1]["precision"]["inference_precision"] == "f32"
+    # one file on two backends: each keeps its own ratio
+    from edgeseg.runtime import EngineOptions
+    from edgeseg.tasks.bench import bench
+
+    both = bench([out / "model.onnx", out / "model.onnx"], iters=2, warmup=0, progress=False,
+                 engines=[EngineOptions(), EngineOptions(backend="openvino")])
+    assert len(both["p50_ratio_to_first"]) == 2 and [r["p50_ratio_to_first"] for r in both["results"]][0] == 1.0
 
 
 def _plain_ir(src_onnx, xml):

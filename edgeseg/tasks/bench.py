@@ -71,7 +71,12 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
     }
     if len(rows) > 1:
         base = rows[0]["model_only"]["p50_ms"]
-        result["p50_ratio_to_first"] = {r["model"]: round(r["model_only"]["p50_ms"] / base, 3) for r in rows}
+        for r in rows:
+            r["p50_ratio_to_first"] = round(r["model_only"]["p50_ms"] / base, 3)
+        # keyed by file; the same file timed on several backends gets its position too
+        seen = [r["model"] for r in rows]
+        result["p50_ratio_to_first"] = {(r["model"] if seen.count(r["model"]) == 1 else f"{r['model']} #{k + 1}"): r["p50_ratio_to_first"]
+                                        for k, r in enumerate(rows)}
     return result
 
 
