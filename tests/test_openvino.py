@@ -210,3 +210,16 @@ def test_an_ir_with_a_blank_weights_hash_is_refused(exported, tmp_path):
     ov.save_model(model, str(tmp_path / "nohash.xml"), compress_to_fp16=False)
     with pytest.raises(ModelFileError, match="not the weights file"):
         runtime.load(tmp_path / "nohash.xml")
+
+
+def test_uint8_input_and_label_output_run_on_openvino(tiny_checkpoint, tmp_path):
+    from edgeseg.export.openvino_ir import write_ir
+
+    path, _ = export_onnx(tiny_checkpoint, tmp_path / "u8.onnx", OnnxOptions(input_format="uint8", output="both", output_size=(96, 72)))
+    write_ir(path, tmp_path / "u8.xml")
+    x = np.random.default_rng(1).integers(0, 256, (2, 36, 48, 3), dtype=np.uint8)
+    with runtime.load(path) as ort_runner, runtime.load(tmp_path / "u8.xml", precision="f32") as ov_runner:
+        want, got = ort_runner.infer(x), ov_runner.infer(x)
+    assert got["labels"].dtype == np.uint8 and got["labels"].shape == (2, 72, 96)
+    assert (got["labels"] == want["labels"]).mean() > 0.999
+    np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-3)
