@@ -153,6 +153,13 @@ def test_bad_ir_files_and_backend_choices_are_one_line_errors(exported, tiny_che
         runtime.load(tmp_path / "nobin.xml")
 
 
+def test_export_cli_writes_the_ir(tiny_checkpoint, cli_run, tmp_path):
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--openvino", "--verify-images", "2", "--quiet")
+    assert code == 0, err
+    assert "openvino FP32 IR (f32), ran f32" in err and json.loads((tmp_path / "parity.openvino.json").read_text())["passed"]
+    assert runtime.load(tmp_path / "model.xml").backend == "openvino"
+
+
 def test_openvino_options_without_the_package_name_the_extra(tiny_checkpoint, exported, cli_run, tmp_path, monkeypatch):
     out, _ = exported
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
