@@ -122,7 +122,7 @@ def engine_options(multi: bool = False):
             click.option("--threads", type=click.IntRange(min=1), default=None,
                          help="CPU threads for PyTorch, ONNX Runtime and OpenVINO [default: the engine's own]."),
             click.option("--ov-precision", default=None, help=f"OpenVINO inference precision: {', '.join(PRECISIONS)} [default: auto, which "
-                         f"may run FP32 models in bf16 on CPUs with AMX]; the precision that ran is reported.{each}"),
+                         f"may run FP32 models in bf16 on CPUs with native bf16]; the precision that ran is reported.{each}"),
         ]):
             wrapper = opt(wrapper)
         return wrapper

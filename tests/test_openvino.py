@@ -34,7 +34,7 @@ def test_export_writes_checked_ir_with_metadata_and_weights_hash(exported, tiny_
     assert fp32["passed"] and fp32["backend"] == "openvino" and fp32["pixel_agreement"] >= 99.9
     assert fp32["precision"]["inference_precision"] == "f32" and fp32["max_abs_logit_diff"] < 1e-3
     default = runtime.load(out / "model.xml").activate().precision_report["inference_precision"]
-    # where OpenVINO's default precision is not f32 (bf16 with AMX), the FP32 IR is scored at it too
+    # where OpenVINO's default precision is not f32 (bf16 on CPUs with native bf16), the FP32 IR is scored at it too
     assert (out / "parity.openvino.default.json").is_file() == (default != "f32")
     int8 = json.loads((out / "parity.openvino.int8.json").read_text())
     assert int8["passed"] and int8["n_images"] == 3

@@ -166,7 +166,7 @@ def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, s
     """model.xml/.bin from model.onnx and, with INT8, model.int8.xml/.bin, each checked against the checkpoint.
 
     The FP32 IR is held to the FP32 thresholds at f32; where OpenVINO's default precision differs
-    here (bf16 on CPUs with AMX), it is scored at that too and a loss over 0.5 mIoU is reported
+    here (bf16 on CPUs with AVX-512 BF16 or AMX), it is scored at that too and a loss over 0.5 mIoU is reported
     (the file is right; the precision is the user's choice). The INT8 IR runs at the default
     precision, as deployed, against --int8-budget."""
     from edgeseg.export.openvino_ir import write_ir
