@@ -111,6 +111,15 @@ def latency(engines, iters: int, warmup: int, block: int, isolate: bool, data: s
     return {"isolation": result["isolation"], "machine": result["machine"], "iters": iters, "warmup": warmup, "rows": rows}
 
 
+def without_sample_names(report: dict) -> dict:
+    """An INT8 report for the repository: the count of the images that decided, not their names
+    (results files keep nothing of a data set but scores)."""
+    subset = dict(report.get("subset", {}))
+    if "images" in subset:
+        subset["images_count"] = len(subset.pop("images"))
+    return {**report, "subset": subset}
+
+
 def table(entry: dict) -> str:
     lat, q = entry["latency"]["rows"], entry.get("quality", {}).get("rows", {})
     lines = [f"| engine | p50 ms | p90 ms | ratio to ORT FP32 | e2e p50 ms | mIoU | change (95%) | agreement % |",
@@ -160,7 +169,7 @@ def main() -> None:
         engines = engine_files(ckpt, work)
         meta = load(ckpt).meta
         entry = {"checkpoint": str(ckpt), "res": list(meta.res), "dataset": meta.dataset, "refused": refused,
-                 "int8_reports": {t: json.loads((work / t / "int8_report.json").read_text())
+                 "int8_reports": {t: without_sample_names(json.loads((work / t / "int8_report.json").read_text()))
                                   for t in ("trt", "cpu") if (work / t / "int8_report.json").is_file()}}
         entry["latency"] = latency(engines, args.iters, args.warmup, args.block, True, data)
         if args.in_process_too:
