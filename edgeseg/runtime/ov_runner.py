@@ -154,10 +154,20 @@ class OvRunner(BaseRunner):
         self.compiled = None
 
 
+def _short(element_type) -> str:
+    """OpenVINO's element type as the --ov-precision names it (f32, bf16, f16)."""
+    name = str(element_type).replace("<Type: '", "").replace("'>", "")
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def default_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs float models at here unless told (no model compiled)."""
+    return _short(_ov().Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+
 def precision_report(compiled) -> dict:
     """What ran: the compiled model's inference precision and the runtime precision of its convolutions."""
-    hint = str(compiled.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").replace("'>", "")
-    hint = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(hint, hint)
+    hint = _short(compiled.get_property("INFERENCE_PRECISION_HINT"))
     convs: dict[str, int] = {}
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()

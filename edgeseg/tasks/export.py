@@ -200,10 +200,9 @@ def _write_and_check_irs(result, onnx_path, out_dir, int8, checkpoint, verify, s
 
 def _check_default_precision(result, xml, checkpoint, meta, out_dir, check, budget: float = 0.5):
     """Score the FP32 IR at OpenVINO's default precision when that is not f32 on this machine."""
-    from edgeseg.runtime import load
+    from edgeseg.runtime.ov_runner import default_precision
 
-    with load(xml, device="cpu") as probe:
-        default = probe.precision_report["inference_precision"]
+    default = default_precision()
     if default == "f32":
         return
     report = out_dir / "parity.openvino.default.json"
