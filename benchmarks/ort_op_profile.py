@@ -32,7 +32,8 @@ def profile(path: str, iters: int, threads: int) -> dict:
              else np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
         for _ in range(iters):
             sess.run(None, {inp.name: x})
-        events = json.load(open(sess.end_profiling()))
+        with open(sess.end_profiling()) as fh:
+            events = json.load(fh)
     by_op = defaultdict(float)
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):

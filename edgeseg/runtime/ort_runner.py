@@ -102,6 +102,16 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
     return meta
 
 
+def onnx_meta(path: Path, strict: bool = False) -> tuple[ModelMeta, list[str]]:
+    """An ONNX model file's metadata (its outputs as the graph names them) and its output names."""
+    model = read_onnx(path)
+    meta = meta_from_graph(model, path, strict)
+    output_names = [o.name for o in model.graph.output]
+    if "logits" in output_names or "labels" in output_names:
+        meta = meta.with_(outputs=tuple(n for n in output_names if n in ("logits", "labels")))
+    return meta, output_names
+
+
 class OrtRunner(BaseRunner):
     backend = "onnxruntime"
 
@@ -119,11 +129,7 @@ class OrtRunner(BaseRunner):
     def from_file(cls, path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False,
                   threads: int | None = None) -> "OrtRunner":
         path = Path(path)
-        model = read_onnx(path)
-        meta = meta_from_graph(model, path, strict)
-        output_names = [o.name for o in model.graph.output]
-        if "logits" in output_names or "labels" in output_names:
-            meta = meta.with_(outputs=tuple(n for n in output_names if n in ("logits", "labels")))
+        meta, output_names = onnx_meta(path, strict)
         return cls(path, meta, resolve_providers(device, providers), output_names=output_names, threads=threads)
 
     def activate_impl(self) -> None:

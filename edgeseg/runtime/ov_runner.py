@@ -17,13 +17,13 @@ import numpy as np
 
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.optional import require
+from edgeseg.runtime import IR_SUFFIXES
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.meta import ModelMeta
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "f32", "bf16", "f16")
-IR_SUFFIXES = (".xml",)
 # Where edgeseg keeps its metadata in an IR's rt_info: the ONNX metadata_props as one JSON object,
 # and the SHA-256 of the weights file written with it.
 RT_META = ["edgeseg", "meta"]
@@ -110,13 +110,9 @@ class OvRunner(BaseRunner):
             check_ir_files(path, model)
         else:
             model = None
-            from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
+            from edgeseg.runtime.ort_runner import onnx_meta
 
-            onnx_model = read_onnx(path)
-            meta = meta_from_graph(onnx_model, path, strict)
-            names = [o.name for o in onnx_model.graph.output]
-            if "logits" in names or "labels" in names:
-                meta = meta.with_(outputs=tuple(n for n in names if n in ("logits", "labels")))
+            meta, _ = onnx_meta(path, strict)
         return cls(path, meta, precision=precision or "auto", threads=threads, model=model)
 
     def activate_impl(self) -> None:
