@@ -117,7 +117,7 @@ def main() -> None:
         "--val-limit": ["0", "-3"], "--train-limit": ["0"], "--weight-decay": ["-1", "nan"], "--clip-grad": ["-1", "inf"],
         "--jitter": ["1.5", "-0.1"], "--scale": ["2,1", "0,1", "a,b", "1"], "--class-uniform": ["1.5", "-0.1"],
         "--train-fraction": ["0", "2"], "--labels": ["fuzzy"], "--kernel": ["cubic"], "--model": ["resnet9000"],
-        "--upscale": ["3", "8"], "--refine": ["bilateral"], "--model-opt": ["bogus=1", "inter=wide", "novalue"],
+        "--upscale": ["3", "8"], "--refine": ["bilateral"], "--class-weights": ["median", ""], "--model-opt": ["bogus=1", "inter=wide", "novalue"],
         "--dataset": ["imagenet"], "--data": [str(bad / "nowhere")], "--pretrained": [str(bad / "garbage.pt"), str(bad / "missing.pt")],
         "--amp": ["fp8"], "--device": ["tpu", "cuda"], "--warmup": ["-1"], "--val-every": ["0"],
     }

@@ -23,6 +23,7 @@ from edgeseg.export.onnx_export import OUTPUT_CHOICES, OnnxOptions
 from edgeseg.export.trt_build import TrtOptions
 from edgeseg.tasks.parity import DEFAULT_MAX_DELTA_MIOU, DEFAULT_MIN_AGREEMENT
 from edgeseg.trainer.config import TrainConfig
+from edgeseg.trainer.losses import CLASS_WEIGHTS
 
 # --------------------------------------------------------------------------- option types
 
@@ -299,6 +300,8 @@ def scales_option(fn):
 @click.option("--kernel", type=click.Choice(list(KERNELS)), default=default_of(TrainConfig, "kernel"), show_default=True,
               help="Resize kernel shared by image and soft label.")
 @click.option("--loss", type=click.Choice(["ce", "kl"]), default=default_of(TrainConfig, "loss"), show_default=True, help="Loss for soft targets.")
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default=default_of(TrainConfig, "class_weights"), show_default=True,
+              help="Loss weights from the training labels' class frequencies f: log = 1/ln(1.02+f) (ENet), sqrt = 1/sqrt(f).")
 @click.option("--model", default=default_of(TrainConfig, "model"), show_default=True, help="Architecture (see 'edgeseg models').")
 @click.option("--upscale", type=click.Choice(["1", "2", "4"]), default=str(default_of(TrainConfig, "upscale")), show_default=True,
               help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features.")
@@ -342,7 +345,7 @@ def scales_option(fn):
 @click.option("--model-opt", "model_opts", multiple=True, metavar="KEY=VALUE",
               help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
 @quiet_option
-def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, pretrained, epochs, iters, batch, lr, weight_decay,
+def train(res, dataset, data, label_mode, kernel, loss, class_weights, model, upscale, refine, pretrained, epochs, iters, batch, lr, weight_decay,
           optimizer, schedule, warmup, clip_grad, workers, device, amp, out, resume, exist_ok, seed, scale, no_hflip,
           jitter, val_every, val_limit, train_limit, train_fraction, skip_bad, contrastive_epochs, contrastive_pixels, extra_data, class_uniform,
           model_opts, quiet):
@@ -361,7 +364,7 @@ def train(res, dataset, data, label_mode, kernel, loss, model, upscale, refine, 
     out = out if out is not None else _next_run_dir(Path("runs") / "train")
     cfg = TrainConfig(
         out=str(out), res=res, dataset=dataset, data=str(data) if data else None, labels=label_mode, kernel=kernel,
-        loss=loss, model=model, upscale=int(upscale), refine=refine, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
+        loss=loss, class_weights=class_weights, model=model, upscale=int(upscale), refine=refine, pretrained=pretrained, epochs=epochs, iters=iters, batch=batch, lr=lr,
         weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, warmup=warmup, clip_grad=clip_grad,
         workers=workers, device=device, amp=amp, seed=seed, scale=_float_pair(scale, "--scale"), hflip=not no_hflip,
         jitter=jitter, val_every=val_every, val_limit=val_limit, train_limit=train_limit, train_fraction=train_fraction, skip_bad=skip_bad,

@@ -35,3 +35,43 @@ def test_kl_and_ce_have_the_same_gradient():
     soft_cross_entropy(a, mass, valid).backward()
     soft_kl(b, mass, valid).backward()
     torch.testing.assert_close(a.grad, b.grad)
+
+
+# ------------------------------------------------------------------ class weights
+def test_weighted_soft_ce_equals_torch_weighted_ce_and_kl_keeps_its_gradient():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 4, 6, 5)
+    label = torch.randint(0, 4, (2, 6, 5))
+    label[1, 2, :] = 255
+    onehot = F.one_hot(label.clamp(max=3), 4).permute(0, 3, 1, 2).float() * (label != 255)[:, None]
+    valid = (label != 255).float()
+    w = torch.tensor([0.5, 1.0, 3.0, 7.0])
+    ref = F.cross_entropy(logits, label, weight=w, ignore_index=255)
+    torch.testing.assert_close(soft_cross_entropy(logits, onehot, valid, w), ref)
+    torch.testing.assert_close(hard_cross_entropy(logits, label, weight=w), ref)
+    assert not torch.allclose(soft_cross_entropy(logits, onehot, valid), ref)  # the weights change the loss
+    mass = torch.rand(1, 4, 3, 3)
+    a = torch.randn(1, 4, 3, 3, requires_grad=True)
+    b = a.detach().clone().requires_grad_(True)
+    soft_cross_entropy(a, mass, mass.sum(1), w).backward()
+    soft_kl(b, mass, mass.sum(1), w).backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_class_weights_from_counts():
+    import numpy as np
+    import pytest
+
+    from edgeseg.trainer.losses import class_weights
+
+    counts = np.array([600, 300, 100, 0])
+    f = counts / counts.sum()
+    assert class_weights(counts, "none") is None
+    for scheme, raw in (("log", 1 / np.log(1.02 + f[:3])), ("sqrt", 1 / np.sqrt(f[:3]))):
+        w = class_weights(counts, scheme)
+        assert abs(float((f * w).sum()) - 1.0) < 1e-9  # pixel-weighted mean of 1
+        np.testing.assert_allclose(w[:3] / w[0], raw / raw[0])  # the scheme's ratios
+        assert w[0] < w[1] < w[2] == w[3]  # rarer weighs more; an absent class takes the largest weight
+    assert class_weights([0, 0, 0], "log") is None
+    with pytest.raises(ValueError):
+        class_weights(counts, "inverse")

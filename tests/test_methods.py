@@ -273,6 +273,42 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch,
     assert not any("from cache" in m for m in caplog.messages)
 
 
+def test_class_pixel_counts_match_the_labels_and_are_cached(shared_folder, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="edgeseg")
+    from edgeseg.data.label_stats import class_pixel_counts
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    ds = build_dataset("folder", shared_folder, "train")
+    C = ds.info.num_classes
+    expected = sum(np.bincount(ds[i].label[ds[i].label < C].ravel(), minlength=C) for i in range(len(ds)))
+    np.testing.assert_array_equal(class_pixel_counts(ds, progress=False), expected)
+    caplog.clear()
+    np.testing.assert_array_equal(class_pixel_counts(ds, progress=False), expected)
+    assert any("from cache" in m for m in caplog.messages)
+
+
+def test_training_with_class_weights_records_them_and_resume_keeps_them(shared_folder, tmp_path):
+    import json
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.trainer import TrainConfig, train
+
+    base = dict(res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny", batch=2, progress=False, device="cpu")
+    out = tmp_path / "cw"
+    train(TrainConfig(out=str(out), epochs=1, iters=None, class_weights="sqrt", **base))
+    from edgeseg.data.label_stats import class_pixel_counts
+    from edgeseg.trainer.losses import class_weights
+
+    values = json.loads((out / "config.json").read_text())["class_weight_values"]
+    expected = class_weights(class_pixel_counts(build_dataset("folder", shared_folder, "train"), progress=False), "sqrt")
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    assert len(set(values)) > 1
+    with pytest.raises(ConfigError, match="--class-weights 'sqrt' \\(now 'log'\\)"):
+        train(TrainConfig(out=str(out), epochs=1, class_weights="log", resume=True, **base))
+    with pytest.raises(ConfigError, match="--class-weights: expected one of none, log, sqrt"):
+        TrainConfig(class_weights="median")
+
+
 def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, shared_folder, tmp_path):
     import shutil
 

@@ -7,16 +7,10 @@ each tile of a grid over every label) and cached.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-
 import numpy as np
 
 from edgeseg.data.base import SegDataset
 from edgeseg.progress import Progress
-
-logger = logging.getLogger(__name__)
 
 GRID = 8  # tiles per side
 MIN_PIXELS = 8  # a class needs this many pixels in a tile to leave a centroid there
@@ -45,20 +39,11 @@ def compute_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.nda
 
 
 def cached_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.ndarray]:
-    from edgeseg.fileio import atomic_path, cache_dir
+    from edgeseg.data.label_stats import cached_label_stats
 
-    key = hashlib.sha256(json.dumps([ds.fingerprint(), GRID, MIN_PIXELS]).encode()).hexdigest()[:20]
-    path = cache_dir() / "class_uniform" / f"{ds.info.name}-{ds.split}-{key}.npz"
-    if path.is_file():
-        data = np.load(path)
-        logger.info(f"class-uniform centroids from cache {path}")
-        return {int(k[1:]): data[k] for k in data.files}
-    centroids = compute_centroids(ds, progress)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{f"c{c}": v for c, v in centroids.items()})
-    logger.info(f"class-uniform centroids for {sum(len(v) for v in centroids.values())} (class, tile) pairs cached at {path}")
-    return centroids
+    arrays = cached_label_stats(ds, "class_uniform", [GRID, MIN_PIXELS],
+                                lambda: {f"c{c}": v for c, v in compute_centroids(ds, progress).items()})
+    return {int(k[1:]): v for k, v in arrays.items()}
 
 
 def epoch_plan(n: int, fraction: float, centroids: dict[int, np.ndarray] | None, seed: int, epoch: int) -> list[tuple[int, tuple[int, int] | None]]:

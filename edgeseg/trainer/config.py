@@ -22,6 +22,7 @@ class TrainConfig:
     labels: str = "soft"  # soft | nearest | onehot-bilinear
     kernel: str = "area"  # area | bilinear
     loss: str = "ce"  # ce | kl, for soft targets
+    class_weights: str = "none"  # none | log | sqrt: loss weights from the training labels' class frequencies
     model: str = DEFAULT_MODEL
     upscale: int = 1  # class scores at K x --res (1, 2, 4): a learned up-sampler on stride-4/2 features
     refine: str = "none"  # none | guided: refine the scores to the native frame with a learned guided filter
@@ -61,12 +62,14 @@ class TrainConfig:
     def __post_init__(self):
         """Every option checked once, where the config is made: a one-line error naming it."""
         from edgeseg.data import KERNELS, LABEL_MODES
+        from edgeseg.trainer.losses import CLASS_WEIGHTS
 
         choices = {"labels": LABEL_MODES, "kernel": KERNELS, "loss": ("ce", "kl"), "schedule": ("poly", "cosine"),
-                   "optimizer": ("adamw", "sgd"), "amp": ("off", "auto", "bf16", "fp16"), "refine": ("none", "guided")}
+                   "optimizer": ("adamw", "sgd"), "amp": ("off", "auto", "bf16", "fp16"), "refine": ("none", "guided"),
+                   "class_weights": CLASS_WEIGHTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name}: expected one of {', '.join(allowed)}; got '{getattr(self, name)}'")
+                raise ConfigError(f"--{name.replace('_', '-')}: expected one of {', '.join(allowed)}; got '{getattr(self, name)}'")
         if self.upscale not in (1, 2, 4):
             raise ConfigError(f"--upscale: expected one of 1, 2, 4; got {self.upscale}")
         for name in ("batch", "val_every"):

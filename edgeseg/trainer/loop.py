@@ -126,6 +126,7 @@ class _Run:
     carried_loss: float = 0.0  # loss summed over the steps of the interrupted epoch done before a resume
     best: float = -1.0
     history: list = field(default_factory=list)
+    loss_weight: torch.Tensor | None = None  # per-class loss weights (--class-weights)
 
     def checkpoint(self, epoch: int, step_in_epoch: int, epoch_loss_sum: float = 0.0) -> Checkpoint:
         return Checkpoint(self.card, self.model.state_dict(), TrainingState(
@@ -171,11 +172,21 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         from edgeseg.data.class_uniform import cached_centroids
 
         centroids = cached_centroids(data.train, progress=cfg.progress and main)
+    loss_weight = None
+    if cfg.class_weights != "none":
+        from edgeseg.data.label_stats import class_pixel_counts
+        from edgeseg.trainer.losses import class_weights
+
+        w = class_weights(class_pixel_counts(data.train, progress=cfg.progress and main), cfg.class_weights)
+        if w is not None:
+            loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
+            say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
     mcfg = card.model_config
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res)
     run = _Run(cfg, out, device, dist_info, say, data, card, meta_for(card), model, train_model, optimizer, schedule, scaler,
-               autocast, plan, TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids), workers)
+               autocast, plan, TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids), workers,
+               loss_weight=loss_weight)
     if ckpt is not None:
         saved = ckpt.training
         optimizer.load_state_dict(saved.optimizer)
@@ -216,6 +227,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         "autocast": str(autocast).replace("torch.", "") if autocast else "off",
         "train_samples": len(data.train), "val_samples": len(data.val), "init": init_note, "edgeseg_version": __version__,
         "contrastive": contrastive,
+        "class_weight_values": None if loss_weight is None else [round(float(v), 6) for v in loss_weight],
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +271,7 @@ def _fit(run: _Run, on_step) -> dict:
             try:
                 stats = train_one_epoch(
                     run.train_model, loader, run.optimizer, run.schedule, run.scaler, device=run.device, normalise=normalise,
-                    loss_fn=lambda out_, target: compute_loss(out_, target, cfg.loss, run.data.info.ignore_index),
+                    loss_fn=lambda out_, target: compute_loss(out_, target, cfg.loss, run.data.info.ignore_index, run.loss_weight),
                     autocast_dtype=run.autocast, clip_grad=cfg.clip_grad, max_steps=remaining, stop=stop, dist_info=dist_info,
                     progress=bar, on_step=on_step,
                 )

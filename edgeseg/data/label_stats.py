@@ -1,0 +1,52 @@
+"""Statistics of a data set's labels (class pixel counts, class centroids), computed once
+and cached under the cache folder, keyed by what the labels are (``SegDataset.fingerprint``),
+so an edited label file invalidates them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Callable
+
+import numpy as np
+
+from edgeseg.data.base import SegDataset
+from edgeseg.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+
+def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``compute()`` (named arrays) for ``ds``, from the cache when the labels are unchanged."""
+    from edgeseg.fileio import atomic_path, cache_dir
+
+    key = hashlib.sha256(json.dumps([ds.fingerprint(), *params]).encode()).hexdigest()[:20]
+    path = cache_dir() / kind / f"{ds.info.name}-{ds.split}-{key}.npz"
+    if path.is_file():
+        data = np.load(path)
+        logger.info(f"{kind} from cache {path}")
+        return {k: data[k] for k in data.files}
+    arrays = compute()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    logger.info(f"{kind} cached at {path}")
+    return arrays
+
+
+def class_pixel_counts(ds: SegDataset, progress: bool = True) -> np.ndarray:
+    """Labelled pixels of each class over the whole data set at native resolution (void left out)."""
+    C = ds.info.num_classes
+
+    def compute():
+        counts = np.zeros(C, dtype=np.int64)
+        bar = Progress(len(ds), "class frequencies", "img", enabled=progress)
+        for i in range(len(ds)):
+            lab = ds[i].label
+            counts += np.bincount(lab[lab < C].ravel(), minlength=C)[:C]
+            bar.update()
+        bar.close()
+        return {"counts": counts}
+
+    return cached_label_stats(ds, "class_counts", [C], compute)["counts"]
