@@ -36,23 +36,24 @@ def _ms(values):
 def labels(name="camvid_labels.jsonl") -> str:
     groups = defaultdict(list)
     for r in _rows(name):
-        groups[(r["model"], tuple(r["res"]), r["labels"])].append(r)
-    out = ["| model | training res | labels | seeds | mIoU | " + " | ".join(THIN) + " | thin mean |", "|---|---|---|---|---|" + "---|" * (len(THIN) + 1)]
-    for (model, res, mode), rs in sorted(groups.items()):
+        groups[(r["model"], tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["labels"])].append(r)
+    out = ["| model | training res | variant (tag) | epochs | labels | seeds | mIoU | " + " | ".join(THIN) + " | thin mean |",
+           "|---|---|---|---|---|---|---|" + "---|" * (len(THIN) + 1)]
+    for (model, res, tag, epochs, mode), rs in sorted(groups.items()):
         cells = [_ms([r["per_class"][c] for r in rs]) for c in THIN]
-        out.append(f"| {model} | {res[0]}x{res[1]} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | " + " | ".join(cells)
-                   + f" | {_ms([r['thin_mean'] for r in rs])} |")
+        out.append(f"| {model} | {res[0]}x{res[1]} | {tag} | {epochs} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | "
+                   + " | ".join(cells) + f" | {_ms([r['thin_mean'] for r in rs])} |")
     pairs = defaultdict(dict)
-    for r in _rows(name):
-        pairs[(tuple(r["res"]), r["seed"])][r["labels"]] = r
+    for r in _rows(name):  # the last run of each (res, variant, epochs, seed, labels) counts
+        pairs[(tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["seed"])][r["labels"]] = r
     if not any("soft" in d and "nearest" in d for d in pairs.values()):
         return "\n".join(out)
     out.append("")
-    out.append("| training res | seed | soft - nearest mIoU | soft - nearest thin mean |")
-    out.append("|---|---|---|---|")
-    for (res, seed), d in sorted(pairs.items()):
+    out.append("| training res | variant (tag) | epochs | seed | soft - nearest mIoU | soft - nearest thin mean |")
+    out.append("|---|---|---|---|---|---|")
+    for (res, tag, epochs, seed), d in sorted(pairs.items()):
         if "soft" in d and "nearest" in d:
-            out.append(f"| {res[0]}x{res[1]} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
+            out.append(f"| {res[0]}x{res[1]} | {tag} | {epochs} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
                        f"{d['soft']['thin_mean'] - d['nearest']['thin_mean']:+.2f} |")
     return "\n".join(out)
 

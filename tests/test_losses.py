@@ -75,3 +75,18 @@ def test_class_weights_from_counts():
     assert class_weights([0, 0, 0], "log") is None
     with pytest.raises(ValueError):
         class_weights(counts, "inverse")
+
+
+def test_compute_loss_passes_the_weights_to_every_output_and_target_kind():
+    from edgeseg.trainer.losses import compute_loss
+
+    torch.manual_seed(3)
+    main, aux = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    label = torch.randint(0, 3, (1, 4, 4))
+    mass = F.one_hot(label, 3).permute(0, 3, 1, 2).float()
+    w = torch.tensor([0.2, 1.0, 5.0])
+    out = {"logits": main, "aux": [aux], "aux_weight": 0.4}
+    for target in ({"label": label}, {"mass": mass, "valid": mass.sum(1)}):
+        expected = F.cross_entropy(main, label, weight=w) + 0.4 * F.cross_entropy(aux, label, weight=w)
+        torch.testing.assert_close(compute_loss(out, target, weight=w), expected)
+        assert not torch.allclose(compute_loss(out, target), expected)

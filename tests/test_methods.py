@@ -287,15 +287,30 @@ def test_class_pixel_counts_match_the_labels_and_are_cached(shared_folder, tmp_p
     assert any("from cache" in m for m in caplog.messages)
 
 
-def test_training_with_class_weights_records_them_and_resume_keeps_them(shared_folder, tmp_path):
+def test_training_with_class_weights_uses_records_and_keeps_them(shared_folder, tmp_path, monkeypatch):
     import json
 
+    import edgeseg.trainer.loop as loop
     from edgeseg.errors import ConfigError
     from edgeseg.trainer import TrainConfig, train
 
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    seen = []
+    real = loop.compute_loss
+
+    def spy(out_, target, kind="ce", ignore_index=255, weight=None):
+        seen.append(None if weight is None else weight.tolist())
+        return real(out_, target, kind, ignore_index, weight)
+
+    monkeypatch.setattr(loop, "compute_loss", spy)
     base = dict(res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny", batch=2, progress=False, device="cpu")
     out = tmp_path / "cw"
     train(TrainConfig(out=str(out), epochs=1, iters=None, class_weights="sqrt", **base))
+    assert seen and all(w is not None for w in seen)  # every step's loss got the weights
+    np.testing.assert_allclose(seen[0], json.loads((out / "config.json").read_text())["class_weight_values"], rtol=1e-5)
+    seen.clear()
+    train(TrainConfig(out=str(tmp_path / "plain"), iters=1, **base))
+    assert seen == [None]
     from edgeseg.data.label_stats import class_pixel_counts
     from edgeseg.trainer.losses import class_weights
 
@@ -307,6 +322,44 @@ def test_training_with_class_weights_records_them_and_resume_keeps_them(shared_f
         train(TrainConfig(out=str(out), epochs=1, class_weights="log", resume=True, **base))
     with pytest.raises(ConfigError, match="--class-weights: expected one of none, log, sqrt"):
         TrainConfig(class_weights="median")
+
+
+def test_resume_refuses_changed_class_weights_and_reads_older_runs_as_unweighted(shared_folder, tmp_path, monkeypatch):
+    import json
+    import shutil
+    import signal
+
+    import torch
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.trainer import TrainConfig, train
+
+    def interrupt_at(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    shutil.copytree(shared_folder, root)
+    base = dict(res=(48, 36), dataset="folder", data=str(root), model="tiny", batch=2, progress=False, device="cpu", iters=5)
+    out = tmp_path / "run"
+    assert train(TrainConfig(out=str(out), class_weights="sqrt", **base), on_step=interrupt_at)["interrupted"]
+    ds = build_dataset("folder", str(root), "train")
+    mask = ds.label_files(0)[0]
+    Image.fromarray(np.zeros_like(np.array(Image.open(mask)))).save(mask)  # the labels change under the run
+    os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ConfigError, match="the training labels changed since"):
+        train(TrainConfig(out=str(out), class_weights="sqrt", resume=True, **base))
+    # a checkpoint from before the option existed trained without weights: resuming it with weights is refused
+    plain = tmp_path / "plain"
+    assert train(TrainConfig(out=str(plain), **base), on_step=interrupt_at)["interrupted"]
+    ckpt = torch.load(plain / "last.pt", weights_only=True)
+    ckpt["train_config"].pop("class_weights")
+    torch.save(ckpt, plain / "last.pt")
+    with pytest.raises(ConfigError, match="--class-weights 'none' \\(now 'log'\\)"):
+        train(TrainConfig(out=str(plain), class_weights="log", resume=True, **base))
+    assert not train(TrainConfig(out=str(plain), resume=True, **base)).get("interrupted")
+    assert json.loads((plain / "config.json").read_text())["class_weight_values"] is None
 
 
 def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, shared_folder, tmp_path):
@@ -327,3 +380,22 @@ def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, sh
     shutil.copy(one / "s0.png", tmp_path / "two" / "s0.png")
     with pytest.raises(ConfigError, match="same name stem"):
         autolabel(tiny_checkpoint, [one, tmp_path / "two"], tmp_path / "dup", progress=False)
+
+
+def test_class_weights_on_labels_without_a_labelled_pixel_is_one_clear_error(shared_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from edgeseg.errors import DataError
+    from edgeseg.trainer import TrainConfig, train
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    shutil.copytree(shared_folder, root)
+    ds = build_dataset("folder", str(root), "train")
+    for i in range(len(ds)):
+        mask = ds.label_files(i)[0]
+        Image.fromarray(np.full_like(np.array(Image.open(mask)), ds.info.ignore_index)).save(mask)
+    with pytest.raises(DataError, match="--class-weights sqrt: the training labels of .* hold no labelled pixel"):
+        train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(root), model="tiny", batch=2,
+                          progress=False, device="cpu", iters=1, class_weights="sqrt"))
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -16,6 +16,8 @@ from edgeseg.progress import Progress
 
 logger = logging.getLogger(__name__)
 
+COUNTS_FORMAT = 1  # bump when what class_pixel_counts counts changes: older cache files are then not reused
+
 
 def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``compute()`` (named arrays) for ``ds``, from the cache when the labels are unchanged."""
@@ -24,9 +26,10 @@ def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callabl
     key = hashlib.sha256(json.dumps([ds.fingerprint(), *params]).encode()).hexdigest()[:20]
     path = cache_dir() / kind / f"{ds.info.name}-{ds.split}-{key}.npz"
     if path.is_file():
-        data = np.load(path)
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
         logger.info(f"{kind} from cache {path}")
-        return {k: data[k] for k in data.files}
+        return arrays
     arrays = compute()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -49,4 +52,4 @@ def class_pixel_counts(ds: SegDataset, progress: bool = True) -> np.ndarray:
         bar.close()
         return {"counts": counts}
 
-    return cached_label_stats(ds, "class_counts", [C], compute)["counts"]
+    return cached_label_stats(ds, "class_counts", [C, COUNTS_FORMAT], compute)["counts"]

@@ -40,9 +40,18 @@ def _same(value):
 
 
 def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_size: int = 1) -> None:
-    """Refuse, by name, every option that differs from the run being resumed (a key absent from an
-    older checkpoint is not compared)."""
-    saved = (ckpt.training.train_config if ckpt.training else None) or {}
+    """Refuse, by name, every option that differs from the run being resumed. An option absent from
+    an older checkpoint is compared with its default (an option, when added, defaults to the
+    behaviour before it) unless the older checkpoint holds no options at all."""
+    from dataclasses import MISSING, fields
+
+    from edgeseg.trainer.config import TrainConfig
+
+    saved = dict((ckpt.training.train_config if ckpt.training else None) or {})
+    if saved:
+        for f in fields(TrainConfig):
+            if f.name not in saved and f.name not in NOT_COMPARED:
+                saved[f.name] = None if f.default is MISSING else _same(f.default)
     diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
              for k in cfg_dict if k not in NOT_COMPARED and k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
     saved_world = ckpt.training.world_size if ckpt.training else 1

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, TrainingStopped
+from edgeseg.errors import ConfigError, DataError, TrainingStopped
 from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelCard, TrainingState, build_model
@@ -178,9 +179,17 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         from edgeseg.trainer.losses import class_weights
 
         w = class_weights(class_pixel_counts(data.train, progress=cfg.progress and main), cfg.class_weights)
-        if w is not None:
-            loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
-            say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
+        if w is None:
+            raise DataError(f"--class-weights {cfg.class_weights}: the training labels of {data.info.name} hold no labelled pixel "
+                            "to count; check the labels or train with --class-weights none")
+        if ckpt is not None:  # the labels (or --extra-data) must still give the weights the run started with
+            started = _saved_config(out).get("class_weight_values")
+            if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):
+                raise ConfigError(f"--resume: the training labels changed since {out} started (its class weights were "
+                                  f"{', '.join(f'{v:.3f}' for v in started)}; now {', '.join(f'{v:.3f}' for v in w)}); "
+                                  "train into a new --out")
+        loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
+        say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
     mcfg = card.model_config
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res)
@@ -244,6 +253,15 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]}: below 32 pixels the encoder's deepest features are a single pixel; "
                        "expect a degenerate model")
     return run
+
+
+def _saved_config(out: Path) -> dict:
+    """The run folder's config.json as written when the run started ({} where absent or unreadable)."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def _normaliser(card: ModelCard):

@@ -5,7 +5,9 @@ apart, and every loss is normalised by the summed valid mass so that
 partly-void pixels count for what they hold.
 
 Class weights (``--class-weights``) scale each class's share of the loss; the
-normaliser is then the weighted valid mass, as in ``F.cross_entropy(weight=...)``.
+normaliser is then the weighted valid mass, as in ``F.cross_entropy(weight=...)``: a batch
+is a weighted mean over its pixels, so the weights shift pixels' shares within a batch, not
+the loss's scale between batches.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def soft_cross_entropy(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Te
 
 def soft_kl(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """KL(t || p) with t = mass / valid per pixel, weighted by valid mass; same gradient as
-    the cross-entropy, but zero at a perfect fit (0 log 0 = 0)."""
+    the cross-entropy, but zero at a perfect fit (0 log 0 = 0). With class weights it is the
+    weighted sum of the per-class terms: same gradient as the weighted cross-entropy, and no
+    longer a divergence (its minimum is below zero, at p proportional to w * t)."""
     logp = F.log_softmax(logits.float(), dim=1)
     t = mass / valid.unsqueeze(1).clamp(min=EPS)
     plogt = torch.where(mass > 0, mass * torch.log(t.clamp(min=EPS)), torch.zeros_like(mass))
