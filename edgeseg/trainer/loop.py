@@ -184,10 +184,13 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
                             "to count; check the labels or train with --class-weights none")
         if ckpt is not None:  # the labels (or --extra-data) must still give the weights the run started with
             started = _saved_config(out).get("class_weight_values")
-            if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):
+            try:
+                same = started is None or (len(started) == len(w) and np.allclose(np.asarray(started, dtype=float), w, rtol=1e-4, atol=1e-6))
+            except (TypeError, ValueError):  # an edited config.json
+                same = False
+            if not same:
                 raise ConfigError(f"--resume: the training labels changed since {out} started (its class weights were "
-                                  f"{', '.join(f'{v:.3f}' for v in started)}; now {', '.join(f'{v:.3f}' for v in w)}); "
-                                  "train into a new --out")
+                                  f"{started}; now {', '.join(f'{v:.3f}' for v in w)}); train into a new --out")
         loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
         say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
     mcfg = card.model_config
