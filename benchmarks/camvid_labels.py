@@ -19,11 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _camvid import thin_mean
 
 from edgeseg.tasks.evaluate import evaluate_model
 from edgeseg.trainer import TrainConfig, train
-
-THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
 
 def main() -> None:
@@ -60,7 +59,7 @@ def main() -> None:
                 "model": args.model, "res": [w, h], "labels": mode, "kernel": args.kernel, "seed": seed,
                 "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "train_limit": args.train_limit, "tag": args.tag,
                 "extra": extra, "miou": result["miou"], "pixel_acc": result["pixel_acc"], "per_class": result["per_class"],
-                "thin_mean": sum(result["per_class"][c] for c in THIN) / len(THIN),
+                "thin_mean": thin_mean(result["per_class"]),
                 "train_minutes": round((time.time() - t0) / 60, 1),
                 "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -30,13 +30,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _camvid import thin_mean
 
 from edgeseg.data import build_dataset
 from edgeseg.tasks.evaluate import evaluate_model
 from edgeseg.trainer import TrainConfig, train
 from edgeseg.trainer.data import fraction_indices
-
-THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
 
 def run(name, cfg_kwargs, args, seed, extra_row=None):
@@ -49,7 +48,7 @@ def run(name, cfg_kwargs, args, seed, extra_row=None):
     row = {
         "method": args.method, "variant": name.rsplit("-s", 1)[0], "seed": seed, "res": list(cfg.res), "epochs": cfg.epochs,
         "model": cfg.model, "miou": result["miou"], "pixel_acc": result["pixel_acc"], "per_class": result["per_class"],
-        "thin_mean": sum(result["per_class"][c] for c in THIN) / len(THIN), "train_minutes": round((time.time() - t0) / 60, 1),
+        "thin_mean": thin_mean(result["per_class"]), "train_minutes": round((time.time() - t0) / 60, 1),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "command": f"python benchmarks/camvid_methods.py --method {args.method} --res {args.res} --seeds {args.seeds} --epochs {args.epochs}",

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from _camvid import thin_mean
 
 from edgeseg import runtime
 from edgeseg.data import build_dataset
 from edgeseg.data.label_stats import class_pixel_counts
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.runtime.processing import Preprocess
+from edgeseg.runtime.processing import Preprocess, channel_argmax, upsample_scores
 
-THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 TAUS = (0.0, 0.25, 0.5, 1.0)
 
 
@@ -52,11 +51,11 @@ def main() -> None:
             for i in range(len(val)):
                 s = val[i]
                 logits = torch.from_numpy(runner.infer(pre([s.image]))["logits"])
-                logits = F.interpolate(logits, size=s.label.shape, mode="bilinear", align_corners=False)
+                logits = upsample_scores(logits, s.label.shape)  # as the eval path does
                 label = torch.from_numpy(s.label)
                 pole_prob.append(logits.softmax(1)[0, pole][label == pole].numpy())
                 for t in TAUS:
-                    cms[t].update(label, (logits - t * log_prior).argmax(1)[0])
+                    cms[t].update(label, channel_argmax(logits - t * log_prior)[0])
         p = np.concatenate(pole_prob)
         row = {"checkpoint": ckpt, "run": Path(ckpt).parent.name,
                "pole_prob_on_pole": {"mean": float(p.mean()), "p50": float(np.median(p)), "p90": float(np.quantile(p, 0.9)),
@@ -64,7 +63,7 @@ def main() -> None:
                "shift": {}}
         for t in TAUS:
             sm = cms[t].summary(names)
-            row["shift"][str(t)] = {"miou": sm["miou"], "thin": sum(sm["per_class"][c] for c in THIN) / len(THIN),
+            row["shift"][str(t)] = {"miou": sm["miou"], "thin": thin_mean(sm["per_class"]),
                                     "pole": sm["per_class"]["Pole"], "per_class": sm["per_class"]}
         print(f"{row['run']}: P(Pole) on Pole pixels mean {p.mean():.3f}, p90 {np.quantile(p, 0.9):.3f}; "
               + ", ".join(f"tau {t}: mIoU {row['shift'][str(t)]['miou']:.2f} Pole {row['shift'][str(t)]['pole']:.2f}" for t in TAUS),

@@ -13,8 +13,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from _camvid import THIN
+
 RESULTS = Path(__file__).parent / "results"
-THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
 
 def _path(name) -> Path:

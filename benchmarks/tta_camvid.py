@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from edgeseg.tasks.evaluate import evaluate_model
+from _camvid import thin_mean
 
-THIN = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
+from edgeseg.tasks.evaluate import evaluate_model
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
         for tta in ("none", "flip"):
             r = evaluate_model(ckpt, "camvid", args.data, "val", progress=False, device="cpu", tta=tta)
             pc = r["per_class"]
-            row[tta] = {"miou": r["miou"], "thin": round(sum(pc[c] for c in THIN) / len(THIN), 4), "pole": pc["Pole"], "per_class": pc}
+            row[tta] = {"miou": r["miou"], "thin": round(thin_mean(pc), 4), "pole": pc["Pole"], "per_class": pc}
         row["delta_miou"] = round(row["flip"]["miou"] - row["none"]["miou"], 4)
         row["delta_thin"] = round(row["flip"]["thin"] - row["none"]["thin"], 4)
         print(f"{row['run']}: mIoU {row['none']['miou']:.2f} -> {row['flip']['miou']:.2f} ({row['delta_miou']:+.2f}), "
