@@ -133,8 +133,15 @@ class _Run:
         return Checkpoint(self.card, self.model.state_dict(), TrainingState(
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.state_dict(), rng=rng_state(), epoch=epoch,
             step_in_epoch=step_in_epoch, step=self.schedule.step_count, best_miou=self.best,
-            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, train_config=self.cfg.to_dict(),
+            scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, train_config=self.train_config(),
             world_size=self.dist_info.world, epoch_loss_sum=epoch_loss_sum))
+
+    def train_config(self) -> dict:
+        """The options, plus the class weights they resolved to (a resume must find the same)."""
+        cfg = self.cfg.to_dict()
+        if self.loss_weight is not None:
+            cfg["class_weight_values"] = weight_values(self.loss_weight)
+        return cfg
 
     def loader(self, epoch: int, seed: int | None = None, skip: int = 0):
         return make_loader(self.train_set, self.cfg.batch, self.workers, self.cfg.seed if seed is None else seed, epoch,
@@ -182,15 +189,10 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         if w is None:
             raise DataError(f"--class-weights {cfg.class_weights}: the training labels of {data.info.name} hold no labelled pixel "
                             "to count; check the labels or train with --class-weights none")
-        if ckpt is not None:  # the labels (or --extra-data) must still give the weights the run started with
-            started = _saved_config(out).get("class_weight_values")
-            try:
-                same = started is None or (len(started) == len(w) and np.allclose(np.asarray(started, dtype=float), w, rtol=1e-4, atol=1e-6))
-            except (TypeError, ValueError):  # an edited config.json
-                same = False
-            if not same:
-                raise ConfigError(f"--resume: the training labels changed since {out} started (its class weights were "
-                                  f"{started}; now {', '.join(f'{v:.3f}' for v in w)}); train into a new --out")
+        started = (ckpt.training.train_config or {}).get("class_weight_values") if ckpt is not None else None
+        if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):  # the labels (or --extra-data) changed
+            raise ConfigError(f"--resume: the training labels changed since {out} started (its class weights were "
+                              f"{', '.join(f'{v:.3f}' for v in started)}; now {', '.join(f'{v:.3f}' for v in w)}); train into a new --out")
         loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
         say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
     mcfg = card.model_config
@@ -239,7 +241,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         "autocast": str(autocast).replace("torch.", "") if autocast else "off",
         "train_samples": len(data.train), "val_samples": len(data.val), "init": init_note, "edgeseg_version": __version__,
         "contrastive": contrastive,
-        "class_weight_values": None if loss_weight is None else [round(float(v), 6) for v in loss_weight],
+        "class_weight_values": None if loss_weight is None else weight_values(loss_weight),
     }
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,13 +260,8 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     return run
 
 
-def _saved_config(out: Path) -> dict:
-    """The run folder's config.json as written when the run started ({} where absent or unreadable)."""
-    try:
-        saved = json.loads((out / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
+def weight_values(weight: torch.Tensor) -> list[float]:
+    return [round(float(v), 6) for v in weight]
 
 
 def _normaliser(card: ModelCard):
