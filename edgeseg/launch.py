@@ -15,7 +15,7 @@ import os
 import sys
 
 INFERENCE_COMMANDS = ("eval", "predict", "autolabel")
-EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")  # runtime's ONNX, IR and engine suffixes (a test keeps them equal)
 
 
 def wait_policy(argv: list[str]) -> str | None:

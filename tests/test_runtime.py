@@ -297,8 +297,11 @@ def test_the_command_runs_exported_models_with_pytorch_threads_waiting_passively
     import subprocess
     import sys
 
-    from edgeseg.launch import wait_policy
+    from edgeseg import runtime
+    from edgeseg.launch import EXPORTED_SUFFIXES, wait_policy
 
+    # launch.py cannot import runtime (it would load PyTorch first): its list must match runtime's file types
+    assert set(EXPORTED_SUFFIXES) == set(runtime.ONNX_SUFFIXES + runtime.IR_SUFFIXES + runtime.ENGINE_SUFFIXES)
     assert wait_policy(["eval", "--model", "m.onnx"]) == "PASSIVE" and wait_policy(["predict", "--model=x/m.XML", "a.png"]) == "PASSIVE"
     assert wait_policy(["eval", "--model", "best.pt"]) is None and wait_policy(["train", "--out", "r.onnx"]) is None
     assert wait_policy(["bench", "--model", "m.onnx"]) is None and wait_policy([]) is None  # bench sets it per worker
