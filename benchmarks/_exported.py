@@ -28,12 +28,12 @@ def random_checkpoint(path: Path, cfg: ModelConfig, res) -> Path:
     return path
 
 
-def exported_runner(cfg: ModelConfig, res, folder: Path, name: str, threads: int) -> OrtRunner:
-    """``cfg`` exported to ``folder/name.onnx`` and opened (active) on ONNX Runtime CPU with ``threads``."""
+def exported_runner(cfg: ModelConfig, res, folder: Path, name: str, threads: int, options: OnnxOptions | None = None) -> OrtRunner:
+    """``cfg`` exported to ``folder/name.onnx`` (with ``options``) and opened (active) on ONNX Runtime CPU with ``threads``."""
     import onnxruntime as ort
 
     ckpt = random_checkpoint(folder / f"{name}.pt", cfg, res)
-    path, _ = export_onnx(ckpt, folder / f"{name}.onnx", OnnxOptions())
+    path, _ = export_onnx(ckpt, folder / f"{name}.onnx", options or OnnxOptions())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     runner = OrtRunner.from_file(path, device="cpu", providers=["CPUExecutionProvider"])

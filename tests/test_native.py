@@ -39,19 +39,43 @@ def test_upsampler_learns_detail_from_high_resolution_features():
     assert not torch.allclose(out, F.interpolate(logits, size=(74, 98), mode="bilinear", align_corners=False))
 
 
-def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide():
+@pytest.mark.parametrize("channels,kernel", [(0, 1), (1, 1), (1, 3)])
+def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide(channels, kernel):
     """The defining property: where scores are a*g + b at low resolution, the filter returns a*g + b
-    at the guide's resolution, with the guide's own full-resolution detail."""
+    at the guide's resolution, with the guide's own full-resolution detail (per-class or shared guide)."""
     torch.manual_seed(0)
-    refine = GuidedRefine(2, eps=1e-8).eval()
+    refine = GuidedRefine(2, eps=1e-8, guide_channels=channels, guide_kernel=kernel).eval()
     frame = torch.randn(1, 3, 40, 60)
     with torch.no_grad():
         g_hi = refine.guide(frame)
+        assert g_hi.shape[1] == (2 if channels == 0 else 1)
         g_lo = resize(g_hi, (10, 15), "area")
-        scores = torch.stack([2.0 * g_lo[:, 0] + 1.0, -3.0 * g_lo[:, 1] + 0.5], 1)
+        scores = torch.stack([2.0 * g_lo[:, 0] + 1.0, -3.0 * g_lo[:, -1] + 0.5], 1)
         out = refine(scores, frame)
-    expected = torch.stack([2.0 * g_hi[:, 0] + 1.0, -3.0 * g_hi[:, 1] + 0.5], 1)
+    expected = torch.stack([2.0 * g_hi[:, 0] + 1.0, -3.0 * g_hi[:, -1] + 0.5], 1)
     np.testing.assert_allclose(out, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel", ["area", "bilinear"])
+def test_guided_filter_resizes_the_narrower_guide_map_with_the_same_result(kernel):
+    """With more classes than hidden guide channels the low-resolution guide is computed from the
+    resized hidden map; the resize kernels are linear with unit row sums, so it equals resizing
+    the per-class guide itself (here with a non-integer ratio: the kernel-matrix path)."""
+    torch.manual_seed(0)
+    refine = GuidedRefine(12, kernel, width=8).eval()
+    torch.nn.init.normal_(refine.guide[-1].bias)
+    frame, scores = torch.randn(2, 3, 40, 60), torch.randn(2, 12, 9, 13)
+    with torch.no_grad():
+        out = refine(scores, frame)
+        g_hi = refine.guide(frame)
+        g_lo = resize(g_hi, (9, 13), kernel)
+        box = lambda t: F.avg_pool2d(t, 3, 1, 1, count_include_pad=False)  # noqa: E731
+        mean_g, mean_p = box(g_lo), box(scores)
+        a = (box(g_lo * scores) - mean_g * mean_p) / (box(g_lo * g_lo) - mean_g * mean_g + refine.eps)
+        b = mean_p - a * mean_g
+        up = lambda t: F.interpolate(t, size=(40, 60), mode="bilinear", align_corners=False)  # noqa: E731
+        expected = up(box(a)) * g_hi + up(box(b))
+    np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
 def test_guided_filter_with_a_flat_guide_is_a_smooth_upsampling():
@@ -90,16 +114,25 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=4, refine="guided", native_res=(96, 72)))
     with pytest.raises(ConfigError, match="own output stage"):
         build_model(ModelConfig("tiny-msa", 3, res=(48, 36), upscale=2))
+    guided = dict(res=(48, 36), refine="guided", native_res=(96, 72))
+    with pytest.raises(ConfigError, match=r"--model-opt guide_channels=2: expected 0 \(one guide per class\) or 1"):
+        build_model(ModelConfig("tiny", 3, options={"guide_channels": 2}, **guided))
+    with pytest.raises(ConfigError, match="--model-opt guide_kernel=2: expected 1, 3 or 5"):
+        build_model(ModelConfig("tiny", 3, options={"guide_kernel": 2}, **guided))
+    with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number of at least 1"):
+        build_model(ModelConfig("tiny", 3, options={"refine_radius": 0}, **guided))
 
 
 @pytest.fixture(scope="module")
 def guided_run(shared_folder, tmp_path_factory):
-    """A tiny guided model with a 2x up-sampler, trained a few steps on 48x36 frames at 24x18."""
+    """A tiny guided model (shared guide with a 3x3 stage) with a 2x up-sampler, trained a few steps on
+    48x36 frames at 24x18."""
     from edgeseg.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("guided") / "run"
     train(TrainConfig(out=str(out), res=(24, 18), dataset="folder", data=str(shared_folder), model="tiny", iters=4,
-                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=2, refine="guided"))
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=2, refine="guided",
+                      model_options=(("guide_channels", 1), ("guide_kernel", 3))))
     return out
 
 
@@ -110,6 +143,7 @@ def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_r
 
     ckpt = torch.load(guided_run / "last.pt", weights_only=True)
     assert ckpt["model_config"]["refine"] == "guided" and ckpt["model_config"]["native_res"] == [48, 36]
+    assert ckpt["model_config"]["options"] == {"guide_channels": 1, "guide_kernel": 3}
     result = export_model(guided_run / "last.pt", tmp_path, n_verify=3, progress=False)
     assert result["parity"]["passed"] and result["parity"]["pixel_agreement"] > 99.9
     proto = onnx.load(str(tmp_path / "model.onnx"))

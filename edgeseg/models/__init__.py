@@ -101,7 +101,7 @@ DEFAULT_MODEL = "lite0-lraspp"
 
 
 # The options (--model-opt KEY=VALUE) each architecture reads, with the type each value must have.
-_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int}
+_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int}
 MODEL_OPTIONS: dict[str, dict[str, type]] = {
     "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
     "lite0-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS},
@@ -165,7 +165,16 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
             raise ConfigError(
                 f"--upscale {cfg.upscale}: the output {w * cfg.upscale}x{h * cfg.upscale} exceeds the native frame {nw}x{nh}; "
                 "use a smaller --upscale or --res")
-        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, int(cfg.options.get("refine_radius", 1)))
+        radius = int(cfg.options.get("refine_radius", 1))
+        channels = int(cfg.options.get("guide_channels", 0))
+        gk = int(cfg.options.get("guide_kernel", 1))
+        if radius < 1:
+            raise ConfigError(f"--model-opt refine_radius={radius}: expected a whole number of at least 1")
+        if channels not in (0, 1, cfg.num_classes):
+            raise ConfigError(f"--model-opt guide_channels={channels}: expected 0 (one guide per class) or 1 (one shared guide)")
+        if gk not in (1, 3, 5):
+            raise ConfigError(f"--model-opt guide_kernel={gk}: expected 1, 3 or 5")
+        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, radius, guide_channels=channels, guide_kernel=gk)
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:

@@ -83,23 +83,40 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 class GuidedRefine(nn.Module):
-    """Per-class fast guided filter: scores at any resolution -> scores at the guide's resolution."""
+    """Per-class fast guided filter: scores at any resolution -> scores at the guide's resolution.
 
-    def __init__(self, num_classes: int, kernel: str = "area", radius: int = 1, eps: float = 1e-2, width: int = 8):
+    ``guide_channels``: 0 (default) gives every class its own guide map; 1 shares one guide map
+    between the classes (each class still fits its own ``a`` and ``b``), which removes a
+    C-channel convolution and C-channel box filters at native resolution from the graph.
+    ``guide_kernel``: 1 (default) computes the guide per pixel from the colour; 3 adds a 3x3
+    depthwise convolution, so the guide can respond to structures a few native pixels wide (a
+    pole, a sign's edge) rather than to colour alone.
+    """
+
+    def __init__(self, num_classes: int, kernel: str = "area", radius: int = 1, eps: float = 1e-2, width: int = 8,
+                 guide_channels: int = 0, guide_kernel: int = 1):
         super().__init__()
         self.kernel = kernel
         self.radius = int(radius)
         self.eps = float(eps)
-        self.guide = nn.Sequential(
-            nn.Conv2d(3, width, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, num_classes, 1),
-        )
+        self.guide_channels = int(guide_channels) or num_classes
+        layers = [nn.Conv2d(3, width, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)]
+        if guide_kernel > 1:
+            layers += [nn.Conv2d(width, width, guide_kernel, padding=guide_kernel // 2, groups=width, bias=False),
+                       nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)]
+        self.guide = nn.Sequential(*layers, nn.Conv2d(width, self.guide_channels, 1))
 
     def forward(self, scores: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """``frame``: the normalised native image ``(N, 3, H, W)``; returns ``(N, C, H, W)``."""
-        g_hi = self.guide(frame)
+        hidden = self.guide[:-1](frame)
+        g_hi = self.guide[-1](hidden)
         h, w = scores.shape[-2:]
-        g_lo = resize(g_hi, (h, w), self.kernel)
+        if g_hi.shape[1] > hidden.shape[1]:
+            # The resize kernels are linear with rows summing to one, so resizing the narrower
+            # hidden map and applying the last 1x1 convolution gives the same low-resolution guide.
+            g_lo = self.guide[-1](resize(hidden, (h, w), self.kernel))
+        else:
+            g_lo = resize(g_hi, (h, w), self.kernel)
         p = scores
         r = self.radius
         mean_g, mean_p = box_filter(g_lo, r), box_filter(p, r)
