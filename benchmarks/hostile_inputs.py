@@ -133,6 +133,9 @@ def main() -> None:
         ("train --resume --seed changed", ["train", "--out", run, "--resume", "--seed", "9", "--quiet"], "error"),
         ("train existing --out", train_base + ["--out", run], "error"),
     ]
+    for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0"):
+        cases.append((f"train --refine guided --model-opt {opt}",
+                      train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", opt], "error"))
     bad_export = {
         "--opset": ["5", "99"], "--output": ["probs"], "--input": ["int16"], "--output-size": ["0x0", "abc"],
         "--calib-method": ["magic"], "--int8-budget": ["-1"], "--calib-images": ["0"], "--verify-images": ["0"],
