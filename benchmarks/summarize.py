@@ -45,16 +45,16 @@ def labels(name="camvid_labels.jsonl") -> str:
         out.append(f"| {model} | {res[0]}x{res[1]} | {tag} | {epochs} | {mode} | {len(rs)} | {_ms([r['miou'] for r in rs])} | "
                    + " | ".join(cells) + f" | {_ms([r['thin_mean'] for r in rs])} |")
     pairs = defaultdict(dict)
-    for r in _rows(name):  # the last run of each (res, variant, epochs, seed, labels) counts
-        pairs[(tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["seed"])][r["labels"]] = r
+    for r in _rows(name):  # the last run of each (model, res, variant, epochs, seed, labels) counts
+        pairs[(r["model"], tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["seed"])][r["labels"]] = r
     if not any("soft" in d and "nearest" in d for d in pairs.values()):
         return "\n".join(out)
     out.append("")
-    out.append("| training res | variant (tag) | epochs | seed | soft - nearest mIoU | soft - nearest thin mean |")
-    out.append("|---|---|---|---|---|---|")
-    for (res, tag, epochs, seed), d in sorted(pairs.items()):
+    out.append("| model | training res | variant (tag) | epochs | seed | soft - nearest mIoU | soft - nearest thin mean |")
+    out.append("|---|---|---|---|---|---|---|")
+    for (model, res, tag, epochs, seed), d in sorted(pairs.items()):
         if "soft" in d and "nearest" in d:
-            out.append(f"| {res[0]}x{res[1]} | {tag} | {epochs} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
+            out.append(f"| {model} | {res[0]}x{res[1]} | {tag} | {epochs} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
                        f"{d['soft']['thin_mean'] - d['nearest']['thin_mean']:+.2f} |")
     return "\n".join(out)
 

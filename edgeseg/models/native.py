@@ -16,8 +16,10 @@ Two optional stages after the head of a :class:`~edgeseg.models.base.SegModel`:
     from the native frame by two 1x1 convolutions; ``a`` and ``b`` are solved at
     the scores' resolution with box filters and applied at native resolution,
     where thin structures that the network cannot resolve still show in the
-    guide. Its cost at native resolution is two 1x1 convolutions and a few
-    element-wise operations per pixel.
+    guide. Its cost at native resolution is two 1x1 convolutions, the
+    up-sampling of ``a`` and ``b`` and a few element-wise operations per pixel;
+    ``--model-opt guide_channels=1`` shares one guide map between the classes
+    (cheaper) and ``guide_kernel=3`` gives the guide a 3x3 depthwise stage.
 """
 
 from __future__ import annotations
