@@ -14,7 +14,11 @@ does not stop the others):
 2. eval parity of one model on CUDA against the CPU (pixel agreement on synthetic val images);
 3. one DistributedDataParallel step in one process over NCCL;
 4. where `tensorrt` imports: `pytest -m gpu`, FP16 and INT8 engine builds with their parity
-   against the checkpoint and their latency.
+   against the checkpoint and their latency;
+5. the README's CamVid recipe models (lite0-fpn, --upscale 2, soft targets at twice the input
+   resolution) at 120x90 and 240x180, batch 8: optimiser steps per second in FP32 and AMP bf16,
+   and the minutes a recipe run would take at that rate (367 training images per epoch; data
+   loading not included: CamVid is not on the GPU machine).
 """
 
 from __future__ import annotations
@@ -105,6 +109,48 @@ def train_throughput(device: str, res, batch: int, steps: int, warmup: int, mode
                      "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None})
         del model, opt
     return {"res": list(res), "batch": batch, "steps": steps, "rows": rows}
+
+
+RECIPES = (((120, 90), 40), ((240, 180), 30))  # (training res, epochs) of the README's CamVid recipe
+CAMVID_TRAIN_IMAGES, CAMVID_CLASSES = 367, 11
+
+
+def recipe_throughput(device: str, recipes, batch: int, steps: int, warmup: int) -> dict:
+    """Training steps of the recipe models (FPN decoder, 2x up-sampler, soft targets at the output
+    resolution) and the minutes per recipe run they imply."""
+    from edgeseg.models import ModelConfig, build_model
+    from edgeseg.trainer.epoch import train_one_epoch
+    from edgeseg.trainer.schedule import LRSchedule
+
+    dev = torch.device(device)
+    rows = []
+    for res, epochs in recipes:
+        for amp in ("fp32", "bf16"):
+            if amp == "bf16" and (dev.type != "cuda" or not torch.cuda.is_bf16_supported()):
+                continue
+            torch.manual_seed(0)
+            model = build_model(ModelConfig("lite0-fpn", CAMVID_CLASSES, res=tuple(res), upscale=2)).to(dev)
+            opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+            sched = LRSchedule(opt, 2e-3, steps + warmup, "poly", 0)
+            x, _ = _batch(batch, res, CAMVID_CLASSES, dev)
+            _, target = _batch(batch, (2 * res[0], 2 * res[1]), CAMVID_CLASSES, dev)
+            dtype = torch.bfloat16 if amp == "bf16" else None
+            scaler = torch.amp.GradScaler(dev.type, enabled=False)
+            kw = dict(device=dev, normalise=lambda t: t, autocast_dtype=dtype)
+            train_one_epoch(model, [(x, target)] * warmup, opt, sched, scaler, **kw)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            train_one_epoch(model, [(x, target)] * steps, opt, sched, scaler, **kw)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            ips = batch * steps / (time.perf_counter() - t0)
+            rows.append({"res": list(res), "epochs": epochs, "amp": amp, "img_per_s": round(ips, 2),
+                         "minutes_per_run_compute_only": round(CAMVID_TRAIN_IMAGES * epochs / ips / 60, 2),
+                         "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None})
+            del model, opt
+    return {"model": "lite0-fpn --upscale 2", "batch": batch, "steps": steps, "rows": rows}
 
 
 def eval_parity(device: str, res, n_images: int) -> dict:
@@ -208,6 +254,8 @@ def main() -> None:
     step(result, "eval_parity_cuda_vs_cpu", eval_parity, device, res, 8 if not args.dry_run else 2)
     step(result, "ddp_one_process", ddp_step, "nccl" if not args.dry_run else "gloo", device, res)
     step(result, "tensorrt", tensorrt_checks, res, args.dry_run)
+    recipes = RECIPES if not args.dry_run else (((24, 18), 1),)
+    step(result, "recipe_throughput", recipe_throughput, device, recipes, 8 if not args.dry_run else 2, steps, warmup)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
     failed = [k for k, v in result.items() if isinstance(v, dict) and v.get("status") == "failed"]

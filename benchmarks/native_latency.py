@@ -103,7 +103,7 @@ def main() -> None:
     result = {"res": list(res), "native": list(native), "classes": args.classes, "model": args.model, "iters": args.iters,
               "rows": rows, "threads": args.threads,
               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "command": "python " + " ".join(sys.argv)}
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "command": "python " + shlex.join(sys.argv)}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
