@@ -89,7 +89,7 @@ class GuidedRefine(nn.Module):
 
     ``guide_channels``: 0 (default) gives every class its own guide map; 1 shares one guide map
     between the classes (each class still fits its own ``a`` and ``b``), which removes a
-    C-channel convolution and C-channel box filters at native resolution from the graph.
+    C-channel convolution at native resolution and two of the C-channel box filters.
     ``guide_kernel``: 1 (default) computes the guide per pixel from the colour; 3 adds a 3x3
     depthwise convolution, so the guide can respond to structures a few native pixels wide (a
     pole, a sign's edge) rather than to colour alone.
