@@ -258,3 +258,28 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
 
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(
         evaluate_model(tmp_path / "model.onnx", data=shared_folder, progress=False)["miou"], abs=0.01)
+
+
+@pytest.mark.parametrize("options", [{}, {"guide_kernel": 3}])
+def test_per_class_guide_exports_to_onnx_with_the_checkpoints_scores(tmp_path, options):
+    """The per-class guide with more classes than hidden guide channels (the path that resizes the
+    hidden map) through edgeseg's exporter: ONNX Runtime returns the checkpoint's native scores."""
+    from edgeseg import __version__
+    from edgeseg.export import OnnxOptions, export_onnx
+    from edgeseg.models import Checkpoint, ModelCard
+    from edgeseg.runtime.ort_runner import OrtRunner
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("tiny", 12, res=(24, 18), refine="guided", native_res=(48, 36), options=options)
+    model = build_model(cfg).eval()
+    torch.nn.init.normal_(model.refiner.guide[-1].weight)  # a guide that varies across the frame
+    card = ModelCard(cfg, tuple(f"c{i}" for i in range(12)), ((0, 0, 0),) * 12, (24, 18), dataset="folder")
+    torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), tmp_path / "m.pt")
+    path, meta = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
+    frame = torch.randn(1, 3, 36, 48)
+    with torch.no_grad():
+        expected = model(frame).numpy()
+    with OrtRunner.from_file(path, device="cpu") as runner:
+        got = runner.infer(frame.numpy())["logits"]
+    assert got.shape == (1, 12, 36, 48)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
