@@ -136,6 +136,8 @@ def main() -> None:
     for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0"):
         cases.append((f"train --refine guided --model-opt {opt}",
                       train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", opt], "error"))
+    cases.append(("train --model-opt guide_kernel=3 without --refine guided",
+                  train_base + ["--out", tmp / f"t-{len(cases)}", "--model-opt", "guide_kernel=3"], "error"))
     bad_export = {
         "--opset": ["5", "99"], "--output": ["probs"], "--input": ["int16"], "--output-size": ["0x0", "abc"],
         "--calib-method": ["magic"], "--int8-budget": ["-1"], "--calib-images": ["0"], "--verify-images": ["0"],

@@ -121,6 +121,10 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, options={"guide_kernel": 2}, **guided))
     with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number of at least 1"):
         build_model(ModelConfig("tiny", 3, options={"refine_radius": 0}, **guided))
+    with pytest.raises(ConfigError, match="--model-opt guide_kernel: applies only with --refine guided"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"guide_kernel": 3}))
+    with pytest.raises(ConfigError, match="--model-opt upscale_width: applies only with --upscale 2 or 4"):
+        build_model(ModelConfig("tiny", 3, options={"upscale_width": 8}, **guided))
 
 
 @pytest.fixture(scope="module")

@@ -102,6 +102,9 @@ DEFAULT_MODEL = "lite0-lraspp"
 
 # The options (--model-opt KEY=VALUE) each architecture reads, with the type each value must have.
 _NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int}
+# The stage each of those options shapes, as a test of the model config.
+_STAGE_OPTIONS = {"upscale_width": lambda c: c.upscale > 1, **{k: (lambda c: c.refine != "none")
+                                                               for k in ("refine_radius", "guide_channels", "guide_kernel")}}
 MODEL_OPTIONS: dict[str, dict[str, type]] = {
     "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
     "lite0-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS},
@@ -137,6 +140,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"unknown model '{cfg.name}'; expected one of: {', '.join(sorted(MODELS))}")
     if cfg.num_classes < 1:
         raise ConfigError(f"a model needs at least one class, got {cfg.num_classes}")
+    for key, needs in _STAGE_OPTIONS.items():  # an option of a stage the model does not have would do nothing
+        if key in cfg.options and not needs(cfg):
+            flag = "--upscale 2 or 4" if key == "upscale_width" else "--refine guided"
+            raise ConfigError(f"--model-opt {key}: applies only with {flag}")
     model = MODELS[cfg.name](cfg)
     if cfg.upscale != 1 or cfg.refine != "none":
         attach_native_stages(model, cfg)
@@ -170,7 +177,7 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
         gk = int(cfg.options.get("guide_kernel", 1))
         if radius < 1:
             raise ConfigError(f"--model-opt refine_radius={radius}: expected a whole number of at least 1")
-        if channels not in (0, 1, cfg.num_classes):
+        if channels not in (0, 1):
             raise ConfigError(f"--model-opt guide_channels={channels}: expected 0 (one guide per class) or 1 (one shared guide)")
         if gk not in (1, 3, 5):
             raise ConfigError(f"--model-opt guide_kernel={gk}: expected 1, 3 or 5")
