@@ -74,11 +74,33 @@ def _batch(n: int, res, num_classes: int, device):
     return x, {"mass": mass, "valid": valid}
 
 
-def train_throughput(device: str, res, batch: int, steps: int, warmup: int, modes) -> dict:
-    """Images/s and peak memory of optimisation steps (forward, soft CE, backward, AdamW)."""
+def _timed_steps(model, x, target, dev, dtype, memory, steps: int, warmup: int, lr: float) -> dict:
+    """``warmup`` then ``steps`` optimisation steps (forward, soft CE, backward, AdamW) on one batch:
+    images/s, the last loss and the peak GPU memory of the timed steps."""
     from edgeseg.trainer.epoch import train_one_epoch
     from edgeseg.trainer.schedule import LRSchedule
 
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    sched = LRSchedule(opt, lr, steps + warmup, "poly", 0)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
+    kw = dict(device=dev, normalise=lambda t: t.contiguous(memory_format=memory), autocast_dtype=dtype if dev.type == "cuda" else None)
+    train_one_epoch(model, [(x, target)] * warmup, opt, sched, scaler, **kw)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    stats = train_one_epoch(model, [(x, target)] * steps, opt, sched, scaler, **kw)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return {"img_per_s": round(x.shape[0] * steps / (time.perf_counter() - t0), 2), "loss": round(stats["loss"], 4),
+            "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None}
+
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train_throughput(device: str, res, batch: int, steps: int, warmup: int, modes) -> dict:
+    """Images/s and peak memory of optimisation steps (forward, soft CE, backward, AdamW)."""
     dev = torch.device(device)
     rows = []
     for amp, channels_last in modes:
@@ -88,26 +110,11 @@ def train_throughput(device: str, res, batch: int, steps: int, warmup: int, mode
         model = _model(9, res).to(dev)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        sched = LRSchedule(opt, 1e-3, steps + warmup, "poly", 0)
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
         x, target = _batch(batch, res, 9, dev)
         memory = torch.channels_last if channels_last else torch.contiguous_format
-        kw = dict(device=dev, normalise=lambda t: t.contiguous(memory_format=memory), autocast_dtype=dtype if dev.type == "cuda" else None)
-        train_one_epoch(model, [(x, target)] * warmup, opt, sched, scaler, **kw)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        stats = train_one_epoch(model, [(x, target)] * steps, opt, sched, scaler, **kw)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
-        rows.append({"amp": amp, "channels_last": channels_last, "img_per_s": round(batch * steps / elapsed, 2),
-                     "loss": round(stats["loss"], 4),
-                     "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None})
-        del model, opt
+        rows.append({"amp": amp, "channels_last": channels_last,
+                     **_timed_steps(model, x, target, dev, DTYPES[amp], memory, steps, warmup, 1e-3)})
+        del model
     return {"res": list(res), "batch": batch, "steps": steps, "rows": rows}
 
 
@@ -119,8 +126,6 @@ def recipe_throughput(device: str, recipes, batch: int, steps: int, warmup: int)
     """Training steps of the recipe models (FPN decoder, 2x up-sampler, soft targets at the output
     resolution) and the minutes per recipe run they imply."""
     from edgeseg.models import ModelConfig, build_model
-    from edgeseg.trainer.epoch import train_one_epoch
-    from edgeseg.trainer.schedule import LRSchedule
 
     dev = torch.device(device)
     rows = []
@@ -130,26 +135,12 @@ def recipe_throughput(device: str, recipes, batch: int, steps: int, warmup: int)
                 continue
             torch.manual_seed(0)
             model = build_model(ModelConfig("lite0-fpn", CAMVID_CLASSES, res=tuple(res), upscale=2)).to(dev)
-            opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-            sched = LRSchedule(opt, 2e-3, steps + warmup, "poly", 0)
             x, _ = _batch(batch, res, CAMVID_CLASSES, dev)
             _, target = _batch(batch, (2 * res[0], 2 * res[1]), CAMVID_CLASSES, dev)
-            dtype = torch.bfloat16 if amp == "bf16" else None
-            scaler = torch.amp.GradScaler(dev.type, enabled=False)
-            kw = dict(device=dev, normalise=lambda t: t, autocast_dtype=dtype)
-            train_one_epoch(model, [(x, target)] * warmup, opt, sched, scaler, **kw)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            train_one_epoch(model, [(x, target)] * steps, opt, sched, scaler, **kw)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            ips = batch * steps / (time.perf_counter() - t0)
-            rows.append({"res": list(res), "epochs": epochs, "amp": amp, "img_per_s": round(ips, 2),
-                         "minutes_per_run_compute_only": round(CAMVID_TRAIN_IMAGES * epochs / ips / 60, 2),
-                         "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if dev.type == "cuda" else None})
-            del model, opt
+            r = _timed_steps(model, x, target, dev, DTYPES[amp], torch.contiguous_format, steps, warmup, 2e-3)
+            rows.append({"res": list(res), "epochs": epochs, "amp": amp, **r,
+                         "minutes_per_run_compute_only": round(CAMVID_TRAIN_IMAGES * epochs / r["img_per_s"] / 60, 2)})
+            del model
     return {"model": "lite0-fpn --upscale 2", "batch": batch, "steps": steps, "rows": rows}
 
 
