@@ -47,6 +47,7 @@ def labels(name="camvid_labels.jsonl") -> str:
     pairs = defaultdict(dict)
     for r in _rows(name):  # the last run of each (model, res, variant, epochs, seed, labels) counts
         pairs[(r["model"], tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["seed"])][r["labels"]] = r
+    out += _model_differences(name)
     if not any("soft" in d and "nearest" in d for d in pairs.values()):
         return "\n".join(out)
     out.append("")
@@ -57,6 +58,29 @@ def labels(name="camvid_labels.jsonl") -> str:
             out.append(f"| {model} | {res[0]}x{res[1]} | {tag} | {epochs} | {seed} | {d['soft']['miou'] - d['nearest']['miou']:+.2f} | "
                        f"{d['soft']['thin_mean'] - d['nearest']['thin_mean']:+.2f} |")
     return "\n".join(out)
+
+
+def _model_differences(name: str, base: str = "lite0-lraspp") -> list[str]:
+    """Each other model against ``base`` on the same variant, labels and seed (the last run of each
+    counts): per-seed mIoU and thin-mean differences, and the mean per-class differences."""
+    runs = defaultdict(dict)
+    for r in _rows(name):
+        runs[(tuple(r["res"]), r.get("tag") or "-", r["epochs"], r["labels"])].setdefault(r["seed"], {})[r["model"]] = r
+    out = []
+    for (res, tag, epochs, mode), by_seed in sorted(runs.items()):
+        models = sorted({m for d in by_seed.values() for m in d if m != base and base in d})
+        for model in models:
+            seeds = sorted(s for s, d in by_seed.items() if model in d and base in d)
+            a, b = [by_seed[s][model] for s in seeds], [by_seed[s][base] for s in seeds]
+            per_class = {c: statistics.mean(x["per_class"][c] - y["per_class"][c] for x, y in zip(a, b)) for c in a[0]["per_class"]}
+            if not out:
+                out += ["", f"| model - {base} | training res | variant (tag) | epochs | labels | seeds | mIoU per seed | "
+                            "thin mean per seed | mean per-class difference |", "|---|---|---|---|---|---|---|---|---|"]
+            out.append(f"| {model} | {res[0]}x{res[1]} | {tag} | {epochs} | {mode} | {','.join(map(str, seeds))} | "
+                       + ", ".join(f"{x['miou'] - y['miou']:+.2f}" for x, y in zip(a, b)) + " | "
+                       + ", ".join(f"{x['thin_mean'] - y['thin_mean']:+.2f}" for x, y in zip(a, b)) + " | "
+                       + ", ".join(f"{c} {v:+.1f}" for c, v in per_class.items()) + " |")
+    return out
 
 
 def methods() -> str:
