@@ -133,9 +133,12 @@ def main() -> None:
         ("train --resume --seed changed", ["train", "--out", run, "--resume", "--seed", "9", "--quiet"], "error"),
         ("train existing --out", train_base + ["--out", run], "error"),
     ]
-    for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0"):
+    for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0", "guide_width=-1"):
         cases.append((f"train --refine guided --model-opt {opt}",
                       train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", opt], "error"))
+    cases.append(("train --refine guided --model-opt guide_width=0 --model-opt guide_kernel=3",
+                  train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", "guide_width=0",
+                                "--model-opt", "guide_kernel=3"], "error"))
     cases.append(("train --model-opt guide_kernel=3 without --refine guided",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--model-opt", "guide_kernel=3"], "error"))
     bad_export = {

@@ -307,7 +307,8 @@ def scales_option(fn):
               help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features.")
 @click.option("--refine", type=click.Choice(["none", "guided"]), default=default_of(TrainConfig, "refine"), show_default=True,
               help="guided: refine the scores to the native frame with a learned guided filter; the model then takes the native frame. "
-                   "Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper) and guide_kernel=3 (a 3x3 stage).")
+                   "Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper), guide_kernel=3 (a 3x3 stage), "
+                   "guide_width=0 (a linear guide from the colour, cheapest).")
 @click.option("--pretrained", default=default_of(TrainConfig, "pretrained"), show_default=True,
               help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")

@@ -39,12 +39,14 @@ def test_upsampler_learns_detail_from_high_resolution_features():
     assert not torch.allclose(out, F.interpolate(logits, size=(74, 98), mode="bilinear", align_corners=False))
 
 
-@pytest.mark.parametrize("channels,kernel", [(0, 1), (1, 1), (1, 3)])
-def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide(channels, kernel):
+@pytest.mark.parametrize("channels,kernel,width", [(0, 1, 8), (1, 1, 8), (1, 3, 8), (0, 1, 0), (1, 1, 0)])
+def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide(channels, kernel, width):
     """The defining property: where scores are a*g + b at low resolution, the filter returns a*g + b
-    at the guide's resolution, with the guide's own full-resolution detail (per-class or shared guide)."""
+    at the guide's resolution, with the guide's own full-resolution detail (per-class or shared
+    guide, learned or linear in the colour)."""
     torch.manual_seed(0)
-    refine = GuidedRefine(2, eps=1e-8, guide_channels=channels, guide_kernel=kernel).eval()
+    refine = GuidedRefine(2, eps=1e-8, width=width, guide_channels=channels, guide_kernel=kernel).eval()
+    assert len(refine.guide) == (1 if width == 0 else 4 if kernel == 1 else 7)
     frame = torch.randn(1, 3, 40, 60)
     with torch.no_grad():
         g_hi = refine.guide(frame)
@@ -56,13 +58,14 @@ def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide(channels, 
     np.testing.assert_allclose(out, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("kernel", ["area", "bilinear"])
-def test_guided_filter_resizes_the_narrower_guide_map_with_the_same_result(kernel):
+@pytest.mark.parametrize("kernel,width", [("area", 8), ("bilinear", 8), ("area", 0)])
+def test_guided_filter_resizes_the_narrower_guide_map_with_the_same_result(kernel, width):
     """With more classes than hidden guide channels the low-resolution guide is computed from the
-    resized hidden map; the resize kernels are linear with unit row sums, so it equals resizing
-    the per-class guide itself (here with a non-integer ratio: the kernel-matrix path)."""
+    resized hidden map (the frame itself for a linear guide); the resize kernels are linear with
+    unit row sums, so it equals resizing the per-class guide itself (here with a non-integer ratio:
+    the kernel-matrix path)."""
     torch.manual_seed(0)
-    refine = GuidedRefine(12, kernel, width=8).eval()
+    refine = GuidedRefine(12, kernel, width=width).eval()
     torch.nn.init.normal_(refine.guide[-1].bias)
     frame, scores = torch.randn(2, 3, 40, 60), torch.randn(2, 12, 9, 13)
     with torch.no_grad():
@@ -121,6 +124,12 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, options={"guide_kernel": 2}, **guided))
     with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number of at least 1"):
         build_model(ModelConfig("tiny", 3, options={"refine_radius": 0}, **guided))
+    with pytest.raises(ConfigError, match=r"--model-opt guide_width=-1: expected 0 \(a linear guide from the colour\)"):
+        build_model(ModelConfig("tiny", 3, options={"guide_width": -1}, **guided))
+    with pytest.raises(ConfigError, match="--model-opt guide_kernel=3: needs a hidden guide stage; guide_width=0 has none"):
+        build_model(ModelConfig("tiny", 3, options={"guide_width": 0, "guide_kernel": 3}, **guided))
+    with pytest.raises(ConfigError, match="--model-opt guide_width: applies only with --refine guided"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), options={"guide_width": 0}))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel: applies only with --refine guided"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"guide_kernel": 3}))
     with pytest.raises(ConfigError, match="--model-opt upscale_width: applies only with --upscale 2 or 4"):
@@ -264,7 +273,7 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
         evaluate_model(tmp_path / "model.onnx", data=shared_folder, progress=False)["miou"], abs=0.01)
 
 
-@pytest.mark.parametrize("options", [{}, {"guide_kernel": 3}])
+@pytest.mark.parametrize("options", [{}, {"guide_kernel": 3}, {"guide_width": 0}])
 def test_per_class_guide_exports_to_onnx_with_the_checkpoints_scores(tmp_path, options):
     """The per-class guide with more classes than hidden guide channels (the path that resizes the
     hidden map) through edgeseg's exporter: ONNX Runtime returns the checkpoint's native scores."""

@@ -101,10 +101,10 @@ DEFAULT_MODEL = "lite0-lraspp"
 
 
 # The options (--model-opt KEY=VALUE) each architecture reads, with the type each value must have.
-_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int}
+_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int, "guide_width": int}
 # The stage each of those options shapes, as a test of the model config.
 _STAGE_OPTIONS = {"upscale_width": lambda c: c.upscale > 1, **{k: (lambda c: c.refine != "none")
-                                                               for k in ("refine_radius", "guide_channels", "guide_kernel")}}
+                                                               for k in ("refine_radius", "guide_channels", "guide_kernel", "guide_width")}}
 MODEL_OPTIONS: dict[str, dict[str, type]] = {
     "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
     "lite0-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS},
@@ -181,7 +181,12 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
             raise ConfigError(f"--model-opt guide_channels={channels}: expected 0 (one guide per class) or 1 (one shared guide)")
         if gk not in (1, 3, 5):
             raise ConfigError(f"--model-opt guide_kernel={gk}: expected 1, 3 or 5")
-        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, radius, guide_channels=channels, guide_kernel=gk)
+        gw = int(cfg.options.get("guide_width", 8))
+        if gw < 0:
+            raise ConfigError(f"--model-opt guide_width={gw}: expected 0 (a linear guide from the colour) or more hidden channels")
+        if gw == 0 and gk > 1:
+            raise ConfigError(f"--model-opt guide_kernel={gk}: needs a hidden guide stage; guide_width=0 has none")
+        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, radius, width=gw, guide_channels=channels, guide_kernel=gk)
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:

@@ -93,6 +93,9 @@ class GuidedRefine(nn.Module):
     ``guide_kernel``: 1 (default) computes the guide per pixel from the colour; 3 adds a 3x3
     depthwise convolution, so the guide can respond to structures a few native pixels wide (a
     pole, a sign's edge) rather than to colour alone.
+    ``width``: the hidden guide channels (8); 0 makes the guide a learned linear mix of the colour
+    (one 1x1 convolution, He et al.'s guided filter with a learned grey), the cheapest guide at
+    native resolution.
     """
 
     def __init__(self, num_classes: int, kernel: str = "area", radius: int = 1, eps: float = 1e-2, width: int = 8,
@@ -102,11 +105,13 @@ class GuidedRefine(nn.Module):
         self.radius = int(radius)
         self.eps = float(eps)
         self.guide_channels = int(guide_channels) or num_classes
-        layers = [nn.Conv2d(3, width, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)]
+        if width == 0 and guide_kernel > 1:
+            raise ValueError("a linear guide (width 0) has no hidden stage for guide_kernel > 1")
+        layers = [nn.Conv2d(3, width, 1, bias=False), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)] if width else []
         if guide_kernel > 1:
             layers += [nn.Conv2d(width, width, guide_kernel, padding=guide_kernel // 2, groups=width, bias=False),
                        nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)]
-        self.guide = nn.Sequential(*layers, nn.Conv2d(width, self.guide_channels, 1))
+        self.guide = nn.Sequential(*layers, nn.Conv2d(width or 3, self.guide_channels, 1))
 
     def forward(self, scores: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """``frame``: the normalised native image ``(N, 3, H, W)``; returns ``(N, C, H, W)``."""
