@@ -139,6 +139,9 @@ def main() -> None:
     cases.append(("train --refine guided --model-opt guide_width=0 --model-opt guide_kernel=3",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", "guide_width=0",
                                 "--model-opt", "guide_kernel=3"], "error"))
+    for opt in ("upscale_input=-1", "upscale_width=0"):
+        cases.append((f"train --upscale 2 --model-opt {opt}",
+                      train_base + ["--out", tmp / f"t-{len(cases)}", "--upscale", "2", "--model-opt", opt], "error"))
     cases.append(("train --model-opt guide_kernel=3 without --refine guided",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--model-opt", "guide_kernel=3"], "error"))
     bad_export = {

@@ -304,7 +304,8 @@ def scales_option(fn):
               help="Loss weights from the training labels' class frequencies f: log = 1/ln(1.02+f) (ENet), sqrt = 1/sqrt(f).")
 @click.option("--model", default=default_of(TrainConfig, "model"), show_default=True, help="Architecture (see 'edgeseg models').")
 @click.option("--upscale", type=click.Choice(["1", "2", "4"]), default=str(default_of(TrainConfig, "upscale")), show_default=True,
-              help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features.")
+              help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder features "
+                   "(--model-opt upscale_input=8 adds a stride-1 stage on the input image; upscale_width=16 is the up-sampler's width).")
 @click.option("--refine", type=click.Choice(["none", "guided"]), default=default_of(TrainConfig, "refine"), show_default=True,
               help="guided: refine the scores to the native frame with a learned guided filter; the model then takes the native frame. "
                    "Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper), guide_kernel=3 (a 3x3 stage), "

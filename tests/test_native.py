@@ -16,9 +16,10 @@ from edgeseg.models import ModelConfig, build_model
 from edgeseg.models.native import GuidedRefine, UpscaleHead
 
 
-def test_untrained_upsampler_is_bilinear_upsampling_of_the_head():
+@pytest.mark.parametrize("options", [{}, {"upscale_input": 4}])
+def test_untrained_upsampler_is_bilinear_upsampling_of_the_head(options):
     torch.manual_seed(0)
-    model = build_model(ModelConfig("tiny", 5, res=(48, 36), upscale=4)).eval()
+    model = build_model(ModelConfig("tiny", 5, res=(48, 36), upscale=4, options=options)).eval()
     x = torch.randn(2, 3, 36, 48)
     with torch.no_grad():
         out = model(x)
@@ -91,6 +92,30 @@ def test_guided_filter_with_a_flat_guide_is_a_smooth_upsampling():
     np.testing.assert_allclose(out, F.interpolate(box, size=(24, 32), mode="bilinear", align_corners=False), atol=1e-5)
 
 
+@pytest.mark.parametrize("upscale", [2, 4])
+def test_stride_one_stage_sees_a_single_input_pixel_where_it_lies(upscale):
+    """With the encoder's features held fixed, the plain up-sampler ignores the input image's pixels;
+    with ``upscale_input`` a change of one input pixel changes the output exactly within its 3x3
+    neighbourhood, scaled by the up-scale factor (odd input size)."""
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 8, 19, 25), torch.randn(1, 16, 10, 13), torch.randn(1, 24, 5, 7)]
+    logits, x = torch.randn(1, 3, 5, 7), torch.randn(1, 3, 37, 49)
+    poked = x.clone()
+    poked[..., 20, 30] += 5.0
+    for channels in (0, 4):
+        head = UpscaleHead(3, (8, 16, 24), (2, 4, 8), upscale=upscale, input_channels=channels).eval()
+        torch.nn.init.normal_(head.expand.weight, std=0.1)
+        with torch.no_grad():
+            diff = (head(logits, feats, poked) - head(logits, feats, x)).abs().amax(1)[0]
+        assert diff.shape == (37 * upscale, 49 * upscale)
+        if channels == 0:
+            assert diff.max() == 0
+            continue
+        rows, cols = torch.nonzero(diff > 1e-6, as_tuple=True)
+        assert (rows.min(), rows.max() + 1) == (19 * upscale, 22 * upscale)
+        assert (cols.min(), cols.max() + 1) == (29 * upscale, 32 * upscale)
+
+
 def test_soft_labels_at_the_output_resolution_use_the_image_kernel():
     info = DatasetInfo("t", ("a", "b", "c"), ((0, 0, 0),) * 3, 255)
     rng = np.random.default_rng(0)
@@ -132,6 +157,12 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, res=(48, 36), options={"guide_width": 0}))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel: applies only with --refine guided"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"guide_kernel": 3}))
+    with pytest.raises(ConfigError, match=r"--model-opt upscale_input=-2: expected 0 \(no stride-1 stage\) or more channels"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_input": -2}))
+    with pytest.raises(ConfigError, match="--model-opt upscale_width=0: expected a whole number of at least 1"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_width": 0}))
+    with pytest.raises(ConfigError, match="--model-opt upscale_input: applies only with --upscale 2 or 4"):
+        build_model(ModelConfig("tiny", 3, res=(48, 36), options={"upscale_input": 8}))
     with pytest.raises(ConfigError, match="--model-opt upscale_width: applies only with --upscale 2 or 4"):
         build_model(ModelConfig("tiny", 3, options={"upscale_width": 8}, **guided))
 
@@ -295,4 +326,32 @@ def test_per_class_guide_exports_to_onnx_with_the_checkpoints_scores(tmp_path, o
     with OrtRunner.from_file(path, device="cpu") as runner:
         got = runner.infer(frame.numpy())["logits"]
     assert got.shape == (1, 12, 36, 48)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_stride_one_upsampler_exports_to_onnx_with_the_checkpoints_scores(tmp_path):
+    """``--upscale 2 --model-opt upscale_input=4`` through edgeseg's exporter: plain ONNX operators,
+    and ONNX Runtime returns the checkpoint's scores at twice the input resolution."""
+    from edgeseg import __version__
+    from edgeseg.export import OnnxOptions, export_onnx
+    from edgeseg.models import Checkpoint, ModelCard
+    from edgeseg.runtime.ort_runner import OrtRunner
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("tiny", 4, res=(25, 19), upscale=2, options={"upscale_input": 4})
+    model = build_model(cfg).eval()
+    torch.nn.init.normal_(model.upsampler.expand.weight, std=0.1)
+    card = ModelCard(cfg, tuple(f"c{i}" for i in range(4)), ((0, 0, 0),) * 4, (25, 19), dataset="folder")
+    torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), tmp_path / "m.pt")
+    path, _ = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "DepthToSpace" in ops and ops <= {"Conv", "Relu", "Resize", "Concat", "DepthToSpace", "Add", "Slice", "Clip",
+                                               "Constant", "Shape", "Gather", "Cast", "Mul", "Sub", "Div", "ReduceMean",
+                                               "Sigmoid", "MaxPool", "AveragePool", "BatchNormalization", "Identity"}
+    x = torch.randn(1, 3, 19, 25)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    with OrtRunner.from_file(path, device="cpu") as runner:
+        got = runner.infer(x.numpy())["logits"]
+    assert got.shape == (1, 4, 38, 50)
     np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -101,9 +101,9 @@ DEFAULT_MODEL = "lite0-lraspp"
 
 
 # The options (--model-opt KEY=VALUE) each architecture reads, with the type each value must have.
-_NATIVE_OPTIONS = {"upscale_width": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int, "guide_width": int}
+_NATIVE_OPTIONS = {"upscale_width": int, "upscale_input": int, "refine_radius": int, "guide_channels": int, "guide_kernel": int, "guide_width": int}
 # The stage each of those options shapes, as a test of the model config.
-_STAGE_OPTIONS = {"upscale_width": lambda c: c.upscale > 1, **{k: (lambda c: c.refine != "none")
+_STAGE_OPTIONS = {"upscale_width": lambda c: c.upscale > 1, "upscale_input": lambda c: c.upscale > 1, **{k: (lambda c: c.refine != "none")
                                                                for k in ("refine_radius", "guide_channels", "guide_kernel", "guide_width")}}
 MODEL_OPTIONS: dict[str, dict[str, type]] = {
     "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
@@ -142,7 +142,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise ConfigError(f"a model needs at least one class, got {cfg.num_classes}")
     for key, needs in _STAGE_OPTIONS.items():  # an option of a stage the model does not have would do nothing
         if key in cfg.options and not needs(cfg):
-            flag = "--upscale 2 or 4" if key == "upscale_width" else "--refine guided"
+            flag = "--upscale 2 or 4" if key.startswith("upscale_") else "--refine guided"
             raise ConfigError(f"--model-opt {key}: applies only with {flag}")
     model = MODELS[cfg.name](cfg)
     if cfg.upscale != 1 or cfg.refine != "none":
@@ -162,8 +162,12 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
         raise ConfigError(f"--upscale/--refine: model '{cfg.name}' has its own output stage; use lite0-lraspp, lite0-fpn or tiny")
     if cfg.upscale > 1:
         enc = model.encoder
-        model.upsampler = UpscaleHead(cfg.num_classes, enc.out_channels, enc.reductions, cfg.upscale,
-                                      int(cfg.options.get("upscale_width", 16)))
+        width, inputs = int(cfg.options.get("upscale_width", 16)), int(cfg.options.get("upscale_input", 0))
+        if width < 1:
+            raise ConfigError(f"--model-opt upscale_width={width}: expected a whole number of at least 1")
+        if inputs < 0:
+            raise ConfigError(f"--model-opt upscale_input={inputs}: expected 0 (no stride-1 stage) or more channels")
+        model.upsampler = UpscaleHead(cfg.num_classes, enc.out_channels, enc.reductions, cfg.upscale, width, inputs)
     if cfg.refine == "guided":
         if not cfg.res or not cfg.native_res:
             raise ConfigError("--refine guided: the model config needs the network and native resolutions")

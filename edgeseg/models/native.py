@@ -9,6 +9,10 @@ Two optional stages after the head of a :class:`~edgeseg.models.base.SegModel`:
     pixel shuffle (ONNX ``DepthToSpace``), so the exported graph holds only
     Conv, Resize, Concat and DepthToSpace. The last convolution starts at zero:
     an untrained up-sampler is exactly bilinear up-sampling.
+    ``--model-opt upscale_input=N`` adds a stride-1 stage: a 3x3 convolution of the
+    network's input image to N channels, mixed with the stride-2 state, so the
+    residual also sees what lies between the stride-2 samples (a structure one
+    input pixel wide).
 
 ``GuidedRefine`` (``--refine guided``)
     A fast guided filter (Wu et al., CVPR 2018) with a learned guide: per class,
@@ -49,7 +53,8 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 class UpscaleHead(nn.Module):
     """Coarse logits + encoder features at strides 4 and 2 -> logits at ``upscale`` x the input size."""
 
-    def __init__(self, num_classes: int, in_channels: Sequence[int], reductions: Sequence[int], upscale: int, width: int = 16):
+    def __init__(self, num_classes: int, in_channels: Sequence[int], reductions: Sequence[int], upscale: int, width: int = 16,
+                 input_channels: int = 0):
         super().__init__()
         reductions = list(reductions)
         if 2 not in reductions or 4 not in reductions:
@@ -62,7 +67,11 @@ class UpscaleHead(nn.Module):
         self.mix4 = nn.Sequential(_conv_bn_relu(width + num_classes, width, 3))
         self.proj2 = _conv_bn_relu(in_channels[self.i2], width)
         self.mix2 = nn.Sequential(_conv_bn_relu(2 * width + num_classes, width, 3))
-        r = 2 * self.upscale  # stride 2 -> 1/upscale
+        self.input_channels = int(input_channels)
+        if self.input_channels:
+            self.proj1 = _conv_bn_relu(3, self.input_channels, 3)
+            self.mix1 = _conv_bn_relu(width + self.input_channels, width)
+        r = self.upscale if self.input_channels else 2 * self.upscale  # stride 1 (or 2) -> 1/upscale
         self.expand = nn.Conv2d(width, num_classes * r * r, 1)
         nn.init.zeros_(self.expand.weight)
         nn.init.zeros_(self.expand.bias)
@@ -72,6 +81,8 @@ class UpscaleHead(nn.Module):
         f4, f2 = feats[self.i4], feats[self.i2]
         h = self.mix4(torch.cat([_up(logits, f4.shape[-2:]), self.proj4(f4)], 1))
         h = self.mix2(torch.cat([_up(h, f2.shape[-2:]), _up(logits, f2.shape[-2:]), self.proj2(f2)], 1))
+        if self.input_channels:
+            h = self.mix1(torch.cat([_up(h, x.shape[-2:]), self.proj1(x)], 1))
         residual = self.shuffle(self.expand(h))
         H, W = x.shape[-2] * self.upscale, x.shape[-1] * self.upscale
         residual = residual[..., :H, :W]  # odd input sizes: stride-2 maps round up
