@@ -86,7 +86,8 @@ def main() -> None:
     (bad / "adir.pt").mkdir()
     (bad / "afile").write_text("x")
 
-    cases: list[tuple[str, list, str]] = []  # (name, argv, expectation: "error" or "ok")
+    # (name, argv, expectation: "ok", "check" or "error", the last optionally "error:TEXT", TEXT being what the error must say)
+    cases: list[tuple[str, list, str]] = []
     for name in files:
         cases.append((f"eval --model {name}", ["eval", "--model", bad / name, "--dataset", "folder", "--data", data, "--quiet"], "error"))
     for name in ("empty.pt", "garbage.pt", "truncated.pt", "garbage.onnx", "model.xyz"):
@@ -133,15 +134,18 @@ def main() -> None:
         ("train --resume --seed changed", ["train", "--out", run, "--resume", "--seed", "9", "--quiet"], "error"),
         ("train existing --out", train_base + ["--out", run], "error"),
     ]
-    for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0", "guide_width=-1"):
+    for opt in ("guide_channels=2", "guide_kernel=4", "refine_radius=0", "refine_radius=1e9", "guide_width=-1", "guide_width=1e12"):
         cases.append((f"train --refine guided --model-opt {opt}",
-                      train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", opt], "error"))
+                      train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", opt],
+                      f"error:--model-opt {opt.split('=')[0]}="))
     cases.append(("train --refine guided --model-opt guide_width=0 --model-opt guide_kernel=3",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--refine", "guided", "--model-opt", "guide_width=0",
-                                "--model-opt", "guide_kernel=3"], "error"))
-    for opt in ("upscale_input=-1", "upscale_width=0"):
+                                "--model-opt", "guide_kernel=3"], "error:guide_width=0 has none"))
+    for opt in ("upscale_input=-1", "upscale_input=1e300", "upscale_width=0", "upscale_width=100000"):
+        # a 24x18 network so that the 2x output fits the 48x36 frames and the option itself is what is refused
         cases.append((f"train --upscale 2 --model-opt {opt}",
-                      train_base + ["--out", tmp / f"t-{len(cases)}", "--upscale", "2", "--model-opt", opt], "error"))
+                      train_base + ["--out", tmp / f"t-{len(cases)}", "--res", "24x18", "--upscale", "2", "--model-opt", opt],
+                      f"error:--model-opt {opt.split('=')[0]}="))
     cases.append(("train --model-opt guide_kernel=3 without --refine guided",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--model-opt", "guide_kernel=3"], "error"))
     bad_export = {
@@ -198,14 +202,15 @@ def main() -> None:
     results = []
     before = {p: p.read_bytes() for p in (ckpt, onnx_path, run / "last.pt")}
     t0 = time.perf_counter()
-    for name, argv, expect in cases:
+    for name, argv, expectation in cases:
+        expect, _, must_say = expectation.partition(":")
         code, out, err = run_cli(argv)
         lines = [line for line in err.strip().splitlines() if line and not line.startswith(("warning:", "wrote "))]
         if expect == "ok":
             handled = code == 0
         else:
             want = 1 if expect == "check" else 2
-            handled = code == want and "Traceback" not in err and len(lines) <= 1 + (expect == "check")
+            handled = code == want and "Traceback" not in err and len(lines) <= 1 + (expect == "check") and must_say in err
         results.append({"case": name, "handled": handled, "exit": code, "stderr": err.strip()[-300:]})
     lost = [str(p) for p, content in before.items() if p.read_bytes() != content]
     n_ok = sum(r["handled"] for r in results)

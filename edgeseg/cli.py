@@ -309,7 +309,7 @@ def scales_option(fn):
 @click.option("--refine", type=click.Choice(["none", "guided"]), default=default_of(TrainConfig, "refine"), show_default=True,
               help="guided: refine the scores to the native frame with a learned guided filter; the model then takes the native frame. "
                    "Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper), guide_kernel=3 (a 3x3 stage), "
-                   "guide_width=0 (a linear guide from the colour, cheapest).")
+                   "guide_width=0 (a guide linear in the colour, cheaper than the hidden stage).")
 @click.option("--pretrained", default=default_of(TrainConfig, "pretrained"), show_default=True,
               help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: 4 on synthetic, 100 otherwise].")

@@ -59,7 +59,7 @@ def test_guided_filter_reproduces_scores_that_are_linear_in_the_guide(channels, 
     np.testing.assert_allclose(out, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("kernel,width", [("area", 8), ("bilinear", 8), ("area", 0)])
+@pytest.mark.parametrize("kernel,width", [("area", 8), ("bilinear", 8), ("area", 0), ("bilinear", 0)])
 def test_guided_filter_resizes_the_narrower_guide_map_with_the_same_result(kernel, width):
     """With more classes than hidden guide channels the low-resolution guide is computed from the
     resized hidden map (the frame itself for a linear guide); the resize kernels are linear with
@@ -79,7 +79,7 @@ def test_guided_filter_resizes_the_narrower_guide_map_with_the_same_result(kerne
         b = mean_p - a * mean_g
         up = lambda t: F.interpolate(t, size=(40, 60), mode="bilinear", align_corners=False)  # noqa: E731
         expected = up(box(a)) * g_hi + up(box(b))
-    np.testing.assert_allclose(out, expected, atol=1e-4)
+    np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-4)  # float rounding, amplified where the guide varies little
 
 
 def test_guided_filter_with_a_flat_guide_is_a_smooth_upsampling():
@@ -94,26 +94,22 @@ def test_guided_filter_with_a_flat_guide_is_a_smooth_upsampling():
 
 @pytest.mark.parametrize("upscale", [2, 4])
 def test_stride_one_stage_sees_a_single_input_pixel_where_it_lies(upscale):
-    """With the encoder's features held fixed, the plain up-sampler ignores the input image's pixels;
-    with ``upscale_input`` a change of one input pixel changes the output exactly within its 3x3
-    neighbourhood, scaled by the up-scale factor (odd input size)."""
+    """With the encoder's features held fixed (the plain up-sampler then ignores the input image's
+    pixels), a change of one input pixel changes the output exactly within its 3x3 neighbourhood,
+    scaled by the up-scale factor (odd input size): the stride-1 stage is wired at stride 1."""
     torch.manual_seed(0)
     feats = [torch.randn(1, 8, 19, 25), torch.randn(1, 16, 10, 13), torch.randn(1, 24, 5, 7)]
     logits, x = torch.randn(1, 3, 5, 7), torch.randn(1, 3, 37, 49)
     poked = x.clone()
     poked[..., 20, 30] += 5.0
-    for channels in (0, 4):
-        head = UpscaleHead(3, (8, 16, 24), (2, 4, 8), upscale=upscale, input_channels=channels).eval()
-        torch.nn.init.normal_(head.expand.weight, std=0.1)
-        with torch.no_grad():
-            diff = (head(logits, feats, poked) - head(logits, feats, x)).abs().amax(1)[0]
-        assert diff.shape == (37 * upscale, 49 * upscale)
-        if channels == 0:
-            assert diff.max() == 0
-            continue
-        rows, cols = torch.nonzero(diff > 1e-6, as_tuple=True)
-        assert (rows.min(), rows.max() + 1) == (19 * upscale, 22 * upscale)
-        assert (cols.min(), cols.max() + 1) == (29 * upscale, 32 * upscale)
+    head = UpscaleHead(3, (8, 16, 24), (2, 4, 8), upscale=upscale, input_channels=4).eval()
+    torch.nn.init.normal_(head.expand.weight, std=0.1)
+    with torch.no_grad():
+        diff = (head(logits, feats, poked) - head(logits, feats, x)).abs().amax(1)[0]
+    assert diff.shape == (37 * upscale, 49 * upscale)
+    rows, cols = torch.nonzero(diff > 1e-6, as_tuple=True)
+    assert (rows.min(), rows.max() + 1) == (19 * upscale, 22 * upscale)
+    assert (cols.min(), cols.max() + 1) == (29 * upscale, 32 * upscale)
 
 
 def test_soft_labels_at_the_output_resolution_use_the_image_kernel():
@@ -147,7 +143,7 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, options={"guide_channels": 2}, **guided))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel=2: expected 1, 3 or 5"):
         build_model(ModelConfig("tiny", 3, options={"guide_kernel": 2}, **guided))
-    with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number of at least 1"):
+    with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number from 1 to 8"):
         build_model(ModelConfig("tiny", 3, options={"refine_radius": 0}, **guided))
     with pytest.raises(ConfigError, match=r"--model-opt guide_width=-1: expected 0 \(a linear guide from the colour\)"):
         build_model(ModelConfig("tiny", 3, options={"guide_width": -1}, **guided))
@@ -159,7 +155,7 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"guide_kernel": 3}))
     with pytest.raises(ConfigError, match=r"--model-opt upscale_input=-2: expected 0 \(no stride-1 stage\) or more channels"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_input": -2}))
-    with pytest.raises(ConfigError, match="--model-opt upscale_width=0: expected a whole number of at least 1"):
+    with pytest.raises(ConfigError, match="--model-opt upscale_width=0: expected a whole number of channels from 1 to 256"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_width": 0}))
     with pytest.raises(ConfigError, match="--model-opt upscale_input: applies only with --upscale 2 or 4"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), options={"upscale_input": 8}))

@@ -23,7 +23,8 @@ Two optional stages after the head of a :class:`~edgeseg.models.base.SegModel`:
     guide. Its cost at native resolution is two 1x1 convolutions, the
     up-sampling of ``a`` and ``b`` and a few element-wise operations per pixel;
     ``--model-opt guide_channels=1`` shares one guide map between the classes
-    (cheaper) and ``guide_kernel=3`` gives the guide a 3x3 depthwise stage.
+    (cheaper), ``guide_kernel=3`` gives the guide a 3x3 depthwise stage and
+    ``guide_width=0`` makes it one 1x1 convolution of the colour (cheaper still).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 
 class UpscaleHead(nn.Module):
-    """Coarse logits + encoder features at strides 4 and 2 -> logits at ``upscale`` x the input size."""
+    """Coarse logits + encoder features at strides 4 and 2 (+ the input image at stride 1 when
+    ``input_channels`` > 0) -> logits at ``upscale`` x the input size."""
 
     def __init__(self, num_classes: int, in_channels: Sequence[int], reductions: Sequence[int], upscale: int, width: int = 16,
                  input_channels: int = 0):
