@@ -3,6 +3,7 @@
     python benchmarks/summarize.py labels [FILE.jsonl]     (default camvid_labels.jsonl)
     python benchmarks/summarize.py methods
     python benchmarks/summarize.py int8|downsampling FILE.json
+    python benchmarks/summarize.py diff FILE.jsonl MODEL RES LABELS TAG_A TAG_B   (tag "-" = no tag)
 """
 
 from __future__ import annotations
@@ -83,6 +84,30 @@ def _model_differences(name: str, base: str = "lite0-lraspp") -> list[str]:
     return out
 
 
+def diff(name: str, model: str, res: str, mode: str, tag_a: str, tag_b: str) -> str:
+    """Variant ``tag_a`` against ``tag_b`` of one model, resolution and label mode, seed by seed (the
+    last run of each counts; the two may differ in epochs): mIoU, thin mean and Pole differences,
+    and the mean per-class differences."""
+    by_tag = defaultdict(dict)
+    for r in _rows(name):
+        if r["model"] == model and "x".join(map(str, r["res"])) == res and r["labels"] == mode:
+            by_tag[r.get("tag") or "-"][r["seed"]] = r
+    seeds = sorted(set(by_tag[tag_a]) & set(by_tag[tag_b]))
+    if not seeds:
+        raise SystemExit(f"{name}: no seed with both {tag_a} and {tag_b} for {model} {res} {mode}")
+    a, b = [by_tag[tag_a][s] for s in seeds], [by_tag[tag_b][s] for s in seeds]
+    lines = [f"| {model} {res} {mode}: {tag_a} - {tag_b} | seed | epochs | mIoU | thin mean | Pole |", "|---|---|---|---|---|---|"]
+    for s, x, y in zip(seeds, a, b):
+        lines.append(f"| | {s} | {x['epochs']} vs {y['epochs']} | {x['miou']:.2f} - {y['miou']:.2f} = {x['miou'] - y['miou']:+.2f} | "
+                     f"{x['thin_mean'] - y['thin_mean']:+.2f} | {x['per_class']['Pole'] - y['per_class']['Pole']:+.2f} |")
+    mean = lambda k: statistics.mean(x[k] - y[k] for x, y in zip(a, b))  # noqa: E731
+    lines.append(f"| mean | | | {mean('miou'):+.2f} | {mean('thin_mean'):+.2f} | "
+                 f"{statistics.mean(x['per_class']['Pole'] - y['per_class']['Pole'] for x, y in zip(a, b)):+.2f} |")
+    per_class = {c: statistics.mean(x["per_class"][c] - y["per_class"][c] for x, y in zip(a, b)) for c in a[0]["per_class"]}
+    lines += ["", "mean per-class difference: " + ", ".join(f"{c} {v:+.1f}" for c, v in per_class.items())]
+    return "\n".join(lines)
+
+
 def methods() -> str:
     groups = defaultdict(list)
     for r in _rows("camvid_methods.jsonl"):
@@ -120,7 +145,7 @@ def downsampling(name="label_downsampling.json") -> str:
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "labels"
     args = sys.argv[2:]  # an optional results file
-    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling}[which](*args))
+    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling, "diff": diff}[which](*args))
 
 
 if __name__ == "__main__":
