@@ -153,11 +153,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 MAX_STAGE_CHANNELS = 256  # the native stages are meant to be light; wider ones are a typo, not a model
 
 
-def _channels(cfg: ModelConfig, key: str, default: int) -> int:
-    """A native stage's channel count from ``--model-opt``, refused above MAX_STAGE_CHANNELS."""
+def _stage_option(cfg: ModelConfig, key: str, default: int, low: int, high: int, meaning: str) -> int:
+    """A native stage's ``--model-opt`` whole number, refused in one line outside ``low..high``."""
     value = cfg.options.get(key, default)
-    if value > MAX_STAGE_CHANNELS:
-        raise ConfigError(f"--model-opt {key}={value:g}: expected at most {MAX_STAGE_CHANNELS} channels")
+    if not low <= value <= high:
+        raise ConfigError(f"--model-opt {key}={value:g}: expected {meaning}, a whole number from {low} to {high}")
     return int(value)
 
 
@@ -173,12 +173,8 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
         raise ConfigError(f"--upscale/--refine: model '{cfg.name}' has its own output stage; use lite0-lraspp, lite0-fpn or tiny")
     if cfg.upscale > 1:
         enc = model.encoder
-        width, inputs = _channels(cfg, "upscale_width", 16), _channels(cfg, "upscale_input", 0)
-        if width < 1:
-            raise ConfigError(f"--model-opt upscale_width={width}: expected a whole number of channels from 1 to {MAX_STAGE_CHANNELS}")
-        if inputs < 0:
-            raise ConfigError(f"--model-opt upscale_input={inputs}: expected 0 (no stride-1 stage) or more channels, "
-                              f"at most {MAX_STAGE_CHANNELS}")
+        width = _stage_option(cfg, "upscale_width", 16, 1, MAX_STAGE_CHANNELS, "the up-sampler's channels")
+        inputs = _stage_option(cfg, "upscale_input", 0, 0, MAX_STAGE_CHANNELS, "the stride-1 stage's channels (0: none)")
         model.upsampler = UpscaleHead(cfg.num_classes, enc.out_channels, enc.reductions, cfg.upscale, width, inputs)
     if cfg.refine == "guided":
         if not cfg.res or not cfg.native_res:
@@ -188,22 +184,17 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
             raise ConfigError(
                 f"--upscale {cfg.upscale}: the output {w * cfg.upscale}x{h * cfg.upscale} exceeds the native frame {nw}x{nh}; "
                 "use a smaller --upscale or --res")
-        radius = cfg.options.get("refine_radius", 1)
+        radius = _stage_option(cfg, "refine_radius", 1, 1, 8, "the box filters' radius")
+        gw = _stage_option(cfg, "guide_width", 8, 0, MAX_STAGE_CHANNELS, "the guide's hidden channels (0: linear in the colour)")
         channels = int(cfg.options.get("guide_channels", 0))
         gk = int(cfg.options.get("guide_kernel", 1))
-        if not 1 <= radius <= 8:
-            raise ConfigError(f"--model-opt refine_radius={radius:g}: expected a whole number from 1 to 8")
         if channels not in (0, 1):
             raise ConfigError(f"--model-opt guide_channels={channels}: expected 0 (one guide per class) or 1 (one shared guide)")
         if gk not in (1, 3, 5):
             raise ConfigError(f"--model-opt guide_kernel={gk}: expected 1, 3 or 5")
-        gw = _channels(cfg, "guide_width", 8)
-        if gw < 0:
-            raise ConfigError(f"--model-opt guide_width={gw}: expected 0 (a linear guide from the colour) or more hidden channels, "
-                              f"at most {MAX_STAGE_CHANNELS}")
         if gw == 0 and gk > 1:
             raise ConfigError(f"--model-opt guide_kernel={gk}: needs a hidden guide stage; guide_width=0 has none")
-        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, int(radius), width=gw, guide_channels=channels, guide_kernel=gk)
+        model.refiner = GuidedRefine(cfg.num_classes, cfg.kernel, radius, width=gw, guide_channels=channels, guide_kernel=gk)
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:
