@@ -143,9 +143,9 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, options={"guide_channels": 2}, **guided))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel=2: expected 1, 3 or 5"):
         build_model(ModelConfig("tiny", 3, options={"guide_kernel": 2}, **guided))
-    with pytest.raises(ConfigError, match="--model-opt refine_radius=0: expected a whole number from 1 to 8"):
+    with pytest.raises(ConfigError, match=r"--model-opt refine_radius=0: expected the box filters' radius, a whole number from 1 to 8"):
         build_model(ModelConfig("tiny", 3, options={"refine_radius": 0}, **guided))
-    with pytest.raises(ConfigError, match=r"--model-opt guide_width=-1: expected 0 \(a linear guide from the colour\)"):
+    with pytest.raises(ConfigError, match=r"--model-opt guide_width=-1: expected the guide's hidden channels \(0: linear in the colour\), a whole number from 0 to 256"):
         build_model(ModelConfig("tiny", 3, options={"guide_width": -1}, **guided))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel=3: needs a hidden guide stage; guide_width=0 has none"):
         build_model(ModelConfig("tiny", 3, options={"guide_width": 0, "guide_kernel": 3}, **guided))
@@ -153,9 +153,9 @@ def test_bad_native_options_are_one_line_errors():
         build_model(ModelConfig("tiny", 3, res=(48, 36), options={"guide_width": 0}))
     with pytest.raises(ConfigError, match="--model-opt guide_kernel: applies only with --refine guided"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"guide_kernel": 3}))
-    with pytest.raises(ConfigError, match=r"--model-opt upscale_input=-2: expected 0 \(no stride-1 stage\) or more channels"):
+    with pytest.raises(ConfigError, match=r"--model-opt upscale_input=-2: expected the stride-1 stage's channels \(0: none\), a whole number from 0 to 256"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_input": -2}))
-    with pytest.raises(ConfigError, match="--model-opt upscale_width=0: expected a whole number of channels from 1 to 256"):
+    with pytest.raises(ConfigError, match="--model-opt upscale_width=0: expected the up-sampler's channels, a whole number from 1 to 256"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), upscale=2, options={"upscale_width": 0}))
     with pytest.raises(ConfigError, match="--model-opt upscale_input: applies only with --upscale 2 or 4"):
         build_model(ModelConfig("tiny", 3, res=(48, 36), options={"upscale_input": 8}))
@@ -300,27 +300,34 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
         evaluate_model(tmp_path / "model.onnx", data=shared_folder, progress=False)["miou"], abs=0.01)
 
 
+def _exported_against_checkpoint(model, cfg, tmp_path, x):
+    """``model`` saved as an edgeseg checkpoint, exported by edgeseg's exporter and run on ONNX Runtime
+    CPU with ``x``: (the ONNX path, ONNX Runtime's logits, the model's own)."""
+    from edgeseg.export import OnnxOptions, export_onnx
+    from edgeseg.models import Checkpoint, ModelCard
+    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.trainer.checkpoint import save_checkpoint
+
+    n = cfg.num_classes
+    card = ModelCard(cfg, tuple(f"c{i}" for i in range(n)), ((0, 0, 0),) * n, cfg.res, dataset="folder")
+    save_checkpoint(tmp_path / "m.pt", Checkpoint(card, model.state_dict()))
+    path, _ = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
+    with torch.no_grad():
+        expected = model(x).numpy()
+    with OrtRunner.from_file(path, device="cpu") as runner:
+        got = runner.infer(x.numpy())["logits"]
+    return path, got, expected
+
+
 @pytest.mark.parametrize("options", [{}, {"guide_kernel": 3}, {"guide_width": 0}])
 def test_per_class_guide_exports_to_onnx_with_the_checkpoints_scores(tmp_path, options):
     """The per-class guide with more classes than hidden guide channels (the path that resizes the
     hidden map) through edgeseg's exporter: ONNX Runtime returns the checkpoint's native scores."""
-    from edgeseg import __version__
-    from edgeseg.export import OnnxOptions, export_onnx
-    from edgeseg.models import Checkpoint, ModelCard
-    from edgeseg.runtime.ort_runner import OrtRunner
-
     torch.manual_seed(0)
     cfg = ModelConfig("tiny", 12, res=(24, 18), refine="guided", native_res=(48, 36), options=options)
     model = build_model(cfg).eval()
     torch.nn.init.normal_(model.refiner.guide[-1].weight)  # a guide that varies across the frame
-    card = ModelCard(cfg, tuple(f"c{i}" for i in range(12)), ((0, 0, 0),) * 12, (24, 18), dataset="folder")
-    torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), tmp_path / "m.pt")
-    path, meta = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
-    frame = torch.randn(1, 3, 36, 48)
-    with torch.no_grad():
-        expected = model(frame).numpy()
-    with OrtRunner.from_file(path, device="cpu") as runner:
-        got = runner.infer(frame.numpy())["logits"]
+    _, got, expected = _exported_against_checkpoint(model, cfg, tmp_path, torch.randn(1, 3, 36, 48))
     assert got.shape == (1, 12, 36, 48)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
@@ -328,26 +335,14 @@ def test_per_class_guide_exports_to_onnx_with_the_checkpoints_scores(tmp_path, o
 def test_stride_one_upsampler_exports_to_onnx_with_the_checkpoints_scores(tmp_path):
     """``--upscale 2 --model-opt upscale_input=4`` through edgeseg's exporter: plain ONNX operators,
     and ONNX Runtime returns the checkpoint's scores at twice the input resolution."""
-    from edgeseg import __version__
-    from edgeseg.export import OnnxOptions, export_onnx
-    from edgeseg.models import Checkpoint, ModelCard
-    from edgeseg.runtime.ort_runner import OrtRunner
-
     torch.manual_seed(0)
     cfg = ModelConfig("tiny", 4, res=(25, 19), upscale=2, options={"upscale_input": 4})
     model = build_model(cfg).eval()
     torch.nn.init.normal_(model.upsampler.expand.weight, std=0.1)
-    card = ModelCard(cfg, tuple(f"c{i}" for i in range(4)), ((0, 0, 0),) * 4, (25, 19), dataset="folder")
-    torch.save(Checkpoint(card, model.state_dict()).to_dict(__version__), tmp_path / "m.pt")
-    path, _ = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
+    path, got, expected = _exported_against_checkpoint(model, cfg, tmp_path, torch.randn(1, 3, 19, 25))
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert "DepthToSpace" in ops and ops <= {"Conv", "Relu", "Resize", "Concat", "DepthToSpace", "Add", "Slice", "Clip",
                                                "Constant", "Shape", "Gather", "Cast", "Mul", "Sub", "Div", "ReduceMean",
                                                "Sigmoid", "MaxPool", "AveragePool", "BatchNormalization", "Identity"}
-    x = torch.randn(1, 3, 19, 25)
-    with torch.no_grad():
-        expected = model(x).numpy()
-    with OrtRunner.from_file(path, device="cpu") as runner:
-        got = runner.infer(x.numpy())["logits"]
     assert got.shape == (1, 4, 38, 50)
     np.testing.assert_allclose(got, expected, atol=1e-4)
