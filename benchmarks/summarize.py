@@ -4,6 +4,7 @@
     python benchmarks/summarize.py methods
     python benchmarks/summarize.py int8|downsampling FILE.json
     python benchmarks/summarize.py diff FILE.jsonl MODEL RES LABELS TAG_A TAG_B   (tag "-" = no tag)
+    python benchmarks/summarize.py tta FILE.jsonl                                   (tta_camvid.py rows)
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def labels(name="camvid_labels.jsonl") -> str:
     return "\n".join(out)
 
 
+def _class_differences(a: list[dict], b: list[dict]) -> dict:
+    """Mean over pairs of per-class IoU dicts: a[i][c] - b[i][c]."""
+    return {c: statistics.mean(x[c] - y[c] for x, y in zip(a, b)) for c in a[0]}
+
+
 def _model_differences(name: str, base: str = "lite0-lraspp") -> list[str]:
     """Each other model against ``base`` on the same variant, labels and seed (the last run of each
     counts): per-seed mIoU and thin-mean differences, and the mean per-class differences."""
@@ -73,7 +79,7 @@ def _model_differences(name: str, base: str = "lite0-lraspp") -> list[str]:
         for model in models:
             seeds = sorted(s for s, d in by_seed.items() if model in d and base in d)
             a, b = [by_seed[s][model] for s in seeds], [by_seed[s][base] for s in seeds]
-            per_class = {c: statistics.mean(x["per_class"][c] - y["per_class"][c] for x, y in zip(a, b)) for c in a[0]["per_class"]}
+            per_class = _class_differences([x["per_class"] for x in a], [y["per_class"] for y in b])
             if not out:
                 out += ["", f"| model - {base} | training res | variant (tag) | epochs | labels | seeds | mIoU per seed | "
                             "thin mean per seed | mean per-class difference |", "|---|---|---|---|---|---|---|---|---|"]
@@ -103,8 +109,25 @@ def diff(name: str, model: str, res: str, mode: str, tag_a: str, tag_b: str) -> 
     mean = lambda k: statistics.mean(x[k] - y[k] for x, y in zip(a, b))  # noqa: E731
     lines.append(f"| mean | | | {mean('miou'):+.2f} | {mean('thin_mean'):+.2f} | "
                  f"{statistics.mean(x['per_class']['Pole'] - y['per_class']['Pole'] for x, y in zip(a, b)):+.2f} |")
-    per_class = {c: statistics.mean(x["per_class"][c] - y["per_class"][c] for x, y in zip(a, b)) for c in a[0]["per_class"]}
+    per_class = _class_differences([x["per_class"] for x in a], [y["per_class"] for y in b])
     lines += ["", "mean per-class difference: " + ", ".join(f"{c} {v:+.1f}" for c, v in per_class.items())]
+    return "\n".join(lines)
+
+
+def tta(name: str) -> str:
+    """Flip test-time augmentation (benchmarks/tta_camvid.py rows): per checkpoint without -> with
+    flip, the means over the rows, and the mean per-class differences."""
+    rows = _rows(name)
+    if not rows:
+        raise SystemExit(f"{name}: no rows")
+    lines = ["| run | mIoU | thin mean | Pole |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['none']['miou']:.2f} -> {r['flip']['miou']:.2f} ({r['flip']['miou'] - r['none']['miou']:+.2f}) | "
+                     f"{r['none']['thin']:.2f} -> {r['flip']['thin']:.2f} | {r['none']['pole']:.2f} -> {r['flip']['pole']:.2f} |")
+    mean = {k: {t: _ms([r[t][k] for r in rows]) for t in ("none", "flip")} for k in ("miou", "thin", "pole")}
+    lines.append("| mean | " + " | ".join(f"{mean[k]['none']} -> {mean[k]['flip']}" for k in ("miou", "thin", "pole")) + " |")
+    per_class = _class_differences([r["flip"]["per_class"] for r in rows], [r["none"]["per_class"] for r in rows])
+    lines += ["", "mean per-class difference (flip - none): " + ", ".join(f"{c} {v:+.1f}" for c, v in per_class.items())]
     return "\n".join(lines)
 
 
@@ -145,7 +168,7 @@ def downsampling(name="label_downsampling.json") -> str:
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "labels"
     args = sys.argv[2:]  # an optional results file
-    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling, "diff": diff}[which](*args))
+    print({"labels": labels, "methods": methods, "int8": int8, "downsampling": downsampling, "diff": diff, "tta": tta}[which](*args))
 
 
 if __name__ == "__main__":
