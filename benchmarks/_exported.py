@@ -10,7 +10,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.data.synthetic import Synthetic
 from edgeseg.export import OnnxOptions, export_onnx
-from edgeseg.models import Checkpoint, ModelCard, ModelConfig, build_model
+from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, build_model
 from edgeseg.runtime.ort_runner import OrtRunner
 
 
@@ -23,8 +23,12 @@ def random_checkpoint(path: Path, cfg: ModelConfig, res) -> Path:
     from edgeseg.data.base import default_palette
 
     palette = info.palette if n == info.num_classes else default_palette(n)
-    card = ModelCard(cfg, names, palette, tuple(res), dataset="synthetic")
-    torch.save(Checkpoint(card, build_model(cfg).state_dict()).to_dict(__version__), path)
+    from dataclasses import replace
+
+    from edgeseg.data.base import DatasetInfo
+
+    meta = ModelMeta(replace(cfg, res=tuple(res)), DatasetInfo("synthetic", names, palette), dataset_kind="synthetic")
+    torch.save(Checkpoint(meta, build_model(cfg).state_dict()).to_dict(__version__), path)
     return path
 
 
@@ -36,7 +40,9 @@ def exported_runner(cfg: ModelConfig, res, folder: Path, name: str, threads: int
     path, _ = export_onnx(ckpt, folder / f"{name}.onnx", options or OnnxOptions())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    runner = OrtRunner.from_file(path, device="cpu", providers=["CPUExecutionProvider"])
+    from edgeseg import runtime
+
+    runner = runtime.load(path, device="cpu", backend="onnxruntime")
     runner.session_options = opts
     return runner.activate()
 

@@ -33,6 +33,7 @@ import torch
 from _camvid import thin_mean
 
 from edgeseg.data import build_dataset
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.tasks.evaluate import evaluate_model
 from edgeseg.trainer import TrainConfig, train
 from edgeseg.trainer.data import fraction_indices
@@ -103,7 +104,8 @@ def main() -> None:
             from edgeseg.tasks.autolabel import autolabel
 
             labels = Path(args.work) / f"autolabels-{tag}"
-            summary = autolabel(str(teacher), [unlabeled], labels, threshold=0.9, soft=True, device="cpu", exist_ok=True, progress=False)
+            summary = autolabel(str(teacher), [unlabeled], labels, threshold=0.9, spec=RunnerSpec(device="cpu"), soft=True, exist_ok=True,
+                                progress=False)
             run(f"autolabel-student-{tag}", {**base, "train_fraction": 0.1, "extra_data": (str(labels),)}, args, seed,
                 {"autolabel": summary})
 

@@ -31,21 +31,24 @@ from pathlib import Path
 from edgeseg.errors import CheckFailed
 from edgeseg.export import OnnxOptions
 from edgeseg.export.int8 import Int8Options
-from edgeseg.runtime import EngineOptions, load
+from edgeseg.data import DataSource
+from edgeseg.export.formats import ExportOptions, Request
+from edgeseg.runtime import load
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.tasks.bench import bench
 from edgeseg.tasks.export import export_model
 from edgeseg.tasks.parity import compare_runners
 
 # (label, folder, file, engine options); folders: "trt" holds the TensorRT placement, "cpu" the CPU one.
 ENGINES = [
-    ("torch FP32", None, None, EngineOptions()),
-    ("onnxruntime FP32", "trt", "model.onnx", EngineOptions()),
-    ("onnxruntime INT8 (TensorRT placement)", "trt", "model.int8.onnx", EngineOptions()),
-    ("onnxruntime INT8 (CPU placement)", "cpu", "model.int8.onnx", EngineOptions()),
-    ("openvino FP32 (f32)", "trt", "model.xml", EngineOptions(precision="f32")),
-    ("openvino FP32 (default hint)", "trt", "model.xml", EngineOptions()),
-    ("openvino INT8 (TensorRT placement)", "trt", "model.int8.xml", EngineOptions()),
-    ("openvino INT8 (CPU placement)", "cpu", "model.int8.xml", EngineOptions()),
+    ("torch FP32", None, None, RunnerSpec(device="cpu")),
+    ("onnxruntime FP32", "trt", "model.onnx", RunnerSpec(device="cpu")),
+    ("onnxruntime INT8 (TensorRT placement)", "trt", "model.int8.onnx", RunnerSpec(device="cpu")),
+    ("onnxruntime INT8 (CPU placement)", "cpu", "model.int8.onnx", RunnerSpec(device="cpu")),
+    ("openvino FP32 (f32)", "trt", "model.xml", RunnerSpec(device="cpu", precision="f32")),
+    ("openvino FP32 (default hint)", "trt", "model.xml", RunnerSpec(device="cpu")),
+    ("openvino INT8 (TensorRT placement)", "trt", "model.int8.xml", RunnerSpec(device="cpu")),
+    ("openvino INT8 (CPU placement)", "cpu", "model.int8.xml", RunnerSpec(device="cpu")),
 ]
 BASELINE = "onnxruntime FP32"
 
@@ -59,7 +62,8 @@ def export_all(ckpt: Path, work: Path, data: str | None, budget: float, calib_im
                            sensitivity_images=sensitivity_images, calib_method=method)
         shutil.rmtree(work / target, ignore_errors=True)  # nothing from an earlier run is measured as this one's
         try:
-            export_model(ckpt, work / target, OnnxOptions(), data=data, int8=opts, openvino=True, progress=False)
+            export_model(Request(ckpt, work / target, ExportOptions(formats=("int8", "openvino")), OnnxOptions(), opts),
+                         DataSource(data=data), progress=False)
         except CheckFailed as exc:
             refused[target] = str(exc)
             logging.warning(f"{target}: {exc}")
@@ -67,7 +71,7 @@ def export_all(ckpt: Path, work: Path, data: str | None, budget: float, calib_im
     return refused
 
 
-def engine_files(ckpt: Path, work: Path) -> list[tuple[str, Path, EngineOptions]]:
+def engine_files(ckpt: Path, work: Path) -> list[tuple[str, Path, RunnerSpec]]:
     out = []
     for label, folder, name, eng in ENGINES:
         path = ckpt if folder is None else work / folder / name
@@ -79,15 +83,13 @@ def engine_files(ckpt: Path, work: Path) -> list[tuple[str, Path, EngineOptions]
 
 
 def quality(engines, ckpt: Path, data: str | None) -> dict:
-    from edgeseg.data import resolve_dataset
-
     ref = load(ckpt, device="cpu")
-    ds = resolve_dataset(ref.meta.dataset, None, data, "val", False, ref.meta.extra.get("dataset_root"))
+    ds = DataSource(data=data).open(ref.meta.dataset, ref.meta.dataset_root)
     rows = {}
     for label, path, eng in engines:
         if path == ckpt:
             continue
-        runner = load(path, device="cpu", **eng.kwargs())
+        runner = load(path, eng)
         report = compare_runners(runner, load(ckpt, device="cpu"), ds, progress=False)
         p = report["parity"]
         rows[label] = {"miou": p["model_miou"], "checkpoint_miou": p["reference_miou"], "delta_miou": p["delta_miou"],
@@ -99,15 +101,15 @@ def quality(engines, ckpt: Path, data: str | None) -> dict:
 
 
 def latency(engines, iters: int, warmup: int, block: int, isolate: bool, data: str | None) -> dict:
-    result = bench([str(p) for _, p, _ in engines], iters=iters, warmup=warmup, device="cpu", progress=False,
-                   engines=[e for _, _, e in engines], isolate=isolate, block=block, data=data)
+    result = bench([str(p) for _, p, _ in engines], [e for _, _, e in engines], DataSource(data=data), iters=iters, warmup=warmup,
+                   progress=False, isolate=isolate, block=block)
     labels = [label for label, _, _ in engines]
     base = result["results"][labels.index(BASELINE)]["model_only"]["p50_ms"]
     rows = {}
     for label, r in zip(labels, result["results"]):
         rows[label] = {"p50_ms": r["model_only"]["p50_ms"], "p90_ms": r["model_only"]["p90_ms"],
                        "e2e_p50_ms": r["end_to_end"]["p50_ms"], "e2e_p90_ms": r["end_to_end"]["p90_ms"],
-                       "ratio_p50_to_ort_fp32": round(r["model_only"]["p50_ms"] / base, 3), "precision": r.get("precision")}
+                       "ratio_p50_to_ort_fp32": round(r["model_only"]["p50_ms"] / base, 3), "precision": r["ran"].get("precision_report")}
     return {"isolation": result["isolation"], "machine": result["machine"], "iters": iters, "warmup": warmup, "rows": rows}
 
 

@@ -147,13 +147,13 @@ def recipe_throughput(device: str, recipes, batch: int, steps: int, warmup: int)
 def eval_parity(device: str, res, n_images: int) -> dict:
     """The same model through the eval path on ``device`` and on the CPU: pixel agreement."""
     from edgeseg.data.synthetic import Synthetic
-    from edgeseg.runtime.meta import ModelMeta
+    from edgeseg.models import ModelConfig, ModelMeta
     from edgeseg.runtime.torch_runner import TorchRunner
     from edgeseg.tasks.parity import compare_runners
 
     ds = Synthetic("val")
     model = _model(ds.info.num_classes, res).eval()
-    meta = ModelMeta(class_names=ds.info.class_names, palette=ds.info.palette, res=tuple(res), dataset="synthetic")
+    meta = ModelMeta(ModelConfig("lite0-lraspp", ds.info.num_classes, res=tuple(res)), ds.info, dataset_kind="synthetic")
     import copy
 
     a = TorchRunner(model, meta, device, name=f"torch:{device}")
@@ -202,10 +202,11 @@ def tensorrt_checks(res, dry_run: bool) -> dict:
     from _exported import random_checkpoint
 
     from edgeseg.data.synthetic import Synthetic
+    from edgeseg.export.formats import ExportOptions, Request
     from edgeseg.export.int8 import Int8Options
-    from edgeseg.export.onnx_export import OnnxOptions
     from edgeseg.export.trt_build import TrtOptions
     from edgeseg.models import ModelConfig
+    from edgeseg.runtime.spec import RunnerSpec
     from edgeseg.tasks.bench import bench
     from edgeseg.tasks.export import export_model
 
@@ -215,10 +216,11 @@ def tensorrt_checks(res, dry_run: bool) -> dict:
         for precision in ("fp16", "int8"):
             d = Path(tmp) / precision
             int8 = Int8Options(calib_images=16 if dry_run else 100, sensitivity_images=8, budget=100.0) if precision == "int8" else None
-            r = export_model(ckpt, d, OnnxOptions(), n_verify=8, device="cuda", int8=int8,
-                             trt=TrtOptions(precision=precision), progress=False)
-            lat = bench([ckpt, d / "model.engine"], iters=30, warmup=5, device="cuda", progress=False)
-            out[precision] = {"parity": {k: r.get("engine_parity", {}).get(k) for k in ("pixel_agreement", "delta_miou")},
+            job = ExportOptions(verify_images=8, device="cuda", formats=("tensorrt",) + (("int8",) if int8 else ()))
+            r = export_model(Request(ckpt, d, job, int8=int8, trt=TrtOptions(precision=precision)), progress=False)
+            lat = bench([ckpt, d / "model.engine"], RunnerSpec(device="cuda"), iters=30, warmup=5, progress=False)
+            engine = r["formats"]["tensorrt"]["parity"].get("parity.engine.json", {})
+            out[precision] = {"parity": {k: engine.get(k) for k in ("pixel_agreement", "delta_miou")},
                               "latency_ms": {row["backend"]: row["model_only"]["p50_ms"] for row in lat["results"]}}
     return out
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from edgeseg.data import build_dataset
+from edgeseg import runtime
+from edgeseg.data import DataSource, build_dataset
 from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.export.int8 import Int8Options, export_int8
-from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.tasks.bench import bench
 from edgeseg.tasks.parity import compare_runners
 
@@ -54,10 +55,10 @@ def main() -> None:
             shutil.copy(fp32, out / "model.onnx")
             t0 = time.time()
             report = export_int8(out / "model.onnx", meta, out, Int8Options(calib_method=method, calib_images=args.calib_images,
-                                 budget=args.budget, fallback=fallback), "camvid", args.data, progress=False)
-            parity = compare_runners(OrtRunner.from_file(out / "model.int8.onnx", device="cpu"), OrtRunner.from_file(fp32, device="cpu"),
+                                 budget=args.budget, fallback=fallback), DataSource("camvid", args.data), progress=False)
+            parity = compare_runners(runtime.load(out / "model.int8.onnx", device="cpu"), runtime.load(fp32, device="cpu"),
                                      val, progress=False)["parity"]
-            lat = bench([fp32, out / "model.int8.onnx"], iters=30, warmup=5, device="cpu", progress=False)
+            lat = bench([fp32, out / "model.int8.onnx"], RunnerSpec(device="cpu"), iters=30, warmup=5, progress=False)
             p50 = [r["model_only"]["p50_ms"] for r in lat["results"]]
             row = {
                 "method": method, "fallback": fallback, "float_blocks": report["float_blocks"],

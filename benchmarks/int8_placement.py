@@ -23,7 +23,7 @@ from edgeseg.calibration.dataset import build_calibration_set
 from edgeseg.calibration.qdq import compute_ranges, quantize_qdq
 from edgeseg.data import build_dataset
 from edgeseg.export import OnnxOptions, export_onnx
-from edgeseg.runtime.ort_runner import OrtRunner
+from edgeseg import runtime
 from edgeseg.runtime.timing import machine
 from edgeseg.tasks.parity import compare_runners
 
@@ -56,7 +56,7 @@ def main() -> None:
         name = f"{target}-{method}" + (f"-{bins}bins" if bins else "")
         path = work / f"{name}.onnx"
         quantize_qdq(fp32, path, ranges_cache[key], method, target=target)
-        p = compare_runners(OrtRunner.from_file(path, device="cpu"), OrtRunner.from_file(fp32, device="cpu"), val, progress=False)["parity"]
+        p = compare_runners(runtime.load(path, device="cpu"), runtime.load(fp32, device="cpu"), val, progress=False)["parity"]
         worst = sorted(((d, c) for c, d in p["per_class_delta"].items() if d is not None))[:3]
         row = {"target": target, "method": method, "entropy_bins": bins, "fp32_miou": p["reference_miou"], "int8_miou": p["model_miou"],
                "delta_miou": p["delta_miou"], "delta_miou_interval": p["delta_miou_interval"], "pixel_agreement": p["pixel_agreement"],

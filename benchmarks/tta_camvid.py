@@ -13,6 +13,8 @@ from pathlib import Path
 
 from _camvid import thin_mean
 
+from edgeseg.data import DataSource
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.tasks.evaluate import evaluate_model
 
 
@@ -25,7 +27,7 @@ def main() -> None:
     for ckpt in args.checkpoints:
         row = {"checkpoint": ckpt, "run": Path(ckpt).parent.name}
         for tta in ("none", "flip"):
-            r = evaluate_model(ckpt, "camvid", args.data, "val", progress=False, device="cpu", tta=tta)
+            r = evaluate_model(ckpt, RunnerSpec(device="cpu", tta=tta), DataSource("camvid", args.data, "val"), progress=False)
             pc = r["per_class"]
             row[tta] = {"miou": r["miou"], "thin": round(thin_mean(pc), 4), "pole": pc["Pole"], "per_class": pc}
         row["delta_miou"] = round(row["flip"]["miou"] - row["none"]["miou"], 4)

@@ -73,10 +73,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class FolderLock:
     """One process at a time in a folder: ``<folder>/.edgeseg.lock`` holds the owner's host and pid.
 

@@ -15,11 +15,11 @@ import os
 import sys
 
 INFERENCE_COMMANDS = ("eval", "predict", "autolabel")
-EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")  # runtime's ONNX, IR and engine suffixes (a test keeps them equal)
 
 
 def wait_policy(argv: list[str]) -> str | None:
-    """``PASSIVE`` when ``argv`` (without the program name) runs an exported model, else None."""
+    """The OpenMP wait policy for ``argv`` (without the program name): that of the model's backend
+    (runtime.registry.omp_wait_policy) for the commands that run one model, else None."""
     if not argv or argv[0] not in INFERENCE_COMMANDS:
         return None
     model = None
@@ -28,7 +28,10 @@ def wait_policy(argv: list[str]) -> str | None:
             model = argv[k + 1]
         elif arg.startswith("--model="):
             model = arg.split("=", 1)[1]
-    return "PASSIVE" if model and model.lower().endswith(EXPORTED_SUFFIXES) else None
+    from edgeseg.runtime.registry import BACKENDS, omp_wait_policy
+
+    backend = next((b for b in BACKENDS.values() if model and model.lower().endswith(b.suffixes)), None)
+    return omp_wait_policy(backend) if backend is not None else None
 
 
 def main() -> None:

@@ -24,12 +24,6 @@ class ConfusionMatrix:
         idx = target[keep] * self.n + pred[keep].clamp(0, self.n - 1)
         self.mat += torch.bincount(idx, minlength=self.n * self.n).view(self.n, self.n)
 
-    def merge(self, other: "ConfusionMatrix") -> None:
-        self.mat += other.mat.to(self.mat.device)
-
-    def reset(self) -> None:
-        self.mat.zero_()
-
     def iou(self) -> torch.Tensor:
         """Per-class IoU; NaN for classes absent from both target and prediction."""
         m = self.mat.to(torch.float64).cpu()

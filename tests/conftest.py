@@ -89,6 +89,25 @@ def tiny_checkpoint(shared_folder, tmp_path_factory):
     return out / "best.pt"
 
 
+def export(checkpoint, out, onnx=None, int8=None, trt=None, source=None, images: int = 3, **job):
+    """``edgeseg export`` through its Python API: model.onnx (and the formats ``int8``, ``trt``
+    options or ``formats=`` ask for) checked on ``images`` images."""
+    from edgeseg.data import DataSource
+    from edgeseg.export.formats import ExportOptions, Request
+    from edgeseg.export.onnx_export import OnnxOptions
+    from edgeseg.tasks.export import export_model
+
+    job.pop("progress", None)
+    formats = tuple(job.pop("formats", ())) + (("openvino",) if job.pop("openvino", False) else ()) + (("int8",) if int8 is not None else ()) + (("tensorrt",) if trt is not None else ())
+    request = Request(Path(checkpoint), Path(out), ExportOptions(verify_images=images, formats=formats, **job), onnx or OnnxOptions(), int8, trt)
+    return export_model(request, source or DataSource(), progress=False)
+
+
+def parity_of(result: dict, fmt: str = "onnx") -> dict:
+    """The (first) parity report of format ``fmt`` in an export result."""
+    return next(iter(result["formats"][fmt]["parity"].values()))
+
+
 @pytest.fixture(autouse=True)
 def _edgeseg_logging_propagates():
     """The CLI takes over the edgeseg logger (its own handler, no propagation); give it back

@@ -6,6 +6,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from conftest import export, parity_of
+
+from edgeseg import runtime
 from edgeseg.calibration.dataset import (
     build_calibration_set,
     calibration_set_from_array,
@@ -23,7 +26,6 @@ from edgeseg.data import build_dataset
 from edgeseg.errors import ConfigError, DataError, ModelFileError
 from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.export.int8 import Int8Options
-from edgeseg.tasks.export import export_model
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def test_calibration_set_covers_every_class_and_hashes_its_manifest(fp32, shared
     other = build_calibration_set(meta, ds, n=10, seed=1, progress=False, warn=lambda _: None)
     assert again.sha256 == calib.sha256 != other.sha256
     # a rare class still gets picked: only one image has class 4 in this selection problem
-    chosen, covered, absent = select_covering(ds, 3, seed=0, progress=False)
+    chosen, covered, absent = select_covering(ds, 3, seed=0)
     assert len(chosen) == 3 and not absent
 
 
@@ -75,9 +77,9 @@ def test_calibration_input_errors(fp32, shared_folder, tmp_path):
     _, meta = fp32
     ds = build_dataset("folder", shared_folder, "train")
     with pytest.raises(ConfigError, match="at least 10"):
-        build_calibration_set(meta, ds, n=5, progress=False)
+        build_calibration_set(meta, ds, n=5)
     with pytest.raises(DataError, match="has 3 images"):
-        build_calibration_set(meta, build_dataset("folder", shared_folder, "val"), n=10, progress=False)
+        build_calibration_set(meta, build_dataset("folder", shared_folder, "val"), n=10)
     np.save(tmp_path / "wrong.npy", np.zeros((12, 3, 30, 40), np.float32))
     with pytest.raises(DataError, match=r"shape \(12, 3, 30, 40\); the model takes \(N, 3, 36, 48\)"):
         calibration_set_from_array(tmp_path / "wrong.npy", meta)
@@ -108,7 +110,7 @@ def test_ranges_cache_is_reused_and_invalidated_with_a_reason(fp32, shared_folde
 
 def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, shared_folder, tmp_path):
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0)
-    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False)
+    result = export(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, images=3)
     model = onnx.load(str(tmp_path / "model.int8.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -122,10 +124,9 @@ def test_int8_export_writes_a_tensorrt_friendly_qdq_model(tiny_checkpoint, share
     weight_dq = [n for n in dq if any(a.name == "axis" for a in n.attribute)]
     assert weight_dq, "per-channel weights carry an axis"
     assert not any(inits.get(n.input[0], np.zeros(1)).dtype == np.int32 for n in dq), "biases stay float"
-    props = {p.key: json.loads(p.value) for p in model.metadata_props}
-    assert props["edgeseg.extra"]["quantization"]["calib_method"] == "minmax"
+    assert runtime.load(tmp_path / "model.int8.onnx").meta.extra["quantization"]["calib_method"] == "minmax"
     report = json.loads((tmp_path / "int8_report.json").read_text())
-    assert report == result["int8"] and report["within_budget"] and report["float_blocks"] == []
+    assert report == result["formats"]["int8"]["details"] and report["within_budget"] and report["float_blocks"] == []
     parity = json.loads((tmp_path / "parity.int8.json").read_text())
     assert parity["passed"] and parity["pixel_agreement"] > 50
     # one verdict: the gate scored the images the budget search scored, and both say which
@@ -142,9 +143,11 @@ def test_int8_fallback_keeps_the_most_sensitive_blocks_in_float(tiny_checkpoint,
     from edgeseg.export.int8 import export_int8
 
     path, meta = export_onnx(tiny_checkpoint, tmp_path / "model.onnx")
-    monkeypatch.setattr(Int8Options, "check", lambda self: None)  # allow the impossible budget
+    from edgeseg.data import DataSource
+
+    monkeypatch.setattr("edgeseg.export.int8.check_fields", lambda record: None)  # allow the impossible budget
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=-1.0)
-    report = export_int8(path, meta, tmp_path, opts, "folder", str(shared_folder), progress=False)
+    report = export_int8(path, meta, tmp_path, opts, DataSource("folder", str(shared_folder)))
     blocks = {row["block"] for row in report["sensitivity"]}
     assert blocks == {"encoder.stages.0", "encoder.stages.1", "encoder.stages.2", "head.conv", "model"}
     assert set(report["float_blocks"]) == blocks and not report["within_budget"]
@@ -160,14 +163,14 @@ def test_int8_cli_errors(cli_run, tiny_checkpoint, tmp_path):
                            "--dataset", "camvid", "--quiet")
     assert code == 2 and "--int8 needs calibration images" in err and err.count("\n") == 1
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--int8", "--calib-images", "4", "--no-verify", "--quiet")
-    assert code == 2 and "at least 10" in err
+    assert code == 2 and "--calib-images': 4: expected a whole number in [10, 100000]" in err
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--fp16")
     assert code == 2 and "--trt" in err
 
 
 def test_eval_of_the_int8_model_against_the_checkpoint(cli_run, tiny_checkpoint, shared_folder, tmp_path):
     opts = Int8Options(calib_method="percentile", calib_images=10, sensitivity_images=3, budget=100.0)
-    export_model(tiny_checkpoint, tmp_path, int8=opts, verify=False, progress=False)
+    export(tiny_checkpoint, tmp_path, int8=opts, verify=False)
     code, out, err = cli_run("eval", "--model", tmp_path / "model.int8.onnx", "--reference", tiny_checkpoint, "--json", tmp_path / "e.json")
     assert code == 0, err
     result = json.loads((tmp_path / "e.json").read_text())
@@ -175,8 +178,10 @@ def test_eval_of_the_int8_model_against_the_checkpoint(cli_run, tiny_checkpoint,
     # the parity figures are those of the two models scored on their own
     from edgeseg.tasks.evaluate import evaluate_model
 
-    alone = evaluate_model(tmp_path / "model.int8.onnx", "folder", shared_folder, progress=False)
-    ref = evaluate_model(tiny_checkpoint, progress=False)
+    from edgeseg.data import DataSource
+
+    alone = evaluate_model(tmp_path / "model.int8.onnx", source=DataSource("folder", str(shared_folder)))
+    ref = evaluate_model(tiny_checkpoint)
     p = result["parity"]
     assert result["miou"] == pytest.approx(alone["miou"]) and p["reference_miou"] == pytest.approx(ref["miou"])
     assert p["delta_miou"] == pytest.approx(alone["miou"] - ref["miou"], abs=1e-6)
@@ -224,7 +229,7 @@ def test_no_qdq_on_the_in_graph_normalisation_of_a_uint8_model(tiny_checkpoint, 
     from edgeseg.calibration.qdq import normalisation_nodes
 
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=2, budget=100.0)
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(input_format="uint8"), int8=opts, n_verify=2, progress=False)
+    export(tiny_checkpoint, tmp_path, OnnxOptions(input_format="uint8"), int8=opts, images=2)
     fp32 = onnx.load(str(tmp_path / "model.onnx"))
     chain = normalisation_nodes(fp32)
     assert [n.op_type for n in fp32.graph.node if n.name in chain][-1] == "Mul"
@@ -238,16 +243,16 @@ def test_no_qdq_on_the_in_graph_normalisation_of_a_uint8_model(tiny_checkpoint, 
 
 def test_cpu_int8_target_uses_onnxruntime_placement(tiny_checkpoint, tmp_path, cli_run, shared_folder):
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0, target="cpu")
-    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, n_verify=3, progress=False)
+    result = export(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, images=3)
     model = onnx.load(str(tmp_path / "model.int8.onnx"))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
     assert any(inits[n.input[2]].dtype == np.uint8 for n in q), "uint8 activations"
     assert any(producers.get(n.input[0]) in ("Conv", "Relu", "Clip") for n in q), "operator outputs quantised too"
-    props = {p.key: json.loads(p.value) for p in model.metadata_props}
-    assert props["edgeseg.extra"]["quantization"]["target"] == "cpu"
-    assert result["int8"]["trt_calibration_cache"] is None and result["int8_parity"]["passed"]
+    assert runtime.load(tmp_path / "model.int8.onnx").meta.extra["quantization"]["target"] == "cpu"
+    assert result["formats"]["int8"]["details"]["trt_calibration_cache"] is None and parity_of(result, "int8")["passed"]
+    assert not (tmp_path / "calibration.cache").exists()  # TensorRT's cache holds symmetric scales; the CPU ranges are not that
     assert (tmp_path / "calibration" / "ranges-minmax-cpu.json").is_file()
     code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "x", "--int8", "--int8-target", "gpu")
     assert code == 2 and "--int8-target" in err

@@ -3,6 +3,8 @@ import json
 import pytest
 from conftest import camvid_root
 
+from edgeseg import runtime
+
 
 def test_help_lists_commands(cli_run):
     code, out, _ = cli_run("--help")
@@ -51,24 +53,26 @@ def test_hostile_inputs_are_one_line_errors(cli_run, tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
 
+    from edgeseg import limits
     from edgeseg.data import base
 
     # a PNG whose header claims more pixels than the limit (decompression bomb)
-    monkeypatch.setattr(base, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(limits, "MAX_PIXELS", 100)
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "big.png")
     from edgeseg.errors import DataError
 
-    with pytest.raises(DataError, match="big.png: the header claims 20x20 pixels"):
-        base.read_image(tmp_path / "big.png")
+    for read in (base.read_image, base.read_label, base.image_size):
+        with pytest.raises(DataError, match="big.png: the header claims 20x20 is 0 MP, above the 0 MP limit"):
+            read(tmp_path / "big.png")
     monkeypatch.undo()
     # a 16-bit image is reduced by a stated rule (top byte), not clipped
     Image.fromarray(np.full((4, 4), 0xABCD, np.uint16)).save(tmp_path / "deep.png")
     assert (base.read_image(tmp_path / "deep.png") == 0xAB).all()
     for args, expect in [
-        (("train", "--out", tmp_path / "r", "--lr", "nan"), "--lr: must be a positive number"),
-        (("train", "--out", tmp_path / "r", "--val-limit", "0"), "--val-limit: must be at least 1"),
-        (("train", "--out", tmp_path / "r", "--workers", "-1"), "--workers: must be 0 or more"),
-        (("train", "--out", tmp_path / "r", "--res", "100000x100000"), "--res 100000x100000: width and height must be within"),
+        (("train", "--out", tmp_path / "r", "--lr", "nan"), "'--lr': nan: expected a finite number"),
+        (("train", "--out", tmp_path / "r", "--val-limit", "0"), "'--val-limit': 0: expected a whole number in [1, 1e+09]"),
+        (("train", "--out", tmp_path / "r", "--workers", "-1"), "'--workers': -1: expected a whole number in [0, 256]"),
+        (("train", "--out", tmp_path / "r", "--res", "100000x100000"), "100000x100000: width and height must be within 1..16384"),
         (("export", "--model", tmp_path / "model.onnx"), "export starts from a training checkpoint"),
         (("train", "--out", tmp_path / "r", "--model-opt", "bogus=1"), "--model-opt bogus: 'lite0-lraspp' has no such option"),
         (("train", "--out", tmp_path / "r", "--model-opt", "inter=wide"), "--model-opt inter='wide': expected int"),
@@ -82,17 +86,20 @@ def test_onnx_output_that_contradicts_its_metadata_is_refused(tiny_checkpoint, t
 
     from edgeseg.errors import ModelFileError
     from edgeseg.export import export_onnx
-    from edgeseg.runtime.ort_runner import OrtRunner
 
     path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
+    from dataclasses import replace
+
+    from edgeseg.data.base import DatasetInfo
+    from edgeseg.models import ModelMeta
+
     proto = onnx.load(str(path))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["edgeseg.class_names"] = '["a", "b", "c", "d", "e", "f", "g", "h", "i"]'
-    props["edgeseg.palette"] = "[" + ", ".join(["[0, 0, 0]"] * 9) + "]"
-    onnx.helper.set_model_props(proto, props)
+    meta = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props}, "m.onnx")
+    nine = meta.with_(model=replace(meta.model, num_classes=9), data=DatasetInfo("d", tuple("abcdefghi"), ((0, 0, 0),) * 9))
+    onnx.helper.set_model_props(proto, nine.to_props())
     onnx.save(proto, str(tmp_path / "bad.onnx"))
     with pytest.raises(ModelFileError, match="logits have 5 channels but its metadata names 9 classes"):
-        OrtRunner.from_file(tmp_path / "bad.onnx", device="cpu")
+        runtime.load(tmp_path / "bad.onnx", device="cpu")
 
 
 def test_eval_and_labels_check_draw_pictures(cli_run, tiny_checkpoint, shared_folder, tmp_path):

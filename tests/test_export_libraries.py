@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from edgeseg.export.onnx_export import ExportWrapper, OnnxOptions, _quiet_exporter
-from edgeseg.models import ModelConfig, build_model
-from edgeseg.runtime.meta import ModelMeta
+from edgeseg.data.base import DatasetInfo
+from edgeseg.models import ModelConfig, ModelMeta, build_model
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def exported(tmp_path_factory):
     """lite0-lraspp (its gate has a ReduceMean, its head a Resize) exported at the exporter's own opset."""
     torch.manual_seed(0)
     model = build_model(ModelConfig("lite0-lraspp", 5)).eval()
-    meta = ModelMeta(class_names=tuple("abcde"), palette=((0, 0, 0),) * 5, res=(64, 32))
+    meta = ModelMeta(ModelConfig("lite0-lraspp", 5, res=(64, 32)), DatasetInfo("d", tuple("abcde"), ((0, 0, 0),) * 5))
     wrapper = ExportWrapper(model, meta, OnnxOptions(output="both", output_size=(128, 64))).eval()
     path = tmp_path_factory.mktemp("lib") / "m.onnx"
     with _quiet_exporter(), warnings.catch_warnings():

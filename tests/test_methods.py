@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from edgeseg import runtime
 from edgeseg.data import build_dataset, downsample_labels, resize
 from edgeseg.data.synthetic import Synthetic
 from edgeseg.models import ModelConfig, build_model
@@ -27,7 +28,7 @@ def test_w_has_orthonormal_columns_and_beats_bilinear_on_synthetic_labels():
     from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(6))
-    W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area", progress=False)
+    W = fitted_w(train, (256, 128), r=8, channels=48, label_mode="soft", kernel="area")
     assert W.shape == (9 * 8 * 8, 48)
     torch.testing.assert_close(W.T @ W, torch.eye(48), atol=1e-4, rtol=0)
     val = Synthetic("val").subset(range(3))
@@ -40,8 +41,8 @@ def test_w_is_cached_and_loaded_into_the_head(tmp_path, caplog):
     from edgeseg.trainer.dupsample_w import fitted_w
 
     train = Synthetic("train").subset(range(2))
-    a = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False)
-    b = fitted_w(train, (128, 64), 8, 16, "soft", "area", progress=False)
+    a = fitted_w(train, (128, 64), 8, 16, "soft", "area")
+    b = fitted_w(train, (128, 64), 8, 16, "soft", "area")
     assert torch.equal(a, b) and "from cache" in caplog.messages[-1]
     model = build_model(ModelConfig("lite0-dupsample", 9, options={"stride": 8, "channels": 16}))
     model.head.set_w(a)
@@ -116,7 +117,7 @@ def test_msa_exports_with_fixed_scales(tmp_path):
     path, meta = export_onnx(ckpt, tmp_path / "m.onnx", OnnxOptions(scales="0.5,1.0,2.0"))
     assert meta.extra["scales"] == [2.0, 1.0, 0.5]
     x = np.random.default_rng(0).standard_normal((1, 3, 48, 64)).astype(np.float32)
-    with TorchRunner.from_checkpoint(ckpt, scales="0.5,1.0,2.0") as ref, OrtRunner.from_file(path, device="cpu") as ort_runner:
+    with runtime.load(ckpt, scales="0.5,1.0,2.0") as ref, runtime.load(path, device="cpu") as ort_runner:
         np.testing.assert_allclose(ort_runner.infer(x)["logits"], ref.infer(x)["logits"], atol=1e-4)
     from edgeseg.errors import ConfigError
 
@@ -187,7 +188,7 @@ def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_fol
     from edgeseg.trainer import TrainConfig, train
 
     out = tmp_path / "auto"
-    summary = autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, threshold=0.5, soft=True, progress=False)
+    summary = autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, threshold=0.5, soft=True)
     assert summary["images"] == 12 and 0 < summary["labelled_fraction"] < 1
     # expected labels from the bare model: the 48x36 images are the model's input size, so no resizing
     model = model_from_checkpoint(load_checkpoint(tiny_checkpoint)).eval()
@@ -210,7 +211,7 @@ def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_fol
     from edgeseg.errors import ConfigError
 
     with pytest.raises(ConfigError, match="already holds masks"):
-        autolabel(tiny_checkpoint, [shared_folder / "val" / "images"], out, progress=False)
+        autolabel(tiny_checkpoint, [shared_folder / "val" / "images"], out)
 
 
 def test_weighted_labels_match_a_dense_reference():
@@ -233,8 +234,8 @@ def test_class_uniform_centroids_plan_and_crops(shared_folder, tmp_path, caplog)
     from edgeseg.data.transforms import Augment, TrainTransform
 
     ds = build_dataset("folder", shared_folder, "train")
-    cent = cached_centroids(ds, progress=False)
-    again = cached_centroids(ds, progress=False)
+    cent = cached_centroids(ds)
+    again = cached_centroids(ds)
     assert "from cache" in caplog.messages[-1] and all(np.array_equal(cent[c], again[c]) for c in cent)
     for c, arr in cent.items():
         for i, y, x in arr[:5]:
@@ -260,7 +261,7 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch,
     shutil.copytree(shared_folder, root)
     ds = build_dataset("folder", str(root), "train")
     before = ds.fingerprint()
-    cached_centroids(ds, progress=False)
+    cached_centroids(ds)
     mask = ds.label_files(0)[0]
     label = np.array(Image.open(mask))
     label[:] = 1 - np.clip(label, 0, 1)  # a different labelling, same size
@@ -269,7 +270,7 @@ def test_label_caches_notice_edited_labels(shared_folder, tmp_path, monkeypatch,
     ds = build_dataset("folder", str(root), "train")
     assert ds.fingerprint() != before
     caplog.clear()
-    cached_centroids(ds, progress=False)
+    cached_centroids(ds)
     assert not any("from cache" in m for m in caplog.messages)
 
 
@@ -281,9 +282,9 @@ def test_class_pixel_counts_match_the_labels_and_are_cached(shared_folder, tmp_p
     ds = build_dataset("folder", shared_folder, "train")
     C = ds.info.num_classes
     expected = sum(np.bincount(ds[i].label[ds[i].label < C].ravel(), minlength=C) for i in range(len(ds)))
-    np.testing.assert_array_equal(class_pixel_counts(ds, progress=False), expected)
+    np.testing.assert_array_equal(class_pixel_counts(ds), expected)
     caplog.clear()
-    np.testing.assert_array_equal(class_pixel_counts(ds, progress=False), expected)
+    np.testing.assert_array_equal(class_pixel_counts(ds), expected)
     assert any("from cache" in m for m in caplog.messages)
 
 
@@ -315,7 +316,7 @@ def test_training_with_class_weights_uses_records_and_keeps_them(shared_folder, 
     from edgeseg.trainer.losses import class_weights
 
     values = json.loads((out / "config.json").read_text())["class_weight_values"]
-    expected = class_weights(class_pixel_counts(build_dataset("folder", shared_folder, "train"), progress=False), "sqrt")
+    expected = class_weights(class_pixel_counts(build_dataset("folder", shared_folder, "train")), "sqrt")
     np.testing.assert_allclose(values, expected, rtol=1e-5)
     assert len(set(values)) > 1
     with pytest.raises(ConfigError, match="--class-weights 'sqrt' \\(now 'log'\\)"):
@@ -354,7 +355,7 @@ def test_resume_refuses_changed_class_weights_and_reads_older_runs_as_unweighted
     plain = tmp_path / "plain"
     assert train(TrainConfig(out=str(plain), **base), on_step=interrupt_at)["interrupted"]
     ckpt = torch.load(plain / "last.pt", weights_only=True)
-    ckpt["train_config"].pop("class_weights")
+    ckpt["training"]["train_config"].pop("class_weights")
     torch.save(ckpt, plain / "last.pt")
     with pytest.raises(ConfigError, match="--class-weights 'none' \\(now 'log'\\)"):
         train(TrainConfig(out=str(plain), class_weights="log", resume=True, **base))
@@ -369,17 +370,17 @@ def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, sh
     from edgeseg.tasks.autolabel import autolabel
 
     out = tmp_path / "auto"
-    autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, soft=True, progress=False)
+    autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out, soft=True)
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(shared_folder / "train" / "images" / "s0.png", one)
-    autolabel(tiny_checkpoint, [one], out, soft=False, exist_ok=True, progress=False)
+    autolabel(tiny_checkpoint, [one], out, soft=False, exist_ok=True)
     assert [p.name for p in (out / "masks").iterdir()] == ["s0.png"] and not any((out / "soft").iterdir())
     assert [p.name for p in (out / "images").iterdir()] == ["s0.png"]
     (tmp_path / "two").mkdir()
     shutil.copy(one / "s0.png", tmp_path / "two" / "s0.png")
     with pytest.raises(ConfigError, match="same name stem"):
-        autolabel(tiny_checkpoint, [one, tmp_path / "two"], tmp_path / "dup", progress=False)
+        autolabel(tiny_checkpoint, [one, tmp_path / "two"], tmp_path / "dup")
 
 
 def test_class_weights_on_labels_without_a_labelled_pixel_is_one_clear_error(shared_folder, tmp_path, monkeypatch):

@@ -8,6 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import export, parity_of
+
+from edgeseg import runtime
 from edgeseg.data.base import DatasetInfo, Sample
 from edgeseg.data.resample import resize
 from edgeseg.data.transforms import NO_AUGMENT, TrainTransform
@@ -177,27 +180,28 @@ def guided_run(shared_folder, tmp_path_factory):
 
 
 def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_run, shared_folder, tmp_path):
-    from edgeseg.runtime.ort_runner import OrtRunner
     from edgeseg.tasks.evaluate import evaluate_model
-    from edgeseg.tasks.export import export_model
 
     ckpt = torch.load(guided_run / "last.pt", weights_only=True)
-    assert ckpt["model_config"]["refine"] == "guided" and ckpt["model_config"]["native_res"] == [48, 36]
-    assert ckpt["model_config"]["options"] == {"guide_channels": 1, "guide_kernel": 3}
-    result = export_model(guided_run / "last.pt", tmp_path, n_verify=3, progress=False)
-    assert result["parity"]["passed"] and result["parity"]["pixel_agreement"] > 99.9
+    config = ckpt["meta"]["model"]
+    assert config["refine"] == "guided" and config["native_res"] == [48, 36]
+    assert config["options"] == {"guide_channels": 1, "guide_kernel": 3}
+    result = export(guided_run / "last.pt", tmp_path, images=3)
+    assert parity_of(result)["passed"] and parity_of(result)["pixel_agreement"] > 99.9
     proto = onnx.load(str(tmp_path / "model.onnx"))
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 36, 48] and out_dims[2:] == [36, 48]  # native frame in, native scores out
     ops = {n.op_type for n in proto.graph.node}
     assert ops.isdisjoint({"Loop", "If", "Scan"}) and not any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
-    props = {p.key: json.loads(p.value) for p in proto.metadata_props}
-    assert props["edgeseg.native_res"] == [48, 36] and props["edgeseg.res"] == [24, 18]
-    a = evaluate_model(str(guided_run / "last.pt"), progress=False)
-    b = evaluate_model(str(tmp_path / "model.onnx"), dataset="folder", data=str(shared_folder), progress=False)
+    meta = runtime.load(tmp_path / "model.onnx").meta
+    assert meta.native_res == (48, 36) and meta.res == (24, 18) and meta.input_res == (48, 36)
+    a = evaluate_model(str(guided_run / "last.pt"))
+    from edgeseg.data import DataSource
+
+    b = evaluate_model(str(tmp_path / "model.onnx"), source=DataSource("folder", str(shared_folder)))
     assert a["miou"] == pytest.approx(b["miou"], abs=0.05)
-    with OrtRunner.from_file(tmp_path / "model.onnx", device="cpu") as runner:
+    with runtime.load(tmp_path / "model.onnx", device="cpu") as runner:
         with pytest.raises(ConfigError, match=r"input shape \(1, 3, 72, 96\) does not match the model's \(1, 3, 36, 48\)"):
             runner.infer(np.zeros((1, 3, 72, 96), np.float32))
 
@@ -206,7 +210,7 @@ def test_guided_model_refuses_frames_smaller_than_its_network_resolution(guided_
     from edgeseg.runtime.processing import Preprocess
     from edgeseg.runtime.torch_runner import TorchRunner
 
-    runner = TorchRunner.from_checkpoint(guided_run / "last.pt")
+    runner = runtime.load(guided_run / "last.pt")
     pre = Preprocess.from_meta(runner.meta)
     assert pre([np.zeros((36, 48, 3), np.uint8)]).shape == (1, 3, 36, 48)
     with pytest.raises(DataError, match="a 20x16 frame is smaller than the model's network resolution 24x18"):
@@ -223,7 +227,7 @@ def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(share
                       batch=2, progress=False, workers=0, device="cpu", upscale=2))
     path, meta = export_onnx(out / "last.pt", tmp_path / "m.onnx", OnnxOptions(output="both", input_format="uint8"))
     assert meta.labels_size == (48, 36) and meta.native_res is None
-    with OrtRunner.from_file(path, device="cpu") as runner:
+    with runtime.load(path, device="cpu") as runner:
         res = runner.infer(np.zeros((1, 18, 24, 3), np.uint8))
     assert res["logits"].shape == (1, 5, 36, 48) and res["labels"].shape == (1, 36, 48)
 
@@ -250,25 +254,23 @@ def test_guided_model_goes_through_int8_and_the_tensorrt_double(guided_run, tmp_
     from edgeseg.export.int8 import Int8Options
     from edgeseg.export.trt_build import TrtOptions
     from edgeseg.runtime.trt_runner import TrtRunner
-    from edgeseg.tasks.export import export_model
 
     monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(GENERATIONS["10"]))
     monkeypatch.setattr(TrtRunner, "default_device", "cpu")
     monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
-    result = export_model(guided_run / "last.pt", tmp_path, OnnxOptions(), n_verify=2, progress=False,
+    result = export(guided_run / "last.pt", tmp_path, OnnxOptions(), images=2,
                           int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=2, budget=100.0),
                           trt=TrtOptions(precision="int8", int8_mode="explicit"))
-    assert result["int8_parity"]["passed"] and result["engine_parity"]["passed"]
+    assert parity_of(result, "int8")["passed"] and parity_of(result, "tensorrt")["passed"]
     qdq = onnx.load(str(tmp_path / "model.int8.onnx"))
     assert [d.dim_value for d in qdq.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 36, 48]
-    assert result["engine_parity"]["n_images"] == 2
+    assert parity_of(result, "tensorrt")["n_images"] == 2
 
 
 def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_path, cli_run, shared_folder):
     from edgeseg import runtime
     from edgeseg.export import OnnxOptions
     from edgeseg.models import load_checkpoint, model_from_checkpoint
-    from edgeseg.tasks.export import export_model
 
     ckpt = load_checkpoint(tiny_checkpoint)
     plain, tta = model_from_checkpoint(ckpt).eval(), model_from_checkpoint(ckpt, tta="flip").eval()
@@ -278,8 +280,8 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
         assert torch.allclose(a, b.flip(-1), atol=1e-5)  # mirror in, mirror out: what averaging with the mirror buys
         assert not torch.allclose(plain(x), plain(x.flip(-1)).flip(-1), atol=1e-3)  # the bare model is not symmetric
         assert torch.allclose(a, 0.5 * (plain(x) + plain(x.flip(-1)).flip(-1)), atol=1e-5)
-    result = export_model(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), n_verify=3, progress=False)
-    assert result["parity"]["passed"] and result["parity"]["max_abs_logit_diff"] < 1e-4  # against the checkpoint with --tta flip
+    result = export(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), images=3)
+    assert parity_of(result)["passed"] and parity_of(result)["max_abs_logit_diff"] < 1e-4  # against the checkpoint with --tta flip
     runner = runtime.load(tmp_path / "model.onnx")
     assert runner.meta.extra["tta"] == "flip"
     with runner:
@@ -294,27 +296,28 @@ def test_flip_tta_is_mirror_symmetric_and_exports_in_graph(tiny_checkpoint, tmp_
     assert code == 2 and "--tta" in err
     code, out, err = cli_run("eval", "--model", tiny_checkpoint, "--tta", "flip", "--json", tmp_path / "e.json", "--quiet")
     assert code == 0, err
+    from edgeseg.data import DataSource
     from edgeseg.tasks.evaluate import evaluate_model
 
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(
-        evaluate_model(tmp_path / "model.onnx", data=shared_folder, progress=False)["miou"], abs=0.01)
+        evaluate_model(tmp_path / "model.onnx", source=DataSource(data=str(shared_folder)))["miou"], abs=0.01)
 
 
 def _exported_against_checkpoint(model, cfg, tmp_path, x):
     """``model`` saved as an edgeseg checkpoint, exported by edgeseg's exporter and run on ONNX Runtime
     CPU with ``x``: (the ONNX path, ONNX Runtime's logits, the model's own)."""
     from edgeseg.export import OnnxOptions, export_onnx
-    from edgeseg.models import Checkpoint, ModelCard
-    from edgeseg.runtime.ort_runner import OrtRunner
+    from edgeseg.data.base import DatasetInfo
+    from edgeseg.models import Checkpoint, ModelMeta
     from edgeseg.trainer.checkpoint import save_checkpoint
 
     n = cfg.num_classes
-    card = ModelCard(cfg, tuple(f"c{i}" for i in range(n)), ((0, 0, 0),) * n, cfg.res, dataset="folder")
-    save_checkpoint(tmp_path / "m.pt", Checkpoint(card, model.state_dict()))
+    meta = ModelMeta(cfg, DatasetInfo("folder", tuple(f"c{i}" for i in range(n)), ((0, 0, 0),) * n))
+    save_checkpoint(tmp_path / "m.pt", Checkpoint(meta, model.state_dict()))
     path, _ = export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx", OnnxOptions())
     with torch.no_grad():
         expected = model(x).numpy()
-    with OrtRunner.from_file(path, device="cpu") as runner:
+    with runtime.load(path, device="cpu") as runner:
         got = runner.infer(x.numpy())["logits"]
     return path, got, expected
 

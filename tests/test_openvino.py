@@ -7,11 +7,12 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import export, parity_of
+
 from edgeseg import runtime
 from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError
 from edgeseg.export import OnnxOptions, export_onnx
 from edgeseg.export.int8 import Int8Options
-from edgeseg.tasks.export import export_model
 
 ov = pytest.importorskip("openvino")
 
@@ -21,7 +22,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
     """model.onnx, model.xml (checked), model.int8.onnx and model.int8.xml (CPU placement) of the tiny checkpoint."""
     out = tmp_path_factory.mktemp("ov")
     opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0, target="cpu")
-    result = export_model(tiny_checkpoint, out, OnnxOptions(), int8=opts, n_verify=3, progress=False, openvino=True)
+    result = export(tiny_checkpoint, out, OnnxOptions(), int8=opts, images=3, progress=False, openvino=True)
     return out, result
 
 
@@ -29,20 +30,23 @@ def test_export_writes_checked_ir_with_metadata_and_weights_hash(exported, tiny_
     out, result = exported
     for stem in ("model", "model.int8"):
         assert (out / f"{stem}.xml").is_file() and (out / f"{stem}.bin").is_file()
-    assert result["openvino"] == [str(out / "model.xml"), str(out / "model.int8.xml")]
+    assert [result["formats"][f]["files"][0] for f in ("openvino", "openvino-int8")] == [str(out / "model.xml"), str(out / "model.int8.xml")]
     fp32 = json.loads((out / "parity.openvino.json").read_text())
     assert fp32["passed"] and fp32["backend"] == "openvino" and fp32["pixel_agreement"] >= 99.9
-    assert fp32["precision"]["inference_precision"] == "f32" and fp32["max_abs_logit_diff"] < 1e-3
+    assert fp32["ran"]["precision"] == "f32" and fp32["max_abs_logit_diff"] < 1e-3
     default = runtime.load(out / "model.xml").activate().precision_report["inference_precision"]
     # where OpenVINO's default precision is not f32 (bf16 on CPUs with native bf16), the FP32 IR is scored at it too
     assert (out / "parity.openvino.default.json").is_file() == (default != "f32")
     int8 = json.loads((out / "parity.openvino.int8.json").read_text())
     assert int8["passed"] and int8["n_images"] == 3
     # The Q/DQ model runs as integer convolutions: OpenVINO fused the FakeQuantize pairs.
-    assert any(k in ("i8", "u8") for k in int8["precision"]["convolutions"]), int8["precision"]
+    convs = int8["ran"]["precision_report"]["convolutions"]
+    assert any(k in ("i8", "u8") for k in convs), convs
     model = ov.Core().read_model(str(out / "model.xml"))
-    props = json.loads(model.get_rt_info(["edgeseg", "meta"]).astype(str))
-    assert json.loads(props["edgeseg.res"]) == [48, 36] and len(json.loads(props["edgeseg.class_names"])) == 5
+    from edgeseg.models import ModelMeta
+
+    meta = ModelMeta.from_props(json.loads(model.get_rt_info(["edgeseg", "meta"]).astype(str)), "model.xml")
+    assert meta.res == (48, 36) and len(meta.class_names) == 5
 
 
 @pytest.mark.parametrize("which", ["onnx", "xml"])
@@ -80,7 +84,7 @@ def test_eval_bench_predict_take_backend_and_ir(exported, tiny_checkpoint, cli_r
                            "--iters", "2", "--warmup", "0", "--json", tmp_path / "b.json", "--quiet")
     assert code == 0, err
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
-    assert [r["backend"] for r in rows] == ["onnxruntime", "openvino"] and "inference_precision" in rows[1]["precision"]
+    assert [r["backend"] for r in rows] == ["onnxruntime", "openvino"] and rows[1]["ran"]["precision"]
     code, _, err = cli_run("predict", "--model", out / "model.int8.xml", shared_folder / "val" / "images", "--out", tmp_path / "p", "--quiet")
     assert code == 0, err
     assert (tmp_path / "p" / "s0_label.png").is_file()
@@ -90,13 +94,12 @@ def test_eval_bench_predict_take_backend_and_ir(exported, tiny_checkpoint, cli_r
                            "--json", tmp_path / "b2.json", "--quiet")
     assert code == 0, err
     rows = json.loads((tmp_path / "b2.json").read_text())["results"]
-    assert [r["backend"] for r in rows] == ["torch", "openvino"] and rows[1]["precision"]["inference_precision"] == "f32"
+    assert [r["backend"] for r in rows] == ["torch", "openvino"] and rows[1]["ran"]["precision"] == "f32"
     # one file on two backends: each keeps its own ratio
-    from edgeseg.runtime import EngineOptions
+    from edgeseg.runtime.spec import RunnerSpec
     from edgeseg.tasks.bench import bench
 
-    both = bench([out / "model.onnx", out / "model.onnx"], iters=2, warmup=0, progress=False,
-                 engines=[EngineOptions(), EngineOptions(backend="openvino")])
+    both = bench([out / "model.onnx", out / "model.onnx"], [RunnerSpec(), RunnerSpec(backend="openvino")], iters=2, warmup=0)
     rows = both["results"]
     assert [r["backend"] for r in rows] == ["onnxruntime", "openvino"] and len(both["p50_ratio_to_first"]) == 2
     assert rows[1]["p50_ratio_to_first"] == pytest.approx(rows[1]["model_only"]["p50_ms"] / rows[0]["model_only"]["p50_ms"], abs=1e-3)
@@ -176,7 +179,7 @@ def test_openvino_options_without_the_package_name_the_extra(tiny_checkpoint, ex
 
 
 def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monkeypatch):
-    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True, options=OnnxOptions(tta="flip"))
+    export(tiny_checkpoint, tmp_path, images=2, openvino=True, onnx=OnnxOptions(tta="flip"))
     before = (tmp_path / "model.xml").read_bytes()  # of the TTA graph: a different .xml from the plain export below
     import edgeseg.tasks.export as job
 
@@ -192,24 +195,24 @@ def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monk
     from edgeseg.errors import CheckFailed
 
     with pytest.raises(CheckFailed, match="model.xml fails parity"):
-        export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+        export(tiny_checkpoint, tmp_path, images=2, progress=False, openvino=True)
     # model.onnx changed (no TTA now), so the previous IR, converted from the old one, is dropped, not restored
     assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
     assert (tmp_path / "model.rejected.xml").read_bytes() != before
     monkeypatch.setattr(job, "verify_parity", real)
-    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    export(tiny_checkpoint, tmp_path, images=2, progress=False, openvino=True)
     before = (tmp_path / "model.xml").read_bytes()
     monkeypatch.setattr(job, "verify_parity", failing)
     with pytest.raises(CheckFailed, match="model.xml fails parity"):
-        export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+        export(tiny_checkpoint, tmp_path, images=2, progress=False, openvino=True)
     assert (tmp_path / "model.xml").read_bytes() == before  # same model.onnx: the previous IR is kept
     runtime.load(tmp_path / "model.xml")  # and its pair still matches
 
 
 def test_an_ir_left_from_an_earlier_onnx_model_is_removed(tiny_checkpoint, tmp_path):
-    export_model(tiny_checkpoint, tmp_path, n_verify=2, progress=False, openvino=True)
+    export(tiny_checkpoint, tmp_path, images=2, progress=False, openvino=True)
     assert (tmp_path / "model.xml").is_file()
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False, progress=False)  # a new model.onnx, no --openvino
+    export(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False)  # a new model.onnx, no --openvino
     assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
 
 

@@ -8,14 +8,24 @@ import torch
 from PIL import Image
 
 from edgeseg import runtime
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.errors import ConfigError, DataError, EdgesegError
 from edgeseg.export import export_onnx
 from edgeseg.optional import available
 
 # "tensorrt-double" runs the TensorRT runner against tests/trt_double.py here and in CI, so that a
 # broken fixture or engine path fails before the first GPU does; "tensorrt" is the real thing.
-BACKENDS = ["torch", "onnxruntime", "tensorrt-double",
+# Every backend in runtime.registry.BACKENDS has an entry here (checked below).
+BACKENDS = ["torch", "onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(not available("openvino"), reason="openvino not installed")),
+            "tensorrt-double",
             pytest.param("tensorrt", marks=[pytest.mark.gpu, pytest.mark.skipif(not available("tensorrt"), reason="tensorrt not installed")])]
+
+
+def test_every_registered_backend_is_in_the_contract():
+    from edgeseg.runtime.registry import BACKENDS as REGISTERED
+
+    named = {b if isinstance(b, str) else b.values[0] for b in BACKENDS}
+    assert set(REGISTERED) <= named
 
 
 def build_test_engine(onnx_path, engine_path):
@@ -32,6 +42,10 @@ def model_files(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("backends")
     onnx_path, _ = export_onnx(tiny_checkpoint, out / "model.onnx")
     files = {"torch": tiny_checkpoint, "onnxruntime": onnx_path}
+    if available("openvino"):
+        from edgeseg.export.openvino_ir import write_ir
+
+        files["openvino"] = write_ir(onnx_path, out / "model.xml")
     if available("tensorrt"):
         files["tensorrt"] = build_test_engine(onnx_path, out / "model.engine")
     return files
@@ -97,7 +111,7 @@ def test_bench_and_predict(backend, model_files, tmp_path, cli_run, shared_folde
 def test_bench_two_models_side_by_side(model_files):
     from edgeseg.tasks.bench import bench
 
-    result = bench([model_files["torch"], model_files["onnxruntime"]], iters=2, warmup=0, progress=False)
+    result = bench([model_files["torch"], model_files["onnxruntime"]], iters=2, warmup=0)
     assert [r["backend"] for r in result["results"]] == ["torch", "onnxruntime"]
     for row in result["results"]:
         for kind in ("model_only", "end_to_end"):
@@ -118,7 +132,7 @@ def test_bench_isolates_models_in_worker_processes_or_runs_them_in_process(model
     models = [model_files["torch"], model_files["onnxruntime"]]
     alone = bench(models, iters=3, warmup=1, progress=False, block=2)
     # PyTorch's OpenMP threads wait passively beside another engine; the PyTorch worker keeps the default
-    assert [r["omp_wait_policy"] for r in alone["results"]] == ["default", "PASSIVE"]
+    assert [r["ran"]["omp_wait_policy"] for r in alone["results"]] == ["default", "PASSIVE"]
     assert "OMP_WAIT_POLICY" not in __import__("os").environ
     together = bench(models, iters=3, warmup=1, progress=False, isolate=False)
     assert alone["isolation"].startswith("a worker process per model") and together["isolation"].startswith("one process")
@@ -137,13 +151,13 @@ def test_predict_bad_inputs(model_files, tmp_path):
 
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="notes.txt: not an image"):
-        predict(model_files["torch"], [tmp_path / "notes.txt"], tmp_path / "o", progress=False)
+        predict(model_files["torch"], [tmp_path / "notes.txt"], tmp_path / "o")
     with pytest.raises(DataError, match="missing.png: input not found"):
-        predict(model_files["torch"], [tmp_path / "missing.png"], tmp_path / "o", progress=False)
+        predict(model_files["torch"], [tmp_path / "missing.png"], tmp_path / "o")
     Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(tmp_path / "wide.png")
     with pytest.raises(DataError, match="aspect ratio.*--strict"):
-        predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", strict=True, progress=False)
-    assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", progress=False)["outputs"] == 1
+        predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o", RunnerSpec(strict=True))
+    assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o")["outputs"] == 1
 
 
 def make_clip(path, frames=8, size=(96, 72), rate=10):
@@ -231,7 +245,7 @@ def test_ctrl_c_keeps_a_playable_video_and_no_extra_means_one_line(model_files, 
         return real(x)
 
     monkeypatch.setattr(runner, "infer", infer)
-    result = predict_video(runner, str(clip), tmp_path / "out", progress=False)
+    result = predict_video(runner, str(clip), tmp_path / "out")
     assert result["interrupted"] and result["frames"] == 3
     with av.open(result["video"]) as c:
         assert sum(1 for _ in c.decode(video=0)) == 3
@@ -239,7 +253,7 @@ def test_ctrl_c_keeps_a_playable_video_and_no_extra_means_one_line(model_files, 
 
     monkeypatch.setitem(__import__("sys").modules, "av", None)
     with pytest.raises(MissingDependencyError, match=r'edgeseg\[video\]'):
-        predict_video(runner, str(clip), tmp_path / "out2", progress=False)
+        predict_video(runner, str(clip), tmp_path / "out2")
 
 
 def test_a_stream_that_drops_is_reopened_a_bounded_number_of_times(model_files, tmp_path):
@@ -283,7 +297,7 @@ def test_a_stream_that_drops_is_reopened_a_bounded_number_of_times(model_files, 
     try:
         runner = runtime.load(model_files["onnxruntime"], device="cpu").activate()
         url = f"http://127.0.0.1:{server.server_address[1]}/live.ts"
-        result = predict_video(runner, url, tmp_path / "out", reconnects=2, progress=False)
+        result = predict_video(runner, url, tmp_path / "out", reconnects=2)
     finally:
         server.shutdown()
     assert len(opened) == 3  # the first connection and two reconnects, then it stopped with what it had
@@ -297,11 +311,8 @@ def test_the_command_runs_exported_models_with_pytorch_threads_waiting_passively
     import subprocess
     import sys
 
-    from edgeseg import runtime
-    from edgeseg.launch import EXPORTED_SUFFIXES, wait_policy
+    from edgeseg.launch import wait_policy
 
-    # launch.py cannot import runtime (it would load PyTorch first): its list must match runtime's file types
-    assert set(EXPORTED_SUFFIXES) == set(runtime.ONNX_SUFFIXES + runtime.IR_SUFFIXES + runtime.ENGINE_SUFFIXES)
     assert wait_policy(["eval", "--model", "m.onnx"]) == "PASSIVE" and wait_policy(["predict", "--model=x/m.XML", "a.png"]) == "PASSIVE"
     assert wait_policy(["eval", "--model", "best.pt"]) is None and wait_policy(["train", "--out", "r.onnx"]) is None
     assert wait_policy(["bench", "--model", "m.onnx"]) is None and wait_policy([]) is None  # bench sets it per worker

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from trt_double import GENERATIONS, make_tensorrt
 
+from conftest import export, parity_of
+
+from edgeseg import runtime
 from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError
 from edgeseg.export import OnnxOptions
 from edgeseg.export.int8 import Int8Options
@@ -17,7 +20,6 @@ from edgeseg.export.trt_build import TrtOptions, build_engine
 from edgeseg.runtime.fingerprint import read_fingerprint
 from edgeseg.runtime.ort_runner import OrtRunner
 from edgeseg.runtime.trt_runner import TrtRunner
-from edgeseg.tasks.export import export_model
 
 FAKE_GPU = {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None}
 
@@ -26,7 +28,7 @@ FAKE_GPU = {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None}
 def models(tiny_checkpoint, shared_folder, tmp_path_factory):
     """model.onnx, model.int8.onnx and calibration.cache of the tiny model (no TensorRT involved)."""
     out = tmp_path_factory.mktemp("trt-models")
-    export_model(tiny_checkpoint, out, OnnxOptions(), verify=False, progress=False,
+    export(tiny_checkpoint, out, OnnxOptions(), verify=False,
                  int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0))
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
@@ -54,12 +56,12 @@ def calls(trt, name):
 
 
 def run_engine(path, x, api_mode="auto"):
-    with TrtRunner.from_file(path, device="cpu", api_mode=api_mode) as runner:
+    with TrtRunner.from_file(path, api_mode=api_mode) as runner:
         return runner.infer(x)
 
 
 def reference(models, path, x):
-    with OrtRunner.from_file(path, device="cpu") as runner:
+    with runtime.load(path, device="cpu") as runner:
         return runner.infer(x)
 
 
@@ -96,7 +98,7 @@ def test_fp16_engine(trt, models, tmp_path):
     if trt.generation == "11":
         # no FP16 flag: the precision is the model's own, an FP16 ONNX model with float32 I/O
         assert calls(trt, "config.set_flag") == [] and fp["onnx"] == "model.fp16.onnx" and fp["strongly_typed"]
-        assert (models["fp32"].parent / "model.fp16.onnx").is_file()
+        assert (engine.parent / "model.fp16.onnx").is_file()  # written beside the engine it was built for
     else:
         assert calls(trt, "config.set_flag") == [("FP16",)] and fp["onnx"] == "model.onnx" and "--fp16" in fp["trtexec"]
     x = sample_input(models)
@@ -173,7 +175,7 @@ def test_timing_cache_is_read_and_written(trt, models, tmp_path):
 
 
 def test_dynamic_batch_engines_get_an_optimisation_profile(trt, tiny_checkpoint, tmp_path):
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False)
+    export(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False)
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
     meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
@@ -186,7 +188,7 @@ def test_dynamic_batch_engines_get_an_optimisation_profile(trt, tiny_checkpoint,
     with pytest.raises(ConfigError, match="batches up to 4"):
         run_engine(engine, np.zeros((5, 3, 36, 48), np.float32))
     if trt.generation != "11":  # implicit INT8 calibrates through the same profile
-        export_model(tiny_checkpoint, tmp_path / "q", OnnxOptions(dynamic_batch=True), verify=False, progress=False,
+        export(tiny_checkpoint, tmp_path / "q", OnnxOptions(dynamic_batch=True), verify=False,
                      int8=Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0))
         build_engine(tmp_path / "q" / "model.onnx", tmp_path / "i.engine", TrtOptions(precision="int8", int8_mode="implicit", max_batch=4),
                      calib_cache=tmp_path / "q" / "calibration.cache", meta=meta)
@@ -223,7 +225,7 @@ def test_binding_api_path(trt, models, tmp_path):
 
 
 def test_label_output_dtype_follows_the_engine(trt, tiny_checkpoint, tmp_path):
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(output="labels"), verify=False, progress=False)
+    export(tiny_checkpoint, tmp_path, OnnxOptions(output="labels"), verify=False)
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
     meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
@@ -239,12 +241,12 @@ def test_engines_from_another_version_or_gpu_are_refused(trt, models, tmp_path, 
     other = "10.3.0.26" if trt.generation != "10" else "8.5.2.2"
     install(monkeypatch, other)
     with pytest.raises(ModelFileError, match=f"built with TensorRT {trt.__version__}.*this machine has TensorRT {other}.*rebuild it on the target"):
-        TrtRunner.from_file(engine, device="cpu")
+        TrtRunner.from_file(engine)
     install(monkeypatch, trt.__version__, device="Another GPU")
     monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Another GPU", "compute_capability": "7.2", "cuda": None})
     with pytest.raises(ModelFileError, match="compute 8.7.*compute 7.2.*rebuild"):
-        TrtRunner.from_file(engine, device="cpu")
-    runner = TrtRunner.from_file(engine, device="cpu", check=False)  # past the fingerprint, TensorRT itself refuses
+        TrtRunner.from_file(engine)
+    runner = TrtRunner.from_file(engine, check=False)  # past the fingerprint, TensorRT itself refuses
     with pytest.raises(ModelFileError, match="cannot deserialise"):
         runner.activate()
 
@@ -288,7 +290,7 @@ def test_binding_indices_come_from_the_engine_not_the_tensor_order(models, tmp_p
 def test_a_refused_shape_or_address_is_an_error_not_garbage(trt, tiny_checkpoint, tmp_path, monkeypatch, method):
     if trt.generation == "8.5" and method == "set_input_shape":
         pytest.skip("8.5 engines here run named tensors only with a static batch")
-    export_model(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False, progress=False)
+    export(tiny_checkpoint, tmp_path, OnnxOptions(dynamic_batch=True), verify=False)
     from edgeseg.runtime.ort_runner import meta_from_graph, read_onnx
 
     meta = meta_from_graph(read_onnx(tmp_path / "model.onnx"), tmp_path / "model.onnx", strict=True)
@@ -317,10 +319,10 @@ def test_an_engine_swapped_beside_a_valid_fingerprint_is_refused(trt, models, tm
                  qdq_path=models["int8"], meta=models["meta"]) if trt.generation != "8.5" else \
         build_engine(models["fp32"], b, TrtOptions(precision="fp16"), meta=models["meta"])
     assert len(fp["engine_sha256"]) == 64
-    TrtRunner.from_file(a, device="cpu")  # the genuine pair loads
+    TrtRunner.from_file(a)  # the genuine pair loads
     a.write_bytes(b.read_bytes())
     with pytest.raises(ModelFileError, match="not the one a.engine.json describes"):
-        TrtRunner.from_file(a, device="cpu")
+        TrtRunner.from_file(a)
 
 
 def test_implicit_calibration_feeds_float32_even_to_a_uint8_model(monkeypatch, tmp_path):
@@ -342,4 +344,4 @@ def test_a_fingerprint_of_the_wrong_json_type_is_one_error(tmp_path):
     engine.write_bytes(b"x")
     (tmp_path / "m.engine.json").write_text("[1, 2, 3]")
     with pytest.raises(ModelFileError, match="m.engine.json: expected a JSON object"):
-        TrtRunner.from_file(engine, device="cpu")
+        TrtRunner.from_file(engine)

@@ -34,9 +34,11 @@ def test_train_writes_checkpoints_metrics_and_config(folder_dataset, tmp_path):
     assert {"train_loss", "val_miou", "lr", "img_per_s", "peak_mem_mb"} <= set(lines[0])
     assert result["best_miou"] == max(line["val_miou"] for line in lines)
     ckpt = torch.load(out / "last.pt", weights_only=True)  # never executes code
-    for key in ("model_config", "model", "optimizer", "scheduler", "rng", "epoch", "class_names", "normalisation", "res", "kernel", "version"):
-        assert key in ckpt
-    assert ckpt["res"] == [48, 36] and ckpt["epoch"] == 2 and ckpt["class_names"] == ["a", "b", "c", "d", "e"]
+    assert set(ckpt) == {"format", "version", "meta", "model", "training"}
+    assert {"optimizer", "scheduler", "rng", "epoch", "step", "train_config"} <= set(ckpt["training"])
+    meta = ckpt["meta"]
+    assert meta["model"]["res"] == [48, 36] and ckpt["training"]["epoch"] == 2 and meta["data"]["class_names"] == ["a", "b", "c", "d", "e"]
+    assert meta["model"]["mean"] and meta["model"]["kernel"] == "area" and meta["dataset_kind"] == "folder" and ckpt["version"]
     model = model_from_checkpoint(load_checkpoint(out / "best.pt"))  # rebuilt from the checkpoint alone
     assert model(torch.zeros(1, 3, 36, 48)).shape == (1, 5, 36, 48)
     cfg = json.loads((out / "config.json").read_text())
@@ -64,7 +66,7 @@ def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
     first = train(tiny_cfg(folder_dataset, out, epochs=3), on_step=interrupt_at)
     assert first["interrupted"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)  # the epoch was complete: validated and saved as such
+    assert (ckpt["training"]["epoch"], ckpt["training"]["step_in_epoch"]) == (1, 0)  # the epoch was complete: validated and saved as such
     train(tiny_cfg(folder_dataset, out, epochs=3, resume=True))
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -84,7 +86,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
     result = train(tiny_cfg(folder_dataset, out), on_step=interrupt_at)
     assert result["interrupted"] and result["step"] == 4
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["step"]) == (1, 1, 4)
+    assert (ckpt["training"]["epoch"], ckpt["training"]["step_in_epoch"], ckpt["training"]["step"]) == (1, 1, 4)
     train(tiny_cfg(folder_dataset, out, resume=True))
     assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -112,7 +114,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset
     with pytest.raises(TrainingStopped, match=r"loss became nan.*\(epoch 2\).*kept .*last\.pt"):
         train(tiny_cfg(folder_dataset, out, epochs=3), on_step=count)
     ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert ckpt["training"]["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
 def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
@@ -125,7 +127,7 @@ def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
         train(tiny_cfg(folder_dataset, tmp_path / "empty", resume=True))
     with pytest.raises(ConfigError, match="--model 'tiny' \\(now 'lite0-fpn'\\)"):
         train(tiny_cfg(folder_dataset, out, model="lite0-fpn", resume=True))
-    with pytest.raises(ConfigError, match="--train-fraction: expected a fraction in \\(0, 1\\], got 1.5"):
+    with pytest.raises(ConfigError, match="--train-fraction 1.5: expected a number in \\(0, 1\\]"):
         train(tiny_cfg(folder_dataset, tmp_path / "frac", train_fraction=1.5))
     with pytest.raises(ConfigError, match="--train-fraction None \\(now 0.5\\)"):
         train(tiny_cfg(folder_dataset, out, train_fraction=0.5, resume=True))
@@ -150,7 +152,7 @@ def test_cli_train_then_eval(cli_run, folder_dataset, tmp_path):
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["backend"] == "torch" and result["n_images"] == 3 and result["res"] == [48, 36]
     assert set(result["per_class"]) == {"a", "b", "c", "d", "e"}
-    ckpt_val = torch.load(out / "best.pt", weights_only=True)["best_miou"]
+    ckpt_val = torch.load(out / "best.pt", weights_only=True)["training"]["best_miou"]
     assert result["miou"] == pytest.approx(ckpt_val, abs=1e-3)  # training validation and eval agree
     for args, needle in [
         (("train", "--res", "48"), "--res"),

@@ -52,18 +52,23 @@ QDQ_OPTIONS = {
 
 @contextlib.contextmanager
 def _quiet_ort():
+    """onnxruntime.quantization's chatter kept out of the output: its records (it logs through the
+    root logger) are filtered out, without touching the root logger's level or anyone else's records."""
     import onnxruntime as ort
 
-    previous = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs through the root logger
+    def not_onnxruntime(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "onnxruntime" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(not_onnxruntime)
     ort.set_default_logger_severity(3)
     try:
         # The histogram calibrators also print their progress to stdout.
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        logging.getLogger().setLevel(previous)
-        ort.set_default_logger_severity(2)
+        root.removeFilter(not_onnxruntime)
+        ort.set_default_logger_severity(2)  # onnxruntime's default (it has no getter to restore from)
 
 
 def _method(name: str):
@@ -200,7 +205,3 @@ def normalisation_nodes(model) -> list[str]:
         names.append(node.name)
         tensor = node.output[0]
     return names
-
-
-def quantizable_nodes(model, op_types=QUANT_OP_TYPES) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in op_types]

@@ -72,11 +72,11 @@ class SubsetScorer:
     """Scores ONNX variants on a fixed validation subset against the labels and the FP32 model."""
 
     def __init__(self, fp32_path: Path, ds, indices, device: str = "cpu"):
-        from edgeseg.runtime.ort_runner import OrtRunner
+        from edgeseg import runtime
 
         self.ds = ds
         self.samples = [ds[i] for i in indices]
-        ref = OrtRunner.from_file(fp32_path, device=device)
+        ref = runtime.load(fp32_path, device=device, backend="onnxruntime")
         self.meta = ref.meta
         self.device = device
         pre = Preprocess.from_meta(ref.meta)
@@ -92,9 +92,9 @@ class SubsetScorer:
         return cm.miou()
 
     def score(self, path: Path) -> dict:
-        from edgeseg.runtime.ort_runner import OrtRunner
+        from edgeseg import runtime
 
-        runner = OrtRunner.from_file(path, device=self.device)
+        runner = runtime.load(path, device=self.device, backend="onnxruntime")
         with runner:
             preds = [native_labels(runner.infer(x), [s.label.shape])[0] for x, s in zip(self.inputs, self.samples)]
         agree = sum(int((p == q).sum()) for p, q in zip(preds, self.fp32_labels))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, Sample, SegDataset
@@ -14,6 +15,7 @@ from edgeseg.data.resample import (
     resize_image,
 )
 from edgeseg.errors import ConfigError, DataError
+from edgeseg.records import check_fields, opt
 
 
 def _camvid(root, split, skip_bad):
@@ -62,8 +64,33 @@ def build_dataset(name: str = "synthetic", root: str | Path | None = None, split
     return ds
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Which data set a command reads: ``--dataset``, ``--data``, ``--split``, ``--skip-bad``, checked once."""
+
+    dataset: str | None = opt(None, choices=None, help="Data set kind [default: synthetic, or the model's training data set where known].")
+    data: str | None = opt(None, help="Data set root folder (not needed for synthetic).")
+    split: str = opt("val", help="Data set split.")
+    skip_bad: bool = opt(False, help="Skip unreadable or inconsistent samples and report how many.")
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise ConfigError(f"--dataset: expected one of {', '.join(DATASETS)}; got '{self.dataset}'")
+        for name in ("data", "split"):
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise ConfigError(f"--{name}: expected a value, got an empty string")
+
+    def open(self, model_dataset: str = "", saved_root: str | None = None, split: str | None = None) -> SegDataset:
+        """The data set, or for a model (its training data set ``model_dataset``, saved at
+        ``saved_root``) the one it was trained on where none is given; ``split`` overrides."""
+        return resolve_dataset(model_dataset, self.dataset, self.data, split or self.split, self.skip_bad, saved_root)
+
+
 __all__ = [
     "DATASETS",
+    "DataSource",
     "IGNORE_INDEX",
     "KERNELS",
     "LABEL_MODES",

@@ -61,23 +61,44 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-MAX_IMAGE_PIXELS = 100_000_000  # 100 MP: a header claiming more is refused before decoding (decompression bombs)
+def open_image(path: Path):
+    """PIL's open, its header checked against edgeseg's size bound (edgeseg.limits) before any
+    pixel is decoded (PIL's own decompression-bomb warning is left out: this check replaces it)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    try:
+        _check_header(im, path)
+    except DataError:
+        im.close()
+        raise
+    return im
+
+
+def _check_header(im, path: Path) -> None:
+    """A header claiming a size above the bound (edgeseg.limits) is refused before decoding
+    (decompression bombs), for images and labels alike."""
+    from edgeseg.limits import size_problem
+
+    problem = size_problem(*im.size)
+    if problem:
+        raise DataError(f"{path}: the header claims {problem}; refusing to decode it")
 
 
 def read_image(path: Path) -> np.ndarray:
     """An RGB image as uint8 HxWx3, or a DataError naming the file.
 
     16-bit images are reduced to 8 bits by their top byte (value >> 8), stated here because a
-    plain conversion would clip them to 255; headers above ``MAX_IMAGE_PIXELS`` are refused.
+    plain conversion would clip them to 255 (``read_image.reduced`` counts them, so a command can
+    say so once); headers above the size bound (edgeseg.limits) are refused.
     """
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise DataError(f"{path}: the header claims {w}x{h} pixels, above the {MAX_IMAGE_PIXELS // 1_000_000} MP limit; "
-                                "refusing to decode it")
+        with open_image(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
+                _note_reduced(path)
                 grey = (np.array(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
                 return np.repeat(grey[..., None], 3, axis=2)
             if im.mode != "RGB":
@@ -91,10 +112,23 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read image ({exc}); expected a readable PNG or JPEG") from None
 
 
+_REDUCED: set = set()
+
+
+def _note_reduced(path: Path) -> None:
+    """Say once per process that 16-bit images are reduced to 8 bits (and which was the first)."""
+    if not _REDUCED:
+        import logging
+
+        logging.getLogger(__name__).warning(f"{path}: a 16-bit image; 16-bit images are reduced to 8 bits by their top byte "
+                                            "(value >> 8) as they are read (said once)")
+    _REDUCED.add(str(path))
+
+
 def read_label(path: Path) -> np.ndarray:
     """A single-channel label map as an integer HxW array, or a DataError naming the file."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()
             if im.mode in ("L", "P"):
                 return np.array(im, dtype=np.uint8)
@@ -107,15 +141,21 @@ def read_label(path: Path) -> np.ndarray:
         raise DataError(f"{path}: label file not found") from None
     except DataError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refusing to decode a possible decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read label ({exc}); expected a readable single-channel PNG") from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding pixels."""
+    """(width, height) from the file header, without decoding pixels; refused above the size bound."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return im.size
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refusing to decode a possible decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image header ({exc})") from None
 

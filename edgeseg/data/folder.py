@@ -81,10 +81,10 @@ class Folder(FileDataset):
         path = self.soft_dir / f"{self.pairs[i][1].stem}.png"
         if not path.is_file():
             return sample
-        from PIL import Image
+        from edgeseg.data.base import open_image
 
         try:
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 soft = np.array(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
         except OSError as exc:
             raise DataError(f"{path}: cannot read soft label ({exc})") from None

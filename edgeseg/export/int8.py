@@ -17,6 +17,7 @@ from edgeseg.calibration.sensitivity import SubsetScorer, fallback_search
 from edgeseg.calibration.trt_cache import write_trt_cache
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import write_json_atomic
+from edgeseg.records import check_fields, opt
 
 logger = logging.getLogger(__name__)
 
@@ -25,41 +26,43 @@ DEFAULT_CACHE_VERSION_TAG = 8502  # TensorRT 8.5.2 (JetPack 5.1); builds rewrite
 
 @dataclass(frozen=True)
 class Int8Options:
-    calib_method: str = "entropy"
-    calib_images: int = 300
-    calib_seed: int = 0
-    calib_split: str = "train"
-    calib_array: str | None = None  # pre-processed inputs (.npy) instead of data set images
-    budget: float = 0.5  # mIoU points INT8 may lose against FP32
-    fallback: bool = True
-    sensitivity_images: int = 100  # val images scoring each variant; fewer make the mIoU change too noisy to steer by
-    target: str = "tensorrt"  # tensorrt: Q/DQ on operator inputs (TensorRT's placement); cpu: ONNX Runtime's layout
+    calib_method: str = opt("entropy", choices=CALIB_METHODS, help="How activation ranges are chosen.")
+    calib_images: int = opt(300, low=10, high=100_000, help="Calibration images (at least 10; 100+ advised).")
+    calib_seed: int = opt(0, low=0, high=2**32 - 1, help="Seed of the calibration images' choice.")
+    calib_split: str = opt("train", help="Split the calibration images come from.")
+    calib_array: str | None = opt(None, help="Pre-processed calibration inputs (.npy) instead of images.")
+    budget: float = opt(0.5, low=0.0, high=100.0, flag="--int8-budget", help="mIoU points INT8 may lose against FP32.")
+    fallback: bool = opt(True, flag="--no-fallback", invert=True, help="Quantise every layer; no float fallback of sensitive blocks.")
+    sensitivity_images: int = opt(100, low=1, high=1_000_000, help="Val images for the INT8 sensitivity search (fewer make the mIoU "
+                                                                  "change too noisy to steer by).")
+    target: str = opt("tensorrt", choices=INT8_TARGETS, flag="--int8-target",
+                      help="Where the INT8 model runs: tensorrt (Q/DQ on operator inputs) or cpu (ONNX Runtime / OpenVINO integer kernels).")
 
-    def check(self) -> None:
-        if self.calib_method not in CALIB_METHODS:
-            raise ConfigError(f"--calib-method: expected one of {', '.join(CALIB_METHODS)}; got '{self.calib_method}'")
-        if self.target not in INT8_TARGETS:
-            raise ConfigError(f"--int8-target: expected one of {', '.join(INT8_TARGETS)}; got '{self.target}'")
-        if self.budget < 0:
-            raise ConfigError(f"--int8-budget {self.budget}: must be zero or positive (mIoU points)")
-        if self.sensitivity_images < 1:
-            raise ConfigError("--sensitivity-images: must be at least 1")
+    def __post_init__(self):
+        check_fields(self)
+        if self.calib_array is not None and not str(self.calib_array).strip():
+            raise ConfigError("--calib-array: expected a .npy file, got an empty string")
 
 
-def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, dataset=None, data=None, val_split: str = "val",
-                saved_root=None, progress: bool = True) -> dict:
-    from edgeseg.data import resolve_dataset
+def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, source=None, saved_root=None, progress: bool = True,
+                cache_dir: Path | None = None, final_dir: Path | None = None) -> dict:
+    """model.int8.onnx, its calibration caches and int8_report.json into ``out_dir`` (``final_dir``:
+    where they will live, as the report names them; ``cache_dir``: the activation-range cache),
+    calibrated on ``source``'s ``--calib-split`` and scored on its split (a DataSource)."""
+    from edgeseg.data import DataSource
 
-    options.check()
-    cache_dir = out_dir / "calibration"
+    source = source or DataSource()
+    final_dir = final_dir or out_dir
+    cache_dir = cache_dir or final_dir / "calibration"
     if options.calib_array:
         calib = calibration_set_from_array(Path(options.calib_array), meta)
     else:
-        train_ds = calibration_dataset(meta, options, dataset, data, saved_root)
+        train_ds = calibration_dataset(meta, options, source, saved_root)
         calib = build_calibration_set(meta, train_ds, options.calib_images, options.calib_seed, progress,
                                       warn=logger.warning)
     ranges, key = load_or_compute_ranges(onnx_path, calib, options.calib_method, cache_dir, options.target)
-    val_ds = resolve_dataset(meta.dataset, dataset, data, val_split, False, saved_root)
+    val_split = source.split
+    val_ds = source.open(meta.dataset, saved_root)
     indices = list(range(min(options.sensitivity_images, len(val_ds))))
     scorer = SubsetScorer(onnx_path, val_ds, indices)
     qdq_path = out_dir / "model.int8.onnx"
@@ -74,8 +77,8 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
             "header_version": DEFAULT_CACHE_VERSION_TAG, "tensors": len(ranges),
         })
     report = {
-        "model": str(qdq_path),
-        "fp32_model": str(onnx_path),
+        "model": str(final_dir / qdq_path.name),
+        "fp32_model": str(final_dir / onnx_path.name),
         "options": asdict(options),
         "calibration_sha256": calib.sha256,
         "calibration_images": len(calib),
@@ -89,7 +92,7 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         "within_budget": result.within_budget,
         "sensitivity": result.sensitivity,
         "target": options.target,
-        "trt_calibration_cache": str(trt_cache) if trt_cache else None,
+        "trt_calibration_cache": str(final_dir / trt_cache.name) if trt_cache else None,
     }
     if result.float_blocks:
         report["latency"] = _fallback_latency(onnx_path, qdq_path, ranges, options.calib_method, out_dir, options.target)
@@ -97,16 +100,14 @@ def export_int8(onnx_path: Path, meta, out_dir: Path, options: Int8Options, data
         logger.info(f"kept {len(result.float_blocks)} block(s) in float ({', '.join(result.float_blocks)}); ONNX Runtime CPU p50: "
             f"FP32 {lat['fp32_ms']:.1f} ms, full INT8 {lat['int8_full_ms']:.1f} ms, with fallback {lat['int8_fallback_ms']:.1f} ms")
     write_json_atomic(out_dir / "int8_report.json", report)
-    logger.info(f"wrote {qdq_path} ({options.target} placement), " + (f"{trt_cache} and " if trt_cache else "")
-                + f"{out_dir / 'int8_report.json'}")
+    logger.info(f"wrote {final_dir / qdq_path.name} ({options.target} placement), " + (f"{final_dir / trt_cache.name} and " if trt_cache else "")
+                + f"{final_dir / 'int8_report.json'}")
     return report
 
 
-def calibration_dataset(meta, options: Int8Options, dataset, data, saved_root):
-    from edgeseg.data import resolve_dataset
-
+def calibration_dataset(meta, options: Int8Options, source, saved_root):
     try:
-        return resolve_dataset(meta.dataset, dataset, data, options.calib_split, False, saved_root)
+        return source.open(meta.dataset, saved_root, split=options.calib_split)
     except ConfigError as exc:
         raise ConfigError(f"--int8 needs calibration images ({exc}); give --dataset/--data (its {options.calib_split} split is used) "
                           "or --calib-array FILE.npy") from None
@@ -131,13 +132,14 @@ def _fallback_latency(fp32: Path, fallback: Path, ranges, method, out_dir: Path,
     import numpy as np
 
     from edgeseg.calibration.qdq import quantize_qdq
-    from edgeseg.runtime.ort_runner import OrtRunner
     from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-lat-") as tmp:
         full = Path(tmp) / "full.onnx"
         quantize_qdq(fp32, full, ranges, method, target=target)
-        runners = [OrtRunner.from_file(p, device="cpu").activate() for p in (fp32, full, fallback)]
+        from edgeseg import runtime
+
+        runners = [runtime.load(p, device="cpu", backend="onnxruntime").activate() for p in (fp32, full, fallback)]
         try:
             x = np.zeros(runners[0].input_shape(1), dtype=runners[0].input_dtype())
             times = time_interleaved([lambda r=r: r.infer(x) for r in runners], iters=20, warmup=3)

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.fileio import atomic_path, sha256_file
-from edgeseg.models import load_checkpoint, model_from_checkpoint
-from edgeseg.runtime.meta import ModelMeta, meta_from_checkpoint
+from edgeseg.limits import check_size
+from edgeseg.models import ModelMeta, load_checkpoint, model_from_checkpoint
+from edgeseg.models.tta import TTA_MODES
+from edgeseg.records import check_fields, opt
 
 OUTPUT_CHOICES = ("logits", "labels", "both")
 MIN_OPSET, MAX_OPSET = 13, 23
@@ -24,24 +26,27 @@ MIN_OPSET, MAX_OPSET = 13, 23
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    opset: int = 17
-    dynamic_batch: bool = False
-    output: str = "logits"  # logits | labels | both
-    output_size: tuple[int, int] | None = None  # (width, height) of the label output
-    input_format: str = "float"  # float: normalised NCHW float32; uint8: NHWC uint8, normalised in the graph
-    slim: bool = True  # run onnxslim when it is installed
-    scales: str | tuple | None = None  # inference scales of a multi-scale attention model, e.g. "0.5,1.0"
-    tta: str = "none"  # "flip": scores of the image and its mirror image averaged, inside the graph
+    opset: int = opt(17, low=MIN_OPSET, high=MAX_OPSET, help="ONNX opset (17 suits TensorRT 8.5 and newer).")
+    dynamic_batch: bool = opt(False, help="Make the batch dimension dynamic.")
+    output: str = opt("logits", choices=OUTPUT_CHOICES, help="Graph outputs: float logits, in-graph argmax labels (uint8), or both.")
+    output_size: tuple[int, int] | None = opt(None, help="Up-sample the label output to WxH inside the graph.")
+    input_format: str = opt("float", choices=("float", "uint8"), flag="--input",
+                            help="float: normalised NCHW float32; uint8: NHWC uint8 with normalisation inside the graph.")
+    slim: bool = opt(True, cli=False)  # run onnxslim when it is installed
+    scales: str | None = opt(None, help="Inference scales of a multi-scale attention model, e.g. 0.5,1.0,2.0.")
+    tta: str = opt("none", choices=TTA_MODES, help="Test-time augmentation in the graph: flip averages the scores of the image and "
+                                                   "its mirror image (about 2x the time).")
 
-    def check(self) -> None:
-        if self.output not in OUTPUT_CHOICES:
-            raise ConfigError(f"--output: expected one of {', '.join(OUTPUT_CHOICES)}; got '{self.output}'")
-        if self.input_format not in ("float", "uint8"):
-            raise ConfigError(f"--input: expected float or uint8; got '{self.input_format}'")
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ConfigError(f"--opset {self.opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET} (17 suits TensorRT 8.5 and newer)")
+    def __post_init__(self):
+        check_fields(self)
+        if self.output_size is not None:
+            object.__setattr__(self, "output_size", check_size(*self.output_size, "--output-size"))
         if self.output_size is not None and self.output == "logits":
             raise ConfigError("--output-size applies to the label output; add --output labels or both")
+        if self.scales is not None:
+            from edgeseg.models.msa import parse_scales
+
+            parse_scales(self.scales)
 
 
 class ExportWrapper(nn.Module):
@@ -132,13 +137,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
     """Write ``out`` (an .onnx file) from an edgeseg checkpoint; returns its path and metadata."""
     import onnx
 
-    options.check()
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, str(checkpoint), scales=options.scales, tta=options.tta).eval()
     if not getattr(model, "exportable", True):
         raise ConfigError(f"model '{model.config.name}' is not exportable")
-    meta = meta_from_checkpoint(ckpt, sha256_file(checkpoint))
+    meta = ckpt.meta.with_(source_sha256=sha256_file(checkpoint), dataset_root=None)
     outputs = {"logits": ["logits"], "labels": ["labels"], "both": ["logits", "labels"]}[options.output]
     out_res = model.config.output_res or tuple(meta.res)  # above the input size for --upscale / --refine models
     labels_size = tuple(options.output_size) if options.output_size else (tuple(out_res) if "labels" in outputs else None)
@@ -162,7 +166,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
             raise ModelFileError(f"{checkpoint}: ONNX export failed: {str(exc).strip().splitlines()[0][:200]}") from None
         slimmed = options.slim and _slim(tmp)
         proto = onnx.load(str(tmp))
-        onnx.helper.set_model_props(proto, meta.with_(extra={**meta.extra, "onnxslim": bool(slimmed)}).to_props())
+        meta = meta.with_(extra={**meta.extra, "onnxslim": bool(slimmed)})
+        onnx.helper.set_model_props(proto, meta.to_props())
         proto.producer_name = "edgeseg"
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))

@@ -22,6 +22,7 @@ from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.fileio import sha256_file, write_bytes_atomic, write_json_atomic
 from edgeseg.runtime import fingerprint
 from edgeseg.runtime.fingerprint import fingerprint_path
+from edgeseg.records import check_fields, opt
 from edgeseg.runtime.trt_api import TrtApi
 
 logger = logging.getLogger(__name__)
@@ -32,23 +33,17 @@ INT8_MODES = ("auto", "explicit", "implicit")
 
 @dataclass(frozen=True)
 class TrtOptions:
-    precision: str = "fp16"
-    int8_mode: str = "auto"  # explicit (Q/DQ) on TensorRT >= 10, implicit (calibration cache) before
-    workspace_gb: float = 2.0
-    timing_cache: str | None = None
-    dla_core: int | None = None
-    fp16_fallback: bool = False  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only; --int8 --fp16)
-    max_batch: int = 8  # for a dynamic-batch model: the optimisation profile covers batches 1..max_batch
+    precision: str = opt("fp16", choices=PRECISIONS, cli=False)  # set by --fp16 / --int8
+    int8_mode: str = opt("auto", choices=INT8_MODES, help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration "
+                                                          "cache (8.5-10.x); auto picks by version.")
+    workspace_gb: float = opt(2.0, low=0.0, high=1024.0, low_open=True, flag="--workspace", help="TensorRT workspace in GB.")
+    timing_cache: str | None = opt(None, help="TensorRT timing cache file (read and updated).")
+    dla_core: int | None = opt(None, low=0, high=15, flag="--dla", help="Build for DLA core N (Jetson), GPU fallback on; needs --fp16 or --int8.")
+    fp16_fallback: bool = opt(False, cli=False)  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only; --int8 --fp16)
+    max_batch: int = opt(8, low=1, high=4096, help="With --dynamic-batch --trt: the largest batch the engine accepts.")
 
-    def check(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"TensorRT precision must be one of {', '.join(PRECISIONS)}; got '{self.precision}'")
-        if self.int8_mode not in INT8_MODES:
-            raise ConfigError(f"--int8-mode: expected auto, explicit or implicit; got '{self.int8_mode}'")
-        if not 0 < self.workspace_gb <= 1024:
-            raise ConfigError(f"--workspace {self.workspace_gb}: expected a size in GB between 0 and 1024")
-        if self.max_batch < 1:
-            raise ConfigError(f"--max-batch {self.max_batch}: must be at least 1")
+    def __post_init__(self):
+        check_fields(self)
         if self.dla_core is not None and self.precision == "fp32":
             raise ConfigError("--dla runs FP16 or INT8 layers only; add --fp16 or --int8 (in FP32 every layer would fall back to the GPU)")
 
@@ -101,31 +96,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     ``qdq_path``); returns the fingerprint written beside the engine."""
     from dataclasses import replace
 
-    options.check()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     api = TrtApi.load()
     trt = api.trt
     if options.precision == "int8":
         options = replace(options, int8_mode=resolve_int8_mode(options.int8_mode, api))
-    parse_path = onnx_path
-    strongly_typed = False
-    if options.precision == "fp16" and not api.has_precision_flags:
-        # TensorRT 11: the precision is the ONNX model's own; convert to FP16 with float32 I/O.
-        import onnx
-
-        from edgeseg.export.fp16 import convert_fp16
-
-        parse_path = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
-        onnx.save(convert_fp16(onnx.load(str(onnx_path))), str(parse_path))
-        logger.info(f"wrote {parse_path} (FP16 ONNX for strongly typed TensorRT {trt.__version__})")
-        strongly_typed = True
-    if options.precision == "int8" and options.int8_mode == "explicit":
-        if qdq_path is None or not _has_qdq(Path(qdq_path)):
-            raise ConfigError("explicit INT8 needs a Q/DQ model (model.int8.onnx from 'edgeseg export --int8')")
-        parse_path = Path(qdq_path)
-    if options.precision == "int8" and options.int8_mode == "implicit" and _has_qdq(onnx_path):
-        raise ConfigError(f"{onnx_path}: implicit INT8 builds from the FP32 model, not a Q/DQ model")
-
+    parse_path, strongly_typed = _model_to_parse(onnx_path, engine_path, options, api, qdq_path)
     trt_logger = _make_logger(trt)
     builder = trt.Builder(trt_logger)
     network = api.create_network(builder, strongly_typed or api.always_strongly_typed)
@@ -136,6 +112,52 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     config = builder.create_builder_config()
     api.set_workspace(config, int(options.workspace_gb * (1 << 30)))
     profile = _batch_profile(builder, network, config, options.max_batch)
+    calibrator = _set_precision(api, config, options, strongly_typed, calib_cache, calib_inputs, profile)
+    if options.dla_core is not None:
+        api.set_dla(builder, config, options.dla_core)
+    if options.timing_cache:
+        cache_file = Path(options.timing_cache)
+        api.load_timing_cache(config, cache_file.read_bytes() if cache_file.is_file() else b"")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ModelFileError(f"TensorRT {trt.__version__} could not build an engine from {parse_path}: {'; '.join(trt_logger.errors)[:300] or 'see the messages above'}")
+    write_bytes_atomic(engine_path, bytes(plan))
+    if options.timing_cache:
+        write_bytes_atomic(Path(options.timing_cache), api.save_timing_cache(config))
+    record = _fingerprint(engine_path, parse_path, options, api, strongly_typed, meta, calibration_sha256, calib_cache, calibrator)
+    w, h = meta.res if meta is not None else (None, None)
+    logger.info(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
+        + (f" {options.int8_mode}" if options.precision == "int8" else "") + (f", {w}x{h}" if w else "") + ")")
+    return {"engine": engine_path, "fingerprint": record}
+
+
+def _model_to_parse(onnx_path: Path, engine_path: Path, options: TrtOptions, api: TrtApi, qdq_path) -> tuple[Path, bool]:
+    """The ONNX model TensorRT parses for ``options`` (FP32, an FP16 copy, or the Q/DQ model), and
+    whether the network is strongly typed."""
+    trt = api.trt
+    parse_path = onnx_path
+    strongly_typed = False
+    if options.precision == "fp16" and not api.has_precision_flags:
+        # TensorRT 11: the precision is the ONNX model's own; convert to FP16 with float32 I/O.
+        import onnx
+
+        from edgeseg.export.fp16 import convert_fp16
+
+        parse_path = engine_path.with_name(onnx_path.stem + ".fp16.onnx")
+        onnx.save(convert_fp16(onnx.load(str(onnx_path))), str(parse_path))
+        logger.info(f"wrote {parse_path} (FP16 ONNX for strongly typed TensorRT {trt.__version__})")
+        strongly_typed = True
+    if options.precision == "int8" and options.int8_mode == "explicit":
+        if qdq_path is None or not _has_qdq(Path(qdq_path)):
+            raise ConfigError("explicit INT8 needs a Q/DQ model (model.int8.onnx from 'edgeseg export --int8')")
+        parse_path = Path(qdq_path)
+    if options.precision == "int8" and options.int8_mode == "implicit" and _has_qdq(onnx_path):
+        raise ConfigError(f"{onnx_path}: implicit INT8 builds from the FP32 model, not a Q/DQ model")
+    return parse_path, strongly_typed
+
+
+def _set_precision(api: TrtApi, config, options: TrtOptions, strongly_typed: bool, calib_cache, calib_inputs, profile):
+    """The builder's precision flags (and, for implicit INT8, its calibrator, which is returned)."""
     calibrator = None
     if options.precision == "fp16" and api.has_precision_flags and not strongly_typed:
         api.allow_fp16(config)
@@ -153,19 +175,13 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
 
             calibrator = make_calibrator(api, Path(calib_cache), inputs=calib_inputs, device=TrtRunner.default_device)
             api.set_calibrator(config, calibrator, profile)
-    if options.dla_core is not None:
-        api.set_dla(builder, config, options.dla_core)
-    if options.timing_cache:
-        cache_file = Path(options.timing_cache)
-        api.load_timing_cache(config, cache_file.read_bytes() if cache_file.is_file() else b"")
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise ModelFileError(f"TensorRT {trt.__version__} could not build an engine from {parse_path}: {'; '.join(trt_logger.errors)[:300] or 'see the messages above'}")
-    write_bytes_atomic(engine_path, bytes(plan))
-    if options.timing_cache:
-        write_bytes_atomic(Path(options.timing_cache), api.save_timing_cache(config))
+    return calibrator
 
-    w, h = meta.res if meta is not None else (None, None)
+
+def _fingerprint(engine_path: Path, parse_path: Path, options: TrtOptions, api: TrtApi, strongly_typed: bool, meta, calibration_sha256,
+                 calib_cache, calibrator) -> dict:
+    """``<engine>.json``: what the engine is bound to and was built from."""
+    trt = api.trt
     record = {
         "format": "edgeseg-engine-v1",
         "tensorrt": trt.__version__,
@@ -186,9 +202,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: TrtOpt
     if calibrator is not None:
         record["calibration_batches_on_device"] = calibrator.batches_served
     write_json_atomic(fingerprint_path(engine_path), record)
-    logger.info(f"wrote {engine_path} (TensorRT {trt.__version__}, {options.precision}"
-        + (f" {options.int8_mode}" if options.precision == "int8" else "") + (f", {w}x{h}" if w else "") + ")")
-    return {"engine": engine_path, "fingerprint": record}
+    return record
 
 
 def _batch_profile(builder, network, config, max_batch: int):

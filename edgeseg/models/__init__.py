@@ -11,41 +11,50 @@ from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.models.base import ModelConfig, SegModel
 from edgeseg.models.checkpoint import (
     Checkpoint,
-    ModelCard,
     TrainingState,
     load_checkpoint,
     load_file,
     strict_load,
 )
+from edgeseg.models.meta import ModelMeta
 
 
-def _lite0_lraspp(cfg: ModelConfig) -> SegModel:
-    """EfficientNet-Lite0 + Lite R-ASPP (the default)."""
-    from edgeseg.models.efficientnet_lite import EfficientNetLite0
-    from edgeseg.models.parts import LRASPP, ClassifierHead
+def _encoder(cfg: ModelConfig, variant: str):
+    from edgeseg.models.efficientnet_lite import EfficientNetLite
 
-    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
-    dec = LRASPP(enc.out_channels, enc.reductions, cfg.options.get("inter", 128))
-    return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+    return EfficientNetLite(cfg.options.get("drop_connect", 0.2), variant)
 
 
-def _lite0_fpn(cfg: ModelConfig) -> SegModel:
-    """EfficientNet-Lite0 + a small FPN on strides 8-32."""
-    from edgeseg.models.efficientnet_lite import EfficientNetLite0
-    from edgeseg.models.parts import ClassifierHead, LiteFPN
+def _lraspp(variant: str):
+    def build(cfg: ModelConfig) -> SegModel:
+        from edgeseg.models.parts import LRASPP, ClassifierHead
 
-    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
-    dec = LiteFPN(enc.out_channels, enc.reductions, cfg.options.get("width", 64))
-    return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+        enc = _encoder(cfg, variant)
+        dec = LRASPP(enc.out_channels, enc.reductions, cfg.options.get("inter", 128))
+        return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+
+    build.__doc__ = f"EfficientNet-{variant.capitalize()} + Lite R-ASPP" + (" (the default)." if variant == "lite0" else ".")
+    return build
+
+
+def _fpn(variant: str):
+    def build(cfg: ModelConfig) -> SegModel:
+        from edgeseg.models.parts import ClassifierHead, LiteFPN
+
+        enc = _encoder(cfg, variant)
+        dec = LiteFPN(enc.out_channels, enc.reductions, cfg.options.get("width", 64))
+        return SegModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes))
+
+    build.__doc__ = f"EfficientNet-{variant.capitalize()} + a small FPN on strides 8-32."
+    return build
 
 
 def _lite0_dupsample(cfg: ModelConfig) -> SegModel:
     """EfficientNet-Lite0 + DUpsampling decoder (options: stride, channels, finetune_w)."""
     from edgeseg.models.dupsample import DUpsampleFusion, DUpsampleHead
-    from edgeseg.models.efficientnet_lite import EfficientNetLite0
 
     stride = int(cfg.options.get("stride", 16))
-    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    enc = _encoder(cfg, "lite0")
     dec = DUpsampleFusion(enc.out_channels, enc.reductions, stride, int(cfg.options.get("width", 128)))
     head = DUpsampleHead(dec.out_channels, cfg.num_classes, stride, int(cfg.options.get("channels", 64)),
                          bool(cfg.options.get("finetune_w", False)))
@@ -54,11 +63,10 @@ def _lite0_dupsample(cfg: ModelConfig) -> SegModel:
 
 def _lite0_lraspp_msa(cfg: ModelConfig) -> SegModel:
     """lite0-lraspp with hierarchical multi-scale attention (options: train_scales, infer_scales)."""
-    from edgeseg.models.efficientnet_lite import EfficientNetLite0
     from edgeseg.models.msa import AttentionHead, MultiScaleAttentionModel
     from edgeseg.models.parts import LRASPP, ClassifierHead
 
-    enc = EfficientNetLite0(cfg.options.get("drop_connect", 0.2))
+    enc = _encoder(cfg, "lite0")
     dec = LRASPP(enc.out_channels, enc.reductions, cfg.options.get("inter", 128))
     return MultiScaleAttentionModel(cfg, enc, dec, ClassifierHead(dec.out_channels, cfg.num_classes),
                                     AttentionHead(dec.out_channels, int(cfg.options.get("attention_width", 64))),
@@ -87,8 +95,7 @@ def _tiny(cfg: ModelConfig) -> SegModel:
 
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "lite0-lraspp": _lite0_lraspp,
-    "lite0-fpn": _lite0_fpn,
+    **{f"{v}-{d}": make(v) for v in ("lite0", "lite1", "lite2") for d, make in (("lraspp", _lraspp), ("fpn", _fpn))},
     "lite0-dupsample": _lite0_dupsample,
     "lite0-lraspp-msa": _lite0_lraspp_msa,
     "tiny-msa": _tiny_msa,
@@ -106,17 +113,33 @@ _NATIVE_OPTIONS = {"upscale_width": int, "upscale_input": int, "refine_radius": 
 _STAGE_OPTIONS = {"upscale_width": lambda c: c.upscale > 1, "upscale_input": lambda c: c.upscale > 1, **{k: (lambda c: c.refine != "none")
                                                                for k in ("refine_radius", "guide_channels", "guide_kernel", "guide_width")}}
 MODEL_OPTIONS: dict[str, dict[str, type]] = {
-    "lite0-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS},
-    "lite0-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS},
+    **{f"{v}-lraspp": {"drop_connect": float, "inter": int, **_NATIVE_OPTIONS} for v in ("lite0", "lite1", "lite2")},
+    **{f"{v}-fpn": {"drop_connect": float, "width": int, **_NATIVE_OPTIONS} for v in ("lite0", "lite1", "lite2")},
     "lite0-dupsample": {"drop_connect": float, "stride": int, "width": int, "channels": int, "finetune_w": bool},
     "lite0-lraspp-msa": {"drop_connect": float, "inter": int, "attention_width": int, "train_scales": list, "infer_scales": list},
     "tiny-msa": {"train_scales": list, "infer_scales": list},
     "tiny": dict(_NATIVE_OPTIONS),
 }
+MAX_STAGE_CHANNELS = 256  # the native stages are meant to be light; wider ones are a typo, not a model
+# The bounds of every numeric option (each value of a list), with what it means: one table for the
+# check when a config is made and for the builders.
+OPTION_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "drop_connect": (0.0, 0.9, "the encoder's drop-connect rate"),
+    "inter": (1, 1024, "LR-ASPP's channels"), "width": (1, 1024, "the decoder's channels"), "channels": (1, 1024, "DUpsampling's channels"),
+    "stride": (2, 64, "DUpsampling's output stride"), "attention_width": (1, 1024, "the attention head's channels"),
+    "train_scales": (0.0625, 8.0, "a scale"), "infer_scales": (0.0625, 8.0, "a scale"),
+    "upscale_width": (1, MAX_STAGE_CHANNELS, "the up-sampler's channels"),
+    "upscale_input": (0, MAX_STAGE_CHANNELS, "the stride-1 stage's channels (0: none)"),
+    "refine_radius": (1, 8, "the box filters' radius"), "guide_channels": (0, 1, "0 (one guide per class) or 1 (one shared guide)"),
+    "guide_kernel": (1, 5, "1, 3 or 5"), "guide_width": (0, MAX_STAGE_CHANNELS, "the guide's hidden channels (0: linear in the colour)"),
+}
 
 
 def check_model_options(name: str, options: dict) -> None:
-    """Refuse an option the architecture does not read, or a value of the wrong kind, by name."""
+    """Refuse an option the architecture does not read, or a value of the wrong kind or outside its
+    bounds (OPTION_BOUNDS), by name."""
+    import math
+
     known = MODEL_OPTIONS.get(name)
     if known is None:
         return  # an architecture registered at run time declares no options here
@@ -124,11 +147,19 @@ def check_model_options(name: str, options: dict) -> None:
         if key not in known:
             raise ConfigError(f"--model-opt {key}: '{name}' has no such option; it takes: {', '.join(sorted(known)) or 'none'}")
         kind = known[key]
+        values = list(value) if kind is list and isinstance(value, (list, tuple)) else [value]
+        whole = kind is int
         ok = (isinstance(value, bool) if kind is bool else
-              isinstance(value, (list, tuple)) or isinstance(value, (int, float)) if kind is list else
-              isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or float(value).is_integer()))
+              all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (not whole or float(v).is_integer())
+                  for v in values))
         if not ok:
             raise ConfigError(f"--model-opt {key}={value!r}: expected {'a list of numbers' if kind is list else kind.__name__}")
+        if key in OPTION_BOUNDS:
+            low, high, meaning = OPTION_BOUNDS[key]
+            for v in values:
+                if not low <= v <= high:
+                    raise ConfigError(f"--model-opt {key}={v:g}: expected {meaning}, {'a whole number' if whole else 'a number'} "
+                                      f"from {low:g} to {high:g}")
 
 
 def register(name: str, builder: Callable[[ModelConfig], nn.Module]) -> None:
@@ -150,14 +181,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return model
 
 
-MAX_STAGE_CHANNELS = 256  # the native stages are meant to be light; wider ones are a typo, not a model
-
-
-def _stage_option(cfg: ModelConfig, key: str, default: int, low: int, high: int, meaning: str) -> int:
-    """A native stage's ``--model-opt`` whole number, refused in one line outside ``low..high``."""
+def _stage_option(cfg: ModelConfig, key: str, default: int) -> int:
+    """A native stage's ``--model-opt`` whole number, checked against OPTION_BOUNDS."""
     value = cfg.options.get(key, default)
-    if not low <= value <= high:
-        raise ConfigError(f"--model-opt {key}={value:g}: expected {meaning}, a whole number from {low} to {high}")
+    check_model_options("tiny", {key: value})  # the bounds and kind, whatever the architecture
     return int(value)
 
 
@@ -173,8 +200,8 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
         raise ConfigError(f"--upscale/--refine: model '{cfg.name}' has its own output stage; use lite0-lraspp, lite0-fpn or tiny")
     if cfg.upscale > 1:
         enc = model.encoder
-        width = _stage_option(cfg, "upscale_width", 16, 1, MAX_STAGE_CHANNELS, "the up-sampler's channels")
-        inputs = _stage_option(cfg, "upscale_input", 0, 0, MAX_STAGE_CHANNELS, "the stride-1 stage's channels (0: none)")
+        width = _stage_option(cfg, "upscale_width", 16)
+        inputs = _stage_option(cfg, "upscale_input", 0)
         model.upsampler = UpscaleHead(cfg.num_classes, enc.out_channels, enc.reductions, cfg.upscale, width, inputs)
     if cfg.refine == "guided":
         if not cfg.res or not cfg.native_res:
@@ -184,12 +211,10 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
             raise ConfigError(
                 f"--upscale {cfg.upscale}: the output {w * cfg.upscale}x{h * cfg.upscale} exceeds the native frame {nw}x{nh}; "
                 "use a smaller --upscale or --res")
-        radius = _stage_option(cfg, "refine_radius", 1, 1, 8, "the box filters' radius")
-        gw = _stage_option(cfg, "guide_width", 8, 0, MAX_STAGE_CHANNELS, "the guide's hidden channels (0: linear in the colour)")
-        channels = int(cfg.options.get("guide_channels", 0))
-        gk = int(cfg.options.get("guide_kernel", 1))
-        if channels not in (0, 1):
-            raise ConfigError(f"--model-opt guide_channels={channels}: expected 0 (one guide per class) or 1 (one shared guide)")
+        radius = _stage_option(cfg, "refine_radius", 1)
+        gw = _stage_option(cfg, "guide_width", 8)
+        channels = _stage_option(cfg, "guide_channels", 0)
+        gk = _stage_option(cfg, "guide_kernel", 1)
         if gk not in (1, 3, 5):
             raise ConfigError(f"--model-opt guide_kernel={gk}: expected 1, 3 or 5")
         if gw == 0 and gk > 1:
@@ -198,7 +223,7 @@ def attach_native_stages(model: nn.Module, cfg: ModelConfig) -> None:
 
 
 def load_pretrained(model: nn.Module, spec: str) -> str:
-    """Apply ``--pretrained``: ``none``, ``imagenet`` (EfficientNet-Lite0 encoders) or a file.
+    """Apply ``--pretrained``: ``none``, ``imagenet`` (EfficientNet-Lite encoders) or a file.
 
     A file may hold a whole model (an edgeseg checkpoint or its state dict) or an
     encoder state dict in the lukemelas naming. Returns a one-line description.
@@ -207,13 +232,14 @@ def load_pretrained(model: nn.Module, spec: str) -> str:
         return "random initialisation"
     encoder = getattr(model, "encoder", None)
     if spec == "imagenet":
-        from edgeseg.models.pretrained import imagenet_lite0_state_dict
+        from edgeseg.models.pretrained import imagenet_state_dict
 
         if not hasattr(encoder, "classifier_prefixes"):
-            raise ConfigError(f"--pretrained imagenet needs an EfficientNet-Lite0 model (lite0-*); '{model.config.name}' has none")
-        state, source = imagenet_lite0_state_dict()
+            raise ConfigError(f"--pretrained imagenet needs an EfficientNet-Lite model (lite0-*, lite1-*, lite2-*); "
+                              f"'{model.config.name}' has none")
+        state, source = imagenet_state_dict(encoder.variant)
         strict_load(encoder, state, source, ignore_prefixes=encoder.classifier_prefixes)
-        return f"ImageNet EfficientNet-Lite0 weights from {source}"
+        return f"ImageNet EfficientNet-{encoder.variant.capitalize()} weights from {source}"
     path = Path(spec)
     obj = load_file(path)
     state = obj["model"] if "model" in obj and isinstance(obj["model"], dict) else obj
@@ -232,7 +258,7 @@ def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None, tta: str
     ``scales`` replaces the inference scales of a multi-scale attention model; ``tta`` ("flip")
     wraps it in test-time augmentation (models/tta.py).
     """
-    cfg = ckpt.card.model_config
+    cfg = ckpt.meta.model
     if scales is not None:
         if not cfg.name.endswith("-msa"):
             raise ConfigError(f"--scales applies to multi-scale attention models (*-msa); {where} holds '{cfg.name}'")
@@ -251,7 +277,7 @@ def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None, tta: str
 __all__ = [
     "Checkpoint",
     "DEFAULT_MODEL",
-    "ModelCard",
+    "ModelMeta",
     "TrainingState",
     "MODELS",
     "ModelConfig",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,7 @@ DEFAULT_STD = (128.0, 128.0, 128.0)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model; stored in checkpoints and ONNX metadata."""
+    """Everything needed to rebuild a model; stored in checkpoints and exported models (inside ModelMeta)."""
 
     name: str
     num_classes: int
@@ -32,13 +32,6 @@ class ModelConfig:
     native_res: tuple[int, int] | None = None
     kernel: str = "area"
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        for k in ("res", "native_res"):
-            d[k] = None if d[k] is None else list(d[k])
-        return d
-
     @property
     def input_res(self) -> tuple[int, int] | None:
         """The (width, height) the model takes: the native frame for guided models, else ``res``."""
@@ -51,21 +44,6 @@ class ModelConfig:
             return tuple(self.native_res)
         return (self.res[0] * self.upscale, self.res[1] * self.upscale) if self.res else None
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(
-            name=str(d["name"]),
-            num_classes=int(d["num_classes"]),
-            mean=tuple(float(v) for v in d.get("mean", DEFAULT_MEAN)),
-            std=tuple(float(v) for v in d.get("std", DEFAULT_STD)),
-            options=dict(d.get("options", {})),
-            upscale=int(d.get("upscale", 1)),
-            refine=str(d.get("refine", "none")),
-            res=tuple(int(v) for v in d["res"]) if d.get("res") else None,
-            native_res=tuple(int(v) for v in d["native_res"]) if d.get("native_res") else None,
-            kernel=str(d.get("kernel", "area")),
-        )
-
 
 class SegModel(nn.Module):
     """Normalised NCHW float input -> logits ``(N, C, H, W)`` at the input resolution.
@@ -76,7 +54,6 @@ class SegModel(nn.Module):
     """
 
     exportable = True
-    divisible_by = 1  # any input size works (TF "same" padding adapts to odd sizes)
 
     def __init__(self, config: ModelConfig, encoder: nn.Module, decoder: nn.Module, head: nn.Module):
         super().__init__()

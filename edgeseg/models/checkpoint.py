@@ -2,38 +2,27 @@
 only, clear errors.
 
 One frozen :class:`Checkpoint` is what the trainer writes and what every reader (runtime
-metadata, model rebuild, resume check, export) reads; its file layout is a flat dict of
-tensors and primitives, unchanged since the first checkpoint format.
+metadata, model rebuild, resume check, export) reads: the model's description
+(:class:`~edgeseg.models.meta.ModelMeta`, as plain data), its weights and, for ``last.pt``, the
+training state; tensors and primitives only. edgeseg 0.1.0's flat layout still reads.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from edgeseg.data.base import DatasetInfo, default_palette
 from edgeseg.errors import ModelFileError
 from edgeseg.models.base import ModelConfig
+from edgeseg.models.meta import ModelMeta
+from edgeseg.records import from_plain
 
-CHECKPOINT_FORMAT = "edgeseg-checkpoint-v1"
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a checkpoint says about its model besides weights: enough to rebuild and run it."""
-
-    model_config: ModelConfig
-    class_names: tuple[str, ...]
-    palette: tuple[tuple[int, int, int], ...]
-    res: tuple[int, int]  # network input (width, height)
-    kernel: str = "area"
-    ignore_index: int = 255
-    label_mode: str = "soft"
-    dataset: str = ""
-    dataset_root: str | None = None
-    version: str = ""
+CHECKPOINT_FORMAT = "edgeseg-checkpoint-v2"
+LEGACY_FORMAT = "edgeseg-checkpoint-v1"  # edgeseg 0.1.0: a flat dict (read by _legacy_meta)
 
 
 @dataclass(frozen=True)
@@ -55,61 +44,66 @@ class TrainingState:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    card: ModelCard
+    meta: ModelMeta
     weights: dict
     training: TrainingState | None = None
 
     def to_dict(self, version: str) -> dict:
-        c, t = self.card, self.training
-        d = {
-            "format": CHECKPOINT_FORMAT, "version": version,
-            "model_config": c.model_config.to_dict(), "model": self.weights,
-            "class_names": list(c.class_names), "palette": [list(p) for p in c.palette], "ignore_index": c.ignore_index,
-            "res": list(c.res), "kernel": c.kernel, "label_mode": c.label_mode,
-            "normalisation": {"mean": list(c.model_config.mean), "std": list(c.model_config.std)},
-            "dataset": {"name": c.dataset, "root": c.dataset_root},
-        }
-        if t is not None:
-            d.update(optimizer=t.optimizer, scheduler=t.scheduler, scaler=t.scaler or {}, rng=t.rng, epoch=t.epoch,
-                     step_in_epoch=t.step_in_epoch, step=t.step, best_miou=t.best_miou, train_config=t.train_config,
-                     world_size=t.world_size, epoch_loss_sum=t.epoch_loss_sum)
+        d = {"format": CHECKPOINT_FORMAT, "version": version, "meta": self.meta.to_plain(), "model": self.weights}
+        if self.training is not None:  # raw state (optimiser tensors), field by field
+            d["training"] = {f.name: getattr(self.training, f.name) for f in fields(TrainingState)}
         return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Checkpoint":
-        """Parse a loaded checkpoint dict; a missing or mistyped entry is a one-line error naming it."""
-        key = "model_config"
-        try:
-            cfg = ModelConfig.from_dict(d["model_config"])
-            n = cfg.num_classes
-            key = "class_names"
-            names = tuple(str(v) for v in (d.get("class_names") or [f"class{i}" for i in range(n)]))
-            key = "palette"
-            palette = tuple(tuple(int(x) for x in c) for c in (d.get("palette") or []))
-            if len(palette) != n:
-                from edgeseg.data.base import default_palette
+        """Parse a loaded checkpoint dict (this format or edgeseg 0.1.0's); a missing or mistyped
+        entry is a one-line error naming it."""
+        legacy = d.get("format") == LEGACY_FORMAT
+        meta = _legacy_meta(d, where) if legacy else ModelMeta.read(d.get("meta"), where) if isinstance(d.get("meta"), dict) \
+            else _missing(where, "meta")
+        if not isinstance(d.get("model"), dict):
+            _missing(where, "model")
+        state = {k: d[k] for k in _TRAINING_KEYS if k in d} if legacy else d.get("training")
+        training = None
+        if state and "optimizer" in state:
+            try:
+                training = TrainingState(**{f.name: state[f.name] for f in fields(TrainingState) if f.name in state})
+                int(training.epoch), int(training.step), int(training.step_in_epoch)
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"{where}: checkpoint entry 'training state' is missing or damaged ({exc})") from None
+        return cls(meta, d["model"], training)
 
-                palette = default_palette(n)
-            key = "res"
-            res = tuple(int(v) for v in d["res"])
-            if len(res) != 2 or min(res) < 1:
-                raise ValueError(f"expected [width, height], got {d['res']}")
-            key = "dataset"
-            ds = d.get("dataset") or {}
-            card = ModelCard(cfg, names, palette, res, str(d.get("kernel", "area")), int(d.get("ignore_index", 255)),
-                             str(d.get("label_mode", "soft")), str(ds.get("name", "")), ds.get("root"), str(d.get("version", "")))
-            training = None
-            if "optimizer" in d:
-                key = "training state"
-                training = TrainingState(d["optimizer"], d["scheduler"], d["rng"], int(d["epoch"]), int(d["step_in_epoch"]),
-                                         int(d["step"]), float(d.get("best_miou", -1.0)), d.get("scaler") or None,
-                                         d.get("train_config"), int(d.get("world_size", 1)), float(d.get("epoch_loss_sum", 0.0)))
-            key = "model"
-            if not isinstance(d["model"], dict):
-                raise TypeError("expected a dict of tensors")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ModelFileError(f"{where}: checkpoint entry '{key}' is missing or damaged ({exc})") from None
-        return cls(card, d["model"], training)
+
+_TRAINING_KEYS = ("optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step", "best_miou", "scaler", "train_config",
+                  "world_size", "epoch_loss_sum")
+
+
+def _missing(where: str, key: str):
+    raise ModelFileError(f"{where}: checkpoint entry '{key}' is missing or damaged")
+
+
+def _legacy_meta(d: dict, where: str) -> ModelMeta:
+    """The model description of an edgeseg 0.1.0 checkpoint (flat keys beside ``model_config``)."""
+    key = "model_config"
+    try:
+        plain = dict(d["model_config"])
+        plain.setdefault("res", d["res"])  # configs before --upscale kept the resolution beside them
+        plain.setdefault("kernel", d.get("kernel", "area"))
+        cfg = from_plain(ModelConfig, plain, where)
+        key = "class_names"
+        names = tuple(str(v) for v in (d.get("class_names") or [f"class{i}" for i in range(cfg.num_classes)]))
+        key = "palette"
+        palette = tuple(tuple(int(x) for x in c) for c in (d.get("palette") or []))
+        if len(palette) != len(names):
+            palette = default_palette(len(names))
+        key = "dataset"
+        ds = d.get("dataset") or {}
+        data = DatasetInfo(str(ds.get("name", "")), names, palette, int(d.get("ignore_index", 255)))
+        kind = str((d.get("train_config") or {}).get("dataset", ""))  # the --dataset it was trained with, where recorded
+        return ModelMeta(cfg, data, label_mode=str(d.get("label_mode", "soft")), dataset_kind=kind, dataset_root=ds.get("root"),
+                         edgeseg_version=str(d.get("version", "")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{where}: checkpoint entry '{key}' is missing or damaged ({exc})") from None
 
 
 def load_file(path: str | Path) -> dict:
@@ -144,7 +138,7 @@ def load_file(path: str | Path) -> dict:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """An edgeseg training checkpoint (``last.pt``/``best.pt``)."""
     ckpt = load_file(path)
-    if ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt or "model_config" not in ckpt:
+    if ckpt.get("format") not in (CHECKPOINT_FORMAT, LEGACY_FORMAT) or "model" not in ckpt:
         raise ModelFileError(f"{path}: not an edgeseg checkpoint (expected best.pt or last.pt written by 'edgeseg train')")
     return Checkpoint.from_dict(ckpt, str(path))
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 encoder: no squeeze-excitation, ReLU6, BatchNorm eps 1e-3.
+"""EfficientNet-Lite0, Lite1 and Lite2 encoders: no squeeze-excitation, ReLU6, BatchNorm eps 1e-3.
 
 Module names follow the lukemelas/EfficientNet-PyTorch state dict (``_conv_stem``,
 ``_bn0``, ``_blocks.N._expand_conv`` ...), so ImageNet weights load unchanged.
@@ -18,16 +18,18 @@ import torch.nn.functional as F
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay
 
-# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage
-LITE0_STAGES = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage. The Lite models
+# keep the stem (32 channels) and the first and last stages' repeats fixed; Lite1 deepens the
+# others, Lite2 also widens them (the ImageNet state dicts of the weight packages have these shapes).
+VARIANTS = {
+    "lite0": ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112),
+              (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
+    "lite1": ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40), (4, 3, 2, 6, 40, 80), (4, 5, 1, 6, 80, 112),
+              (5, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)),
+    "lite2": ((1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88), (4, 5, 1, 6, 88, 120),
+              (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352)),
+}
+LITE0_STAGES = VARIANTS["lite0"]
 
 
 def _same_pad(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -87,22 +89,25 @@ class MBConvBlock(nn.Module):
         return y
 
 
-class EfficientNetLite0(nn.Module):
-    """Returns features at strides 2, 4, 8, 16, 32 (16, 24, 40, 112, 320 channels)."""
+class EfficientNetLite(nn.Module):
+    """Returns features at strides 2, 4, 8, 16, 32 (Lite0 and Lite1: 16, 24, 40, 112, 320 channels;
+    Lite2: 16, 24, 48, 120, 352)."""
 
-    out_channels = (16, 24, 40, 112, 320)
     reductions = (2, 4, 8, 16, 32)
     # ImageNet classifier weights in the lukemelas state dict that a segmentation encoder does not use.
     classifier_prefixes = ("_conv_head.", "_bn1.", "_fc.")
 
-    def __init__(self, drop_connect_rate: float = 0.2):
+    def __init__(self, drop_connect_rate: float = 0.2, variant: str = "lite0"):
         super().__init__()
+        stages = VARIANTS[variant]
+        self.variant = variant
+        self.out_channels = tuple(stages[i][5] for i in (0, 1, 2, 4, 6))
         self._conv_stem = SameConv2d(3, 32, 3, stride=2)
         self._bn0 = _bn(32)
         blocks = []
-        total = sum(s[0] for s in LITE0_STAGES)
+        total = sum(s[0] for s in stages)
         self.taps = []
-        for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+        for repeats, kernel, stride, expand, cin, cout in stages:
             for r in range(repeats):
                 rate = drop_connect_rate * len(blocks) / total
                 blocks.append(MBConvBlock(cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand, rate))
@@ -119,3 +124,8 @@ class EfficientNetLite0(nn.Module):
             if i in self.feature_blocks:
                 feats.append(x)
         return feats
+
+
+class EfficientNetLite0(EfficientNetLite):
+    def __init__(self, drop_connect_rate: float = 0.2):
+        super().__init__(drop_connect_rate, "lite0")

@@ -1,8 +1,9 @@
 """The runner interface shared by every backend.
 
-A runner takes model inputs (already pre-processed) and returns named outputs
-as numpy arrays. Subclasses override only ``activate_impl``, ``infer_impl`` and
-``deactivate_impl``; the public methods check state and inputs.
+A runner takes model inputs (already pre-processed) and returns named outputs as numpy arrays.
+Subclasses override ``from_file``, ``activate_impl``, ``infer_impl`` and ``deactivate_impl``
+(and ``describe_impl`` for what only they know); the public methods check state and inputs,
+and ``named_outputs`` maps a backend's output tensors to edgeseg's names in one place.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeseg.errors import ConfigError, EdgesegError
-from edgeseg.runtime.meta import ModelMeta
+from edgeseg.models.meta import MODEL_OUTPUTS, ModelMeta
 
 
 class BaseRunner:
@@ -21,6 +22,11 @@ class BaseRunner:
         self.name = name or self.backend
         self.is_active = False
         self.fixed_batch: int | None = None  # set on activation for models with a static batch size
+
+    @classmethod
+    def from_file(cls, path, spec) -> "BaseRunner":
+        """A runner of model file ``path`` as ``spec`` (a checked RunnerSpec) says."""
+        raise NotImplementedError
 
     # -- lifecycle
     def activate(self) -> "BaseRunner":
@@ -39,6 +45,12 @@ class BaseRunner:
 
     def __exit__(self, *exc) -> None:
         self.deactivate()
+
+    def describe(self) -> dict:
+        """What ran: backend, device, precision, execution providers, threads (None where the
+        backend has no such setting), plus what only this backend reports."""
+        return {"backend": self.backend, "model": self.name, "device": None, "precision": None, "providers": None, "threads": None,
+                **self.describe_impl()}
 
     # -- inference
     def input_shape(self, batch: int) -> tuple[int, ...]:
@@ -67,6 +79,19 @@ class BaseRunner:
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self.infer_impl(x)
 
+    @staticmethod
+    def named_outputs(names, values) -> dict[str, np.ndarray]:
+        """A model's outputs under edgeseg's names: ``logits`` (float32 class scores) and ``labels``.
+        An output named otherwise (a model exported elsewhere) counts by its rank: the first 4-D
+        one is the logits, else the first one is the labels."""
+        result = {n: v for n, v in zip(names, values) if n in MODEL_OUTPUTS}
+        if not result and len(values):
+            first4d = next((v for v in values if np.ndim(v) == 4), None)
+            result = {"logits": first4d} if first4d is not None else {"labels": values[0]}
+        if "logits" in result:
+            result["logits"] = np.asarray(result["logits"], dtype=np.float32)
+        return result
+
     # -- to override
     def activate_impl(self) -> None:
         pass
@@ -76,3 +101,6 @@ class BaseRunner:
 
     def deactivate_impl(self) -> None:
         pass
+
+    def describe_impl(self) -> dict:
+        return {}

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.models.meta import ModelMeta
 from edgeseg.runtime.base import BaseRunner
-from edgeseg.runtime.meta import ModelMeta
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ def resolve_providers(device: str = "auto", providers: list[str] | None = None) 
         if "CUDAExecutionProvider" not in available:
             raise ConfigError('--device cuda: onnxruntime has no CUDAExecutionProvider here; install "edgeseg[gpu]" (onnxruntime-gpu)')
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device != "auto":
-        raise ConfigError(f"--device: expected auto, cpu or cuda[:N]; got '{device}'")
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
@@ -62,8 +60,6 @@ def read_onnx(path: Path):
 
 def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
     """Metadata of an ONNX model; for a foreign model, what can be read off its graph."""
-    from edgeseg.data.base import default_palette
-
     props = {p.key: p.value for p in model.metadata_props}
     meta = ModelMeta.from_props(props, str(path))
     inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
@@ -85,15 +81,15 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
         logger.warning(f"{path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
                        "normalisation (x - 127) / 128 and the area kernel")
         layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
-        return ModelMeta(class_names=tuple(f"class{i}" for i in range(n)), palette=default_palette(n), res=(w, h), input_layout=layout,
-                         outputs=(model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels") else ("logits",))
+        return ModelMeta.foreign(n, (w, h), layout, (model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels")
+                                 else ("logits",))
     if tuple(meta.input_res) != (w, h):
         iw, ih = meta.input_res
         if strict or meta.native_res:
             raise ModelFileError(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}"
                                  + (" (--strict)" if strict else "; re-export the model"))
         logger.warning(f"{path}: metadata says input {iw}x{ih} but the graph takes {w}x{h}; resizing images to {w}x{h}")
-        meta = meta.with_(res=(w, h))
+        meta = meta.with_res((w, h))
     for out in model.graph.output:
         out_dims = [d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim]
         if out.name == "logits" and len(out_dims) == 4 and out_dims[1] is not None and out_dims[1] != meta.num_classes:
@@ -115,22 +111,26 @@ def onnx_meta(path: Path, strict: bool = False) -> tuple[ModelMeta, list[str]]:
 class OrtRunner(BaseRunner):
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", output_names=None, session_options=None,
+    def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", session_options=None,
                  threads: int | None = None):
         super().__init__(meta, name or f"onnxruntime:{Path(path).name}")
         self.path = Path(path)
         self.threads = threads
         self.providers = providers
-        self.output_names = output_names
         self.session_options = session_options
         self.session = None
+        self.active_providers: list[str] | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto", providers: list[str] | None = None, strict: bool = False,
-                  threads: int | None = None) -> "OrtRunner":
+    def from_file(cls, path: str | Path, spec) -> "OrtRunner":
         path = Path(path)
-        meta, output_names = onnx_meta(path, strict)
-        return cls(path, meta, resolve_providers(device, providers), output_names=output_names, threads=threads)
+        meta, _ = onnx_meta(path, spec.strict)
+        return cls(path, meta, resolve_providers(spec.device, list(spec.providers) if spec.providers else None), threads=spec.threads)
+
+    def describe_impl(self) -> dict:
+        threads = self.session.get_session_options().intra_op_num_threads if self.session is not None else self.threads
+        return {"device": "cuda" if any(p.startswith(("CUDA", "Tensorrt")) for p in (self.active_providers or self.providers)) else "cpu",
+                "providers": self.active_providers or list(self.providers), "threads": threads or None}
 
     def activate_impl(self) -> None:
         ort = _ort()
@@ -152,17 +152,10 @@ class OrtRunner(BaseRunner):
         self.input_name = inp.name
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         self.active_providers = self.session.get_providers()
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.session.run(None, {self.input_name: x})
-        names = self.output_names or [o.name for o in self.session.get_outputs()]
-        result = {}
-        for name, value in zip(names, outs):
-            if name in ("logits", "labels"):
-                result[name] = value
-        if not result:  # a foreign model: its first output is taken as logits
-            result["logits"] = outs[0]
-        return result
+        return self.named_outputs(self.output_names, self.session.run(None, {self.input_name: x}))
 
     def deactivate_impl(self) -> None:
         self.session = None

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.errors import ModelFileError
+from edgeseg.models.meta import ModelMeta
 from edgeseg.optional import require
-from edgeseg.runtime import IR_SUFFIXES
 from edgeseg.runtime.base import BaseRunner
-from edgeseg.runtime.meta import ModelMeta
+from edgeseg.runtime.registry import BACKENDS
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "f32", "bf16", "f16")
+PRECISIONS = ("auto", "f32", "bf16", "f16")  # OpenVINO's inference precision hints (--ov-precision)
 # Where edgeseg keeps its metadata in an IR's rt_info: the ONNX metadata_props as one JSON object,
 # and the SHA-256 of the weights file written with it.
 RT_META = ["edgeseg", "meta"]
@@ -37,13 +37,6 @@ def _ov():
 def _first_line(exc: Exception) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from")]
     return (lines[-1] if lines else type(exc).__name__)[:200]
-
-
-def check_precision(precision: str | None) -> str:
-    precision = precision or "auto"
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--ov-precision: expected one of {', '.join(PRECISIONS)}; got '{precision}'")
-    return precision
 
 
 def ir_meta(model, path: Path) -> ModelMeta:
@@ -86,20 +79,20 @@ def check_ir_files(xml: Path, model=None) -> None:
 class OvRunner(BaseRunner):
     backend = "openvino"
 
-    def __init__(self, path: Path, meta: ModelMeta, precision: str = "auto", threads: int | None = None, name: str = "", model=None):
+    def __init__(self, path: Path, meta: ModelMeta, precision: str | None = None, threads: int | None = None, name: str = "", model=None):
         super().__init__(meta, name or f"openvino:{Path(path).name}")
         self.path = Path(path)
         self.model = model  # the IR as read and checked in from_file; compiled as is
-        self.precision = check_precision(precision)
+        self.precision = precision or "auto"  # checked by the RunnerSpec it came from
         self.threads = threads
         self.compiled = None
         self.precision_report: dict | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path, precision: str | None = None, threads: int | None = None, strict: bool = False) -> "OvRunner":
+    def from_file(cls, path: str | Path, spec) -> "OvRunner":
         path = Path(path)
         ov = _ov()
-        if path.suffix.lower() in IR_SUFFIXES:
+        if path.suffix.lower() in BACKENDS["openvino"].suffixes:
             check_ir_files(path)
             try:
                 model = ov.Core().read_model(str(path))
@@ -112,8 +105,8 @@ class OvRunner(BaseRunner):
             model = None
             from edgeseg.runtime.ort_runner import onnx_meta
 
-            meta, _ = onnx_meta(path, strict)
-        return cls(path, meta, precision=precision or "auto", threads=threads, model=model)
+            meta, _ = onnx_meta(path, spec.strict)
+        return cls(path, meta, precision=spec.precision, threads=spec.threads, model=model)
 
     def activate_impl(self) -> None:
         ov = _ov()
@@ -137,13 +130,12 @@ class OvRunner(BaseRunner):
 
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.request.infer({0: x}, share_inputs=True)
-        result = {}
-        for k, name in enumerate(self.output_names):
-            if name in ("logits", "labels"):
-                result[name] = np.array(self.request.get_output_tensor(k).data)
-        if not result:  # a foreign model: its first output is taken as logits
-            result["logits"] = np.array(self.request.get_output_tensor(0).data)
-        return result
+        return self.named_outputs(self.output_names, [np.array(self.request.get_output_tensor(k).data) for k in range(len(self.output_names))])
+
+    def describe_impl(self) -> dict:
+        report = self.precision_report or {}
+        return {"device": "cpu", "precision": report.get("inference_precision", self.precision), "threads": report.get("threads", self.threads),
+                "precision_report": report or None}
 
     def deactivate_impl(self) -> None:
         self.request = None

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from edgeseg.errors import ConfigError
+from edgeseg.models.meta import ModelMeta
 from edgeseg.runtime.base import BaseRunner
-from edgeseg.runtime.meta import ModelMeta, meta_from_checkpoint
 
 
 def resolve_device(device: str) -> torch.device:
@@ -30,21 +30,31 @@ class TorchRunner(BaseRunner):
         self.model = model
         self.device = resolve_device(device)
         self.threads = threads
+        self._threads_before: int | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", scales=None, threads: int | None = None,
-                        tta: str | None = None) -> "TorchRunner":
+    def from_file(cls, path: str | Path, spec) -> "TorchRunner":
         from edgeseg.fileio import sha256_file
         from edgeseg.models import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, str(path), scales=scales, tta=tta)
-        return cls(model, meta_from_checkpoint(ckpt, sha256_file(path)), device, name=f"torch:{Path(path).name}", threads=threads)
+        model = model_from_checkpoint(ckpt, str(path), scales=spec.scales, tta=spec.tta)
+        return cls(model, ckpt.meta.with_(source_sha256=sha256_file(path)), spec.device, name=f"torch:{Path(path).name}", threads=spec.threads)
 
     def activate_impl(self) -> None:
         if self.threads:
-            torch.set_num_threads(int(self.threads))  # process-wide: PyTorch has one intra-op pool
+            # PyTorch has one intra-op pool per process: set for this runner, given back on deactivation
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(int(self.threads))
         self.model.to(self.device).eval()
+
+    def deactivate_impl(self) -> None:
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
+
+    def describe_impl(self) -> dict:
+        return {"device": str(self.device), "threads": self.threads or torch.get_num_threads()}
 
     @torch.inference_mode()
     def infer_impl(self, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -80,10 +80,6 @@ class TrtApi:
     def always_strongly_typed(self) -> bool:
         return self.major >= 11
 
-    @property
-    def has_binding_api(self) -> bool:
-        return self.major < 10
-
     # ------------------------------------------------------------------ building
     def create_network(self, builder, strongly_typed: bool):
         flags = 0

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.models.meta import ModelMeta
 from edgeseg.runtime.base import BaseRunner
-from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.trt_api import TrtApi
 
 
@@ -39,9 +39,13 @@ class TrtRunner(BaseRunner):
         self.api_mode = api_mode  # auto | tensors | bindings
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "cuda", api_mode: str = "auto", check: bool = True) -> "TrtRunner":
+    def from_file(cls, path: str | Path, spec=None, api_mode: str = "auto", check: bool = True) -> "TrtRunner":
+        """``spec``: a RunnerSpec (its device: auto or cuda[:N]); ``check=False`` skips the fingerprint's
+        TensorRT and GPU check (tests of what TensorRT itself does with a foreign engine)."""
         from edgeseg.runtime import fingerprint
 
+        device = getattr(spec, "device", "auto")
+        device = cls.default_device if device == "auto" else device
         path = Path(path)
         fp = fingerprint.read_fingerprint(path)
         meta = ModelMeta.from_props(fp.get("meta", {}), str(path))
@@ -124,12 +128,10 @@ class TrtRunner(BaseRunner):
             self.stream.synchronize()
         if not ok:
             raise ModelFileError(f"{self.path}: TensorRT execution failed")
-        result = {}
-        for name, buf in outs.items():
-            arr = host_array(buf)
-            key = name if name in ("logits", "labels") else ("logits" if arr.ndim == 4 else "labels")
-            result[key] = arr.astype(np.float32) if key == "logits" else arr
-        return result
+        return self.named_outputs(list(outs), [host_array(buf) for buf in outs.values()])
+
+    def describe_impl(self) -> dict:
+        return {"device": self.device, "precision": self.fingerprint.get("precision")}
 
     def deactivate_impl(self) -> None:
         self.context = self.engine = self.runtime = None

@@ -17,7 +17,7 @@ import torch
 
 from edgeseg.data.base import IGNORE_INDEX, read_image
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import write_json_atomic
+from edgeseg.fileio import atomic_path, write_json_atomic
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, upsample_scores
 from edgeseg.tasks.predict import _save_png, collect_inputs
@@ -34,11 +34,15 @@ def label_from_probabilities(prob: torch.Tensor, threshold: float) -> tuple[np.n
     return label, soft.numpy()
 
 
-def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft: bool = False, device: str = "auto",
-              providers=None, exist_ok: bool = False, progress: bool = True, engine=None) -> dict:
+def autolabel(model, images, out_dir, threshold: float = 0.9, spec=None, soft: bool = False, exist_ok: bool = False,
+              progress: bool = True) -> dict:
+    """A teacher's (``model``, run as ``spec`` says) confident labels of ``images`` into ``out_dir``."""
     from edgeseg import runtime
+    from edgeseg.fileio import FolderLock
+    from edgeseg.runtime.spec import RunnerSpec
 
-    if not 0 <= threshold <= 1:
+    spec = spec or RunnerSpec()
+    if not 0 <= threshold <= 1:  # NaN included
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {threshold}")
     paths, videos = collect_inputs(images if isinstance(images, (list, tuple)) else [images])
     if videos:
@@ -52,11 +56,21 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
     out_dir = Path(out_dir)
     if (out_dir / "masks").exists() and any((out_dir / "masks").iterdir()) and not exist_ok:
         raise ConfigError(f"--out {out_dir}: already holds masks/; use another --out or --exist-ok to overwrite")
-    runner = runtime.load(model, device=device, providers=providers, scales=scales, **(engine or runtime.EngineOptions()).kwargs()).activate()
+    runner = runtime.load(model, spec).activate()
     meta = runner.meta
     if "logits" not in meta.outputs:
         raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")
     pre = Preprocess.from_meta(meta)
+    with FolderLock(out_dir, "output folder"):
+        kept, total = _label_all(runner, pre, paths, seen, out_dir, threshold, soft, progress)
+        summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
+                   "soft": soft, "teacher": str(model), "out": str(out_dir)}
+        write_json_atomic(out_dir / "autolabel.json", summary)
+    return summary
+
+
+def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: bool, progress: bool) -> tuple[int, int]:
+    meta = runner.meta
     # Overwriting (--exist-ok) replaces the previous labelling as a whole: files of images not in
     # this run, and soft/ from a run with --soft, would otherwise be trained on as if current.
     for sub in ("images", "masks", "soft"):
@@ -79,14 +93,12 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, scales=None, soft:
                 _save_png(out_dir / "soft" / f"{path.stem}.png", soft_label)
             target = out_dir / "images" / path.name
             if target.resolve() != path.resolve():
-                shutil.copy2(path, target)
+                with atomic_path(target) as tmp:  # a full disk leaves no truncated image under its name
+                    shutil.copy2(path, tmp)
             kept += int((label != IGNORE_INDEX).sum())
             total += label.size
             bar.update()
     bar.close()
     write_json_atomic(out_dir / "classes.json", {"names": list(meta.class_names), "ignore_index": IGNORE_INDEX,
                                                   "palette": [list(c) for c in meta.palette]})
-    summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
-               "soft": soft, "teacher": str(model), "out": str(out_dir)}
-    write_json_atomic(out_dir / "autolabel.json", summary)
-    return summary
+    return kept, total

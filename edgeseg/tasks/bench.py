@@ -10,60 +10,71 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
-from edgeseg.data import resolve_dataset
+import time
+
+from edgeseg.data import DataSource
+from edgeseg.errors import ConfigError, DataError
 from edgeseg.runtime.processing import Preprocess, native_labels
+from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
 
+STAGES = ("pre", "network", "post")  # the parts of an end-to-end call, timed inside it
 
-def _bench_images(meta, dataset, data, batch):
-    """Real native images for end-to-end timing: the model's data set, else synthetic scenes."""
+
+def _bench_images(meta, source: DataSource, batch):
+    """Real native images for end-to-end timing: the given data set (its errors are the user's),
+    else the model's own where it can be opened, else synthetic street scenes. Returns the
+    images, where they came from, and why synthetic scenes stood in (None when they did not)."""
     from edgeseg.data.synthetic import Synthetic
 
-    try:
-        ds = resolve_dataset(meta.dataset, dataset, data, "val", False, meta.extra.get("dataset_root"))
-    except Exception:  # no data set at hand: synthetic street scenes stand in
-        ds = Synthetic("val")
-    return [ds[i % len(ds)].image for i in range(batch)], ds.info.name
+    why = None
+    if source.dataset is not None or source.data is not None:
+        ds = source.open(meta.dataset, meta.dataset_root)
+    else:
+        try:
+            ds = source.open(meta.dataset, meta.dataset_root)
+        except (ConfigError, DataError) as exc:
+            why = f"the model's data set cannot be opened ({exc}); give --dataset/--data to time on yours"
+            ds = Synthetic("val")
+    return [ds[i % len(ds)].image for i in range(batch)], ds.info.name, why
 
 
-def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str = "auto", providers=None,
-          dataset=None, data=None, progress: bool = True, engines=None, isolate: bool | None = None, block: int = 10) -> dict:
-    """Time ``models`` side by side: each model alone, then end to end from native images.
+def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1, iters: int = 50, warmup: int = 10, progress: bool = True,
+          isolate: bool | None = None, block: int = 10) -> dict:
+    """Time ``models`` side by side: each model alone, then end to end from native images, with the
+    end-to-end time split into pre-processing, network and post-processing.
 
-    ``engines``: one runtime.EngineOptions for all models, or one per model. ``isolate`` runs each
-    model in its own worker process (default: when there are several); the workers take turns,
-    ``block`` iterations at a time, in alternating order, so only one engine's threads run at once.
+    ``specs``: one RunnerSpec for all models, or one per model. ``isolate`` runs each model in its own
+    worker process (default: when there are several); the workers take turns, ``block``
+    iterations at a time, in alternating order, so only one engine's threads run at once.
     In one process, engines' thread pools compete: a pool left spinning by one model slows the next.
     """
     from edgeseg import runtime
 
     models = [str(m) for m in models]
-    engines = _per_model(engines, len(models))
+    specs = _per_model(specs, len(models))
     if block < 1:
-        from edgeseg.errors import ConfigError
-
         raise ConfigError(f"--block: expected a positive number of iterations; got {block}")
     # Loaded here (not activated) so that a bad file or option fails before any worker starts.
-    runners = [runtime.load(m, device=device, providers=providers, **e.kwargs()) for m, e in zip(models, engines)]
-    images, source = _bench_images(runners[0].meta, dataset, data, batch)
-    sizes = [im.shape[:2] for im in images]
+    runners = [runtime.load(m, spec) for m, spec in zip(models, specs)]
+    images, image_source, why = _bench_images(runners[0].meta, source, batch)
     isolate = len(models) > 1 if isolate is None else isolate
-    specs = [{"model": m, "device": device, "providers": providers, "engine": e.kwargs(), "backend": r.backend}
-             for m, e, r in zip(models, engines, runners)]
+    jobs = [{"model": m, "spec": spec, "backend": r.backend} for m, spec, r in zip(models, specs, runners)]
     if isolate:
-        infos, model_t, e2e_t = _time_isolated(specs, images, iters, warmup, block, progress)
+        infos, times = _time_isolated(jobs, images, iters, warmup, block, progress)
     else:
-        infos, model_t, e2e_t = _time_in_process(runners, images, iters, warmup, progress)
+        infos, times = _time_in_process(runners, images, iters, warmup, progress)
     rows = []
-    for k, (m, r, info) in enumerate(zip(models, runners, infos)):
+    for m, r, info, t in zip(models, runners, infos, times):
         rows.append({
-            "model": m, "backend": r.backend, **info,
-            "input": f"{r.meta.res[0]}x{r.meta.res[1]} {r.meta.input_layout}",
-            "model_only": latency_stats(model_t[k], batch), "end_to_end": latency_stats(e2e_t[k], batch),
+            "model": m, "backend": r.backend, "ran": info,
+            "input": f"{r.meta.input_res[0]}x{r.meta.input_res[1]} {r.meta.input_layout}",
+            "model_only": latency_stats(t["model"], batch), "end_to_end": latency_stats(t["e2e"], batch),
+            "breakdown_p50_ms": {k: latency_stats(t[k], batch)["p50_ms"] for k in STAGES},
         })
     result = {
-        "batch": batch, "iters": iters, "warmup": warmup, "images_from": source,
-        "native_size": [int(sizes[0][1]), int(sizes[0][0])],
+        "batch": batch, "iters": iters, "warmup": warmup, "images_from": image_source, "images_note": why,
+        "native_size": [int(images[0].shape[1]), int(images[0].shape[0])],
         "isolation": f"a worker process per model, {block} iterations a turn" if isolate else "one process, iterations interleaved",
         "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -80,71 +91,87 @@ def bench(models, batch: int = 1, iters: int = 50, warmup: int = 10, device: str
     return result
 
 
-def _per_model(engines, n: int) -> list:
-    from edgeseg.errors import ConfigError
-    from edgeseg.runtime import EngineOptions
-
-    if engines is None:
-        return [EngineOptions()] * n
-    if isinstance(engines, EngineOptions):
-        return [engines] * n
-    engines = list(engines)
-    if len(engines) == 1:
-        return engines * n
-    if len(engines) != n:
-        raise ConfigError(f"--backend/--ov-precision: give one value for all models or one per --model ({n}); got {len(engines)}")
-    return engines
+def _per_model(specs, n: int) -> list:
+    if specs is None:
+        return [RunnerSpec()] * n
+    if isinstance(specs, RunnerSpec):
+        return [specs] * n
+    specs = list(specs)
+    if len(specs) == 1:
+        return specs * n
+    if len(specs) != n:
+        raise ConfigError(f"--backend/--ov-precision: give one value for all models or one per --model ({n}); got {len(specs)}")
+    return specs
 
 
 def _runner_info(r) -> dict:
-    info = {"providers": getattr(r, "active_providers", None), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
-    if getattr(r, "precision_report", None):
-        info["precision"] = r.precision_report
-    if getattr(r, "threads", None):
-        info["threads"] = r.threads
-    return info
+    return {**r.describe(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
 
-def _calls(r, images, sizes):
-    pre = Preprocess.from_meta(r.meta)
-    x = pre(images)
-    return [lambda: r.infer(x), lambda: native_labels(r.infer(pre(images)), sizes)]
+class _Calls:
+    """A model's two timed calls: the network alone on a prepared input, and end to end from the
+    native images (pre-processing, network, post-processing, each part timed inside the call)."""
+
+    def __init__(self, runner, images):
+        self.runner, self.images = runner, images
+        self.sizes = [im.shape[:2] for im in images]
+        self.pre = Preprocess.from_meta(runner.meta)
+        self.x = self.pre(images)
+        self.parts = {k: [] for k in STAGES}
+
+    def model(self):
+        self.runner.infer(self.x)
+
+    def end_to_end(self):
+        t0 = time.perf_counter()
+        x = self.pre(self.images)
+        t1 = time.perf_counter()
+        out = self.runner.infer(x)
+        t2 = time.perf_counter()
+        native_labels(out, self.sizes)
+        t3 = time.perf_counter()
+        for k, v in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2)):
+            self.parts[k].append(v)
+
+    def take(self, model_t, e2e_t, warmup: int = 0) -> dict:
+        """The times of the rounds since the last take (the first ``warmup`` of the parts dropped)."""
+        parts = {k: v[warmup:] for k, v in self.parts.items()}
+        self.parts = {k: [] for k in STAGES}
+        return {"model": model_t, "e2e": e2e_t, **parts}
 
 
 def _time_in_process(runners, images, iters, warmup, progress):
     from edgeseg.progress import Progress
 
-    sizes = [im.shape[:2] for im in images]
     for r in runners:
         r.activate()
     try:
-        calls = [c for r in runners for c in _calls(r, images, sizes)]  # per model: the model alone, then end to end
+        calls = [_Calls(r, images) for r in runners]
         bar = Progress(warmup + iters, "bench", "round", enabled=progress)
-        times = time_interleaved(calls, iters, warmup, on_round=bar.update)
+        times = time_interleaved([f for c in calls for f in (c.model, c.end_to_end)], iters, warmup, on_round=bar.update)
         bar.close()
         infos = [_runner_info(r) for r in runners]
     finally:
         for r in runners:
             r.deactivate()
-    return infos, times[0::2], times[1::2]
+    return infos, [c.take(times[2 * k], times[2 * k + 1], warmup) for k, c in enumerate(calls)]
 
 
-def _time_isolated(specs, images, iters, warmup, block, progress):
+def _time_isolated(jobs, images, iters, warmup, block, progress):
     import multiprocessing as mp
+    import signal
 
     from edgeseg.progress import Progress
-
-    import signal
 
     ctx = mp.get_context("spawn")  # a fresh interpreter: no thread pool or allocator state inherited
     workers = []
     try:
-        for spec in specs:
+        for job in jobs:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, spec, images), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, job, images), daemon=True)
             # Workers start with Ctrl-C ignored (inherited): the parent alone handles it and stops them.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            env = _worker_env(spec["backend"])
+            env = _worker_env(job["backend"])
             saved = {k: os.environ.get(k) for k in env}
             os.environ.update(env)
             try:
@@ -157,11 +184,11 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
                     else:
                         os.environ[k] = v
             child.close()
-            proc.model = spec["model"]
+            proc.model = job["model"]
             workers.append((proc, parent))
         infos = [_receive(proc, conn) for proc, conn in workers]
-        model_t, e2e_t = [[] for _ in specs], [[] for _ in specs]
-        bar = Progress(len(specs) * (warmup + iters), "bench", "run", enabled=progress)
+        times = [{"model": [], "e2e": [], **{k: [] for k in STAGES}} for _ in jobs]
+        bar = Progress(len(jobs) * (warmup + iters), "bench", "run", enabled=progress)
         for proc, conn in workers:
             if warmup:
                 _ask(proc, conn, warmup)
@@ -172,14 +199,13 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
             order = list(range(len(workers)))
             for k in (order if turn % 2 == 0 else order[::-1]):  # alternate who goes first
                 proc, conn = workers[k]
-                m, e = _ask(proc, conn, n)
-                model_t[k] += m
-                e2e_t[k] += e
+                for key, values in _ask(proc, conn, n).items():
+                    times[k][key] += values
                 bar.update(n)
             done += n
             turn += 1
         bar.close()
-        return infos, model_t, e2e_t
+        return infos, times
     finally:
         for proc, conn in workers:
             try:
@@ -192,17 +218,14 @@ def _time_isolated(specs, images, iters, warmup, block, progress):
 
 
 def _worker_env(backend: str) -> dict:
-    """Environment of a worker running ``backend``.
+    """Environment of a worker running ``backend``: the OpenMP wait policy its engine wants
+    (runtime.registry.omp_wait_policy); a value the user set wins."""
+    from edgeseg.runtime.registry import BACKENDS, omp_wait_policy
 
-    edgeseg's pre- and post-processing run on PyTorch, whose OpenMP threads spin after each
-    parallel region and take the cores from another engine's threads: with them waiting
-    passively, ONNX Runtime FP32 ran 27% faster on the 2-core reference machine and PyTorch
-    itself 55% slower (benchmarks/RESULTS.md section 19). So a worker running another engine
-    gets OMP_WAIT_POLICY=PASSIVE, a PyTorch worker keeps the default, and a value the user set wins.
-    """
-    if backend == "torch" or "OMP_WAIT_POLICY" in os.environ:
+    policy = omp_wait_policy(BACKENDS[backend])
+    if policy is None or "OMP_WAIT_POLICY" in os.environ:
         return {}
-    return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"OMP_WAIT_POLICY": policy}
 
 
 def _ask(proc, conn, n: int):
@@ -240,7 +263,7 @@ def _receive(proc, conn):
     return payload
 
 
-def _worker(conn, spec, images) -> None:
+def _worker(conn, job, images) -> None:
     """One model in its own process: load, then time ``n`` rounds (model alone, end to end) on request."""
     import traceback
 
@@ -248,15 +271,15 @@ def _worker(conn, spec, images) -> None:
     from edgeseg.errors import EdgesegError
 
     try:
-        r = runtime.load(spec["model"], device=spec["device"], providers=spec["providers"], **spec["engine"]).activate()
-        sizes = [im.shape[:2] for im in images]
-        calls = _calls(r, images, sizes)
+        r = runtime.load(job["model"], job["spec"]).activate()
+        calls = _Calls(r, images)
         conn.send(("ok", _runner_info(r)))
         while True:
             cmd, n = conn.recv()
             if cmd == "stop":
                 break
-            conn.send(("ok", time_interleaved(calls, n, 0)))
+            model_t, e2e_t = time_interleaved([calls.model, calls.end_to_end], n, 0)
+            conn.send(("ok", calls.take(model_t, e2e_t)))
         r.deactivate()
     except EdgesegError as exc:
         conn.send(("error", (type(exc).__name__, str(exc))))
@@ -283,7 +306,8 @@ def short_names(paths) -> list[str]:
 
 def format_bench(result: dict) -> str:
     """The bench result as printed: one row per model, then the p50 ratios to the first."""
-    head = f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
+    head = (f"{'model':40s} {'backend':12s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} {'img/s':>8s} {'e2e p50':>9s} {'e2e img/s':>10s}"
+            f" {'pre':>7s} {'net':>7s} {'post':>7s}")
     lines = [f"batch {result['batch']}, {result['iters']} iterations after {result['warmup']} warm-up, end to end from "
              f"{result['images_from']} images ({result['native_size'][0]}x{result['native_size'][1]}); {result['machine']}",
              head, "-" * len(head)]
@@ -291,11 +315,12 @@ def format_bench(result: dict) -> str:
     for r, name in zip(result["results"], names):
         m, e = r["model_only"], r["end_to_end"]
         backend = r["backend"]
-        if r.get("precision"):  # what OpenVINO ran: its inference precision, and int8 where convolutions ran in it
-            convs = r["precision"]["convolutions"]
-            backend += f":{r['precision']['inference_precision']}" + ("+i8" if any(k in ("i8", "u8") for k in convs) else "")
+        prec = (r.get("ran") or {}).get("precision_report")
+        if prec:  # what OpenVINO ran: its inference precision, and int8 where convolutions ran in it
+            backend += f":{prec['inference_precision']}" + ("+i8" if any(k in ("i8", "u8") for k in prec["convolutions"]) else "")
+        b = r["breakdown_p50_ms"]
         lines.append(f"{name[-40:]:40s} {backend:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
-                     f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f}")
+                     f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f} {b['pre']:7.2f} {b['network']:7.2f} {b['post']:7.2f}")
     if "p50_ratio_to_first" in result:
         first = result["results"][0]["model_only"]["p50_ms"]
         lines.append("p50 latency relative to the first model: "

@@ -3,29 +3,36 @@ a reference, report parity in task terms."""
 
 from __future__ import annotations
 
-from edgeseg.data import resolve_dataset
+from edgeseg.data import DataSource
 from edgeseg.runtime.scoring import evaluate
+from edgeseg.runtime.spec import RunnerSpec
 
 
-def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, reference=None, batch=1, limit=None,
-                   device="auto", providers=None, strict=False, progress=True, scales=None, engine=None, tta=None) -> dict:
-    """``engine`` (runtime.EngineOptions) sets the model's backend, threads and precision; the
-    reference runs on the backend of its file type, with the same threads."""
+def reference_spec(spec: RunnerSpec, reference, model_meta) -> RunnerSpec:
+    """How a reference runs beside a model run with ``spec``: on the backend of its file type, with
+    the same device and threads; a checkpoint reference with the test-time augmentation that the
+    exported model has in its graph."""
     from edgeseg import runtime
 
-    engine = engine or runtime.EngineOptions()
-    runner = runtime.load(model, device=device, providers=providers, strict=strict, scales=scales, tta=tta,
-                          **engine.kwargs()).activate()  # fail fast on a broken model
+    backend = runtime.backend_for(reference)
+    tta = (spec.tta if spec.tta != "none" else model_meta.extra.get("tta", "none")) if backend.name == "torch" else "none"
+    return RunnerSpec(device=spec.device, providers=spec.providers if backend.name == "onnxruntime" else None, threads=spec.threads,
+                      tta=tta or "none")
+
+
+def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = DataSource(), reference=None, batch: int = 1,
+                   limit: int | None = None, progress: bool = True) -> dict:
+    """Score ``model`` (run as ``spec`` says) on ``source`` at native resolution; with ``reference``,
+    also report parity in task terms."""
+    from edgeseg import runtime
+
+    runner = runtime.load(model, spec).activate()  # fail fast on a broken model
     ref_runner = None
     if reference is not None:
-        ref_backend = runtime.backend_for(reference)
-        # A checkpoint reference runs with the test-time augmentation the exported model has in its graph.
-        ref_tta = ((tta if tta not in (None, "none") else None) or runner.meta.extra.get("tta")) if ref_backend == "torch" else None
-        ref_runner = runtime.load(reference, device=device, providers=providers if ref_backend == "onnxruntime" else None,
-                                  threads=engine.threads, tta=ref_tta).activate()
+        ref_runner = runtime.load(reference, reference_spec(spec, reference, runner.meta)).activate()
     # A checkpoint remembers where its data set lives; an ONNX model or engine does not.
-    saved_root = runner.meta.extra.get("dataset_root") or (ref_runner.meta.extra.get("dataset_root") if ref_runner else None)
-    ds = resolve_dataset(runner.meta.dataset, dataset, data, split, skip_bad, saved_root)
+    saved_root = runner.meta.dataset_root or (ref_runner.meta.dataset_root if ref_runner else None)
+    ds = source.open(runner.meta.dataset, saved_root)
     indices = list(range(min(limit, len(ds)))) if limit else None
     if ref_runner is None:
         with runner:
@@ -37,9 +44,7 @@ def evaluate_model(model, dataset=None, data=None, split="val", skip_bad=False, 
         report = compare_runners(runner, ref_runner, ds, indices=indices, batch=batch, progress=progress)
         summary = report["model"]
         summary["parity"] = {**report["parity"], "reference_model": str(reference)}
-    summary.update(model=str(model), dataset=ds.info.name, split=split, skipped=ds.skipped)
-    if getattr(runner, "precision_report", None):
-        summary["precision"] = runner.precision_report  # what OpenVINO ran
+    summary.update(model=str(model), dataset=ds.info.name, split=source.split, skipped=ds.skipped, ran=runner.describe())
     return summary
 
 
@@ -60,8 +65,8 @@ def format_eval(result: dict) -> str:
     if parity:
         rows["mIoU"].update({"ref IoU": parity["reference_miou"], "delta": parity["delta_miou"]})
     backend = result["backend"]
-    if result.get("precision"):
-        prec = result["precision"]
+    prec = (result.get("ran") or {}).get("precision_report")
+    if prec:
         backend += f" ({prec['inference_precision']}; convolutions: " + ", ".join(f"{n} {k}" for k, n in prec["convolutions"].items()) + ")"
     lines = [f"{backend} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
              f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution",

@@ -92,3 +92,43 @@ def format_check(result: dict, ds: SegDataset, split: str) -> str:
     return (f"label fidelity at {w}x{h} on {ds.info.name}/{split} ({len(ds)} images"
             + (f", {ds.skipped} skipped" if ds.skipped else "") + "): IoU % after down- and up-sampling\n"
             + format_table(rows, chosen))
+
+
+def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None = None, dup_stride: int = 16, dup_channels: int = 64,
+                     progress: bool = True) -> tuple[dict, SegDataset, dict | None]:
+    """``edgeseg labels check``: ``modes`` (comma-separated) on ``source`` (a DataSource) at ``res``;
+    the result, the data set and the fitted DUpsampling W (for the dupsample modes)."""
+    from edgeseg.data import build_dataset
+    from edgeseg.errors import ConfigError
+    from edgeseg.limits import check_size
+
+    check_size(*res, "--res")
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    known = list(CHECK_MODES) + list(DUP_MODES)
+    unknown = [m for m in chosen if m not in known]
+    if unknown or not chosen:
+        raise ConfigError(f"--modes: unknown mode(s) {unknown}; expected a comma-separated subset of {', '.join(known)}")
+    ds = build_dataset(source.dataset or "synthetic", source.data, source.split, source.skip_bad)
+    if limit:
+        ds = ds.subset(range(min(limit, len(ds))))
+    dup = None
+    if set(chosen) & set(DUP_MODES):
+        from edgeseg.trainer.dupsample_w import fitted_w
+
+        train = build_dataset(source.dataset or "synthetic", source.data, "train", source.skip_bad)
+        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area")}
+    return check_labels(ds, res, chosen, progress=progress, dup=dup), ds, dup
+
+
+def plot_kept(ds: SegDataset, res: tuple[int, int], modes, index: int, path, dup: dict | None = None):
+    """Draw what each label mode keeps of image ``index`` to ``path``."""
+    import torch
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.tasks.plots import plot_label_modes
+
+    if index >= len(ds):
+        raise ConfigError(f"--plot-index {index}: {ds.info.name}/{ds.split} has {len(ds)} images")
+    label = ds[index].label
+    kept = {m: kept_label(torch.from_numpy(label), m, res, ds.info, dup).numpy() for m in modes}
+    return plot_label_modes(label, kept, ds.info.palette, ds.info.class_names, res, path)

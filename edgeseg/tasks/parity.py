@@ -12,14 +12,13 @@ import numpy as np
 import torch
 
 from edgeseg.data.base import SegDataset
+from edgeseg.export.formats import FP32_MAX_DELTA_MIOU, FP32_MIN_AGREEMENT
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.processing import Preprocess, native_labels
 from edgeseg.runtime.scoring import iterate_batches
 
-DEFAULT_MIN_AGREEMENT = 99.9  # percent of pixels
-DEFAULT_MAX_DELTA_MIOU = 0.1  # mIoU points, FP32
 
 
 def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, indices=None, batch: int = 1, progress: bool = True) -> dict:
@@ -38,12 +37,16 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
     per_image = []  # (model, reference) confusion matrices of each image, for the bootstrap interval
     agree = total = 0
     max_diff, sum_diff, n_diff, comparable = 0.0, 0.0, 0, True
+    non_finite = {"model": 0, "reference": 0}  # images whose scores hold NaN or infinities
     n = len(ds) if indices is None else len(indices)
     bar = Progress(n, "parity", "img", enabled=progress)
     with model, reference:
         for samples in iterate_batches(ds, batch, indices):
             images = [s.image for s in samples]
             out_m, out_r = model.infer(pre_m(images)), reference.infer(pre_r(images))
+            for key, out in (("model", out_m), ("reference", out_r)):
+                if "logits" in out:
+                    non_finite[key] += int((~np.isfinite(out["logits"].reshape(len(samples), -1))).any(1).sum())
             if "logits" in out_m and "logits" in out_r and out_m["logits"].shape == out_r["logits"].shape:
                 d = np.abs(out_m["logits"].astype(np.float64) - out_r["logits"].astype(np.float64))
                 max_diff = max(max_diff, float(d.max()))
@@ -81,6 +84,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
         "delta_miou_interval": bootstrap_delta_interval(per_image),
         "per_class_delta": per_class_delta,
         "reference_per_class": sr["per_class"],
+        "non_finite_scores": non_finite,
         "max_abs_logit_diff": max_diff if comparable and n_diff else None,
         "mean_abs_logit_diff": (sum_diff / n_diff) if comparable and n_diff else None,
     }
@@ -114,7 +118,7 @@ def bootstrap_delta_interval(per_image, resamples: int = 1000, seed: int = 0) ->
     return [round(lo, 4), round(hi, 4)]
 
 
-def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_delta_miou: float = DEFAULT_MAX_DELTA_MIOU,
+def parity_failures(parity: dict, min_agreement: float = FP32_MIN_AGREEMENT, max_delta_miou: float = FP32_MAX_DELTA_MIOU,
                     one_sided: bool = False) -> list[str]:
     """Reasons a parity report fails its thresholds (empty when it passes).
 
@@ -122,6 +126,9 @@ def parity_failures(parity: dict, min_agreement: float = DEFAULT_MIN_AGREEMENT, 
     that scores higher than its reference passes; otherwise any change beyond it fails (FP32, where
     a change either way means the graph computes something else)."""
     out = []
+    for who, n in (parity.get("non_finite_scores") or {}).items():
+        if n:
+            out.append(f"the {who}'s scores are NaN or infinite on {n} image(s)")
     if parity["pixel_agreement"] < min_agreement:
         out.append(f"pixel agreement {parity['pixel_agreement']:.4f}% < {min_agreement}%")
     if one_sided:

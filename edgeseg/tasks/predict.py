@@ -17,17 +17,20 @@ from edgeseg.runtime.processing import Preprocess, native_labels, overlay
 logger = logging.getLogger(__name__)
 
 def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
-    """Image files (folders expanded) and video sources (files, camera indices, stream URLs)."""
-    from edgeseg.tasks.video import STREAM_SCHEMES, VIDEO_SUFFIXES, is_video_source
+    """Image files (folders expanded) and video sources (files, camera indices, stream URLs).
+    Inputs are kept as given until they are known to be paths: a URL is not a path."""
+    from edgeseg.tasks.video import VIDEO_SUFFIXES, is_stream
 
     images, videos = [], []
     for item in inputs:
-        p = Path(item)
-        if not p.exists() and is_video_source(str(item)):
-            if p.suffix.lower() in VIDEO_SUFFIXES and not str(item).lower().startswith(STREAM_SCHEMES):
-                raise DataError(f"{item}: video file not found")
-            videos.append(str(item))
-        elif p.is_dir():
+        s = str(item)
+        if not s.strip():
+            raise DataError("predict: an input is an empty string; expected an image, folder, video, camera index or stream URL")
+        if is_stream(s) or (s.isdigit() and not Path(s).exists()):
+            videos.append(s)
+            continue
+        p = Path(s)
+        if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")
@@ -37,7 +40,7 @@ def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
         elif p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES:
             videos.append(str(p))
         elif not p.exists():
-            raise DataError(f"{p}: input not found")
+            raise DataError(f"{p}: {'video file' if p.suffix.lower() in VIDEO_SUFFIXES else 'input'} not found")
         else:
             raise DataError(f"{p}: not an image ({', '.join(IMAGE_SUFFIXES)}), video ({', '.join(VIDEO_SUFFIXES)}), camera index, "
                             "stream URL or folder")
@@ -71,49 +74,61 @@ class _AspectCheck:
             self.warned = True
 
 
-def predict(model, inputs, out_dir, device: str = "auto", providers=None, alpha: float = 0.5, strict: bool = False, progress: bool = True,
-            every: int = 1, labels: bool = False, exist_ok: bool = False, engine=None) -> dict:
-    """Images and folders -> ``<name>_label.png`` and ``<name>_overlay.png``; video files, cameras
-    and streams -> ``<name>_overlay.mp4`` (and with ``labels`` a label PNG per frame)."""
-    from edgeseg import runtime
+class _Stems:
+    """Output names: each input's stem, with ``_2``, ``_3`` ... where two inputs share one, so no
+    output overwrites another (images and videos alike)."""
 
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def __call__(self, stem: str) -> str:
+        name, n = stem, 2
+        while name in self.used:
+            name = f"{stem}_{n}"
+            n += 1
+        self.used.add(name)
+        return name
+
+
+def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: bool = True, every: int = 1, labels: bool = False,
+            exist_ok: bool = False) -> dict:
+    """Images and folders -> ``<name>_label.png`` and ``<name>_overlay.png``; video files, cameras
+    and streams -> ``<name>_overlay.mp4`` (and with ``labels`` a label PNG per frame). ``spec``
+    (RunnerSpec) says how the model runs; with ``spec.strict`` images of another aspect ratio than
+    the model's input are refused."""
+    from edgeseg import runtime
+    from edgeseg.fileio import FolderLock
+    from edgeseg.runtime.spec import RunnerSpec
+
+    spec = spec or RunnerSpec()
+    if not (0.0 <= alpha <= 1.0):  # NaN included
+        raise ConfigError(f"--alpha: expected a number in [0, 1], got {alpha}")
     images, videos = collect_inputs(inputs)
     if not images and not videos:
         raise ConfigError("predict: give at least one image, folder or video")
-    runner = runtime.load(model, device=device, providers=providers, strict=strict, **(engine or runtime.EngineOptions()).kwargs()).activate()
+    runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
-    check = _AspectCheck(tuple(meta.input_res), strict)
+    check = _AspectCheck(tuple(meta.input_res), spec.strict)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, used = [], set()
-
-    def stem_for(path: Path) -> str:
-        stem = path.stem
-        n = 2
-        while stem in used:
-            stem = f"{path.stem}_{n}"
-            n += 1
-        used.add(stem)
-        return stem
-
-    def run_one(image: np.ndarray, stem: str, where) -> None:
-        check(image.shape, where)
-        label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
-        _save_png(out_dir / f"{stem}_label.png", label)
-        _save_png(out_dir / f"{stem}_overlay.png", overlay(image, label, meta.palette, alpha))
-        written.append(stem)
-
-    with runner:
+    stems = _Stems()
+    written = []
+    with FolderLock(out_dir, "output folder"), runner:
         bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
         for path in images:
-            run_one(read_image(path), stem_for(path), path)
+            image = read_image(path)
+            check(image.shape, path)
+            stem = stems(path.stem)
+            label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
+            _save_png(out_dir / f"{stem}_label.png", label)
+            _save_png(out_dir / f"{stem}_overlay.png", overlay(image, label, meta.palette, alpha))
+            written.append(stem)
             bar.update()
         bar.close()
         video_results = []
         for video in videos:
-            from edgeseg.tasks.video import predict_video
+            from edgeseg.tasks.video import predict_video, video_stem
 
             video_results.append(predict_video(runner, video, out_dir, every=every, alpha=alpha, labels=labels, exist_ok=exist_ok,
-                                               progress=progress))
+                                               progress=progress, stem=stems(video_stem(video))))
     return {"images": len(images), "videos": video_results, "outputs": len(written), "out": str(out_dir)}

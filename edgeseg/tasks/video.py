@@ -1,10 +1,13 @@
 """``edgeseg predict`` on a video file, a camera or a stream: an overlay video out.
 
-Decoding (PyAV, the `video` extra), inference and encoding run in three threads joined by
-small bounded queues, so the three overlap; the summary splits the time between them. Ctrl-C
-stops after the current frame and the output is closed properly (encoder flushed, container
-trailer written), so what was written so far plays. A stream that drops is reopened a bounded
-number of times, then the run stops with what it has.
+A small pipeline (``VideoJob``): decoding (PyAV, the `video` extra), inference and encoding run
+in three threads joined by small bounded queues, so the three overlap; the summary splits the
+time between them. Ctrl-C stops after the current frame and the output is closed properly
+(encoder flushed, container trailer written), so what was written so far plays. A source that
+drops is reopened a bounded number of times: a file-like source (a file over HTTP) continues
+after the last frame read (by seeking where it can, and by skipping frames already read), a
+live one from its live position. The video is written as ``<name>_overlay.mp4.partial`` and
+takes its name only when it is complete; a failure removes it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -19,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, DataError
+from edgeseg.fileio import atomic_path
+from edgeseg.limits import check_size
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, native_labels, overlay
 
@@ -26,13 +32,18 @@ logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+MAX_EVERY = 100_000  # --every: beyond this an output video would hold a frame every few hours
 _DONE = object()
+
+
+def is_stream(source: str) -> bool:
+    return str(source).lower().startswith(STREAM_SCHEMES)
 
 
 def is_video_source(source: str) -> bool:
     """A camera index, a stream URL or a video file name."""
     s = str(source)
-    return s.isdigit() or s.lower().startswith(STREAM_SCHEMES) or Path(s).suffix.lower() in VIDEO_SUFFIXES
+    return s.isdigit() or is_stream(s) or Path(s).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _av():
@@ -51,13 +62,23 @@ def open_source(source: str):
             if not Path(device).exists():
                 raise DataError(f"camera {s}: {device} does not exist; no camera with that index on this machine")
             return av.open(device, format="v4l2")
-        if not s.lower().startswith(STREAM_SCHEMES) and not Path(s).is_file():
+        if not is_stream(s) and not Path(s).is_file():
             raise DataError(f"{s}: video file not found")
-        return av.open(s, timeout=10.0) if s.lower().startswith(STREAM_SCHEMES) else av.open(s)
+        return av.open(s, timeout=10.0) if is_stream(s) else av.open(s)
     except DataError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise DataError(f"{s}: cannot open this video source ({str(exc)[:160]})") from None
+
+
+def video_stem(source: str) -> str:
+    """The output name of a source: the file's stem, ``camera<N>``, or the URL made file-safe."""
+    s = str(source)
+    if s.isdigit():
+        return f"camera{s}"
+    if "://" in s:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", s.split("://", 1)[-1])[:60]
+    return Path(s).stem
 
 
 class _Closed:
@@ -67,177 +88,219 @@ class _Closed:
         pass
 
 
-def _out_path(out_dir: Path, source: str) -> Path:
-    s = str(source)
-    stem = f"camera{s}" if s.isdigit() else (re.sub(r"[^A-Za-z0-9_.-]+", "_", s.split("://", 1)[-1])[:60] if "://" in s else Path(s).stem)
-    return out_dir / f"{stem}_overlay.mp4"
+class VideoJob:
+    """One source through the model into ``<stem>_overlay.mp4`` (and, with ``labels``, a label PNG per frame)."""
 
+    def __init__(self, runner, source: str, out_dir: Path, stem: str | None = None, every: int = 1, alpha: float = 0.5,
+                 labels: bool = False, exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None):
+        if not 1 <= every <= MAX_EVERY:
+            raise ConfigError(f"--every: expected a whole number from 1 to {MAX_EVERY}, got {every}")
+        self.av = _av()
+        self.runner, self.source, self.every, self.alpha = runner, str(source), every, alpha
+        self.reconnects, self.progress, self.max_frames = reconnects, progress, max_frames
+        out_dir = Path(out_dir)
+        self.out_path = out_dir / f"{stem or video_stem(source)}_overlay.mp4"
+        self.partial = self.out_path.with_name(self.out_path.name + ".partial")
+        if self.out_path.exists() and not exist_ok:
+            raise ConfigError(f"{self.out_path}: already exists; use --exist-ok to replace it or another --out")
+        self.labels_dir = self.out_path.with_name(self.out_path.stem.replace("_overlay", "") + "_labels") if labels else None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.labels_dir is not None:
+            if exist_ok and self.labels_dir.is_dir():  # what --exist-ok replaces goes, all of it
+                shutil.rmtree(self.labels_dir)
+            self.labels_dir.mkdir(exist_ok=True)
+        self.live = self.source.isdigit() or (is_stream(self.source) and Path(self.source.split("?")[0]).suffix.lower() not in VIDEO_SUFFIXES)
+        self.pre = Preprocess.from_meta(runner.meta)
+        self.decoded: queue.Queue = queue.Queue(maxsize=4)
+        self.encoded: queue.Queue = queue.Queue(maxsize=4)
+        self.times = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.written = 0
+        self.ostream = None
 
-def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: float = 0.5, labels: bool = False,
-                  exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None) -> dict:
-    """Segment ``source`` frame by frame with an active ``runner``; write ``<name>_overlay.mp4``
-    (same frame rate divided by ``every``, same size) and, with ``labels``, a label PNG per frame."""
-    av = _av()
-    if every < 1:
-        raise ConfigError(f"--every: must be at least 1, got {every}")
-    out_dir = Path(out_dir)
-    out_path = _out_path(out_dir, source)
-    if out_path.exists() and not exist_ok:
-        raise ConfigError(f"{out_path}: already exists; use --exist-ok to replace it or another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels_dir = out_path.with_name(out_path.stem.replace("_overlay", "") + "_labels")
-    if labels:
-        labels_dir.mkdir(exist_ok=True)
-    container = open_source(source)
-    if not container.streams.video:
-        container.close()
-        raise DataError(f"{source}: has no video stream")
-    vstream = container.streams.video[0]
-    rate = vstream.average_rate or vstream.guessed_rate or 25
-    total = vstream.frames or None
-    is_stream = str(source).isdigit() or str(source).lower().startswith(STREAM_SCHEMES)
+    # -- decoding
+    def _open(self):
+        container = open_source(self.source)
+        if not container.streams.video:
+            container.close()
+            raise DataError(f"{self.source}: has no video stream")
+        ctx = container.streams.video[0].codec_context
+        check_size(ctx.width or 1, ctx.height or 1, f"{self.source}: its frames", DataError)
+        return container
 
-    pre = Preprocess.from_meta(runner.meta)
-    palette = runner.meta.palette
-    decoded: queue.Queue = queue.Queue(maxsize=4)
-    encoded: queue.Queue = queue.Queue(maxsize=4)
-    times = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def decode():
-        nonlocal container
-        tries = 0
-        index = 0
+    def _decode(self, container) -> None:
+        tries, index, last_pts = 0, 0, None
         try:
-            while not stop.is_set():
+            while not self.stop.is_set():
                 try:
                     t0 = time.perf_counter()
                     for frame in container.decode(video=0):
-                        if stop.is_set() or (max_frames is not None and index >= max_frames * every):
+                        if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames * self.every):
                             return
-                        if index % every == 0:
+                        if last_pts is not None and tries and frame.pts is not None and frame.pts <= last_pts and not self.live:
+                            continue  # a reopened file-like source: this frame was read before the drop
+                        if index % self.every == 0:
+                            check_size(frame.width, frame.height, f"{self.source}: frame {index}", DataError)
                             image = frame.to_ndarray(format="rgb24")
-                            times["decode"] += time.perf_counter() - t0
-                            decoded.put(image)
+                            self.times["decode"] += time.perf_counter() - t0
+                            self.decoded.put(image)
                         index += 1
+                        last_pts = frame.pts if frame.pts is not None else last_pts
                         t0 = time.perf_counter()
                     return  # end of the file or stream
-                except (av.error.FFmpegError, OSError) as exc:
-                    if not is_stream or tries >= reconnects:
+                except (self.av.error.FFmpegError, OSError) as exc:
+                    if not (is_stream(self.source) or self.source.isdigit()) or tries >= self.reconnects:
                         if index == 0:
-                            errors.append(DataError(f"{source}: cannot decode this video ({str(exc)[:160]})"))
+                            self.errors.append(DataError(f"{self.source}: cannot decode this video ({str(exc)[:160]})"))
                         else:
-                            logger.warning(f"{source}: the stream stopped after {index} frames ({str(exc)[:120]}); keeping what was written")
+                            logger.warning(f"{self.source}: the stream stopped after {index} frames ({str(exc)[:120]}); keeping what was written")
                         return
                     tries += 1
-                    logger.warning(f"{source}: the stream dropped; reconnecting ({tries}/{reconnects})")
-                    time.sleep(min(2.0 * tries, 5.0))
-                    container.close()
-                    try:
-                        container = open_source(source)
-                    except DataError as again:
-                        logger.warning(f"{again}; stopping with the {index} frames read")
-                        container = _Closed()
+                    container = self._reopen(container, tries, index, last_pts)
+                    if isinstance(container, _Closed):
                         return
+        except DataError as exc:
+            self.errors.append(exc)
         finally:
-            decoded.put(_DONE)
+            self.container = container
+            self.decoded.put(_DONE)
 
-    out = av.open(str(out_path.with_name(out_path.name + ".partial")), "w", format="mp4")
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    ostream = None
-    written = 0
-
-    def encode():
+    def _reopen(self, container, tries: int, index: int, last_pts):
+        where = "continuing from its live position" if self.live else f"continuing after frame {index}"
+        logger.warning(f"{self.source}: the stream dropped; reconnecting ({tries}/{self.reconnects}), {where}")
+        time.sleep(min(2.0 * tries, 5.0))
+        container.close()
         try:
-            _encode()
+            container = open_source(self.source)
+        except DataError as again:
+            logger.warning(f"{again}; stopping with the {index} frames read")
+            return _Closed()
+        if not self.live and last_pts is not None:
+            try:  # where the source can seek, skip what was read without decoding it again
+                container.seek(int(last_pts), stream=container.streams.video[0], backward=True)
+            except (self.av.error.FFmpegError, OSError, ValueError):
+                pass  # not seekable: frames already read are skipped as they come
+        return container
+
+    # -- encoding
+    def _encode(self, out) -> None:
+        try:
+            while True:
+                item = self.encoded.get()
+                if item is _DONE:
+                    return
+                t0 = time.perf_counter()
+                image = overlay(item[0], item[1], self.runner.meta.palette, self.alpha)  # blended here, off the inference thread
+                if self.ostream is None:
+                    self._add_stream(out, image)
+                frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.ostream.height, : self.ostream.width]), format="rgb24")
+                for packet in self.ostream.encode(frame):
+                    out.mux(packet)
+                self.written += 1
+                self.times["encode"] += time.perf_counter() - t0
         except BaseException as exc:  # a dead encoder must not leave the inference loop waiting on a full queue
-            errors.append(DataError(f"{out_path}: cannot encode the overlay video ({str(exc)[:160]})"))
-            stop.set()
-            while encoded.get() is not _DONE:
+            self.errors.append(DataError(f"{self.out_path}: cannot encode the overlay video ({str(exc)[:160]})"))
+            self.stop.set()
+            while self.encoded.get() is not _DONE:
                 pass
 
-    def _encode():
-        nonlocal ostream, written
-        while True:
-            item = encoded.get()
-            if item is _DONE:
-                return
-            t0 = time.perf_counter()
-            image = overlay(item[0], item[1], palette, alpha)  # blended here, off the inference thread
-            if ostream is None:
-                # a fast x264 preset: encoding a 1024x512 overlay at the default preset costs more than the model
-                options = {"preset": "veryfast"} if codec == "libx264" else {}
-                ostream = out.add_stream(codec, rate=rate / every if every > 1 else rate, options=options)
-                ostream.width, ostream.height = image.shape[1] - image.shape[1] % 2, image.shape[0] - image.shape[0] % 2
-                ostream.pix_fmt = "yuv420p"
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: ostream.height, : ostream.width]), format="rgb24")
-            for packet in ostream.encode(frame):
-                out.mux(packet)
-            written += 1
-            times["encode"] += time.perf_counter() - t0
+    def _add_stream(self, out, image) -> None:
+        from fractions import Fraction
 
-    decoder = threading.Thread(target=decode, name="edgeseg-decode", daemon=True)
-    encoder = threading.Thread(target=encode, name="edgeseg-encode", daemon=True)
-    decoder.start()
-    encoder.start()
-    bar = Progress(None if is_stream or not total else -(-total // every), f"predict {Path(str(source)).name}", "frame",
-                   enabled=progress)
-    n = 0
-    interrupted = failed = False
-    t_start = time.perf_counter()
-    try:
-        while True:
-            image = decoded.get()
-            if image is _DONE:
-                break
-            t0 = time.perf_counter()
-            label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
-            times["infer"] += time.perf_counter() - t0
-            encoded.put((image, label))
-            if stop.is_set() and errors:  # the encoder died: stop decoding and report it
-                break
-            if labels:
-                from PIL import Image
+        codec = self.codec
+        # a fast x264 preset: encoding a 1024x512 overlay at the default preset costs more than the model
+        options = {"preset": "veryfast"} if codec == "libx264" else {}
+        rate = Fraction(self.rate) / self.every
+        self.ostream = out.add_stream(codec, rate=max(rate, Fraction(1, 1000)).limit_denominator(1001000), options=options)
+        self.ostream.width, self.ostream.height = image.shape[1] - image.shape[1] % 2, image.shape[0] - image.shape[0] % 2
+        self.ostream.pix_fmt = "yuv420p"
 
-                Image.fromarray(label).save(labels_dir / f"{n:06d}.png")
-            n += 1
-            bar.update()
-    except KeyboardInterrupt:
-        interrupted = True
-        logger.warning(f"interrupted after {n} frames; closing {out_path.name} so that it plays")
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        stop.set()
-        while decoder.is_alive():  # let a decoder blocked on a full queue finish
-            try:
-                decoded.get_nowait()
-            except queue.Empty:
-                time.sleep(0.01)
-        encoded.put(_DONE)
-        encoder.join()
-        if ostream is not None:
-            for packet in ostream.encode():  # flush the encoder
+    def _close(self, out) -> None:
+        """Flush the encoder and write the trailer; a failure (a full disk) is an error, not a short video."""
+        if self.ostream is not None:
+            for packet in self.ostream.encode():
                 out.mux(packet)
+        out.close()
+
+    # -- the job
+    def run(self) -> dict:
+        container = self._open()
+        vstream = container.streams.video[0]
+        self.rate = vstream.average_rate or vstream.guessed_rate or 25
+        total = vstream.frames or None
+        out = self.av.open(str(self.partial), "w", format="mp4")
+        self.codec = "libx264" if "libx264" in self.av.codecs_available else "mpeg4"
+        decoder = threading.Thread(target=self._decode, args=(container,), name="edgeseg-decode", daemon=True)
+        encoder = threading.Thread(target=self._encode, args=(out,), name="edgeseg-encode", daemon=True)
+        self.container = container
+        decoder.start()
+        encoder.start()
+        bar = Progress(None if (is_stream(self.source) or self.source.isdigit() or not total) else -(-total // self.every),
+                       f"predict {Path(self.source).name}", "frame", enabled=self.progress)
+        t_start = time.perf_counter()
+        interrupted = ok = False
         try:
-            out.close()
-        except Exception:  # noqa: BLE001 - a container that never got a stream cannot write a trailer
-            pass
-        container.close()
-        bar.close()
-        if failed:
-            out_path.with_name(out_path.name + ".partial").unlink(missing_ok=True)
-    if errors:
-        out_path.with_name(out_path.name + ".partial").unlink(missing_ok=True)
-        raise errors[0]
-    if written == 0:
-        out_path.with_name(out_path.name + ".partial").unlink(missing_ok=True)
-        raise DataError(f"{source}: no frames could be decoded")
-    out_path.with_name(out_path.name + ".partial").replace(out_path)
-    wall = time.perf_counter() - t_start
-    return {"source": str(source), "video": str(out_path), "frames": written, "every": every, "codec": codec,
-            "fps": round(written / wall, 2) if wall > 0 else None, "interrupted": interrupted,
-            "seconds": {k: round(v, 3) for k, v in times.items()} | {"wall": round(wall, 3)},
-            "labels": str(labels_dir) if labels else None}
+            interrupted = self._infer_frames(bar)
+            ok = True
+        finally:
+            self.stop.set()
+            while decoder.is_alive():  # let a decoder blocked on a full queue finish
+                try:
+                    self.decoded.get_nowait()
+                except queue.Empty:
+                    time.sleep(0.01)
+            self.encoded.put(_DONE)
+            encoder.join()
+            try:
+                self._close(out)
+            except Exception as exc:  # noqa: BLE001 - the container's own errors; the video is incomplete
+                if ok and not self.errors and self.written:
+                    self.errors.append(DataError(f"{self.out_path}: cannot finish the overlay video ({str(exc)[:160]}); check free space"))
+            self.container.close()
+            bar.close()
+            if not ok or self.errors or self.written == 0:
+                self.partial.unlink(missing_ok=True)
+        if self.errors:
+            raise self.errors[0]
+        if self.written == 0:
+            raise DataError(f"{self.source}: no frames could be decoded")
+        self.partial.replace(self.out_path)
+        wall = time.perf_counter() - t_start
+        return {"source": self.source, "video": str(self.out_path), "frames": self.written, "every": self.every, "codec": self.codec,
+                "fps": round(self.written / wall, 2) if wall > 0 else None, "interrupted": interrupted,
+                "seconds": {k: round(v, 3) for k, v in self.times.items()} | {"wall": round(wall, 3)},
+                "labels": str(self.labels_dir) if self.labels_dir else None}
+
+    def _infer_frames(self, bar) -> bool:
+        """Frames from the decoder through the model to the encoder; True when Ctrl-C stopped it."""
+        n = 0
+        try:
+            while True:
+                image = self.decoded.get()
+                if image is _DONE:
+                    return False
+                t0 = time.perf_counter()
+                label = native_labels(self.runner.infer(self.pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
+                self.times["infer"] += time.perf_counter() - t0
+                self.encoded.put((image, label))
+                if self.stop.is_set() and self.errors:  # the encoder died: stop decoding and report it
+                    return False
+                if self.labels_dir is not None:
+                    from PIL import Image
+
+                    with atomic_path(self.labels_dir / f"{n:06d}.png") as tmp:
+                        Image.fromarray(label).save(tmp, format="PNG")
+                n += 1
+                bar.update()
+        except KeyboardInterrupt:
+            logger.warning(f"interrupted after {n} frames; closing {self.out_path.name} so that it plays")
+            return True
+
+
+def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: float = 0.5, labels: bool = False,
+                  exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None,
+                  stem: str | None = None) -> dict:
+    """Segment ``source`` frame by frame with an active ``runner``; write ``<stem>_overlay.mp4``
+    (same frame rate divided by ``every``, same size) and, with ``labels``, a label PNG per frame."""
+    return VideoJob(runner, source, out_dir, stem, every, alpha, labels, exist_ok, reconnects, progress, max_frames).run()

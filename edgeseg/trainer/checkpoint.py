@@ -30,10 +30,6 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         torch.save(ckpt.to_dict(__version__), tmp)
 
 
-# Options that do not change what a run computes; every other TrainConfig field must match on resume.
-NOT_COMPARED = frozenset({"out", "resume", "exist_ok", "progress", "workers", "device", "val_every", "val_limit"})
-
-
 def _same(value):
     """Lists and tuples compare alike (a checkpoint may hold either)."""
     return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
@@ -45,15 +41,18 @@ def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_
     behaviour before it) unless the older checkpoint holds no options at all."""
     from dataclasses import MISSING, fields
 
-    from edgeseg.trainer.config import TrainConfig
+    from edgeseg.records import flag_of
+    from edgeseg.trainer.config import TrainConfig, compared_fields
 
+    compared = compared_fields()
     saved = dict((ckpt.training.train_config if ckpt.training else None) or {})
     if saved:
         for f in fields(TrainConfig):
-            if f.name not in saved and f.name not in NOT_COMPARED:
+            if f.name not in saved and f.name in compared:
                 saved[f.name] = None if f.default is MISSING else _same(f.default)
-    diffs = [f"--{k.replace('_', '-')} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
-             for k in cfg_dict if k not in NOT_COMPARED and k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
+    flags = {f.name: flag_of(f) for f in fields(TrainConfig)}
+    diffs = [f"{flags.get(k, k)} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
+             for k in cfg_dict if k in compared and k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
     saved_world = ckpt.training.world_size if ckpt.training else 1
     if saved_world != world_size:
         diffs.append(f"{saved_world} process(es) (now {world_size})")

@@ -1,119 +1,185 @@
-"""The resolved options of one training run; saved to config.json and into checkpoints."""
+"""The options of one training run, declared once: each field carries its command-line help,
+choices and bounds (edgeseg.records.opt), so ``edgeseg train``'s options are made from this
+record, checked here when it is made, saved to config.json and into checkpoints, and merged
+with the run's own on ``--resume`` by :meth:`TrainConfig.resumed` (the CLI and the Python API
+share it)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
+from edgeseg.data import DATASETS, KERNELS, LABEL_MODES
 from edgeseg.errors import ConfigError
-from edgeseg.models import DEFAULT_MODEL
+from edgeseg.limits import check_size
+from edgeseg.models import DEFAULT_MODEL, MODELS, check_model_options
+from edgeseg.models.native import REFINES, UPSCALES
+from edgeseg.records import check_fields, flag_of, opt
+from edgeseg.trainer.epoch import AMP_MODES
+from edgeseg.trainer.losses import CLASS_WEIGHTS, SOFT_LOSSES
+from edgeseg.trainer.schedule import OPTIMIZERS, SCHEDULES
 
-MAX_RES = 8192  # widest or tallest --res accepted
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit words here
+BIG = 10**9  # bound of counts that have no natural limit (steps, images)
+
+
+def parse_model_option(text: str):
+    """``KEY=VALUE`` -> (key, value); numbers, true/false and comma lists of numbers are typed."""
+    key, sep, raw = str(text).partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--model-opt: expected KEY=VALUE, got '{text}'")
+
+    def typed(v: str):
+        v = v.strip()
+        if v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(v)
+            except ValueError:
+                pass
+        return v
+
+    value = [typed(v) for v in raw.split(",")] if "," in raw else typed(raw)
+    return key.strip(), value
+
+
+def _float_pair(text: str):
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"--scale: expected MIN,MAX, e.g. 0.75,1.5; got '{text}'") from None
+    return lo, hi
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    out: str = "runs/train"
-    res: tuple[int, int] = (512, 256)  # (width, height)
-    dataset: str = "synthetic"
-    data: str | None = None
-    train_split: str = "train"
-    val_split: str = "val"
-    labels: str = "soft"  # soft | nearest | onehot-bilinear
-    kernel: str = "area"  # area | bilinear
-    loss: str = "ce"  # ce | kl, for soft targets
-    class_weights: str = "none"  # none | log | sqrt: loss weights from the training labels' class frequencies
-    model: str = DEFAULT_MODEL
-    upscale: int = 1  # class scores at K x --res (1, 2, 4): a learned up-sampler on stride-4/2 features
-    refine: str = "none"  # none | guided: refine the scores to the native frame with a learned guided filter
-    pretrained: str = "auto"  # auto | imagenet | none | PATH
-    epochs: int | None = None
-    iters: int | None = None
-    batch: int = 8  # per process
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # adamw | sgd
-    schedule: str = "poly"  # poly | cosine
-    warmup: int | None = None  # steps; default 5% of the run, at most 200
-    clip_grad: float = 5.0  # max gradient norm; 0 turns clipping off
-    workers: int | None = None  # default: 0 on CPU (the 2-core case), up to 8 on CUDA
-    device: str = "auto"
-    amp: str = "off"  # off | auto | bf16 | fp16 (CUDA only)
-    seed: int = 0
-    scale: tuple[float, float] = (0.75, 1.5)
-    hflip: bool = True
-    jitter: float = 0.2
-    val_every: int = 1
-    val_limit: int | None = None
-    train_limit: int | None = None  # first N training samples
-    train_fraction: float | None = None  # a random fraction of the training split (few-label experiments)
-    subset_seed: int = 0  # fixes which samples --train-fraction keeps, whatever --seed
-    skip_bad: bool = False
-    resume: bool = False
-    exist_ok: bool = False
-    progress: bool = True
-    model_options: tuple = ()  # (key, value) pairs passed to the model builder
-    contrastive_epochs: int = 0  # label-based pixel contrastive pretraining before supervised training
-    contrastive_pixels: int = 10000  # pixels per batch in the contrastive loss (bounds its memory)
-    contrastive_threshold: float = 0.75  # soft labels: minimum share of the top class
-    class_uniform: float = 0.0  # fraction of each epoch's samples centred on a uniformly chosen class
-    extra_data: tuple = ()  # folder data sets (e.g. auto-labels) added to the training split
+    out: str = opt("runs/train", resume="never", cli_default=None, help="Run folder [default: runs/train, runs/train2, ...].")
+    res: tuple[int, int] = opt((512, 256), help="Training resolution (model input), WxH.")
+    dataset: str = opt("synthetic", choices=tuple(DATASETS), help="Data set kind.")
+    data: str | None = opt(None, help="Data set root (not needed for synthetic).")
+    train_split: str = opt("train", help="Split to train on.")
+    val_split: str = opt("val", help="Split to validate on.")
+    labels: str = opt("soft", choices=LABEL_MODES, help="How labels reach the training resolution.")
+    kernel: str = opt("area", choices=KERNELS, help="Resize kernel shared by image and soft label.")
+    loss: str = opt("ce", choices=tuple(SOFT_LOSSES), help="Loss for soft targets.")
+    class_weights: str = opt("none", choices=CLASS_WEIGHTS,
+                             help="Loss weights from the training labels' class frequencies f: log = 1/ln(1.02+f) (ENet), sqrt = 1/sqrt(f).")
+    model: str = opt(DEFAULT_MODEL, help="Architecture (see 'edgeseg models').")
+    upscale: int = opt(1, choices=UPSCALES, help="Class scores at K x --res through a learned up-sampler fed by stride-4/2 encoder "
+                       "features (--model-opt upscale_input=8 adds a stride-1 stage on the input image; upscale_width=16 is the "
+                       "up-sampler's width).")
+    refine: str = opt("none", choices=REFINES, help="guided: refine the scores to the native frame with a learned guided filter; the "
+                      "model then takes the native frame. Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper), "
+                      "guide_kernel=3 (a 3x3 stage), guide_width=0 (a guide linear in the colour, cheaper than the hidden stage).")
+    pretrained: str = opt("auto", help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
+    epochs: int | None = opt(None, low=1, high=100_000, help="Epochs [default: 4 on synthetic, 100 otherwise].")
+    iters: int | None = opt(None, low=1, high=BIG, help="Total optimiser steps (instead of --epochs).")
+    batch: int = opt(8, low=1, high=4096, help="Images per step and process.")
+    lr: float = opt(2e-3, low=0.0, high=10.0, low_open=True, help="Peak learning rate.")
+    weight_decay: float = opt(1e-4, low=0.0, high=10.0, help="Weight decay (not on biases and norms).")
+    optimizer: str = opt("adamw", choices=OPTIMIZERS, help="Optimiser.")
+    schedule: str = opt("poly", choices=SCHEDULES, help="Learning-rate schedule after the warm-up.")
+    warmup: int | None = opt(None, low=0, high=BIG, help="Warm-up steps [default: 5% of the run, at most 200].")
+    clip_grad: float = opt(5.0, low=0.0, high=1e6, help="Max gradient norm (0: off).")
+    workers: int | None = opt(None, low=0, high=256, resume="never", help="Data loader processes [default: 0 on CPU, min(8, cores-1) on CUDA].")
+    device: str = opt("auto", resume="never", help="auto, cpu or cuda[:N].")
+    amp: str = opt("off", choices=AMP_MODES, help="Mixed precision on CUDA (auto: bf16 where supported, else fp16).")
+    seed: int = opt(0, low=0, high=MAX_SEED, help="Seed of initialisation, sample order and augmentation.")
+    scale: tuple[float, float] = opt((0.75, 1.5), low=0.0, high=16.0, low_open=True, parse=_float_pair, metavar="MIN,MAX",
+                                     help="Random zoom range MIN,MAX.")
+    hflip: bool = opt(True, flag="--no-hflip", invert=True, help="Turn off random horizontal flips.")
+    jitter: float = opt(0.2, low=0.0, high=0.99, help="Photometric jitter strength (0: off).")
+    val_every: int = opt(1, low=1, high=100_000, resume="inherit", help="Validate every N epochs.")
+    val_limit: int | None = opt(None, low=1, high=BIG, resume="inherit", help="Validate on the first N val images only.")
+    train_limit: int | None = opt(None, low=1, high=BIG, help="Train on the first N training images only.")
+    train_fraction: float | None = opt(None, low=0.0, high=1.0, low_open=True,
+                                       help="Train on a random fraction of the training split (few-label runs).")
+    subset_seed: int = opt(0, low=0, high=MAX_SEED, help="Fixes which samples --train-fraction keeps, whatever --seed.")
+    skip_bad: bool = opt(False, help="Skip unreadable or inconsistent samples and report how many.")
+    resume: bool = opt(False, resume="never", help="Continue the run in --out from its last.pt (options left out are the run's).")
+    exist_ok: bool = opt(False, resume="never", help="Train into an existing --out, overwriting its files.")
+    progress: bool = opt(True, flag="--quiet", invert=True, resume="never", help="No progress bars.")
+    model_options: tuple = opt((), flag="--model-opt", multiple=True, parse=parse_model_option, metavar="KEY=VALUE",
+                               help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
+    contrastive_epochs: int = opt(0, low=0, high=100_000, help="Label-based pixel contrastive pretraining epochs before supervised training.")
+    contrastive_pixels: int = opt(10000, low=2, high=10**7, help="Pixels sampled per batch for the contrastive loss (bounds its memory).")
+    contrastive_threshold: float = opt(0.75, low=0.0, high=1.0, help="Soft labels: the least share of the top class for a contrastive pixel.")
+    class_uniform: float = opt(0.0, low=0.0, high=1.0, help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
+    extra_data: tuple[str, ...] = opt((), multiple=True, help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
 
     def __post_init__(self):
         """Every option checked once, where the config is made: a one-line error naming it."""
-        from edgeseg.data import KERNELS, LABEL_MODES
-        from edgeseg.trainer.losses import CLASS_WEIGHTS
-
-        choices = {"labels": LABEL_MODES, "kernel": KERNELS, "loss": ("ce", "kl"), "schedule": ("poly", "cosine"),
-                   "optimizer": ("adamw", "sgd"), "amp": ("off", "auto", "bf16", "fp16"), "refine": ("none", "guided"),
-                   "class_weights": CLASS_WEIGHTS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')}: expected one of {', '.join(allowed)}; got '{getattr(self, name)}'")
-        if self.upscale not in (1, 2, 4):
-            raise ConfigError(f"--upscale: expected one of 1, 2, 4; got {self.upscale}")
-        for name in ("batch", "val_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+        object.__setattr__(self, "res", check_size(*_pair(self.res, "--res"), "--res"))
+        object.__setattr__(self, "scale", tuple(_pair(self.scale, "--scale")))
+        object.__setattr__(self, "model_options", tuple(tuple(kv) for kv in self.model_options))
+        object.__setattr__(self, "extra_data", tuple(str(p) for p in self.extra_data))
+        check_fields(self)
         if self.epochs is not None and self.iters is not None:
             raise ConfigError("--epochs and --iters: give one or the other")
-        if (self.epochs is not None and self.epochs < 1) or (self.iters is not None and self.iters < 1):
-            raise ConfigError("--epochs/--iters: must be at least 1")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"--lr: must be a positive number, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"--weight-decay: must be a number >= 0, got {self.weight_decay}")
-        if not (math.isfinite(self.clip_grad) and self.clip_grad >= 0):
-            raise ConfigError(f"--clip-grad: must be a number >= 0 (0 turns clipping off), got {self.clip_grad}")
-        for name in ("val_limit", "train_limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1 (leave it out for all images)")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError(f"--workers: must be 0 or more, got {self.workers}")
-        if self.warmup is not None and self.warmup < 0:
-            raise ConfigError(f"--warmup: must be 0 or more, got {self.warmup}")
         lo, hi = self.scale
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
-            raise ConfigError(f"--scale {lo},{hi}: expected 0 < MIN <= MAX")
-        if not (math.isfinite(self.jitter) and 0 <= self.jitter < 1):
-            raise ConfigError(f"--jitter: expected a number in [0, 1), got {self.jitter}")
-        if not 0 <= self.class_uniform <= 1:
-            raise ConfigError(f"--class-uniform: expected a fraction in [0, 1], got {self.class_uniform}")
-        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
-            raise ConfigError(f"--train-fraction: expected a fraction in (0, 1], got {self.train_fraction}")
-        from edgeseg.models import check_model_options
-
+        if lo > hi:
+            raise ConfigError(f"--scale {lo:g},{hi:g}: expected MIN <= MAX")
+        for name in ("out", "pretrained", "model", "train_split", "val_split"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"{flag_of(_field(name))}: expected a value, got an empty string")
+        if self.data is not None and not str(self.data).strip():
+            raise ConfigError("--data: expected a folder, got an empty string")
+        if self.model not in MODELS:
+            raise ConfigError(f"--model: unknown model '{self.model}'; expected one of: {', '.join(sorted(MODELS))}")
         check_model_options(self.model, dict(self.model_options))
-        w, h = self.res
-        if not (1 <= w <= MAX_RES and 1 <= h <= MAX_RES):
-            raise ConfigError(f"--res {w}x{h}: width and height must be within 1..{MAX_RES}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["res"] = list(self.res)
         d["scale"] = list(self.scale)
         d["model_options"] = [list(kv) for kv in self.model_options]
+        d["extra_data"] = list(self.extra_data)
         return d
+
+    def resumed(self, saved: dict, given=None) -> "TrainConfig":
+        """This config merged with the run's own (``saved``, its train_config) for ``--resume``: every
+        option not in ``given`` (the names the caller set; None: those differing from their
+        defaults) takes the run's value, except the options that belong to this invocation (out,
+        device, workers ...). What was given and differs is then refused by the resume check."""
+        if given is None:
+            given = {f.name for f in fields(self) if getattr(self, f.name) != _default(f)}
+        given = set(given)
+        if given & {"epochs", "iters"}:
+            given |= {"epochs", "iters"}  # the schedule was given: take neither from the run
+        changes = {}
+        for f in fields(self):
+            if f.metadata.get("resume") == "never" or f.name in given or f.name not in saved:
+                continue
+            value = saved[f.name]
+            if isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            changes[f.name] = value
+        return replace(self, **changes)
+
+
+def compared_fields() -> tuple[str, ...]:
+    """The options a resumed run must share with the run it continues."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("resume") == "compare")
+
+
+def _field(name: str):
+    return next(f for f in fields(TrainConfig) if f.name == name)
+
+
+def _default(f):
+    from dataclasses import MISSING
+
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def _pair(value, flag: str):
+    if isinstance(value, str):
+        raise ConfigError(f"{flag}: expected two numbers, got '{value}'")
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag}: expected two numbers, got {value!r}") from None
+    return a, b
 
 
 def default_epochs(dataset: str) -> int:

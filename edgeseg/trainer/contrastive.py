@@ -108,10 +108,12 @@ class ContrastiveNet(nn.Module):
 
 
 def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *, device, normalise, num_classes: int,
-             lr: float, weight_decay: float, grid: tuple[int, int], max_pixels: int = 10000, temperature: float = 0.07,
-             threshold: float = 0.75, seed: int = 0, dist_info=None, progress: bool = True, out: Path | None = None) -> dict:
-    """Contrastive phase: trains ``model``'s encoder and decoder in place; returns a summary."""
-    from edgeseg.trainer.schedule import LRSchedule
+             lr: float, weight_decay: float, grid: tuple[int, int], optimizer: str = "adamw", schedule: str = "poly", clip_grad: float = 5.0,
+             max_pixels: int = 10000, temperature: float = 0.07, threshold: float = 0.75, seed: int = 0, dist_info=None,
+             progress: bool = True, out: Path | None = None) -> dict:
+    """Contrastive phase: trains ``model``'s encoder and decoder in place with the run's optimiser,
+    schedule and gradient clipping; returns a summary."""
+    from edgeseg.trainer.schedule import LRSchedule, build_optimizer
 
     net = ContrastiveNet(model, ProjectionHead(model.decoder.out_channels), grid).to(device)
     train_net = net
@@ -119,8 +121,8 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         train_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                                         find_unused_parameters=True)
     params = [p for n, p in net.named_parameters() if not n.startswith("model.head.") and p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    schedule = LRSchedule(optimizer, lr, epochs * steps_per_epoch, "cosine", warmup=min(100, epochs * steps_per_epoch // 20))
+    opt = build_optimizer(optimizer, [{"params": params, "weight_decay": weight_decay}], lr)
+    sched = LRSchedule(opt, lr, epochs * steps_per_epoch, schedule, warmup=min(100, epochs * steps_per_epoch // 20))
     gen = torch.Generator().manual_seed(seed + 17)
     dist = dist_info or DistInfo()
     main = dist_info is None or dist_info.is_main
@@ -135,8 +137,8 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         bar = Progress(steps_per_epoch, f"contrastive {epoch + 1}/{epochs}", "img", enabled=progress and main)
         t0 = time.perf_counter()
         try:
-            stats = train_one_epoch(train_net, make_loader(epoch), optimizer, schedule, scaler, device=device, normalise=normalise,
-                                    loss_fn=loss_fn, clip_grad=5.0, dist_info=dist, progress=bar)
+            stats = train_one_epoch(train_net, make_loader(epoch), opt, sched, scaler, device=device, normalise=normalise,
+                                    loss_fn=loss_fn, clip_grad=clip_grad, dist_info=dist, progress=bar)
         except TrainingStopped as exc:
             raise TrainingStopped(f"contrastive {exc} (epoch {epoch + 1}); try a lower --lr") from None
         finally:

@@ -44,6 +44,9 @@ class StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+AMP_MODES = ("off", "auto", "bf16", "fp16")
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "off":  # TrainConfig has checked the value
         return None

@@ -1,8 +1,8 @@
 """``edgeseg train``: plain functions, torchvision-reference style.
 
-``train`` assembles a run (``edgeseg.trainer.setup``) and fits it: each epoch is
-``train_one_epoch`` (``edgeseg.trainer.epoch``), then ``validate`` scores the model at
-native resolution through the same path as ``edgeseg eval``, then checkpoints.
+``train`` assembles a run (``_set_up``, from the parts in ``edgeseg.trainer.setup``) and fits it:
+each epoch is ``train_one_epoch`` (``edgeseg.trainer.epoch``), then ``validate`` scores the model
+at native resolution through the same path as ``edgeseg eval``, then checkpoints.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, DataError, TrainingStopped
+from edgeseg.errors import ConfigError, TrainingStopped
 from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.models import Checkpoint, ModelCard, TrainingState, build_model
+from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
 from edgeseg.progress import Progress
-from edgeseg.runtime.meta import ModelMeta
 from edgeseg.runtime.processing import Preprocess
 from edgeseg.runtime.scoring import evaluate
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
@@ -37,8 +35,18 @@ from edgeseg.trainer.data import TrainingSet, make_loader
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.epoch import StopFlag, amp_dtype, peak_memory_mb, train_one_epoch
 from edgeseg.trainer.losses import compute_loss
-from edgeseg.trainer.schedule import LRSchedule
-from edgeseg.trainer.setup import StepPlan, TrainData, build_data, initial_weights, meta_for, model_card, plan_steps, restore
+from edgeseg.trainer.schedule import LRSchedule, build_optimizer, param_groups
+from edgeseg.trainer.setup import (
+    StepPlan,
+    TrainData,
+    build_data,
+    initial_weights,
+    loss_weights,
+    model_meta,
+    plan_steps,
+    restore,
+    resumed_config,
+)
 from edgeseg.trainer.tensorboard import log_epoch, open_writer
 
 logger = logging.getLogger(__name__)
@@ -56,23 +64,6 @@ def validate(model: nn.Module, meta: ModelMeta, ds, device: torch.device, dist_i
     return total.summary(ds.info.class_names)
 
 
-def _param_groups(model: nn.Module, weight_decay: float):
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    raise ConfigError(f"--optimizer: expected adamw or sgd; got '{cfg.optimizer}'")
-
-
 def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: is a file; expected a run folder")
@@ -84,8 +75,12 @@ def prepare_out_dir(out: Path, resume: bool, exist_ok: bool) -> None:
         raise ConfigError(f"--out {out}: already exists; use --resume to continue it, --exist-ok to overwrite, or another --out")
 
 
-def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> dict:
-    """Run a training job; returns a summary with the best val mIoU and file paths."""
+def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, given=None) -> dict:
+    """Run a training job; returns a summary with the best val mIoU and file paths.
+
+    With ``cfg.resume``, options not in ``given`` (the names the caller set; None: those that
+    differ from their defaults) are taken from the run being continued (TrainConfig.resumed)."""
+    cfg = resumed_config(cfg, given)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     prepare_out_dir(out, cfg.resume, cfg.exist_ok)
@@ -111,7 +106,6 @@ class _Run:
     dist_info: DistInfo
     say: Callable[[str], None]
     data: TrainData
-    card: ModelCard
     meta: ModelMeta
     model: nn.Module
     train_model: nn.Module
@@ -122,15 +116,21 @@ class _Run:
     plan: StepPlan
     train_set: TrainingSet
     workers: int
+    loss_weight: torch.Tensor | None = None  # per-class loss weights (--class-weights)
     start_epoch: int = 0
     skip_batches: int = 0
     carried_loss: float = 0.0  # loss summed over the steps of the interrupted epoch done before a resume
     best: float = -1.0
     history: list = field(default_factory=list)
-    loss_weight: torch.Tensor | None = None  # per-class loss weights (--class-weights)
+    last_ok: Path | None = None  # the last checkpoint written (kept when a step fails)
+    contrastive: dict | None = None  # the contrastive phase's summary (--contrastive-epochs)
+
+    @property
+    def main(self) -> bool:
+        return self.dist_info.is_main
 
     def checkpoint(self, epoch: int, step_in_epoch: int, epoch_loss_sum: float = 0.0) -> Checkpoint:
-        return Checkpoint(self.card, self.model.state_dict(), TrainingState(
+        return Checkpoint(self.meta, self.model.state_dict(), TrainingState(
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.state_dict(), rng=rng_state(), epoch=epoch,
             step_in_epoch=step_in_epoch, step=self.schedule.step_count, best_miou=self.best,
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, train_config=self.train_config(),
@@ -147,206 +147,224 @@ class _Run:
         return make_loader(self.train_set, self.cfg.batch, self.workers, self.cfg.seed if seed is None else seed, epoch,
                            self.dist_info.rank, self.dist_info.world, skip, pin=self.device.type == "cuda")
 
+    def normalise(self):
+        m = self.meta
+        return Preprocess(m.res, m.kernel, m.mean, m.std).normalise
 
-def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistInfo, say) -> _Run:
-    main = dist_info.is_main
-    torch.manual_seed(cfg.seed + dist_info.rank)
-    data = build_data(cfg)
-    if data.train.skipped or data.val.skipped:
-        say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
-    card = model_card(cfg, data)
-    model = build_model(card.model_config)
-    ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
-    if ckpt is not None:
-        init_note = f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})"
-    else:
-        init_note = initial_weights(model, cfg, data, cfg.progress and main)
-    model.to(device).to(memory_format=torch.channels_last)
-    train_model = model
-    if dist_info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    workers = cfg.workers if cfg.workers is not None else (min(8, max((os.cpu_count() or 1) - 1, 0)) if device.type == "cuda" else 0)
-    plan = plan_steps(cfg, len(data.train), dist_info.world)
-    optimizer = build_optimizer(cfg, model)
-    schedule = LRSchedule(optimizer, cfg.lr, plan.total_steps, cfg.schedule, plan.warmup)
-    autocast = amp_dtype(cfg.amp, device)
-    if cfg.amp != "off" and device.type != "cuda":
-        say(f"note: --amp {cfg.amp} applies to CUDA only; training in float32 on {device.type}")
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
-
-    centroids = None
-    if cfg.class_uniform > 0:
-        from edgeseg.data.class_uniform import cached_centroids
-
-        centroids = cached_centroids(data.train, progress=cfg.progress and main)
-    loss_weight = None
-    if cfg.class_weights != "none":
-        from edgeseg.data.label_stats import class_pixel_counts
-        from edgeseg.trainer.losses import class_weights
-
-        w = class_weights(class_pixel_counts(data.train, progress=cfg.progress and main), cfg.class_weights)
-        if w is None:
-            raise DataError(f"--class-weights {cfg.class_weights}: the training labels of {data.info.name} hold no labelled pixel "
-                            "to count; check the labels or train with --class-weights none")
-        started = (ckpt.training.train_config or {}).get("class_weight_values") if ckpt is not None else None
-        if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):  # the labels (or --extra-data) changed
-            raise ConfigError(f"--resume: the training labels changed since {out} started (its class weights were "
-                              f"{', '.join(f'{v:.3f}' for v in started)}; now {', '.join(f'{v:.3f}' for v in w)}); train into a new --out")
-        loss_weight = torch.tensor(w, dtype=torch.float32, device=device)
-        say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, w)))
-    mcfg = card.model_config
-    transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
-                               target_res=mcfg.output_res)
-    run = _Run(cfg, out, device, dist_info, say, data, card, meta_for(card), model, train_model, optimizer, schedule, scaler,
-               autocast, plan, TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids), workers,
-               loss_weight=loss_weight)
-    if ckpt is not None:
-        saved = ckpt.training
-        optimizer.load_state_dict(saved.optimizer)
-        schedule.load_state_dict(saved.scheduler)
-        if saved.scaler:
-            scaler.load_state_dict(saved.scaler)
-        set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
-        if dist_info.rank:
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + dist_info.rank)
-        if saved.step >= plan.total_steps:
-            raise ConfigError(f"--resume: {out} finished its {plan.total_steps} steps; nothing to resume. To train further, "
-                              f"start a new run from its weights: --pretrained {out / 'last.pt'} --out <new folder>")
-        run.start_epoch, run.skip_batches, run.best = saved.epoch, saved.step_in_epoch, saved.best_miou
-        run.carried_loss = saved.epoch_loss_sum if saved.step_in_epoch else 0.0
-        metrics = out / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
-        run.history = [h for h in history if h["epoch"] <= run.start_epoch]
-
-    contrastive = None
-    if cfg.contrastive_epochs and ckpt is None:
-        from edgeseg.trainer.contrastive import pretrain
-
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-        say(f"contrastive pretraining: {cfg.contrastive_epochs} epochs, at most {cfg.contrastive_pixels} pixels per batch")
-        contrastive = pretrain(
-            model, lambda e: run.loader(e, seed=cfg.seed + 7777), plan.steps_per_epoch, cfg.contrastive_epochs, device=device,
-            normalise=_normaliser(card), num_classes=data.info.num_classes, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            grid=(max(1, cfg.res[1] // 8), max(1, cfg.res[0] // 8)), max_pixels=cfg.contrastive_pixels,
-            threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=dist_info, progress=cfg.progress,
-            out=out if main else None,
-        )
-        init_note += f"; then {cfg.contrastive_epochs} epochs of pixel contrastive pretraining"
-
-    resolved = {
-        **cfg.to_dict(), "epochs": plan.epochs, "iters": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
-        "warmup": plan.warmup, "workers": workers, "world_size": dist_info.world, "device": str(device),
-        "autocast": str(autocast).replace("torch.", "") if autocast else "off",
-        "train_samples": len(data.train), "val_samples": len(data.val), "init": init_note, "edgeseg_version": __version__,
-        "contrastive": contrastive,
-        "class_weight_values": None if loss_weight is None else weight_values(loss_weight),
-    }
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", resolved)
-    if mcfg.output_res != tuple(cfg.res):
-        ow, oh = mcfg.output_res
-        say(f"output: scores at {ow}x{oh}" + (f", refined with the native {ow}x{oh} frame as guide" if cfg.refine != "none" else
-                                              f" ({cfg.upscale}x the network resolution)"))
-    say(f"training {cfg.model} on {data.info.name} ({len(data.train)} train / {len(data.val)} val) at {cfg.res[0]}x{cfg.res[1]}, "
-        f"labels {cfg.labels} ({cfg.kernel}), {plan.epochs} epochs = {plan.total_steps} steps of {cfg.batch * dist_info.world}, "
-        f"on {device}" + (f" x{dist_info.world}" if dist_info.enabled else ""))
-    say(f"init: {init_note}")
-    if min(cfg.res) < 32:
-        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]}: below 32 pixels the encoder's deepest features are a single pixel; "
-                       "expect a degenerate model")
-    return run
+    def loss_fn(self):
+        cfg, ignore = self.cfg, self.data.info.ignore_index
+        return lambda out, target: compute_loss(out, target, cfg.loss, ignore, self.loss_weight)
 
 
 def weight_values(weight: torch.Tensor) -> list[float]:
     return [round(float(v), 6) for v in weight]
 
 
-def _normaliser(card: ModelCard):
-    cfg = card.model_config
-    return Preprocess(card.res, card.kernel, cfg.mean, cfg.std).normalise
+def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistInfo, say) -> _Run:
+    torch.manual_seed(cfg.seed + dist_info.rank)
+    data = build_data(cfg)
+    if data.train.skipped or data.val.skipped:
+        say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
+    meta = model_meta(cfg, data)
+    model = build_model(meta.model)
+    ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
+    init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
+                 else initial_weights(model, cfg, data, cfg.progress and dist_info.is_main))
+    model.to(device).to(memory_format=torch.channels_last)
+    train_model = model
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    workers = cfg.workers if cfg.workers is not None else (min(8, max((os.cpu_count() or 1) - 1, 0)) if device.type == "cuda" else 0)
+    plan = plan_steps(cfg, len(data.train), dist_info.world)
+    optimizer = build_optimizer(cfg.optimizer, param_groups(model, cfg.weight_decay), cfg.lr)
+    autocast = amp_dtype(cfg.amp, device)
+    if cfg.amp != "off" and device.type != "cuda":
+        say(f"note: --amp {cfg.amp} applies to CUDA only; training in float32 on {device.type}")
+    weight = loss_weights(cfg, data, ckpt, device, cfg.progress and dist_info.is_main)
+    if weight is not None:
+        say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, weight.tolist())))
+    run = _Run(cfg, out, device, dist_info, say, data, meta, model, train_model, optimizer,
+               LRSchedule(optimizer, cfg.lr, plan.total_steps, cfg.schedule, plan.warmup),
+               torch.amp.GradScaler(device.type, enabled=autocast == torch.float16), autocast, plan,
+               _training_set(cfg, data, meta, dist_info), workers, loss_weight=weight)
+    run.last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
+    if ckpt is not None:
+        _restore_state(run, ckpt)
+    else:
+        init_note += _contrastive(run)
+    _write_config(run, init_note)
+    _announce(run, init_note)
+    return run
+
+
+def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info: DistInfo) -> TrainingSet:
+    centroids = None
+    if cfg.class_uniform > 0:
+        from edgeseg.data.class_uniform import cached_centroids
+
+        centroids = cached_centroids(data.train, progress=cfg.progress and dist_info.is_main)
+    mcfg = meta.model
+    transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
+                               target_res=mcfg.output_res)
+    return TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids)
+
+
+def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
+    """Optimiser, schedule, scaler, RNG and where the run stood, from ``ckpt`` (--resume)."""
+    saved = ckpt.training
+    run.optimizer.load_state_dict(saved.optimizer)
+    run.schedule.load_state_dict(saved.scheduler)
+    if saved.scaler:
+        run.scaler.load_state_dict(saved.scaler)
+    set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
+    if run.dist_info.rank:
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + run.dist_info.rank)
+    if saved.step >= run.plan.total_steps:
+        raise ConfigError(f"--resume: {run.out} finished its {run.plan.total_steps} steps; nothing to resume. To train further, "
+                          f"start a new run from its weights: --pretrained {run.out / 'last.pt'} --out <new folder>")
+    run.start_epoch, run.skip_batches, run.best = saved.epoch, saved.step_in_epoch, saved.best_miou
+    run.carried_loss = saved.epoch_loss_sum if saved.step_in_epoch else 0.0
+    metrics = run.out / "metrics.jsonl"
+    history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+    run.history = [h for h in history if h["epoch"] <= run.start_epoch]
+    run.last_ok = run.out / "last.pt"
+
+
+def _contrastive(run: _Run) -> str:
+    """Label-based contrastive pretraining (--contrastive-epochs) before the first step; its note."""
+    cfg = run.cfg
+    if not cfg.contrastive_epochs:
+        return ""
+    from edgeseg.trainer.contrastive import pretrain
+
+    if run.main:
+        run.out.mkdir(parents=True, exist_ok=True)
+    run.say(f"contrastive pretraining: {cfg.contrastive_epochs} epochs, at most {cfg.contrastive_pixels} pixels per batch "
+            f"({cfg.optimizer}, {cfg.schedule} schedule, gradient clip {cfg.clip_grad:g})")
+    run.contrastive = pretrain(
+        run.model, lambda e: run.loader(e, seed=cfg.seed + 7777), run.plan.steps_per_epoch, cfg.contrastive_epochs, device=run.device,
+        normalise=run.normalise(), num_classes=run.data.info.num_classes, optimizer=cfg.optimizer, schedule=cfg.schedule,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, clip_grad=cfg.clip_grad, grid=(max(1, cfg.res[1] // 8), max(1, cfg.res[0] // 8)),
+        max_pixels=cfg.contrastive_pixels, threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=run.dist_info,
+        progress=cfg.progress, out=run.out if run.main else None,
+    )
+    return f"; then {cfg.contrastive_epochs} epochs of pixel contrastive pretraining"
+
+
+def _write_config(run: _Run, init_note: str) -> None:
+    """config.json: the options as resolved for this run (epochs, warm-up, workers, class weights ...)."""
+    cfg, plan = run.cfg, run.plan
+    resolved = {
+        **cfg.to_dict(), "epochs": plan.epochs, "iters": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
+        "warmup": plan.warmup, "workers": run.workers, "world_size": run.dist_info.world, "device": str(run.device),
+        "autocast": str(run.autocast).replace("torch.", "") if run.autocast else "off",
+        "train_samples": len(run.data.train), "val_samples": len(run.data.val), "init": init_note, "edgeseg_version": __version__,
+        "contrastive": run.contrastive,
+        "class_weight_values": None if run.loss_weight is None else weight_values(run.loss_weight),
+    }
+    if run.main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run.out / "config.json", resolved)
+
+
+def _announce(run: _Run, init_note: str) -> None:
+    cfg, plan, say, mcfg = run.cfg, run.plan, run.say, run.meta.model
+    if mcfg.output_res != tuple(cfg.res):
+        ow, oh = mcfg.output_res
+        say(f"output: scores at {ow}x{oh}" + (f", refined with the native {ow}x{oh} frame as guide" if cfg.refine != "none" else
+                                              f" ({cfg.upscale}x the network resolution)"))
+    say(f"training {cfg.model} on {run.data.info.name} ({len(run.data.train)} train / {len(run.data.val)} val) at {cfg.res[0]}x{cfg.res[1]}, "
+        f"labels {cfg.labels} ({cfg.kernel}), {plan.epochs} epochs = {plan.total_steps} steps of {cfg.batch * run.dist_info.world}, "
+        f"on {run.device}" + (f" x{run.dist_info.world}" if run.dist_info.enabled else ""))
+    say(f"init: {init_note}")
+    if min(cfg.res) < 32:
+        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]}: below 32 pixels the encoder's deepest features are a single pixel; "
+                       "expect a degenerate model")
 
 
 def _fit(run: _Run, on_step) -> dict:
     """The epoch loop: train, validate, checkpoint, log; Ctrl-C stops between steps and saves."""
-    cfg, out, dist_info, say, plan = run.cfg, run.out, run.dist_info, run.say, run.plan
-    main = dist_info.is_main
-    writer = open_writer(out) if main else None
-    normalise = _normaliser(run.card)
-    last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
-    with StopFlag() as stop:
-        for epoch in range(run.start_epoch, plan.epochs):
-            remaining = plan.total_steps - run.schedule.step_count
-            if remaining <= 0:
-                break
-            loader = run.loader(epoch, skip=run.skip_batches)
-            bar = Progress(len(loader), f"epoch {epoch + 1}/{plan.epochs}", "img", enabled=cfg.progress and main)
-            if run.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(run.device)
-            t0 = time.perf_counter()
-            try:
-                stats = train_one_epoch(
-                    run.train_model, loader, run.optimizer, run.schedule, run.scaler, device=run.device, normalise=normalise,
-                    loss_fn=lambda out_, target: compute_loss(out_, target, cfg.loss, run.data.info.ignore_index, run.loss_weight),
-                    autocast_dtype=run.autocast, clip_grad=cfg.clip_grad, max_steps=remaining, stop=stop, dist_info=dist_info,
-                    progress=bar, on_step=on_step,
-                )
-            except TrainingStopped as exc:
-                bar.close()
-                kept = f"kept {last_ok}" if last_ok else "no checkpoint was written yet"
-                raise TrainingStopped(f"{exc} (epoch {epoch + 1}); stopped without saving it, {kept}; try a lower --lr"
-                                      + (" or --amp off" if run.autocast else "")) from None
-            bar.close()
-            done_in_epoch = run.skip_batches + stats["steps"]
-            epoch_loss_sum = run.carried_loss + stats["loss_sum"]
-            run.skip_batches, run.carried_loss = 0, 0.0
-            finished = run.schedule.step_count >= plan.total_steps
-            interrupted = broadcast_flag(stop.set, dist_info)  # a Ctrl-C after the last in-epoch check counts too
-            if interrupted and done_in_epoch < plan.steps_per_epoch and not finished:
-                if main:
-                    save_checkpoint(out / "last.pt", run.checkpoint(epoch, done_in_epoch, epoch_loss_sum))
-                barrier(dist_info)
-                say(f"interrupted at epoch {epoch + 1}, step {run.schedule.step_count}; wrote {out / 'last.pt'}; "
-                    f"continue with: edgeseg train --out {out} --resume")
-                if writer is not None:
-                    writer.close()
-                return {"interrupted": True, "out": str(out), "step": run.schedule.step_count, "is_main": main}
-            record = {"epoch": epoch + 1, "step": run.schedule.step_count, "train_loss": round(epoch_loss_sum / max(done_in_epoch, 1), 6),
-                      "lr": run.schedule.lr(), "img_per_s": round(stats["img_per_s"], 3)}
-            if (epoch + 1) % cfg.val_every == 0 or finished:
-                summary = validate(run.model, run.meta, run.data.val, run.device, dist_info, cfg.val_limit, cfg.progress)
-                record.update(val_miou=summary["miou"], val_pixel_acc=summary["pixel_acc"])
-            peak, kind = peak_memory_mb(run.device)
-            record.update(peak_mem_mb=round(peak, 1), peak_mem_kind=kind, epoch_s=round(time.perf_counter() - t0, 2))
-            improved = "val_miou" in record and record["val_miou"] > run.best
-            if improved:
-                run.best = record["val_miou"]
-            run.history.append(record)
-            if main:
-                save_checkpoint(out / "last.pt", run.checkpoint(epoch + 1, 0))
-                last_ok = out / "last.pt"
-                if improved:
-                    save_checkpoint(out / "best.pt", run.checkpoint(epoch + 1, 0))
-                write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
-                if writer is not None:
-                    log_epoch(writer, record, run.model, run.meta, run.data.val, run.device)
-            barrier(dist_info)
-            say(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}"
-                + (f", val mIoU {record['val_miou']:.2f}" if "val_miou" in record else "")
-                + f", {record['img_per_s']:.1f} img/s, peak {kind} {record['peak_mem_mb']:.0f} MB"
-                + (" (best)" if improved else ""))
-            if interrupted and not finished:  # stopped on an epoch's last step: the epoch is complete and saved
-                say(f"interrupted after epoch {epoch + 1}; continue with: edgeseg train --out {out} --resume")
-                if writer is not None:
-                    writer.close()
-                return {"interrupted": True, "out": str(out), "step": run.schedule.step_count, "is_main": main}
-            if finished:
-                break
-    if writer is not None:
-        writer.close()
-    if main and not (out / "best.pt").is_file() and (out / "last.pt").is_file():
-        save_checkpoint(out / "best.pt", run.checkpoint(plan.epochs, 0))
-    return {"out": str(out), "best_miou": run.best, "epochs": len(run.history), "step": run.schedule.step_count, "is_main": main,
+    writer = open_writer(run.out) if run.main else None
+    try:
+        with StopFlag() as stop:
+            for epoch in range(run.start_epoch, run.plan.epochs):
+                if run.plan.total_steps - run.schedule.step_count <= 0:
+                    break
+                outcome = _epoch(run, epoch, stop, writer, on_step)
+                if outcome == "interrupted":
+                    return {"interrupted": True, "out": str(run.out), "step": run.schedule.step_count, "is_main": run.main}
+                if outcome == "finished":
+                    break
+    finally:
+        if writer is not None:
+            writer.close()
+    out = run.out
+    if run.main and not (out / "best.pt").is_file() and (out / "last.pt").is_file():
+        save_checkpoint(out / "best.pt", run.checkpoint(run.plan.epochs, 0))
+    return {"out": str(out), "best_miou": run.best, "epochs": len(run.history), "step": run.schedule.step_count, "is_main": run.main,
             "best": str(out / "best.pt"), "last": str(out / "last.pt"), "history": run.history}
+
+
+def _epoch(run: _Run, epoch: int, stop: StopFlag, writer, on_step) -> str:
+    """One epoch: its steps, then validation, checkpoints and logs. Returns "continue", "finished"
+    or "interrupted" (Ctrl-C; last.pt holds where it stopped)."""
+    cfg, plan, out, dist_info = run.cfg, run.plan, run.out, run.dist_info
+    loader = run.loader(epoch, skip=run.skip_batches)
+    bar = Progress(len(loader), f"epoch {epoch + 1}/{plan.epochs}", "img", enabled=cfg.progress and run.main)
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+    t0 = time.perf_counter()
+    try:
+        stats = train_one_epoch(run.train_model, loader, run.optimizer, run.schedule, run.scaler, device=run.device,
+                                normalise=run.normalise(), loss_fn=run.loss_fn(), autocast_dtype=run.autocast, clip_grad=cfg.clip_grad,
+                                max_steps=plan.total_steps - run.schedule.step_count, stop=stop, dist_info=dist_info, progress=bar,
+                                on_step=on_step)
+    except TrainingStopped as exc:
+        kept = f"kept {run.last_ok}" if run.last_ok else "no checkpoint was written yet"
+        raise TrainingStopped(f"{exc} (epoch {epoch + 1}); stopped without saving it, {kept}; try a lower --lr"
+                              + (" or --amp off" if run.autocast else "")) from None
+    finally:
+        bar.close()
+    done_in_epoch = run.skip_batches + stats["steps"]
+    epoch_loss_sum = run.carried_loss + stats["loss_sum"]
+    run.skip_batches, run.carried_loss = 0, 0.0
+    finished = run.schedule.step_count >= plan.total_steps
+    interrupted = broadcast_flag(stop.set, dist_info)  # a Ctrl-C after the last in-epoch check counts too
+    if interrupted and done_in_epoch < plan.steps_per_epoch and not finished:
+        if run.main:
+            save_checkpoint(out / "last.pt", run.checkpoint(epoch, done_in_epoch, epoch_loss_sum))
+        barrier(dist_info)
+        run.say(f"interrupted at epoch {epoch + 1}, step {run.schedule.step_count}; wrote {out / 'last.pt'}; "
+                f"continue with: edgeseg train --out {out} --resume")
+        return "interrupted"
+    record = {"epoch": epoch + 1, "step": run.schedule.step_count, "train_loss": round(epoch_loss_sum / max(done_in_epoch, 1), 6),
+              "lr": run.schedule.lr(), "img_per_s": round(stats["img_per_s"], 3)}
+    if (epoch + 1) % cfg.val_every == 0 or finished:
+        summary = validate(run.model, run.meta, run.data.val, run.device, dist_info, cfg.val_limit, cfg.progress)
+        record.update(val_miou=summary["miou"], val_pixel_acc=summary["pixel_acc"])
+    peak, kind = peak_memory_mb(run.device)
+    record.update(peak_mem_mb=round(peak, 1), peak_mem_kind=kind, epoch_s=round(time.perf_counter() - t0, 2))
+    improved = "val_miou" in record and record["val_miou"] > run.best
+    if improved:
+        run.best = record["val_miou"]
+    run.history.append(record)
+    if run.main:
+        _save_epoch(run, epoch, record, improved, writer)
+    barrier(dist_info)
+    run.say(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}" + (f", val mIoU {record['val_miou']:.2f}" if "val_miou" in record else "")
+            + f", {record['img_per_s']:.1f} img/s, peak {kind} {record['peak_mem_mb']:.0f} MB" + (" (best)" if improved else ""))
+    if interrupted and not finished:  # stopped on an epoch's last step: the epoch is complete and saved
+        run.say(f"interrupted after epoch {epoch + 1}; continue with: edgeseg train --out {out} --resume")
+        return "interrupted"
+    return "finished" if finished else "continue"
+
+
+def _save_epoch(run: _Run, epoch: int, record: dict, improved: bool, writer) -> None:
+    out = run.out
+    save_checkpoint(out / "last.pt", run.checkpoint(epoch + 1, 0))
+    run.last_ok = out / "last.pt"
+    if improved:
+        save_checkpoint(out / "best.pt", run.checkpoint(epoch + 1, 0))
+    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+    if writer is not None:
+        log_epoch(writer, record, run.model, run.meta, run.data.val, run.device)

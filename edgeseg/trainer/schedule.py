@@ -1,6 +1,5 @@
-"""Learning-rate schedule as a pure function of the step: linear warm-up, then poly or cosine.
-
-Its whole state is the step counter, so resuming restores it exactly.
+"""The optimiser, and the learning-rate schedule as a pure function of the step: linear warm-up,
+then poly or cosine. The schedule's whole state is the step counter, so resuming restores it exactly.
 """
 
 from __future__ import annotations
@@ -8,6 +7,28 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("poly", "cosine")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weights, not on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """``name`` (OPTIMIZERS) over parameter ``groups`` (each with its weight decay)."""
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
 
 
 class LRSchedule:

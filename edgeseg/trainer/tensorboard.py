@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.runtime.meta import ModelMeta
+from edgeseg.models.meta import ModelMeta
 from edgeseg.runtime.torch_runner import TorchRunner
 
 

@@ -1,0 +1,253 @@
+"""Command-line options made from edgeseg's records, and the option types every command shares.
+
+``record_options(Cls)`` adds one click option per field of a frozen record (a ``TrainConfig``,
+a ``RunnerSpec``, export options ...) from the field's declaration (edgeseg.records.opt): its
+help, choices, name and default. ``take(Cls, kwargs)`` takes those values back out of a command's
+arguments and makes the record, which checks them, so an option cannot drift from the record it
+sets. Numbers typed on the command line pass through ``Number``, which refuses NaN and infinities
+and bounds every count, so no option reaches an allocation or a loop unbounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from edgeseg.limits import size_problem
+from edgeseg.records import flag_of
+
+# --------------------------------------------------------------------------- option types
+
+
+class Resolution(click.ParamType):
+    """``WxH`` -> (width, height), bounded like every size (edgeseg.limits)."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(value))
+        if not m:
+            self.fail(f"expected WxH with positive integers, e.g. 512x256; got '{value}'", param, ctx)
+        w, h = int(m.group(1)), int(m.group(2))
+        problem = size_problem(w, h)
+        if problem:
+            self.fail(problem, param, ctx)
+        return w, h
+
+
+class Number(click.ParamType):
+    """A finite int or float within ``[low, high]`` (``low_open``: above ``low``)."""
+
+    def __init__(self, kind=int, low=None, high=None, low_open: bool = False):
+        self.kind, self.low, self.high, self.low_open = kind, low, high, low_open
+        self.name = "integer" if kind is int else "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            v = value
+        else:
+            try:
+                v = self.kind(str(value).strip())
+            except ValueError:
+                self.fail(f"expected {'a whole number' if self.kind is int else 'a number'}, got '{value}'", param, ctx)
+        if isinstance(v, float) and not math.isfinite(v):
+            self.fail(f"{value}: expected a finite number", param, ctx)
+        from edgeseg.records import _in_bounds, bounds_text
+
+        if not _in_bounds(v, self.low, self.high, self.low_open):
+            self.fail(f"{value}: expected {bounds_text(self.low, self.high, self.low_open, self.kind is int)}", param, ctx)
+        return v
+
+
+class NonEmptyPath(click.Path):
+    """A path that is not the empty string (which would mean the current folder)."""
+
+    def __init__(self, **kw):
+        super().__init__(path_type=Path, **kw)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("expected a path, got an empty string", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+RES = Resolution()
+PATH = NonEmptyPath()
+COUNT = Number(int, 1, 10**9)  # images, iterations: at least one, bounded
+
+
+def count(low: int = 1, high: int = 10**9) -> Number:
+    return Number(int, low, high)
+
+
+# --------------------------------------------------------------------------- options from records
+
+
+def _base_type(tp):
+    """The type inside ``X | None``."""
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return tp
+
+
+def _param_type(f, tp, meta):
+    tp = _base_type(tp)
+    args = typing.get_args(tp)
+    if meta.get("parse") is not None:
+        return click.STRING
+    if typing.get_origin(tp) is tuple and args == (int, int):
+        return RES
+    if tp is int:
+        return Number(int, meta.get("low"), meta.get("high"), meta.get("low_open", False))
+    if tp is float:
+        return Number(float, meta.get("low"), meta.get("high"), meta.get("low_open", False))
+    return click.STRING
+
+
+def _default_text(value) -> str | None:
+    if value is None or value == ():
+        return None
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def record_options(cls, exclude=(), param_prefix: str = "", overrides: dict | None = None):
+    """A decorator adding one click option per field of record ``cls`` (fields declared with
+    ``cli=False`` and those in ``exclude`` are left out); ``overrides`` maps field names to
+    replacement option keywords (e.g. another default)."""
+    hints = typing.get_type_hints(cls)
+    overrides = overrides or {}
+
+    def deco(fn):
+        for f in reversed(dataclasses.fields(cls)):
+            meta = f.metadata
+            if not meta or not meta.get("cli", True) or f.name in exclude:
+                continue
+            flag, name = flag_of(f), param_prefix + f.name
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            default = meta.get("cli_default", default)
+            help_text = meta.get("help", "")
+            metavar = meta.get("metavar")
+            if meta.get("choices") is not None:
+                metavar = metavar or "[" + "|".join(map(str, meta["choices"])) + "]"
+            kw = dict(help=help_text)
+            if _base_type(hints[f.name]) is bool:
+                kw.update(is_flag=True, default=False)
+            elif meta.get("multiple"):
+                kw.update(multiple=True, type=click.STRING, metavar=metavar)
+            else:
+                shown = _default_text(default)
+                kw.update(type=_param_type(f, hints[f.name], meta), default=shown if shown is not None else None,
+                          show_default=shown is not None, metavar=metavar)
+            kw.update(overrides.get(f.name, {}))
+            fn = click.option(flag, name, **kw)(fn)
+        return fn
+
+    return deco
+
+
+def take(cls, kwargs: dict, param_prefix: str = "", ctx: click.Context | None = None, **fixed):
+    """Pop ``cls``'s option values out of a command's ``kwargs`` and make the record (which checks
+    them); ``fixed`` sets fields the command decides. Returns the record and the names of the
+    fields given on the command line."""
+    hints = typing.get_type_hints(cls)
+    values, given = {}, set()
+    for f in dataclasses.fields(cls):
+        key = param_prefix + f.name
+        if key not in kwargs:
+            continue
+        raw = kwargs.pop(key)
+        if ctx is not None and ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE:
+            given.add(f.name)
+        values[f.name] = _value(f, hints[f.name], raw)
+    values.update(fixed)
+    return cls(**values), given
+
+
+def _value(f, tp, raw):
+    meta = f.metadata
+    base = _base_type(tp)
+    if base is bool:
+        return (not raw) if meta.get("invert") else bool(raw)
+    parse = meta.get("parse")
+    if meta.get("multiple"):
+        return tuple(parse(v) if parse else v for v in raw)
+    if raw is None:
+        return None
+    if parse is not None:
+        return parse(raw)
+    if typing.get_origin(base) is tuple and not isinstance(raw, tuple):
+        return tuple(v.strip() for v in str(raw).split(",") if v.strip())
+    return raw
+
+
+# --------------------------------------------------------------------------- shared option groups
+
+
+def runner_options(multi: bool = False, exclude=()):
+    """How a model runs (RunnerSpec), handed to the command as ``spec``; with ``multi`` as
+    ``specs``, one per --model (--backend and --ov-precision then take comma-separated values)."""
+    from edgeseg.runtime.spec import RunnerSpec
+
+    each = " Comma-separated: one for all models or one per --model (auto: the model's own)." if multi else ""
+    overrides = {"backend": {"help": "Backend for ONNX models: onnxruntime (default) or openvino (needs: pip install "
+                             f'"edgeseg[openvino]"); .xml files run on openvino.{each}'},
+                 "precision": {"type": click.STRING, "help": "OpenVINO inference precision: auto, f32, bf16, f16 [default: auto, which "
+                               f"may run FP32 models in bf16 on CPUs with native bf16]; the precision that ran is reported.{each}"}}
+
+    def deco(fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            ctx = click.get_current_context()
+            if not multi:
+                spec, _ = take(RunnerSpec, kwargs, ctx=ctx)
+                return fn(*args, spec=spec, **kwargs)
+            backends = _csv(kwargs.pop("backend")) or [None]
+            precisions = _csv(kwargs.pop("precision")) or [None]
+            n = max(len(backends), len(precisions))
+            if len(backends) not in (1, n) or len(precisions) not in (1, n):
+                raise click.BadParameter(f"--backend gives {len(backends)} values and --ov-precision {len(precisions)}; "
+                                         "give one value or one per --model", param_hint="--backend")
+            base, _ = take(RunnerSpec, kwargs, ctx=ctx)
+            specs = [base.with_(backend=backends[k % len(backends)], precision=precisions[k % len(precisions)]) for k in range(n)]
+            return fn(*args, specs=specs, **kwargs)
+
+        return record_options(RunnerSpec, exclude=exclude, overrides=overrides)(wrapper)
+
+    return deco
+
+
+def _csv(value):
+    return [v.strip() or None for v in value.split(",")] if value else None
+
+
+def data_options(default_split: str = "val"):
+    """--dataset/--data/--split/--skip-bad (a DataSource), handed to the command as ``source``."""
+    from edgeseg.data import DATASETS, DataSource
+
+    def deco(fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            source, _ = take(DataSource, kwargs)
+            return fn(*args, source=source, **kwargs)
+
+        overrides = {"dataset": {"type": click.Choice(list(DATASETS))}, "split": {"default": default_split}}
+        return record_options(DataSource, overrides=overrides)(wrapper)
+
+    return deco
