@@ -13,9 +13,12 @@ does not stop the others):
    FP32, AMP bf16 and AMP fp16, each in NCHW and channels_last;
 2. eval parity of one model on CUDA against the CPU (pixel agreement on synthetic val images);
 3. one DistributedDataParallel step in one process over NCCL;
-4. where `tensorrt` imports: `pytest -m gpu`, FP16 and INT8 engine builds with their parity
+4. training fed by the real loader (TrainingSet, make_loader): the generated 2048x1024 PNG set
+   at 512x256 (decoded from PNG and from its decoded cache) and the synthetic set, with
+   --augment-on worker and device: images/s, loader wait per step, GPU utilisation;
+5. where `tensorrt` imports: `pytest -m gpu`, FP16 and INT8 engine builds with their parity
    against the checkpoint and their latency;
-5. the README's CamVid recipe models (lite0-fpn, --upscale 2, soft targets at twice the input
+6. the README's CamVid recipe models (lite0-fpn, --upscale 2, soft targets at twice the input
    resolution) at 120x90 and 240x180, batch 8: optimiser steps per second in FP32 and AMP bf16,
    and the minutes a recipe run would take at that rate (367 training images per epoch; data
    loading not included: CamVid is not on the GPU machine).
@@ -116,6 +119,72 @@ def train_throughput(device: str, res, batch: int, steps: int, warmup: int, mode
                      **_timed_steps(model, x, target, dev, DTYPES[amp], memory, steps, warmup, 1e-3)})
         del model
     return {"res": list(res), "batch": batch, "steps": steps, "rows": rows}
+
+
+def loader_feed(device: str, res, batch: int, steps: int, workers: int, frames: int, frame_size, sets=("generated-png", "generated-cache", "synthetic"),
+                modes=("worker", "device")) -> dict:
+    """Training steps fed by the real loader (TrainingSet, make_loader, prepare_batch, as `edgeseg train` runs them):
+    images/s, the loader wait per step (the time the training process waited for the next batch) and the GPU's
+    utilisation, for each data set and --augment-on mode."""
+    from data_path import generated_set
+
+    from edgeseg.data import build_dataset
+    from edgeseg.data.cache import build_cache, cached_dataset
+    from edgeseg.data.synthetic import Synthetic
+    from edgeseg.data.transforms import Augment, TrainTransform
+    from edgeseg.trainer.data import TrainingSet, make_loader, prepare_batch
+    from edgeseg.trainer.losses import compute_loss
+
+    dev = torch.device(device)
+    work = Path(tempfile.mkdtemp(prefix="edgeseg-feed-"))
+    png = build_dataset("folder", generated_set(work / "png", frames, frame_size), "train")
+    datasets = {"generated-png": png, "synthetic": Synthetic("train")}
+    if "generated-cache" in sets:
+        build_cache(png, work / "cache", progress=False)
+        datasets["generated-cache"] = cached_dataset(png, work / "cache")
+    rows = []
+    for name in sets:
+        ds = datasets[name]
+        for mode in modes:
+            transform = TrainTransform(tuple(res), ds.info, "soft", "area", Augment())
+            loader = make_loader(TrainingSet(ds, transform, 0, on_device=mode == "device"), batch, workers, 0, 0, 0, 1, 0, pin=dev.type == "cuda")
+            model = _model(ds.info.num_classes, res).to(dev).to(memory_format=torch.channels_last)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            waits, utils, n, t0, done = [], [], 0, None, 0
+            while done < steps:
+                end = time.perf_counter()
+                for b in loader:
+                    waits.append(time.perf_counter() - end)
+                    x, target = prepare_batch(b, transform, dev, mode == "device")
+                    loss = compute_loss(model(((x - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)), target)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                        utils.append(_gpu_utilisation())
+                    done += 1
+                    if done == 3:  # the first batches include worker start-up
+                        t0, n, waits = time.perf_counter(), 0, []
+                    elif t0 is not None:
+                        n += x.shape[0]
+                    end = time.perf_counter()
+                    if done >= steps:
+                        break
+            elapsed = time.perf_counter() - t0
+            valid = [u for u in utils[3:] if u is not None]
+            rows.append({"data": name, "augment_on": mode, "img_per_s": round(n / elapsed, 1), "loader_wait_ms_per_step": round(1000 * sum(waits) / max(len(waits), 1), 2),
+                         "wait_share": round(sum(waits) / elapsed, 3), "gpu_util_pct": round(sum(valid) / len(valid), 1) if valid else None,
+                         "frame": list(ds[0].label.shape[::-1])})
+            print(f"  {name} {mode}: {rows[-1]['img_per_s']} img/s, loader wait {rows[-1]['loader_wait_ms_per_step']} ms/step", flush=True)
+    return {"res": list(res), "batch": batch, "steps": steps, "workers": workers, "rows": rows}
+
+
+def _gpu_utilisation():
+    try:
+        return float(torch.cuda.utilization())
+    except Exception:  # noqa: BLE001 - pynvml missing or the driver refuses: not a finding of the check
+        return None
 
 
 RECIPES = (((120, 90), 40), ((240, 180), 30))  # (training res, epochs) of the README's CamVid recipe
@@ -244,6 +313,9 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
     }
     step(result, "train_throughput", train_throughput, device, res, batch, steps, warmup, modes if not args.dry_run else modes[:2])
+    feed = dict(workers=min(8, max((os.cpu_count() or 2) - 1, 1)), frames=24, frame_size=(2048, 1024), steps=40) if not args.dry_run else \
+        dict(workers=0, frames=3, frame_size=(128, 64), steps=4, sets=("generated-png", "generated-cache"))
+    step(result, "loader_feed", loader_feed, device, res, batch, **feed)
     step(result, "eval_parity_cuda_vs_cpu", eval_parity, device, res, 8 if not args.dry_run else 2)
     step(result, "ddp_one_process", ddp_step, "nccl" if not args.dry_run else "gloo", device, res)
     step(result, "tensorrt", tensorrt_checks, res, args.dry_run)

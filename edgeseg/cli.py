@@ -93,6 +93,33 @@ def labels_check(source, res, modes, limit, dup_stride, dup_channels, json_path,
     write_json(json_path, result)
 
 
+@cli.group(name="data")
+def data_group():
+    """Data set tools."""
+
+
+@data_group.command("cache")
+@data_options(default_split="train")
+@click.option("--out", "out_dir", type=PATH, required=True, help="Folder for the decoded cache (one per split).")
+@click.option("--verify", is_flag=True, help="Check the cache in --out against the data set as it is now (every source file's size, "
+              "time and SHA-256) instead of building it.")
+@quiet_option
+def data_cache(source, out_dir, verify, quiet):
+    """Decode a data set split once into raw arrays that training reads memory-mapped (--cache);
+    a cache whose sources changed, of another version, or truncated is refused, never read."""
+    from edgeseg.data.cache import build_cache, check_cache
+
+    ds = source.open()
+    if verify:
+        check_cache(ds, out_dir, verify_hashes=True)
+        click.echo(f"{out_dir}: holds {ds.info.name}/{ds.split} ({len(ds)} samples) as its files are now")
+        return 0
+    manifest = build_cache(ds, out_dir, progress=not quiet)
+    size = sum(f["size"] for rec in manifest["samples"] for f in rec["files"].values())
+    click.echo(f"cached {len(ds)} samples of {ds.info.name}/{ds.split} in {out_dir} ({size / 2**20:.0f} MiB); train with --cache {out_dir}")
+    return 0
+
+
 @cli.command()
 @record_options(TrainConfig)
 def train(**kwargs):

@@ -268,6 +268,10 @@ class FileDataset(SegDataset):
     def label_files(self, i: int) -> list[Path]:
         return [self.pairs[i][1]]
 
+    def sample_files(self, i: int) -> list[Path]:
+        """Every file sample ``i`` is read from (image, then labels)."""
+        return [self.pairs[i][0]] + [p for p in self.label_files(i) if p.is_file()]
+
 
 class ConcatDataset(SegDataset):
     """Several data sets with the same classes, one after the other (e.g. labels plus auto-labels)."""

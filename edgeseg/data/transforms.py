@@ -1,11 +1,14 @@
-"""Joint training transforms at native resolution, then one kernel-matched resize.
+"""Joint training transforms: a random window of the native frame (zoom, crop, flip), resized
+once to the training resolution, the image with the kernel and the label into the class mass
+under the same kernel (or by a comparison mode). Photometric jitter touches the image only,
+after the resize: it is per-pixel affine in colour, so it commutes with the linear resize and
+is cheaper at low resolution.
 
-Random scale, crop and flip act on image and label together at native
-resolution; the crop window is then resized to the training resolution in a
-single step, the image with the kernel and the label into the class mass under
-the same kernel (or by a comparison mode). Photometric jitter touches the image
-only, after the resize: it is per-pixel affine in colour, so it commutes with
-the linear resize and is cheaper at low resolution.
+A transform is two steps: ``plan`` draws the random choices of a sample (window, flip, jitter)
+from its generator, and ``apply`` carries them out at tap cost (edgeseg.data.window) on
+whatever device the frame is on, so a loader worker can plan and a GPU apply
+(``--augment-on device``) with the same result. ``reference`` is the earlier implementation
+(crop, then dense resize); the tests hold ``apply`` equal to it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from edgeseg.data.base import DatasetInfo, Sample
 from edgeseg.data.resample import downsample_labels, nearest_labels, resize_image
+from edgeseg.data.window import axis_taps, downsample_window_labels, nearest_index, nearest_window_labels, resize_window_image
 from edgeseg.errors import ConfigError
 
 PAD_VALUE = 127  # image padding where a zoomed-out window leaves the frame
@@ -54,15 +58,41 @@ def crop_window(image: np.ndarray, label: np.ndarray, x0: int, y0: int, w: int, 
     return img, lab
 
 
-def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
-    """Brightness, contrast and saturation jitter on a float 3xhxw image in [0, 255]."""
+def jitter_factors(rng: np.random.Generator, strength: float) -> tuple[float, float, float] | None:
+    """Brightness, contrast and saturation factors drawn for one sample (None when jitter is off)."""
     if strength <= 0:
-        return img
+        return None
     b, c, s = rng.uniform(1 - strength, 1 + strength, 3)
+    return float(b), float(c), float(s)
+
+
+def apply_jitter(img: torch.Tensor, factors: tuple[float, float, float] | None) -> torch.Tensor:
+    """Brightness, contrast and saturation jitter on a float 3xhxw image in [0, 255]."""
+    if factors is None:
+        return img
+    b, c, s = factors
     grey = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
-    img = grey + (img - grey) * float(s)
-    img = (img - img.mean()) * float(c) + img.mean()
-    return (img * float(b)).clamp_(0, 255)
+    img = grey + (img - grey) * s
+    img = (img - img.mean()) * c + img.mean()
+    return (img * b).clamp_(0, 255)
+
+
+def photometric(img: torch.Tensor, rng: np.random.Generator, strength: float) -> torch.Tensor:
+    """Jitter drawn from ``rng`` and applied (the two steps above in one)."""
+    return apply_jitter(img, jitter_factors(rng, strength))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The random choices of one training sample: its window in frame coordinates (it may leave
+    the frame), whether it is mirrored, and its jitter factors."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+    flip: bool
+    jitter: tuple[float, float, float] | None
 
 
 class TrainTransform:
@@ -96,7 +126,62 @@ class TrainTransform:
             y0 = int(np.clip(y - ch // 2, min(0, H - ch), max(0, H - ch)))
         return x0, y0, cw, ch
 
-    def __call__(self, sample: Sample, rng: np.random.Generator, centre: tuple[int, int] | None = None):
+    def plan(self, H: int, W: int, rng: np.random.Generator, centre: tuple[int, int] | None = None) -> Plan:
+        """The sample's random choices, drawn from ``rng`` in a fixed order (window, flip, jitter)."""
+        x0, y0, cw, ch = self.window(H, W, rng, centre)
+        flip = bool(self.augment.hflip and rng.random() < 0.5)
+        return Plan(x0, y0, cw, ch, flip, jitter_factors(rng, self.augment.jitter))
+
+    def __call__(self, sample: Sample, rng: np.random.Generator, centre: tuple[int, int] | None = None, sparse: bool = False):
+        return self.apply(sample.image, sample.label, self.plan(*sample.label.shape, rng, centre), sample.soft, sparse)
+
+    def apply(self, image, label, plan: Plan, soft=None, sparse: bool = False):
+        """Carry out ``plan`` on a native frame (``image`` HxWx3 uint8, ``label`` HxW; numpy arrays or
+        tensors, on any device): (image 3xhxw float in [0,255], target) at tap cost. With ``sparse``,
+        a soft target comes as a SparseMass (window.dense_mass makes it dense where it is used)."""
+        image, label = torch.as_tensor(image), torch.as_tensor(label)
+        H, W = label.shape
+        kernel = self.kernel
+        ys, xs = axis_taps(H, plan.y0, plan.height, self.h, kernel, device=image.device), \
+            axis_taps(W, plan.x0, plan.width, self.w, kernel, plan.flip, device=image.device)
+        img = apply_jitter(resize_window_image(image, ys, xs, float(PAD_VALUE)), plan.jitter)
+        if (self.th, self.tw) != (self.h, self.w):
+            ys, xs = axis_taps(H, plan.y0, plan.height, self.th, kernel, device=image.device), \
+                axis_taps(W, plan.x0, plan.width, self.tw, kernel, plan.flip, device=image.device)
+        info = self.info
+        if self.label_mode == "nearest":
+            rows = nearest_index(H, plan.y0, plan.height, self.th, device=image.device)
+            cols = nearest_index(W, plan.x0, plan.width, self.tw, plan.flip, device=image.device)
+            return img, {"label": nearest_window_labels(label, rows, cols, info.ignore_index)}
+        if self.label_mode != "soft":
+            return self._reference_labels(img, label, plan)
+        if soft is not None:  # top-2 soft label: the class mass is the sum of both weighted maps
+            soft = torch.as_tensor(soft)
+            mass = valid = 0
+            for k in (0, 2):
+                m, v = downsample_window_labels(soft[..., k], ys, xs, info.num_classes, info.ignore_index,
+                                                weight=soft[..., k + 1], weight_scale=1.0 / 255.0)
+                mass, valid = mass + m, valid + v
+            return img, {"mass": mass, "valid": valid}
+        if sparse and label.dtype == torch.uint8 and label.device.type == "cpu":
+            return img, downsample_window_labels(label, ys, xs, info.num_classes, info.ignore_index, sparse=True)
+        mass, valid = downsample_window_labels(label, ys, xs, info.num_classes, info.ignore_index)
+        return img, {"mass": mass, "valid": valid}
+
+    def _reference_labels(self, img, label, plan: Plan):
+        """The comparison label modes (onehot-bilinear) through the materialised crop."""
+        lab = np.asarray(label.cpu())
+        _, lab = crop_window(lab[..., None], lab, plan.x0, plan.y0, plan.width, plan.height, self.info.ignore_index)
+        if plan.flip:
+            lab = lab[:, ::-1]
+        mass, valid = downsample_labels(torch.from_numpy(np.ascontiguousarray(lab)), (self.th, self.tw), self.info.num_classes,
+                                        self.info.ignore_index, mode=self.label_mode, kernel=self.kernel)
+        return img, {"mass": mass.to(img.device), "valid": valid.to(img.device)}
+
+    def reference(self, sample: Sample, rng: np.random.Generator, centre: tuple[int, int] | None = None):
+        """The earlier implementation, kept as the reference the tap-cost path is tested against:
+        the crop materialised (padded), flipped, converted to float and resized with dense
+        kernel matrices; the label down-sampled from the crop."""
         image, label = sample.image, sample.label
         H, W = label.shape
         x0, y0, cw, ch = self.window(H, W, rng, centre)
@@ -128,3 +213,30 @@ class TrainTransform:
             label, size, self.info.num_classes, self.info.ignore_index, mode=self.label_mode, kernel=self.kernel
         )
         return img, {"mass": mass, "valid": valid}
+
+
+def window_part(plan: Plan, H: int, W: int) -> tuple[int, int, int, int]:
+    """The part of an HxW frame that ``plan``'s window covers: ``(r0, r1, c0, c1)`` (may be empty)."""
+    r0, r1 = max(plan.y0, 0), min(plan.y0 + plan.height, H)
+    c0, c1 = max(plan.x0, 0), min(plan.x0 + plan.width, W)
+    return r0, max(r1, r0), c0, max(c1, c0)
+
+
+def crop_for_plan(image, label, soft, plan: Plan):
+    """What a loader worker hands over for ``--augment-on device``: the frame's part under the window
+    (uint8, contiguous) and the plan in that part's coordinates. The window may leave the part
+    exactly where it leaves the frame, so applying the moved plan to the part equals applying
+    ``plan`` to the frame."""
+    H, W = label.shape[:2]
+    r0, r1, c0, c1 = window_part(plan, H, W)
+    if r1 == r0 or c1 == c0:  # a window wholly outside the frame: one void pixel stands in for the frame
+        r1, c1 = r0 + 1, c0 + 1
+        part_img = np.full((1, 1, 3), PAD_VALUE, np.uint8)
+        part_lab = np.full((1, 1), 255, np.uint8)
+        part_soft = None if soft is None else np.zeros((1, 1, 4), np.uint8)
+    else:
+        part_img = np.ascontiguousarray(image[r0:r1, c0:c1])
+        part_lab = np.ascontiguousarray(label[r0:r1, c0:c1])
+        part_soft = None if soft is None else np.ascontiguousarray(soft[r0:r1, c0:c1])
+    moved = Plan(plan.x0 - c0, plan.y0 - r0, plan.width, plan.height, plan.flip, plan.jitter)
+    return part_img, part_lab, part_soft, moved

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeseg.data.resample import resize
+from edgeseg.data.window import axis_taps, resize_window_image
 from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD
 
 
@@ -44,7 +44,9 @@ class Preprocess:
                    min_res=tuple(meta.res) if meta.native_res else None)
 
     def resize(self, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
-        """Float32 Nx3xhxw in [0, 255] at the model resolution."""
+        """Float32 Nx3xhxw in [0, 255] at the model resolution: each uint8 frame resized with the
+        training kernel at tap cost (the training path's own resize, data/window.py), never
+        converted to float as a whole."""
         w, h = self.res
         out = []
         for img in images:
@@ -53,9 +55,22 @@ class Preprocess:
 
                 raise DataError(f"a {img.shape[1]}x{img.shape[0]} frame is smaller than the model's network resolution "
                                 f"{self.min_res[0]}x{self.min_res[1]}; this guided model refines up to {w}x{h} frames")
-            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32)
-            out.append(resize(t, (h, w), self.kernel))
+            H, W = img.shape[:2]
+            frame = torch.from_numpy(np.ascontiguousarray(img))
+            if (H, W) == (h, w):
+                out.append(frame.permute(2, 0, 1).to(torch.float32))
+            else:
+                out.append(resize_window_image(frame, axis_taps(H, 0, H, h, self.kernel), axis_taps(W, 0, W, w, self.kernel)))
         return torch.stack(out)
+
+    def reference_resize(self, images) -> torch.Tensor:
+        """The earlier pre-processing (whole frame to float, then the dense resize), kept as the
+        reference ``resize`` is tested against."""
+        from edgeseg.data.resample import resize
+
+        w, h = self.res
+        return torch.stack([resize(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).to(torch.float32), (h, w), self.kernel)
+                            for img in images])
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

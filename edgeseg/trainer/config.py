@@ -14,6 +14,7 @@ from edgeseg.limits import check_size
 from edgeseg.models import DEFAULT_MODEL, MODELS, check_model_options
 from edgeseg.models.native import REFINES, UPSCALES
 from edgeseg.records import check_fields, flag_of, opt
+from edgeseg.trainer.data import AUGMENT_ON
 from edgeseg.trainer.epoch import AMP_MODES
 from edgeseg.trainer.losses import CLASS_WEIGHTS, SOFT_LOSSES
 from edgeseg.trainer.schedule import OPTIMIZERS, SCHEDULES
@@ -82,6 +83,11 @@ class TrainConfig:
     warmup: int | None = opt(None, low=0, high=BIG, help="Warm-up steps [default: 5% of the run, at most 200].")
     clip_grad: float = opt(5.0, low=0.0, high=1e6, help="Max gradient norm (0: off).")
     workers: int | None = opt(None, low=0, high=256, resume="never", help="Data loader processes [default: 0 on CPU, min(8, cores-1) on CUDA].")
+    augment_on: str = opt("auto", choices=AUGMENT_ON, resume="never",
+                          help="Where zoom, crop, flip, resize, soft labels and jitter run: in the loader's workers, or on the training "
+                               "device (workers then only decode); auto: device on CUDA, worker on CPU. Same result either way.")
+    cache: str | None = opt(None, resume="never", help="A decoded cache of the training split (from 'edgeseg data cache'), read instead "
+                                                       "of its image files; refused when stale.")
     device: str = opt("auto", resume="never", help="auto, cpu or cuda[:N].")
     amp: str = opt("off", choices=AMP_MODES, help="Mixed precision on CUDA (auto: bf16 where supported, else fp16).")
     seed: int = opt(0, low=0, high=MAX_SEED, help="Seed of initialisation, sample order and augmentation.")

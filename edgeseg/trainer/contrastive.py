@@ -110,7 +110,7 @@ class ContrastiveNet(nn.Module):
 def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *, device, normalise, num_classes: int,
              lr: float, weight_decay: float, grid: tuple[int, int], optimizer: str = "adamw", schedule: str = "poly", clip_grad: float = 5.0,
              max_pixels: int = 10000, temperature: float = 0.07, threshold: float = 0.75, seed: int = 0, dist_info=None,
-             progress: bool = True, out: Path | None = None) -> dict:
+             progress: bool = True, out: Path | None = None, prepare=None) -> dict:
     """Contrastive phase: trains ``model``'s encoder and decoder in place with the run's optimiser,
     schedule and gradient clipping; returns a summary."""
     from edgeseg.trainer.schedule import LRSchedule, build_optimizer
@@ -138,7 +138,7 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         t0 = time.perf_counter()
         try:
             stats = train_one_epoch(train_net, make_loader(epoch), opt, sched, scaler, device=device, normalise=normalise,
-                                    loss_fn=loss_fn, clip_grad=clip_grad, dist_info=dist, progress=bar)
+                                    loss_fn=loss_fn, clip_grad=clip_grad, dist_info=dist, progress=bar, prepare=prepare)
         except TrainingStopped as exc:
             raise TrainingStopped(f"contrastive {exc} (epoch {epoch + 1}); try a lower --lr") from None
         finally:

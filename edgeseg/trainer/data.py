@@ -1,5 +1,10 @@
 """Training data: per-sample randomness fixed by (seed, epoch, index), so order and
-augmentation do not depend on worker count and a resumed run sees the same batches."""
+augmentation do not depend on worker count and a resumed run sees the same batches.
+
+With ``--augment-on worker`` a loader worker decodes a sample and transforms it
+(TrainTransform.plan then apply); with ``--augment-on device`` it only decodes and plans, and
+hands over the part of the frame the window covers (``RawBatch``); ``augment_batch`` then
+applies the plans on the training device, with the same result."""
 
 from __future__ import annotations
 
@@ -10,8 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from edgeseg.data.base import SegDataset
-from edgeseg.data.transforms import TrainTransform
+from edgeseg.data.transforms import Plan, TrainTransform, crop_for_plan
+from edgeseg.data.window import SPARSE_KEYS, collate_sparse, dense_mass
 from edgeseg.errors import DataError, EdgesegError
+
+AUGMENT_ON = ("auto", "worker", "device")
 
 
 class SampleError:
@@ -25,9 +33,11 @@ class TrainingSet(Dataset):
     """Item k of an epoch is ``plan[k] = (sample index, crop centre or None)``; without
     class-uniform sampling the plan is the identity."""
 
-    def __init__(self, ds: SegDataset, transform: TrainTransform, seed: int, class_uniform: float = 0.0, centroids=None):
+    def __init__(self, ds: SegDataset, transform: TrainTransform, seed: int, class_uniform: float = 0.0, centroids=None,
+                 on_device: bool = False):
         self.ds = ds
         self.transform = transform
+        self.on_device = on_device
         self.seed = seed
         self.class_uniform = class_uniform
         self.centroids = centroids
@@ -46,7 +56,10 @@ class TrainingSet(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, k])
         index, centre = self.plan[k] if self.plan is not None else (k, None)
         try:
-            return self.transform(self.ds[index], rng, centre=centre)
+            sample = self.ds[index]
+            if not self.on_device:  # soft targets travel to the trainer as a SparseMass (a few bytes a cell)
+                return self.transform(sample, rng, centre=centre, sparse=True)
+            return crop_for_plan(sample.image, sample.label, sample.soft, self.transform.plan(*sample.label.shape, rng, centre))
         except EdgesegError as exc:
             return SampleError(str(exc))
 
@@ -68,14 +81,77 @@ class EpochSampler(Sampler):
         return len(self.indices)
 
 
+class RawBatch:
+    """Window parts of a batch for ``--augment-on device``: uint8 images, labels (and top-2 soft
+    labels) padded to the largest part, each part's size, and each sample's plan."""
+
+    def __init__(self, images, labels, soft, sizes, plans):
+        self.images, self.labels, self.soft, self.sizes, self.plans = images, labels, soft, sizes, plans
+
+    def pin_memory(self) -> "RawBatch":
+        return RawBatch(self.images.pin_memory(), self.labels.pin_memory(), None if self.soft is None else self.soft.pin_memory(),
+                        self.sizes, self.plans)
+
+
+def _collate_raw(items) -> RawBatch:
+    hm = max(it[1].shape[0] for it in items)
+    wm = max(it[1].shape[1] for it in items)
+    n = len(items)
+    images = torch.zeros(n, hm, wm, 3, dtype=torch.uint8)
+    labels = torch.zeros(n, hm, wm, dtype=torch.uint8)
+    with_soft = items[0][2] is not None
+    soft = torch.zeros(n, hm, wm, 4, dtype=torch.uint8) if with_soft else None
+    for k, (img, lab, sft, _) in enumerate(items):
+        h, w = lab.shape
+        images[k, :h, :w] = torch.from_numpy(img)
+        labels[k, :h, :w] = torch.from_numpy(lab)
+        if with_soft:
+            soft[k, :h, :w] = torch.from_numpy(sft)
+    return RawBatch(images, labels, soft, [tuple(it[1].shape) for it in items], [it[3] for it in items])
+
+
+def augment_batch(batch: RawBatch, transform: TrainTransform, device: torch.device):
+    """Apply each sample's plan on ``device``: the batch a worker would have made, made there."""
+    images = batch.images.to(device, non_blocking=True)
+    labels = batch.labels.to(device, non_blocking=True)
+    soft = None if batch.soft is None else batch.soft.to(device, non_blocking=True)
+    outs = []
+    for k, ((h, w), plan) in enumerate(zip(batch.sizes, batch.plans)):
+        outs.append(transform.apply(images[k, :h, :w], labels[k, :h, :w], plan, None if soft is None else soft[k, :h, :w]))
+    return _stack(outs)
+
+
+def _stack(outs):
+    images = torch.stack([o[0] for o in outs])
+    return images, {key: torch.stack([o[1][key] for o in outs]) for key in outs[0][1]}
+
+
 def collate(items):
     for it in items:
         if isinstance(it, SampleError):
             return it
+    if isinstance(items[0][-1], Plan):
+        return _collate_raw(items)
     images = torch.stack([it[0] for it in items])
-    keys = items[0][1].keys()
+    kinds = {"sparse_cls" in it[1] for it in items}
+    if len(kinds) > 1:  # sparse and dense soft targets in one batch (labels beside top-2 auto-labels): all dense
+        classes = next(it[1]["mass"].shape[0] for it in items if "mass" in it[1])
+        items = [(it[0], dense_mass(it[1], classes)) for it in items]
+    keys = [k for k in items[0][1] if k not in SPARSE_KEYS]
     target = {k: torch.stack([it[1][k] for it in items]) for k in keys}
+    if "sparse_cls" in items[0][1]:
+        target.update(collate_sparse([it[1] for it in items]))
     return images, target
+
+
+def prepare_batch(batch, transform: TrainTransform, device: torch.device, on_device: bool):
+    """What the loader yields -> (images, dense target) on ``device``: augmented there
+    (``--augment-on device``), or moved there and its SparseMass made dense there."""
+    if on_device:
+        return augment_batch(batch, transform, device)
+    images, target = batch
+    target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
+    return images.to(device, non_blocking=True), dense_mass(target, transform.info.num_classes)
 
 
 def _worker_init(_):

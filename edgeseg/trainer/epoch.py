@@ -80,9 +80,12 @@ def train_one_epoch(
     dist_info: DistInfo = DistInfo(),
     progress: Progress | None = None,
     on_step: Callable[[int], None] | None = None,
+    prepare: Callable[[object], tuple] | None = None,
 ) -> dict:
     """One pass over ``loader``; returns mean loss, images/s and steps done.
 
+    ``prepare`` turns what the loader yields into ``(images, target)`` on the device (the
+    ``--augment-on device`` path); without it the loader yields them.
     Stops early after ``max_steps`` steps or when ``stop`` is set (between
     steps, so optimiser state is always consistent). Raises ``TrainingStopped``
     on a non-finite loss without taking the step.
@@ -94,7 +97,7 @@ def train_one_epoch(
     t0 = time.perf_counter()
     for batch in loader:
         raise_if_error(batch, dist_info)
-        x, target = batch
+        x, target = prepare(batch) if prepare is not None else batch
         x = normalise(x.to(device, non_blocking=True)).contiguous(memory_format=channels_last)
         target = {k: v.to(device, non_blocking=True) for k, v in target.items()}
         ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()

@@ -31,7 +31,7 @@ from edgeseg.runtime.scoring import evaluate
 from edgeseg.runtime.torch_runner import TorchRunner, resolve_device
 from edgeseg.trainer.checkpoint import rng_state, save_checkpoint, set_rng_state
 from edgeseg.trainer.config import TrainConfig
-from edgeseg.trainer.data import TrainingSet, make_loader
+from edgeseg.trainer.data import TrainingSet, make_loader, prepare_batch
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.epoch import StopFlag, amp_dtype, peak_memory_mb, train_one_epoch
 from edgeseg.trainer.losses import compute_loss
@@ -117,6 +117,7 @@ class _Run:
     train_set: TrainingSet
     workers: int
     loss_weight: torch.Tensor | None = None  # per-class loss weights (--class-weights)
+    augment_on: str = "worker"  # where the transforms run (resolved --augment-on)
     start_epoch: int = 0
     skip_batches: int = 0
     carried_loss: float = 0.0  # loss summed over the steps of the interrupted epoch done before a resume
@@ -151,6 +152,11 @@ class _Run:
         m = self.meta
         return Preprocess(m.res, m.kernel, m.mean, m.std).normalise
 
+    def prepare(self):
+        """How a loader batch becomes (images, target) on the device: augmented there, or its target made dense there."""
+        on_device = self.augment_on == "device"
+        return lambda batch: prepare_batch(batch, self.train_set.transform, self.device, on_device)
+
     def loss_fn(self):
         cfg, ignore = self.cfg, self.data.info.ignore_index
         return lambda out, target: compute_loss(out, target, cfg.loss, ignore, self.loss_weight)
@@ -183,10 +189,11 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     weight = loss_weights(cfg, data, ckpt, device, cfg.progress and dist_info.is_main)
     if weight is not None:
         say(f"class weights ({cfg.class_weights}): " + ", ".join(f"{n} {v:.2f}" for n, v in zip(data.info.class_names, weight.tolist())))
+    augment_on = cfg.augment_on if cfg.augment_on != "auto" else ("device" if device.type == "cuda" else "worker")
     run = _Run(cfg, out, device, dist_info, say, data, meta, model, train_model, optimizer,
                LRSchedule(optimizer, cfg.lr, plan.total_steps, cfg.schedule, plan.warmup),
                torch.amp.GradScaler(device.type, enabled=autocast == torch.float16), autocast, plan,
-               _training_set(cfg, data, meta, dist_info), workers, loss_weight=weight)
+               _training_set(cfg, data, meta, dist_info, augment_on == "device"), workers, loss_weight=weight, augment_on=augment_on)
     run.last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
     if ckpt is not None:
         _restore_state(run, ckpt)
@@ -197,7 +204,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     return run
 
 
-def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info: DistInfo) -> TrainingSet:
+def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info: DistInfo, on_device: bool = False) -> TrainingSet:
     centroids = None
     if cfg.class_uniform > 0:
         from edgeseg.data.class_uniform import cached_centroids
@@ -206,7 +213,7 @@ def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info:
     mcfg = meta.model
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res)
-    return TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids)
+    return TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids, on_device=on_device)
 
 
 def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
@@ -243,7 +250,7 @@ def _contrastive(run: _Run) -> str:
             f"({cfg.optimizer}, {cfg.schedule} schedule, gradient clip {cfg.clip_grad:g})")
     run.contrastive = pretrain(
         run.model, lambda e: run.loader(e, seed=cfg.seed + 7777), run.plan.steps_per_epoch, cfg.contrastive_epochs, device=run.device,
-        normalise=run.normalise(), num_classes=run.data.info.num_classes, optimizer=cfg.optimizer, schedule=cfg.schedule,
+        normalise=run.normalise(), num_classes=run.data.info.num_classes, optimizer=cfg.optimizer, schedule=cfg.schedule, prepare=run.prepare(),
         lr=cfg.lr, weight_decay=cfg.weight_decay, clip_grad=cfg.clip_grad, grid=(max(1, cfg.res[1] // 8), max(1, cfg.res[0] // 8)),
         max_pixels=cfg.contrastive_pixels, threshold=cfg.contrastive_threshold, seed=cfg.seed, dist_info=run.dist_info,
         progress=cfg.progress, out=run.out if run.main else None,
@@ -256,7 +263,7 @@ def _write_config(run: _Run, init_note: str) -> None:
     cfg, plan = run.cfg, run.plan
     resolved = {
         **cfg.to_dict(), "epochs": plan.epochs, "iters": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
-        "warmup": plan.warmup, "workers": run.workers, "world_size": run.dist_info.world, "device": str(run.device),
+        "warmup": plan.warmup, "workers": run.workers, "augment_on": run.augment_on, "world_size": run.dist_info.world, "device": str(run.device),
         "autocast": str(run.autocast).replace("torch.", "") if run.autocast else "off",
         "train_samples": len(run.data.train), "val_samples": len(run.data.val), "init": init_note, "edgeseg_version": __version__,
         "contrastive": run.contrastive,
@@ -318,7 +325,7 @@ def _epoch(run: _Run, epoch: int, stop: StopFlag, writer, on_step) -> str:
         stats = train_one_epoch(run.train_model, loader, run.optimizer, run.schedule, run.scaler, device=run.device,
                                 normalise=run.normalise(), loss_fn=run.loss_fn(), autocast_dtype=run.autocast, clip_grad=cfg.clip_grad,
                                 max_steps=plan.total_steps - run.schedule.step_count, stop=stop, dist_info=dist_info, progress=bar,
-                                on_step=on_step)
+                                on_step=on_step, prepare=run.prepare())
     except TrainingStopped as exc:
         kept = f"kept {run.last_ok}" if run.last_ok else "no checkpoint was written yet"
         raise TrainingStopped(f"{exc} (epoch {epoch + 1}); stopped without saving it, {kept}; try a lower --lr"

@@ -35,6 +35,10 @@ class TrainData:
 def build_data(cfg: TrainConfig) -> TrainData:
     """The training split (limited, subsampled, extended as the options say) and the val split."""
     train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
+    if cfg.cache:
+        from edgeseg.data.cache import cached_dataset
+
+        train_ds = cached_dataset(train_ds, cfg.cache)
     if cfg.train_limit:
         train_ds = train_ds.subset(range(min(cfg.train_limit, len(train_ds))))
     if cfg.train_fraction is not None:

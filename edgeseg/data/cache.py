@@ -1,0 +1,154 @@
+"""A decoded cache of a data set split (``edgeseg data cache``): each sample's image, label (and
+top-2 soft label) as raw ``.npy`` files, read memory-mapped, so a training window costs the
+pages it touches instead of a PNG decode of the whole frame.
+
+``manifest.json`` records the cache format, the edgeseg version, the data set and split, and for
+every sample its source files (size, modification time, SHA-256) and its cache files (size).
+Opening the cache checks each source file's size and time and each cache file's size against it
+(``--verify`` also re-hashes the sources): a cache built from other files, by another version,
+or truncated is refused in one line, never read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg import __version__
+from edgeseg.data.base import Sample, SegDataset
+from edgeseg.errors import DataError
+from edgeseg.fileio import FolderLock, sha256_file, write_json_atomic
+
+CACHE_FORMAT = "edgeseg-decoded-cache-v1"
+MANIFEST = "manifest.json"
+PARTS = ("image", "label", "soft")
+
+
+def _sources(ds: SegDataset, i: int) -> list[Path]:
+    files = getattr(ds, "sample_files", None)
+    return [Path(p) for p in files(i)] if files is not None else []
+
+
+def _source_record(path: Path, with_hash: bool = True) -> dict:
+    st = path.stat()
+    rec = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if with_hash:
+        rec["sha256"] = sha256_file(path)
+    return rec
+
+
+def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
+    """Decode every sample of ``ds`` into ``out`` (replacing a cache there); returns the manifest."""
+    from edgeseg.progress import Progress
+
+    if not hasattr(ds, "sample_files"):
+        raise DataError(f"data set '{ds.info.name}' is generated, not read from files; there is nothing to cache")
+    out = Path(out)
+    with FolderLock(out, "cache folder"):
+        (out / MANIFEST).unlink(missing_ok=True)  # a half-rebuilt cache is never read as the old one
+        for old in out.glob("*.npy"):
+            old.unlink()
+        samples = []
+        bar = Progress(len(ds), "data cache", "img", enabled=progress)
+        for i in range(len(ds)):
+            s = ds.load(i)
+            record = {"name": ds.sample_name(i), "sources": [_source_record(p) for p in _sources(ds, i)], "files": {}}
+            for part in PARTS:
+                array = getattr(s, part)
+                if array is None:
+                    continue
+                name = f"{i:06d}.{part}.npy"
+                np.save(out / name, np.ascontiguousarray(array), allow_pickle=False)
+                record["files"][part] = {"name": name, "size": (out / name).stat().st_size}
+            samples.append(record)
+            bar.update()
+        bar.close()
+        manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
+                    "samples": samples}
+        write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(cache: Path) -> dict:
+    path = Path(cache) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{cache}: no {MANIFEST}; not a decoded cache (make one with: edgeseg data cache)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: damaged ({exc}); rebuild the cache with: edgeseg data cache") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+        raise DataError(f"{path}: a cache of another format ({manifest.get('format') if isinstance(manifest, dict) else '?'}); "
+                        f"this edgeseg reads {CACHE_FORMAT}; rebuild it with: edgeseg data cache")
+    if manifest.get("edgeseg_version") != __version__:
+        raise DataError(f"{path}: built by edgeseg {manifest.get('edgeseg_version')}, this is {__version__}; rebuild it with: edgeseg data cache")
+    return manifest
+
+
+def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False) -> dict:
+    """The manifest of ``cache`` when it holds ``ds`` as its files are now; else a DataError naming what changed."""
+    cache = Path(cache)
+    manifest = read_manifest(cache)
+    where = f"--cache {cache}"
+    if manifest.get("split") != ds.split or manifest.get("dataset") != ds.info.to_dict():
+        raise DataError(f"{where}: built from {manifest.get('dataset', {}).get('name')}/{manifest.get('split')}, "
+                        f"not {ds.info.name}/{ds.split}; give the cache of this split or rebuild it")
+    samples = manifest.get("samples") or []
+    if len(samples) != len(ds) or any(rec.get("name") != ds.sample_name(i) for i, rec in enumerate(samples)):
+        raise DataError(f"{where}: holds {len(samples)} samples, the data set {len(ds)} (or other names); rebuild it with: edgeseg data cache")
+    for i, rec in enumerate(samples):
+        sources = [str(p) for p in _sources(ds, i)]
+        if sources != [s["path"] for s in rec["sources"]]:
+            raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache")
+        for src in rec["sources"]:
+            now = _source_record(Path(src["path"]), with_hash=verify_hashes) if Path(src["path"]).is_file() else None
+            same = now is not None and now["size"] == src["size"] and now["mtime_ns"] == src["mtime_ns"] and \
+                (not verify_hashes or now["sha256"] == src["sha256"])
+            if not same:
+                raise DataError(f"{where}: {src['path']} changed since the cache was built (stale); rebuild it with: edgeseg data cache")
+        for part in rec["files"].values():
+            path = cache / part["name"]
+            if not path.is_file() or path.stat().st_size != part["size"]:
+                raise DataError(f"{path}: missing or truncated; rebuild the cache with: edgeseg data cache")
+    return manifest
+
+
+class CachedDataset(SegDataset):
+    """A data set read from its decoded cache (memory-mapped): same samples, same names, same info."""
+
+    def __init__(self, ds: SegDataset, cache: Path, manifest: dict):
+        self.inner = ds
+        self.info, self.split, self.skipped = ds.info, ds.split, ds.skipped
+        self.cache = Path(cache)
+        self.records = manifest["samples"]
+        self.indices = list(range(len(self.records)))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sample_name(self, i: int) -> str:
+        return self.records[self.indices[i]]["name"]
+
+    def label_files(self, i: int) -> list[Path]:
+        return self.inner.label_files(self.indices[i])
+
+    def load(self, i: int) -> Sample:
+        rec = self.records[self.indices[i]]
+        parts = {}
+        for part, f in rec["files"].items():
+            try:
+                parts[part] = np.load(self.cache / f["name"], mmap_mode="c", allow_pickle=False)  # copy-on-write: never written
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{self.cache / f['name']}: unreadable cache file ({exc}); rebuild the cache with: edgeseg data cache") from None
+        return Sample(parts["image"], parts["label"], rec["name"], parts.get("soft"))
+
+    def _keep(self, indices) -> None:
+        self.indices = [self.indices[i] for i in indices]
+        self.inner = self.inner.subset(indices)
+
+
+def cached_dataset(ds: SegDataset, cache: Path, verify_hashes: bool = False) -> CachedDataset:
+    """``ds`` read through the decoded cache at ``cache``, after checking it is that data set as it is now."""
+    return CachedDataset(ds, cache, check_cache(ds, cache, verify_hashes))

@@ -1,0 +1,67 @@
+"""The decoded cache (edgeseg data cache, train --cache): the same samples as the files, and a
+cache that no longer matches them (changed, truncated, another version or split) refused in one line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgeseg.data import build_dataset
+from edgeseg.data.cache import build_cache, cached_dataset
+from edgeseg.errors import DataError
+
+
+def test_a_cache_reads_the_same_samples(folder_dataset, tmp_path):
+    ds = build_dataset("folder", folder_dataset, "train")
+    build_cache(ds, tmp_path / "c", progress=False)
+    cached = cached_dataset(ds, tmp_path / "c")
+    assert len(cached) == len(ds) and cached.info == ds.info
+    for i in range(len(ds)):
+        a, b = ds[i], cached[i]
+        assert a.name == b.name and np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+    sub = cached.subset([2, 0])
+    assert [sub.sample_name(i) for i in range(2)] == [ds.sample_name(2), ds.sample_name(0)]
+
+
+def test_a_cache_that_no_longer_matches_is_refused(folder_dataset, tmp_path):
+    ds = build_dataset("folder", folder_dataset, "train")
+    cache = tmp_path / "c"
+    build_cache(ds, cache, progress=False)
+    with pytest.raises(DataError, match="built from .*/train, not .*/val"):
+        cached_dataset(build_dataset("folder", folder_dataset, "val"), cache)
+    first = cache / "000000.image.npy"
+    data = first.read_bytes()
+    first.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="000000.image.npy: missing or truncated"):
+        cached_dataset(ds, cache)
+    first.write_bytes(data)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps({**manifest, "edgeseg_version": "0.0.1"}))
+    with pytest.raises(DataError, match="built by edgeseg 0.0.1"):
+        cached_dataset(ds, cache)
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    label = ds.label_files(1)[0]
+    os.utime(label, ns=(label.stat().st_atime_ns, label.stat().st_mtime_ns + 10**9))  # an edited label file
+    with pytest.raises(DataError, match=f"{label.name} changed since the cache was built \\(stale\\)"):
+        cached_dataset(ds, cache)
+    with pytest.raises(DataError, match="generated, not read from files"):
+        build_cache(build_dataset("synthetic", None, "val"), tmp_path / "s", progress=False)
+
+
+def test_cache_command_and_training_from_it(folder_dataset, tmp_path, cli_run):
+    code, out, err = cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--out", tmp_path / "c", "--quiet")
+    assert code == 0 and "cached 6 samples" in out, err
+    code, out, err = cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--out", tmp_path / "c", "--verify")
+    assert code == 0 and "as its files are now" in out, err
+    base = ["train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36", "--epochs", "1",
+            "--batch", "2", "--quiet", "--pretrained", "none"]
+    code, _, err = cli_run(*base, "--out", tmp_path / "plain")
+    assert code == 0, err
+    code, _, err = cli_run(*base, "--out", tmp_path / "cached", "--cache", tmp_path / "c")
+    assert code == 0, err
+    plain, cached = ((tmp_path / r / "metrics.jsonl").read_text() for r in ("plain", "cached"))
+    assert json.loads(plain)["train_loss"] == json.loads(cached)["train_loss"]  # the same data, the same run
+    (tmp_path / "c" / "manifest.json").write_text("{")
+    code, _, err = cli_run(*base, "--out", tmp_path / "stale", "--cache", tmp_path / "c")
+    assert code == 2 and "manifest.json: damaged" in err and len(err.strip().splitlines()) == 1
