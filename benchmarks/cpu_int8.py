@@ -124,7 +124,7 @@ def without_sample_names(report: dict) -> dict:
 
 def table(entry: dict) -> str:
     lat, q = entry["latency"]["rows"], entry.get("quality", {}).get("rows", {})
-    lines = [f"| engine | p50 ms | p90 ms | ratio to ORT FP32 | e2e p50 ms | mIoU | change (95%) | agreement % |",
+    lines = ["| engine | p50 ms | p90 ms | ratio to ORT FP32 | e2e p50 ms | mIoU | change (95%) | agreement % |",
              "|---|---|---|---|---|---|---|---|"]
     for label, r in lat.items():
         qr = q.get(label)

@@ -12,7 +12,6 @@ its 95% bootstrap interval, pixel agreement, and the classes that lose most.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time

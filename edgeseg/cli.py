@@ -162,16 +162,18 @@ def _next_run_dir(base: Path) -> Path:
 @click.option("--reference", type=PATH, default=None, help="Also run this model (e.g. best.pt) and report parity: pixel agreement and mIoU change.")
 @click.option("--batch", type=count(1, 1024), default=1, show_default=True)
 @click.option("--limit", type=COUNT, default=None, help="Evaluate the first N images only.")
+@click.option("--boundary-band", type=Number(float, 0.0, 0.5), default=0.02, show_default=True,
+              help="Boundary IoU's band width as a share of the image diagonal (Cheng et al. 2021); 0 leaves it out.")
 @runner_options()
 @json_option
 @plot_option
 @quiet_option
-def eval_cmd(model_path, source, reference, batch, limit, spec, json_path, plot_path, quiet):
-    """mIoU, per-class IoU and pixel accuracy at native resolution, with any backend."""
+def eval_cmd(model_path, source, reference, batch, limit, boundary_band, spec, json_path, plot_path, quiet):
+    """mIoU, per-class IoU, boundary IoU and pixel accuracy at native resolution, with any backend."""
     from edgeseg.tasks.evaluate import evaluate_model, format_eval
 
     _check_plot(plot_path)
-    result = evaluate_model(model_path, spec, source, reference, batch, limit, progress=not quiet)
+    result = evaluate_model(model_path, spec, source, reference, batch, limit, progress=not quiet, boundary=boundary_band or None)
     click.echo(format_eval(result))
     write_json(json_path, result)
     if plot_path is not None:

@@ -1,4 +1,5 @@
-"""One confusion matrix for training validation, eval, label checks and parity."""
+"""One confusion matrix for training validation, eval, label checks and parity, and the
+boundary IoU that says whether masks are sharp."""
 
 from __future__ import annotations
 
@@ -46,6 +47,53 @@ class ConfusionMatrix:
         iou = self.iou()
         per_class = {name: (None if torch.isnan(v) else round(float(v) * 100, 4)) for name, v in zip(class_names, iou)}
         return {"miou": round(self.miou(), 4), "pixel_acc": round(self.pixel_accuracy(), 4), "per_class": per_class}
+
+
+BOUNDARY_RATIO = 0.02  # the boundary band's width as a share of the image diagonal (Cheng et al., CVPR 2021)
+
+
+def boundary_band(masks: torch.Tensor, ratio: float = BOUNDARY_RATIO) -> torch.Tensor:
+    """The inner boundary band of each binary mask ``(K, H, W)``: the mask less its erosion by a
+    (2d+1)-square, d = max(1, round(ratio x diagonal)), the image's outside counting as background
+    one pixel beyond the border (the boundary IoU paper's ``mask_to_boundary``)."""
+    import torch.nn.functional as F
+
+    K, H, W = masks.shape
+    d = max(1, int(round(ratio * (H * H + W * W) ** 0.5)))
+    x = F.pad(masks.to(torch.float32)[:, None], (1, 1, 1, 1), value=0.0)
+    # erosion = -max(-x) over the square, separably; the pooling's own padding is -inf, so the outside erodes nothing
+    y = F.max_pool2d(-x, (2 * d + 1, 1), stride=1, padding=(d, 0))
+    eroded = -F.max_pool2d(y, (1, 2 * d + 1), stride=1, padding=(0, d))
+    return masks & (eroded[:, 0, 1 : H + 1, 1 : W + 1] < 0.5)
+
+
+class BoundaryIoU:
+    """Per-class boundary IoU over a data set: for each class, the pixels of the label's and of the
+    prediction's mask that lie within the boundary band of that mask, intersected and united over
+    all images (void pixels left out), as the confusion matrix does for mIoU."""
+
+    def __init__(self, num_classes: int, ratio: float = BOUNDARY_RATIO):
+        self.n, self.ratio = num_classes, ratio
+        self.inter = torch.zeros(num_classes, dtype=torch.int64)
+        self.union = torch.zeros(num_classes, dtype=torch.int64)
+
+    def update(self, target, pred) -> None:
+        target = torch.as_tensor(target).to(torch.int64)
+        pred = torch.as_tensor(pred).to(torch.int64)
+        valid = (target >= 0) & (target < self.n)
+        classes = torch.unique(torch.cat([target[valid], pred[valid]]))
+        for c in classes.tolist():  # one class at a time bounds the memory (a few full-size planes)
+            masks = torch.stack([target == c, pred == c])
+            gt, pr = boundary_band(masks, self.ratio) & valid
+            self.inter[c] += int((gt & pr).sum())
+            self.union[c] += int((gt | pr).sum())
+
+    def summary(self, class_names: Sequence[str]) -> dict:
+        iou = torch.where(self.union > 0, self.inter.double() / self.union.clamp(min=1), torch.full((self.n,), float("nan"), dtype=torch.float64))
+        per_class = {name: (None if torch.isnan(v) else round(float(v) * 100, 4)) for name, v in zip(class_names, iou)}
+        present = ~torch.isnan(iou)
+        mean = round(float(iou[present].mean()) * 100, 4) if bool(present.any()) else None
+        return {"per_class": per_class, "mean": mean, "band_ratio": self.ratio}
 
 
 def format_table(rows: dict[str, dict[str, float | None]], columns: Sequence[str], title: str = "class") -> str:

@@ -110,8 +110,6 @@ def test_msa_exports_with_fixed_scales(tmp_path):
     from test_export import fake_checkpoint
 
     from edgeseg.export import OnnxOptions, export_onnx
-    from edgeseg.runtime.ort_runner import OrtRunner
-    from edgeseg.runtime.torch_runner import TorchRunner
 
     ckpt = fake_checkpoint(tmp_path / "m.pt", "tiny-msa")
     path, meta = export_onnx(ckpt, tmp_path / "m.onnx", OnnxOptions(scales="0.5,1.0,2.0"))
@@ -291,7 +289,7 @@ def test_class_pixel_counts_match_the_labels_and_are_cached(shared_folder, tmp_p
 def test_training_with_class_weights_uses_records_and_keeps_them(shared_folder, tmp_path, monkeypatch):
     import json
 
-    import edgeseg.trainer.loop as loop
+    import edgeseg.trainer.losses as loop  # training_loss calls compute_loss here
     from edgeseg.errors import ConfigError
     from edgeseg.trainer import TrainConfig, train
 

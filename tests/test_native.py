@@ -208,7 +208,6 @@ def test_guided_model_trains_exports_and_evaluates_at_native_resolution(guided_r
 
 def test_guided_model_refuses_frames_smaller_than_its_network_resolution(guided_run):
     from edgeseg.runtime.processing import Preprocess
-    from edgeseg.runtime.torch_runner import TorchRunner
 
     runner = runtime.load(guided_run / "last.pt")
     pre = Preprocess.from_meta(runner.meta)
@@ -219,7 +218,6 @@ def test_guided_model_refuses_frames_smaller_than_its_network_resolution(guided_
 
 def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(shared_folder, tmp_path):
     from edgeseg.export import OnnxOptions, export_onnx
-    from edgeseg.runtime.ort_runner import OrtRunner
     from edgeseg.trainer import TrainConfig, train
 
     out = tmp_path / "run"

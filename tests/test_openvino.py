@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import export, parity_of
+from conftest import export
 
 from edgeseg import runtime
 from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from trt_double import GENERATIONS, make_tensorrt
 
-from conftest import export, parity_of
+from conftest import export
 
 from edgeseg import runtime
 from edgeseg.errors import ConfigError, MissingDependencyError, ModelFileError
@@ -18,7 +18,6 @@ from edgeseg.export import OnnxOptions
 from edgeseg.export.int8 import Int8Options
 from edgeseg.export.trt_build import TrtOptions, build_engine
 from edgeseg.runtime.fingerprint import read_fingerprint
-from edgeseg.runtime.ort_runner import OrtRunner
 from edgeseg.runtime.trt_runner import TrtRunner
 
 FAKE_GPU = {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None}

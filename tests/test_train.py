@@ -110,7 +110,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset
         poisoned.calls = step
 
     poisoned.calls = 0
-    monkeypatch.setattr("edgeseg.trainer.loop.compute_loss", poisoned)
+    monkeypatch.setattr("edgeseg.trainer.losses.compute_loss", poisoned)
     with pytest.raises(TrainingStopped, match=r"loss became nan.*\(epoch 2\).*kept .*last\.pt"):
         train(tiny_cfg(folder_dataset, out, epochs=3), on_step=count)
     ckpt = torch.load(out / "last.pt", weights_only=True)

@@ -44,6 +44,7 @@ class Sample(NamedTuple):
     label: np.ndarray  # uint8 HxW, classes 0..C-1, void = info.ignore_index
     name: str
     soft: np.ndarray | None = None  # optional uint8 HxWx4 top-2 soft label: class1, p1*255, class2, p2*255
+    teacher: np.ndarray | None = None  # optional uint8 HxWx2K: a teacher's top-K classes and probabilities (class, p*255, ...)
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:

@@ -103,11 +103,13 @@ class TrainTransform:
     """
 
     def __init__(self, res: tuple[int, int], info: DatasetInfo, label_mode: str = "soft", kernel: str = "area", augment: Augment = Augment(),
-                 target_res: tuple[int, int] | None = None):
+                 target_res: tuple[int, int] | None = None, sr_res: tuple[int, int] | None = None):
         # ``res``: the image the model takes; ``target_res``: the resolution of its scores, where the
-        # label is resampled with the image's kernel (above ``res`` for --upscale / --refine models).
+        # label (and a teacher's map) is resampled with the image's kernel (above ``res`` for --upscale /
+        # --refine models); ``sr_res``: where the window is also rendered for the SR auxiliary (--sr-aux).
         self.w, self.h = res
         self.tw, self.th = target_res or res
+        self.sr_res = tuple(sr_res) if sr_res else None
         self.info = info
         self.label_mode = label_mode
         self.kernel = kernel
@@ -133,12 +135,39 @@ class TrainTransform:
         return Plan(x0, y0, cw, ch, flip, jitter_factors(rng, self.augment.jitter))
 
     def __call__(self, sample: Sample, rng: np.random.Generator, centre: tuple[int, int] | None = None, sparse: bool = False):
-        return self.apply(sample.image, sample.label, self.plan(*sample.label.shape, rng, centre), sample.soft, sparse)
+        return self.apply(sample.image, sample.label, self.plan(*sample.label.shape, rng, centre), sample.soft, sparse, sample.teacher)
 
-    def apply(self, image, label, plan: Plan, soft=None, sparse: bool = False):
+    def apply(self, image, label, plan: Plan, soft=None, sparse: bool = False, teacher=None):
         """Carry out ``plan`` on a native frame (``image`` HxWx3 uint8, ``label`` HxW; numpy arrays or
         tensors, on any device): (image 3xhxw float in [0,255], target) at tap cost. With ``sparse``,
-        a soft target comes as a SparseMass (window.dense_mass makes it dense where it is used)."""
+        a soft target comes as a SparseMass (window.dense_mass makes it dense where it is used);
+        ``teacher`` (HxWx2K) adds the teacher's class mass, ``sr_res`` the window for --sr-aux."""
+        img, target = self._apply_labels(image, label, plan, soft, sparse)
+        return img, {**target, **self._extras(torch.as_tensor(image), label, plan, teacher)}
+
+    def _extras(self, image: torch.Tensor, label, plan: Plan, teacher) -> dict:
+        """The targets beside the label: a teacher's class mass at the output resolution (``teacher``
+        HxWx2K), and the window rendered at ``sr_res`` for the SR auxiliary."""
+        out = {}
+        H, W = image.shape[:2]
+        if teacher is not None:
+            teacher = torch.as_tensor(teacher)
+            ys = axis_taps(H, plan.y0, plan.height, self.th, self.kernel, device=image.device)
+            xs = axis_taps(W, plan.x0, plan.width, self.tw, self.kernel, plan.flip, device=image.device)
+            mass = valid = 0
+            for k in range(0, teacher.shape[-1], 2):
+                m, v = downsample_window_labels(teacher[..., k], ys, xs, self.info.num_classes, self.info.ignore_index,
+                                                weight=teacher[..., k + 1], weight_scale=1.0 / 255.0)
+                mass, valid = mass + m, valid + v
+            out.update(teacher_mass=mass, teacher_valid=valid)
+        if self.sr_res is not None:
+            sw, sh = self.sr_res
+            ys = axis_taps(H, plan.y0, plan.height, sh, self.kernel, device=image.device)
+            xs = axis_taps(W, plan.x0, plan.width, sw, self.kernel, plan.flip, device=image.device)
+            out["sr"] = apply_jitter(resize_window_image(image, ys, xs, float(PAD_VALUE)), plan.jitter)
+        return out
+
+    def _apply_labels(self, image, label, plan: Plan, soft=None, sparse: bool = False):
         image, label = torch.as_tensor(image), torch.as_tensor(label)
         H, W = label.shape
         kernel = self.kernel
@@ -222,7 +251,7 @@ def window_part(plan: Plan, H: int, W: int) -> tuple[int, int, int, int]:
     return r0, max(r1, r0), c0, max(c1, c0)
 
 
-def crop_for_plan(image, label, soft, plan: Plan):
+def crop_for_plan(image, label, soft, plan: Plan, teacher=None):
     """What a loader worker hands over for ``--augment-on device``: the frame's part under the window
     (uint8, contiguous) and the plan in that part's coordinates. The window may leave the part
     exactly where it leaves the frame, so applying the moved plan to the part equals applying
@@ -234,9 +263,11 @@ def crop_for_plan(image, label, soft, plan: Plan):
         part_img = np.full((1, 1, 3), PAD_VALUE, np.uint8)
         part_lab = np.full((1, 1), 255, np.uint8)
         part_soft = None if soft is None else np.zeros((1, 1, 4), np.uint8)
+        part_teacher = None if teacher is None else np.zeros((1, 1, teacher.shape[-1]), np.uint8)
     else:
         part_img = np.ascontiguousarray(image[r0:r1, c0:c1])
         part_lab = np.ascontiguousarray(label[r0:r1, c0:c1])
         part_soft = None if soft is None else np.ascontiguousarray(soft[r0:r1, c0:c1])
+        part_teacher = None if teacher is None else np.ascontiguousarray(teacher[r0:r1, c0:c1])
     moved = Plan(plan.x0 - c0, plan.y0 - r0, plan.width, plan.height, plan.flip, plan.jitter)
-    return part_img, part_lab, part_soft, moved
+    return part_img, part_lab, part_soft, part_teacher, moved

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgeseg.data.resample import _check_kernel
 from edgeseg.errors import DataError
 
 IMAGE_BAND = 16  # output rows (columns) per matrix product: small bands keep the products close to the taps' cost
@@ -272,7 +271,7 @@ def downsample_window_labels(label: torch.Tensor, ys: AxisTaps, xs: AxisTaps, nu
 def _sparse_on_cpu(cls: torch.Tensor, ys: AxisTaps, xs: AxisTaps, num_classes: int, ignore_index: int) -> dict:
     """The SparseMass of a uint8 frame on the CPU: the same computation in NumPy, whose small integer
     gathers and bincount cost less here than PyTorch's (tests hold the two equal)."""
-    h, w = ys.index.shape[0], xs.index.shape[0]
+    w = xs.index.shape[0]
     lo, hi = (v.numpy() for v in _tap_extremes(cls, ys, xs))
     lut = _bins(torch.arange(256, dtype=torch.uint8), num_classes, ignore_index, strict=False).numpy()
     uniform = lo == hi
@@ -318,7 +317,7 @@ def dense_mass(target: dict, num_classes: int) -> dict:
     cls = target["sparse_cls"].to(torch.int64)
     squeeze = cls.dim() == 2
     if squeeze:
-        target = collate_sparse([target])
+        target = {**target, **collate_sparse([target])}
         cls = target["sparse_cls"].to(torch.int64)
     B, h, w = cls.shape
     full = torch.zeros(B, num_classes + 2, h, w, dtype=torch.float32, device=cls.device)
@@ -328,7 +327,8 @@ def dense_mass(target: dict, num_classes: int) -> dict:
     full.view(-1).index_add_(0, flat, target["sparse_mass"])
     mass = full[:, :num_classes]
     out = {"mass": mass, "valid": mass.sum(1)}
-    return {k: v[0] for k, v in out.items()} if squeeze else out
+    out = {k: v[0] for k, v in out.items()} if squeeze else out
+    return {**{k: v for k, v in target.items() if k not in SPARSE_KEYS}, **out}  # other targets (teacher, sr) as they are
 
 
 def nearest_index(n_frame: int, start: int, length: int, n_out: int, flip: bool = False, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,7 @@ class TrainingState:
     train_config: dict | None = None
     world_size: int = 1
     epoch_loss_sum: float = 0.0  # summed loss of the steps already done in an interrupted epoch
+    aux: dict | None = None  # training-only modules' weights (the SR auxiliary), never part of the model
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Checkpoint:
 
 
 _TRAINING_KEYS = ("optimizer", "scheduler", "rng", "epoch", "step_in_epoch", "step", "best_miou", "scaler", "train_config",
-                  "world_size", "epoch_loss_sum")
+                  "world_size", "epoch_loss_sum", "aux")
 
 
 def _missing(where: str, key: str):

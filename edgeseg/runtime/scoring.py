@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from edgeseg.data.base import SegDataset
 from edgeseg.errors import ConfigError
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.metrics import BoundaryIoU, ConfusionMatrix
 from edgeseg.progress import Progress
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.processing import Preprocess, native_labels
@@ -34,12 +35,15 @@ def check_classes(meta, ds: SegDataset) -> None:
         )
 
 
-def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, progress: bool = True, desc: str = "eval") -> tuple[dict, ConfusionMatrix]:
-    """Returns the eval summary (percentages) and the raw confusion matrix."""
+def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, progress: bool = True, desc: str = "eval",
+             boundary: float | None = None) -> tuple[dict, ConfusionMatrix]:
+    """Returns the eval summary (percentages) and the raw confusion matrix; with ``boundary`` (the
+    band's width as a share of the image diagonal) the summary has the boundary IoU too."""
     meta = runner.meta
     check_classes(meta, ds)
     pre = Preprocess.from_meta(meta)
     cm = ConfusionMatrix(meta.num_classes)
+    biou = BoundaryIoU(meta.num_classes, boundary) if boundary else None
     n = len(ds) if indices is None else len(indices)
     bar = Progress(n, desc, "img", enabled=progress)
     t0 = time.perf_counter()
@@ -47,8 +51,12 @@ def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, p
         outputs = runner.infer(pre([s.image for s in samples]))
         for s, p in zip(samples, native_labels(outputs, [s.label.shape for s in samples])):
             cm.update(torch.from_numpy(s.label), p)
+            if biou is not None:
+                biou.update(torch.from_numpy(np.asarray(s.label)), p)
         bar.update(len(samples))
     bar.close()
     summary = cm.summary(ds.info.class_names)
     summary.update(n_images=n, res=list(meta.res), backend=runner.backend, seconds=round(time.perf_counter() - t0, 3))
+    if biou is not None:
+        summary["boundary_iou"] = biou.summary(ds.info.class_names)
     return summary, cm

@@ -4,6 +4,7 @@ a reference, report parity in task terms."""
 from __future__ import annotations
 
 from edgeseg.data import DataSource
+from edgeseg.metrics import BOUNDARY_RATIO
 from edgeseg.runtime.scoring import evaluate
 from edgeseg.runtime.spec import RunnerSpec
 
@@ -21,9 +22,10 @@ def reference_spec(spec: RunnerSpec, reference, model_meta) -> RunnerSpec:
 
 
 def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = DataSource(), reference=None, batch: int = 1,
-                   limit: int | None = None, progress: bool = True) -> dict:
-    """Score ``model`` (run as ``spec`` says) on ``source`` at native resolution; with ``reference``,
-    also report parity in task terms."""
+                   limit: int | None = None, progress: bool = True, boundary: float | None = BOUNDARY_RATIO) -> dict:
+    """Score ``model`` (run as ``spec`` says) on ``source`` at native resolution: mIoU, per-class IoU
+    and, with ``boundary`` (the band's width as a share of the image diagonal; None: not computed),
+    boundary IoU; with ``reference``, also parity in task terms."""
     from edgeseg import runtime
 
     runner = runtime.load(model, spec).activate()  # fail fast on a broken model
@@ -36,7 +38,7 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
     indices = list(range(min(limit, len(ds)))) if limit else None
     if ref_runner is None:
         with runner:
-            summary, cm = evaluate(runner, ds, batch, indices, progress)
+            summary, cm = evaluate(runner, ds, batch, indices, progress, boundary=boundary)
         summary["confusion"] = cm.mat.tolist()  # rows: label, columns: prediction
     else:
         from edgeseg.tasks.parity import compare_runners
@@ -54,14 +56,17 @@ def format_eval(result: dict) -> str:
     from edgeseg.metrics import format_table
 
     parity = result.get("parity")
-    columns = ["IoU"] + (["ref IoU", "delta"] if parity else [])
+    boundary = result.get("boundary_iou")
+    columns = ["IoU"] + (["boundary IoU"] if boundary else []) + (["ref IoU", "delta"] if parity else [])
     rows = {}
     for name, iou in result["per_class"].items():
         rows[name] = {"IoU": iou}
+        if boundary:
+            rows[name]["boundary IoU"] = boundary["per_class"].get(name)
         if parity:
             rows[name]["delta"] = parity["per_class_delta"].get(name)
             rows[name]["ref IoU"] = parity["reference_per_class"].get(name)
-    rows["mIoU"] = {"IoU": result["miou"]}
+    rows["mIoU"] = {"IoU": result["miou"], **({"boundary IoU": boundary["mean"]} if boundary else {})}
     if parity:
         rows["mIoU"].update({"ref IoU": parity["reference_miou"], "delta": parity["delta_miou"]})
     backend = result["backend"]
@@ -71,7 +76,8 @@ def format_eval(result: dict) -> str:
     lines = [f"{backend} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
              f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution",
              format_table(rows, columns),
-             f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}"]
+             f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}"
+             + (f"  boundary IoU {boundary['mean']:.2f} (band {boundary['band_ratio']:g} of the image diagonal)" if boundary and boundary["mean"] is not None else "")]
     if parity:
         diff = "n/a" if parity["max_abs_logit_diff"] is None else f"{parity['max_abs_logit_diff']:.3g}"
         lines.append(f"parity vs {parity['reference']}: pixel agreement {parity['pixel_agreement']:.4f}%, "

@@ -51,6 +51,11 @@ def plot_eval(result: dict, path: str | Path) -> Path:
     if parity:
         ref = [parity["reference_per_class"].get(n) or 0.0 for n in names]
         ax1.bar(x + width / 2, ref, width, label=f"reference {_short(parity.get('reference_model')) or parity['reference']} (mIoU {parity['reference_miou']:.2f})", color="#bbbbbb")
+    boundary = result.get("boundary_iou")
+    if boundary and boundary.get("mean") is not None:  # boundary IoU of the model as a mark on each bar
+        b = [boundary["per_class"].get(n) or 0.0 for n in names]
+        ax1.scatter(x - (width / 2 if parity else 0), b, marker="_", s=160, color="#d83b3b", zorder=3,
+                    label=f"boundary IoU (mean {boundary['mean']:.2f}, band {boundary['band_ratio']:g} of the diagonal)")
     ax1.set_xticks(x, names, rotation=60, ha="right")
     ax1.set_ylabel("IoU %")
     ax1.set_ylim(0, 100)

@@ -111,6 +111,13 @@ class TrainConfig:
     contrastive_pixels: int = opt(10000, low=2, high=10**7, help="Pixels sampled per batch for the contrastive loss (bounds its memory).")
     contrastive_threshold: float = opt(0.75, low=0.0, high=1.0, help="Soft labels: the least share of the top class for a contrastive pixel.")
     class_uniform: float = opt(0.0, low=0.0, high=1.0, help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
+    teacher: str | None = opt(None, help="Distil from a teacher: a checkpoint (it labels every training image once, at native "
+                                         "resolution with flip; the labels are kept in edgeseg's cache) or a folder of its labels.")
+    distill_weight: float = opt(0.5, low=0.0, high=1.0, help="With --teacher: loss = (1 - W) label loss + W T^2 KL(teacher || student).")
+    distill_temperature: float = opt(1.0, low=0.0, high=20.0, low_open=True, help="With --teacher: the softmax temperature T of both.")
+    sr_aux: bool = opt(False, help="Training only: a light branch reconstructs the window at native resolution from the network's "
+                                   "features (DSRL); the exported model is the model without it.")
+    sr_weight: float = opt(0.1, low=0.0, high=100.0, help="With --sr-aux: the weight of its mean squared error (images normalised as the model's input).")
     extra_data: tuple[str, ...] = opt((), multiple=True, help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
 
     def __post_init__(self):

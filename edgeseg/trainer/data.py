@@ -59,7 +59,7 @@ class TrainingSet(Dataset):
             sample = self.ds[index]
             if not self.on_device:  # soft targets travel to the trainer as a SparseMass (a few bytes a cell)
                 return self.transform(sample, rng, centre=centre, sparse=True)
-            return crop_for_plan(sample.image, sample.label, sample.soft, self.transform.plan(*sample.label.shape, rng, centre))
+            return crop_for_plan(sample.image, sample.label, sample.soft, self.transform.plan(*sample.label.shape, rng, centre), sample.teacher)
         except EdgesegError as exc:
             return SampleError(str(exc))
 
@@ -85,39 +85,39 @@ class RawBatch:
     """Window parts of a batch for ``--augment-on device``: uint8 images, labels (and top-2 soft
     labels) padded to the largest part, each part's size, and each sample's plan."""
 
-    def __init__(self, images, labels, soft, sizes, plans):
-        self.images, self.labels, self.soft, self.sizes, self.plans = images, labels, soft, sizes, plans
+    def __init__(self, parts: dict, sizes, plans):
+        self.parts, self.sizes, self.plans = parts, sizes, plans  # parts: image, label and, where given, soft and teacher
 
     def pin_memory(self) -> "RawBatch":
-        return RawBatch(self.images.pin_memory(), self.labels.pin_memory(), None if self.soft is None else self.soft.pin_memory(),
-                        self.sizes, self.plans)
+        return RawBatch({k: v.pin_memory() for k, v in self.parts.items()}, self.sizes, self.plans)
+
+
+_RAW_PARTS = ("image", "label", "soft", "teacher")  # the order crop_for_plan returns them in, before the plan
 
 
 def _collate_raw(items) -> RawBatch:
     hm = max(it[1].shape[0] for it in items)
     wm = max(it[1].shape[1] for it in items)
-    n = len(items)
-    images = torch.zeros(n, hm, wm, 3, dtype=torch.uint8)
-    labels = torch.zeros(n, hm, wm, dtype=torch.uint8)
-    with_soft = items[0][2] is not None
-    soft = torch.zeros(n, hm, wm, 4, dtype=torch.uint8) if with_soft else None
-    for k, (img, lab, sft, _) in enumerate(items):
-        h, w = lab.shape
-        images[k, :h, :w] = torch.from_numpy(img)
-        labels[k, :h, :w] = torch.from_numpy(lab)
-        if with_soft:
-            soft[k, :h, :w] = torch.from_numpy(sft)
-    return RawBatch(images, labels, soft, [tuple(it[1].shape) for it in items], [it[3] for it in items])
+    parts = {}
+    for j, name in enumerate(_RAW_PARTS):
+        if items[0][j] is None:
+            continue
+        first = items[0][j]
+        buf = torch.zeros((len(items), hm, wm) + tuple(first.shape[2:]), dtype=torch.uint8)
+        for k, it in enumerate(items):
+            h, w = it[1].shape
+            buf[k, :h, :w] = torch.from_numpy(it[j])
+        parts[name] = buf
+    return RawBatch(parts, [tuple(it[1].shape) for it in items], [it[-1] for it in items])
 
 
 def augment_batch(batch: RawBatch, transform: TrainTransform, device: torch.device):
     """Apply each sample's plan on ``device``: the batch a worker would have made, made there."""
-    images = batch.images.to(device, non_blocking=True)
-    labels = batch.labels.to(device, non_blocking=True)
-    soft = None if batch.soft is None else batch.soft.to(device, non_blocking=True)
+    parts = {k: v.to(device, non_blocking=True) for k, v in batch.parts.items()}
     outs = []
     for k, ((h, w), plan) in enumerate(zip(batch.sizes, batch.plans)):
-        outs.append(transform.apply(images[k, :h, :w], labels[k, :h, :w], plan, None if soft is None else soft[k, :h, :w]))
+        p = {name: v[k, :h, :w] for name, v in parts.items()}
+        outs.append(transform.apply(p["image"], p["label"], plan, p.get("soft"), teacher=p.get("teacher")))
     return _stack(outs)
 
 

@@ -34,7 +34,7 @@ from edgeseg.trainer.config import TrainConfig
 from edgeseg.trainer.data import TrainingSet, make_loader, prepare_batch
 from edgeseg.trainer.distributed import DistInfo, all_reduce_sum, barrier, broadcast_flag, cleanup, init_distributed
 from edgeseg.trainer.epoch import StopFlag, amp_dtype, peak_memory_mb, train_one_epoch
-from edgeseg.trainer.losses import compute_loss
+from edgeseg.trainer.losses import training_loss
 from edgeseg.trainer.schedule import LRSchedule, build_optimizer, param_groups
 from edgeseg.trainer.setup import (
     StepPlan,
@@ -43,6 +43,7 @@ from edgeseg.trainer.setup import (
     initial_weights,
     loss_weights,
     model_meta,
+    native_frame_size,
     plan_steps,
     restore,
     resumed_config,
@@ -131,11 +132,16 @@ class _Run:
         return self.dist_info.is_main
 
     def checkpoint(self, epoch: int, step_in_epoch: int, epoch_loss_sum: float = 0.0) -> Checkpoint:
+        sr = self.sr_head()
         return Checkpoint(self.meta, self.model.state_dict(), TrainingState(
             optimizer=self.optimizer.state_dict(), scheduler=self.schedule.state_dict(), rng=rng_state(), epoch=epoch,
             step_in_epoch=step_in_epoch, step=self.schedule.step_count, best_miou=self.best,
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, train_config=self.train_config(),
-            world_size=self.dist_info.world, epoch_loss_sum=epoch_loss_sum))
+            world_size=self.dist_info.world, epoch_loss_sum=epoch_loss_sum, aux={"sr_head": sr.state_dict()} if sr is not None else None))
+
+    def sr_head(self):
+        net = getattr(self.train_model, "module", self.train_model)  # DistributedDataParallel wraps it
+        return getattr(net, "head", None) if net is not self.model else None
 
     def train_config(self) -> dict:
         """The options, plus the class weights they resolved to (a resume must find the same)."""
@@ -158,8 +164,10 @@ class _Run:
         return lambda batch: prepare_batch(batch, self.train_set.transform, self.device, on_device)
 
     def loss_fn(self):
-        cfg, ignore = self.cfg, self.data.info.ignore_index
-        return lambda out, target: compute_loss(out, target, cfg.loss, ignore, self.loss_weight)
+        cfg, ignore, normalise = self.cfg, self.data.info.ignore_index, self.normalise()
+        distill = cfg.distill_weight if cfg.teacher else 0.0
+        sr = cfg.sr_weight if cfg.sr_aux else 0.0
+        return lambda out, target: training_loss(out, target, cfg.loss, ignore, self.loss_weight, distill, cfg.distill_temperature, sr, normalise)
 
 
 def weight_values(weight: torch.Tensor) -> list[float]:
@@ -171,18 +179,30 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     data = build_data(cfg)
     if data.train.skipped or data.val.skipped:
         say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
+    if cfg.teacher:
+        from edgeseg.trainer.distill import WithTeacher, teacher_labels
+
+        folder = teacher_labels(cfg.teacher, data.train, cfg.distill_temperature, str(device), cfg.progress and dist_info.is_main)
+        data = TrainData(WithTeacher(data.train, folder), data.val)
     meta = model_meta(cfg, data)
     model = build_model(meta.model)
     ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
     init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
                  else initial_weights(model, cfg, data, cfg.progress and dist_info.is_main))
-    model.to(device).to(memory_format=torch.channels_last)
-    train_model = model
+    net = model
+    if cfg.sr_aux:
+        from edgeseg.models.sr import sr_net
+
+        net = sr_net(model, native_frame_size(data.train, "--sr-aux"))
+        if ckpt is not None and (ckpt.training.aux or {}).get("sr_head"):
+            net.head.load_state_dict(ckpt.training.aux["sr_head"])
+    net.to(device).to(memory_format=torch.channels_last)
+    train_model = net
     if dist_info.enabled:
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, max((os.cpu_count() or 1) - 1, 0)) if device.type == "cuda" else 0)
     plan = plan_steps(cfg, len(data.train), dist_info.world)
-    optimizer = build_optimizer(cfg.optimizer, param_groups(model, cfg.weight_decay), cfg.lr)
+    optimizer = build_optimizer(cfg.optimizer, param_groups(net, cfg.weight_decay), cfg.lr)
     autocast = amp_dtype(cfg.amp, device)
     if cfg.amp != "off" and device.type != "cuda":
         say(f"note: --amp {cfg.amp} applies to CUDA only; training in float32 on {device.type}")
@@ -212,7 +232,7 @@ def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info:
         centroids = cached_centroids(data.train, progress=cfg.progress and dist_info.is_main)
     mcfg = meta.model
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
-                               target_res=mcfg.output_res)
+                               target_res=mcfg.output_res, sr_res=native_frame_size(data.train, "--sr-aux") if cfg.sr_aux else None)
     return TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids, on_device=on_device)
 
 
@@ -284,6 +304,12 @@ def _announce(run: _Run, init_note: str) -> None:
         f"labels {cfg.labels} ({cfg.kernel}), {plan.epochs} epochs = {plan.total_steps} steps of {cfg.batch * run.dist_info.world}, "
         f"on {run.device}" + (f" x{run.dist_info.world}" if run.dist_info.enabled else ""))
     say(f"init: {init_note}")
+    if cfg.teacher:
+        say(f"distilling from {cfg.teacher}: loss = {1 - cfg.distill_weight:g} x label loss + {cfg.distill_weight:g} x T^2 KL, "
+            f"T = {cfg.distill_temperature:g}")
+    if cfg.sr_aux:
+        sw, sh = run.train_set.transform.sr_res
+        say(f"SR auxiliary: reconstructing each window at {sw}x{sh} (weight {cfg.sr_weight:g}; training only, not in the model)")
     if min(cfg.res) < 32:
         logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]}: below 32 pixels the encoder's deepest features are a single pixel; "
                        "expect a degenerate model")

@@ -80,6 +80,25 @@ def class_weights(counts, scheme: str) -> np.ndarray | None:
     return w / float((f * w).sum())
 
 
+def training_loss(out, target: dict, kind: str = "ce", ignore_index: int = 255, weight: torch.Tensor | None = None,
+                  distill_weight: float = 0.0, temperature: float = 1.0, sr_weight: float = 0.0, normalise=None) -> torch.Tensor:
+    """The whole training loss: the label loss (compute_loss), with a teacher's map in ``target``
+    ``(1 - distill_weight) * label loss + distill_weight * T^2 KL(teacher || student)``, plus
+    ``sr_weight`` times the SR auxiliary's mean squared error where the output has one."""
+    from edgeseg.trainer.distill import distill_loss
+
+    sr = out.pop("sr", None) if isinstance(out, dict) else None
+    if isinstance(out, dict) and set(out) == {"logits"}:
+        out = out["logits"]
+    loss = compute_loss(out, target, kind, ignore_index, weight)
+    if "teacher_mass" in target and distill_weight > 0:
+        main = out["logits"] if isinstance(out, dict) else out
+        loss = (1 - distill_weight) * loss + distill_weight * distill_loss(main, target["teacher_mass"], target["teacher_valid"], temperature)
+    if sr is not None and sr_weight > 0:
+        loss = loss + sr_weight * F.mse_loss(sr.float(), normalise(target["sr"]))
+    return loss
+
+
 def compute_loss(logits, target: dict, kind: str = "ce", ignore_index: int = 255, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The training loss of a model output: logits, or a dict with the main ``logits`` plus
     ``aux`` predictions weighted by ``aux_weight`` (multi-scale attention)."""

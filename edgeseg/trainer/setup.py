@@ -60,13 +60,12 @@ def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
     return {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
 
 
-def native_frame_size(ds: SegDataset) -> tuple[int, int]:
-    """(width, height) of the data set's frames, which a guided model takes; they must all agree."""
+def native_frame_size(ds: SegDataset, option: str = "--refine guided") -> tuple[int, int]:
+    """(width, height) of the data set's frames, which a guided model takes (and --sr-aux renders); they must all agree."""
     sizes = frame_sizes(ds)
     if len(sizes) != 1:
         shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
-        raise ConfigError(f"--refine guided: the training images have {len(sizes)} frame sizes ({shown}); "
-                          "a guided model takes one native frame size")
+        raise ConfigError(f"{option}: the training images have {len(sizes)} frame sizes ({shown}); it needs one native frame size")
     return tuple(sizes.pop())
 
 

@@ -1,0 +1,179 @@
+"""Distillation from a teacher (``train --teacher``): the teacher's class probabilities at native
+resolution supervise the student beside the ground truth, resampled to each student output's
+resolution with the image's kernel in each augmented window, exactly as labels are.
+
+The teacher runs once over the training images (at its own resolution, with flip at test time,
+at the distillation temperature) and its top-K classes and probabilities are stored compactly
+(2K bytes a pixel, one ``.npy`` per image) in a folder whose manifest records what made them:
+the teacher file's SHA-256, the temperature, K, and each image's size and modification time. A
+run reads them memory-mapped; a folder made from other images, another teacher or another
+temperature, or with files missing, is refused before the first step. Runs that share a teacher,
+data and temperature share the folder (in edgeseg's cache, keyed by all of them).
+
+The loss (Hinton et al.): ``(1 - w) * CE(ground truth) + w * T^2 * KL(teacher || softmax(z / T))``,
+the KL averaged over pixels by the teacher's mass there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgeseg import __version__
+from edgeseg.data.base import SegDataset
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.fileio import FolderLock, cache_dir, sha256_file, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+TEACHER_FORMAT = "edgeseg-teacher-labels-v1"
+TOP_K = 3  # classes kept per pixel: the rest of a compact model's probability mass is a rounding error
+MANIFEST = "manifest.json"
+
+
+def _image_record(ds: SegDataset, i: int) -> dict:
+    files = getattr(ds, "sample_files", None)
+    path = Path(files(i)[0]) if files is not None else None
+    if path is None:
+        return {"name": ds.sample_name(i)}
+    st = path.stat()
+    return {"name": ds.sample_name(i), "image": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def labels_key(teacher: Path, ds: SegDataset, temperature: float) -> str:
+    blob = json.dumps([sha256_file(teacher), temperature, TOP_K, ds.info.to_dict(), ds.split,
+                       [_image_record(ds, i) for i in range(len(ds))]], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: float, device: str = "auto", progress: bool = True) -> dict:
+    """Run ``teacher`` (a checkpoint) over every image of ``ds`` at native resolution with flip at
+    test time; write its top-K classes and probabilities at ``temperature`` into ``out``."""
+    from edgeseg import runtime
+    from edgeseg.progress import Progress
+    from edgeseg.runtime.processing import Preprocess, upsample_scores
+    from edgeseg.runtime.spec import RunnerSpec
+
+    runner = runtime.load(teacher, RunnerSpec(device=device, tta="flip"))
+    check_teacher_classes(runner.meta, ds, teacher)
+    pre = Preprocess.from_meta(runner.meta)
+    with FolderLock(out, "teacher-label folder"):
+        (out / MANIFEST).unlink(missing_ok=True)
+        bar = Progress(len(ds), "teacher labels", "img", enabled=progress)
+        with runner:
+            for i in range(len(ds)):
+                image = ds[i].image
+                logits = torch.from_numpy(runner.infer(pre([image]))["logits"])
+                prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0] / temperature, dim=0)
+                top = torch.topk(prob, k=min(TOP_K, prob.shape[0]), dim=0)
+                packed = torch.stack([v for k in range(top.values.shape[0]) for v in
+                                      (top.indices[k].to(torch.uint8), (top.values[k] * 255).round().to(torch.uint8))], -1)
+                np.save(out / f"{i:06d}.npy", packed.numpy(), allow_pickle=False)
+                bar.update()
+        bar.close()
+        manifest = {"format": TEACHER_FORMAT, "edgeseg_version": __version__, "teacher": str(teacher), "teacher_sha256": sha256_file(teacher),
+                    "temperature": temperature, "top_k": TOP_K, "dataset": ds.info.to_dict(), "split": ds.split,
+                    "images": [_image_record(ds, i) for i in range(len(ds))]}
+        write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def check_teacher_classes(meta, ds: SegDataset, teacher) -> None:
+    if tuple(meta.class_names) != tuple(ds.info.class_names):
+        raise ConfigError(f"--teacher {teacher}: its classes ({', '.join(meta.class_names[:6])}{'...' if meta.num_classes > 6 else ''}; "
+                          f"{meta.num_classes}) are not those of {ds.info.name} ({', '.join(ds.info.class_names[:6])}"
+                          f"{'...' if ds.info.num_classes > 6 else ''}; {ds.info.num_classes}); a teacher must be trained on the same classes")
+
+
+def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> dict:
+    """The manifest of a teacher-label folder when it labels ``ds`` as its images are now, at ``temperature``."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DataError(f"--teacher {folder}: no {MANIFEST}; expected a checkpoint or a teacher-label folder written by edgeseg train --teacher")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: damaged ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != TEACHER_FORMAT:
+        raise DataError(f"{path}: not a teacher-label folder of this edgeseg ({TEACHER_FORMAT})")
+    if manifest.get("dataset", {}).get("class_names") != list(ds.info.class_names):
+        raise ConfigError(f"--teacher {folder}: labels of other classes than {ds.info.name}'s")
+    if manifest.get("temperature") != temperature:
+        raise ConfigError(f"--teacher {folder}: made at temperature {manifest.get('temperature')}, not --distill-temperature {temperature}")
+    if manifest.get("images") != [_image_record(ds, i) for i in range(len(ds))]:
+        raise DataError(f"--teacher {folder}: made from other images than {ds.info.name}/{ds.split} as they are now "
+                        "(names, sizes or times differ); make the labels again from the teacher checkpoint")
+    for i in range(len(ds)):
+        if not (folder / f"{i:06d}.npy").is_file():
+            raise DataError(f"--teacher {folder}: {i:06d}.npy is missing")
+    return manifest
+
+
+def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str = "auto", progress: bool = True) -> Path:
+    """The teacher-label folder for ``ds``: ``teacher`` itself when it is one, else (a checkpoint) the
+    folder in edgeseg's cache for this teacher, data and temperature, made when missing."""
+    path = Path(teacher)
+    if path.is_dir():
+        check_teacher_labels(path, ds, temperature)
+        return path
+    if not path.is_file():
+        raise ConfigError(f"--teacher {path}: not found; expected a checkpoint (.pt) or a teacher-label folder")
+    from edgeseg.models import load_checkpoint
+
+    check_teacher_classes(load_checkpoint(path).meta, ds, path)
+    folder = cache_dir() / "teacher_labels" / labels_key(path, ds, temperature)
+    try:
+        check_teacher_labels(folder, ds, temperature)
+        logger.info(f"teacher labels: {folder} (made earlier from {path.name})")
+    except (DataError, ConfigError):
+        logger.info(f"teacher labels: running {path.name} over {len(ds)} training images into {folder}")
+        with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the run must not depend on whether the labels existed
+            make_teacher_labels(path, ds, folder, temperature, device, progress)
+    return folder
+
+
+class WithTeacher(SegDataset):
+    """``ds`` with each sample's teacher map (memory-mapped) in ``Sample.teacher``."""
+
+    def __init__(self, ds: SegDataset, folder: Path):
+        self.inner, self.folder = ds, Path(folder)
+        self.info, self.split, self.skipped = ds.info, ds.split, ds.skipped
+        self.indices = list(range(len(ds)))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def sample_name(self, i: int) -> str:
+        return self.inner.sample_name(self.indices[i])
+
+    def label_files(self, i: int):
+        return self.inner.label_files(self.indices[i])
+
+    def load(self, i: int):
+        k = self.indices[i]
+        sample = self.inner.load(k)
+        try:
+            teacher = np.load(self.folder / f"{k:06d}.npy", mmap_mode="c", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.folder / f'{k:06d}.npy'}: unreadable teacher labels ({exc})") from None
+        if teacher.shape[:2] != sample.label.shape:
+            raise DataError(f"{self.folder / f'{k:06d}.npy'}: teacher labels of {teacher.shape[1]}x{teacher.shape[0]} for a "
+                            f"{sample.label.shape[1]}x{sample.label.shape[0]} frame")
+        return sample._replace(teacher=teacher)
+
+    def _keep(self, indices) -> None:
+        self.indices = [self.indices[i] for i in indices]
+
+
+def distill_loss(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(t || softmax(z / T))`` with ``t = mass / valid`` per pixel, averaged by ``valid``."""
+    logq = F.log_softmax(logits.float() / temperature, dim=1)
+    t = mass / valid.unsqueeze(1).clamp(min=1e-6)
+    plogt = torch.where(mass > 0, mass * torch.log(t.clamp(min=1e-6)), torch.zeros_like(mass))
+    return temperature**2 * (plogt - mass * logq).sum() / valid.sum().clamp(min=1e-6)

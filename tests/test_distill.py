@@ -1,0 +1,112 @@
+"""Distillation from a teacher (train --teacher) and the SR auxiliary (train --sr-aux)."""
+
+import json
+import os
+import signal
+
+import onnx
+import pytest
+import torch
+
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.trainer import TrainConfig, train
+
+
+def cfg(data, out, **kw):
+    base = dict(out=str(out), res=(24, 18), upscale=2, dataset="folder", data=str(data), model="tiny", epochs=2, batch=2,
+                progress=False, workers=0, device="cpu", pretrained="none")
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def teacher(shared_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    train(TrainConfig(out=str(out), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny", epochs=2, batch=2,
+                      progress=False, workers=0, device="cpu", pretrained="none"))
+    return out / "last.pt"
+
+
+def test_teacher_labels_are_made_once_checked_and_reused(teacher, shared_folder, tmp_path, monkeypatch):
+    from edgeseg.data import build_dataset
+    from edgeseg.trainer import distill
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    ds = build_dataset("folder", shared_folder, "train")
+    made = []
+    real = distill.make_teacher_labels
+    monkeypatch.setattr(distill, "make_teacher_labels", lambda *a, **k: made.append(1) or real(*a, **k))
+    folder = distill.teacher_labels(str(teacher), ds, 1.0, "cpu", progress=False)
+    assert distill.teacher_labels(str(teacher), ds, 1.0, "cpu", progress=False) == folder and made == [1]  # reused
+    sample = distill.WithTeacher(ds, folder)[0]
+    assert sample.teacher.shape == sample.label.shape + (2 * distill.TOP_K,)
+    probs = sample.teacher[..., 1::2].astype(int).sum(-1)
+    assert probs.max() <= 255 + 3 and probs.min() > 128  # the top-K hold most of a pixel's probability
+    assert distill.teacher_labels(str(folder), ds, 1.0) == folder  # a folder is taken as it is, once checked
+    with pytest.raises(ConfigError, match="made at temperature 1.0, not --distill-temperature 2.0"):
+        distill.teacher_labels(str(folder), ds, 2.0)
+    image = ds.sample_files(0)[0]
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match="made from other images"):
+        distill.teacher_labels(str(folder), ds, 1.0)
+    (folder / "000001.npy").unlink()
+    with pytest.raises(DataError, match="made from other images|000001.npy is missing"):
+        distill.teacher_labels(str(folder), ds, 1.0)
+
+
+def test_bad_teachers_and_options_are_refused_before_any_step(teacher, shared_folder, tmp_path, cli_run, monkeypatch):
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "classes.json").write_text(json.dumps({"names": ["x", "y", "z"]}))
+    base = ["train", "--dataset", "folder", "--data", shared_folder, "--model", "tiny", "--res", "24x18", "--epochs", "1", "--batch", "2",
+            "--quiet", "--pretrained", "none"]
+    from conftest import make_folder_dataset
+
+    three = make_folder_dataset(tmp_path / "three")
+    (three / "classes.json").write_text(json.dumps({"names": ["a", "b", "c", "d", "e", "f"]}))
+    for extra, expect in [(["--teacher", tmp_path / "missing.pt"], "missing.pt: not found"),
+                          (["--teacher", other], "no manifest.json"),
+                          (["--teacher", teacher, "--distill-weight", "1.5"], "'--distill-weight': 1.5: expected a number in [0, 1]"),
+                          (["--teacher", teacher, "--distill-weight", "nan"], "'--distill-weight': nan: expected a finite number"),
+                          (["--teacher", teacher, "--distill-temperature", "0"], "--distill-temperature"),
+                          (["--sr-aux", "--model", "tiny-msa"], "--sr-aux: model 'tiny-msa' has its own output stage")]:
+        code, _, err = cli_run(*base, "--out", tmp_path / f"r{len(extra)}{extra[-1]}".replace("/", "_"), *extra)
+        assert code == 2 and expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (extra, err)
+    code, _, err = cli_run(*base[:4], three, *base[5:], "--out", tmp_path / "cls", "--teacher", teacher)
+    assert code == 2 and "a teacher must be trained on the same classes" in err, err
+
+
+def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
+    from edgeseg.trainer.distill import distill_loss
+
+    z = torch.randn(2, 5, 6, 7)
+    for T in (1.0, 3.0):
+        mass = torch.softmax(z / T, 1)
+        assert float(distill_loss(z, mass, mass.sum(1), T)) == pytest.approx(0.0, abs=1e-5)
+        assert float(distill_loss(torch.randn(2, 5, 6, 7), mass, mass.sum(1), T)) > 0.01
+
+
+def test_sr_aux_and_teacher_train_resume_exactly_and_export_the_plain_graph(teacher, shared_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    kw = dict(sr_aux=True, teacher=str(teacher), epochs=3)
+    train(cfg(shared_folder, tmp_path / "straight", **kw))
+
+    def interrupt_at(step):
+        if step == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(cfg(shared_folder, tmp_path / "split", **kw), on_step=interrupt_at)["interrupted"]
+    train(cfg(shared_folder, tmp_path / "split", resume=True, **kw))
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("straight", "split"))
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    for k in a["training"]["aux"]["sr_head"]:
+        torch.testing.assert_close(a["training"]["aux"]["sr_head"][k], b["training"]["aux"]["sr_head"][k], rtol=0, atol=0)
+    # the exported graph is that of the same model trained without the SR branch: same operators, same weights' names and shapes
+    train(cfg(shared_folder, tmp_path / "plain", epochs=1))
+    from edgeseg.export import export_onnx
+
+    graphs = [onnx.load(str(export_onnx(tmp_path / r / "last.pt", tmp_path / f"{r}.onnx")[0])).graph for r in ("straight", "plain")]
+    assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
+    assert [(i.name, list(i.dims)) for i in graphs[0].initializer] == [(i.name, list(i.dims)) for i in graphs[1].initializer]
+    assert not any("head.out" in i.name or "shuffle" in n.name for i in graphs[0].initializer for n in graphs[0].node[:1])
