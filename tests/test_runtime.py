@@ -98,6 +98,9 @@ def test_bench_and_predict(backend, model_files, tmp_path, cli_run, shared_folde
     result = json.loads((tmp_path / "b.json").read_text())
     row = result["results"][0]
     assert row["backend"] == backend and row["model_only"]["p50_ms"] > 0 and row["end_to_end"]["throughput_ips"] > 0
+    parts = row["breakdown_p50_ms"]  # where an end-to-end call's time goes
+    assert set(parts) == {"pre", "network", "post"} and all(v > 0 for v in parts.values())
+    assert sum(parts.values()) <= row["end_to_end"]["p50_ms"] * 1.5 and "pre" in out and "post" in out
     code, out, err = cli_run("predict", "--model", model_files[backend], shared_folder / "val" / "images", shared_folder / "train/images/s0.png",
                              "--out", tmp_path / "pred", "--quiet")
     assert code == 0, err
