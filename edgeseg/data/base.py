@@ -97,6 +97,8 @@ def read_image(path: Path) -> np.ndarray:
     """
     try:
         with open_image(path) as im:
+            if any(";16" in str(getattr(t, "args", "")) for t in (im.tile or ())):  # 16-bit colour: the decoder keeps the top byte
+                _note_reduced(path)
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
                 _note_reduced(path)

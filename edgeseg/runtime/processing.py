@@ -93,8 +93,25 @@ def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]]) 
         if "logits" in outputs:
             out.append(scores_to_labels(torch.from_numpy(outputs["logits"][i : i + 1]), size)[0])
         else:
-            out.append(upsample_labels(torch.from_numpy(outputs["labels"][i : i + 1].astype(np.int64)), size)[0])
+            labels = outputs["labels"][i : i + 1]
+            if labels.shape[1] > size[0] or labels.shape[2] > size[1]:
+                _note_label_size(labels.shape[1:], size)
+            out.append(upsample_labels(torch.from_numpy(labels.astype(np.int64)), size)[0])
     return out
+
+
+_LABEL_SIZES: set = set()
+
+
+def _note_label_size(graph: tuple[int, int], frame: tuple[int, int]) -> None:
+    """Say once per process that a label graph's output is reduced (nearest) to a smaller frame."""
+    if not _LABEL_SIZES:
+        _LABEL_SIZES.add((tuple(graph), tuple(frame)))
+        import logging
+
+        logging.getLogger(__name__).warning(
+            f"the model's label output is {graph[1]}x{graph[0]}, the frame {frame[1]}x{frame[0]}: labels reduced to the frame "
+            "(nearest; said once); export with --output-size at the camera's size, or --output logits")
 
 
 def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -104,62 +121,85 @@ def upsample_scores(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return F.interpolate(scores.to(torch.float32), size=size, mode="bilinear", align_corners=False)
 
 
-MIXED_SHARE = 0.25  # above this share of disagreeing cells, the full interpolation is cheaper than the gathers
+MIXED_SHARE = 0.25  # above this share of cells needing the full interpolation, doing it everywhere costs less
+NEAR = 2.0**-18  # two scores closer than this share of their magnitude are tied to float32 precision: which one wins
+# depends on the order of the float32 operations, which differs between PyTorch's own kernels and CPUs
 
 
 def scores_to_labels(scores: torch.Tensor | np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
     """``(N, C, h, w)`` logits or class masses -> ``(N, H, W)`` labels at ``size`` (uint8 up to 256
-    classes, else int64): the arg-max of the scores up-sampled bilinearly (half-pixel centres),
-    computed in full only where it can differ from the low-resolution arg-max.
+    classes, else int64): the arg-max of the scores up-sampled bilinearly (half-pixel centres), as
+    ``scores_to_labels_reference`` gives it (all planes interpolated, then the arg-max), with the
+    interpolation computed only where it can change the label.
 
     A bilinear sample is a convex combination of the four low-resolution score vectors around it;
-    where those four share their arg-max, so does the combination (the first index on ties, as
-    ONNX ArgMax). So the labels are the low-resolution arg-max, spread, except on the pixels whose
-    four neighbours disagree, which get the full C-vector interpolation (PyTorch's weights and
-    order) and its arg-max. Equal to ``scores_to_labels_reference`` except at exact ties of the
-    interpolated scores (tests/test_postprocess.py).
+    where those four share their arg-max, so does the combination. So the labels are the
+    low-resolution arg-max, spread, except on the pixels of 2x2 blocks whose labels disagree; those
+    get the C-vector interpolation with PyTorch's own source indices and weights, and its arg-max.
+    The two agree on every pixel except where the two best interpolated scores tie to float32
+    precision (within ``NEAR`` of their magnitude), where the order of the float32 operations
+    decides (tests/test_postprocess.py; on CamVid val, benchmarks/labels_equal.py).
     """
     scores = torch.as_tensor(scores)
     N, C, h, w = scores.shape
     small = torch.uint8 if C <= 256 else torch.int64
-    low = channel_argmax(scores).to(small)  # (N, h, w)
     if size is None or tuple(size) == (h, w):
-        return low
+        return channel_argmax(scores).to(small)
     H, W = size
-    y0, y1, ly = _source_index(h, H)
-    x0, x1, lx = _source_index(w, W)
     if H < h or W < w:  # down-sampling skips cells: nothing to spare
         return scores_to_labels_reference(scores, size).to(small)
-    # a 2x2 block of low-resolution cells whose four arg-maxes agree (the last row and column repeated,
-    # as the interpolation clamps): every pixel sampling it takes that label
-    lp = np.pad(low.numpy(), ((0, 0), (0, 1), (0, 1)), mode="edge")
-    corner = lp[:, :-1, :-1]
-    mixed = (corner != lp[:, 1:, :-1]) | (corner != lp[:, :-1, 1:]) | (corner != lp[:, 1:, 1:])
-    # the output pixels of each low-resolution cell (y0 and x0 rise monotonically): where each row and column run starts, how long
-    grid = _Cells(y0, ly, h, H), _Cells(x0, lx, w, W)
+    ys, xs = _axis(h, H), _axis(w, W)
     out = np.empty((N, H, W), dtype=np.uint8 if C <= 256 else np.int64)
     for n in range(N):
-        np.take(np.take(low.numpy()[n], x0.numpy(), axis=1), y0.numpy(), axis=0, out=out[n])  # columns spread, then whole rows
-        cells = torch.from_numpy(np.argwhere(mixed[n]))
-        if cells.numel() == 0:
-            continue
-        if cells.shape[0] > MIXED_SHARE * h * w:  # scores that change everywhere (noise): the full interpolation costs less
-            out[n] = scores_to_labels_reference(scores[n : n + 1], size)[0].numpy()
-            continue
-        pixels, labels = _mixed_cells(scores[n].to(torch.float32).reshape(C, h * w), cells, *grid, w, W)
-        out[n].reshape(-1)[pixels.numpy()] = labels.numpy()
+        labels = _native_image(scores[n].to(torch.float32), ys, xs)
+        out[n] = scores_to_labels_reference(scores[n : n + 1], size)[0].numpy() if labels is None else labels
     return torch.from_numpy(out)
 
 
-class _Cells:
-    """Along one axis: for each low-resolution index, the output pixels whose bilinear sample starts
-    there (first pixel, count), with every output pixel's weight of the next index."""
+def _native_image(s: torch.Tensor, ys: "_Axis", xs: "_Axis") -> np.ndarray | None:
+    """One image's (C, h, w) scores -> its (H, W) labels, or None where the full interpolation costs less."""
+    C, h, w = s.shape
+    low = s.max(0).indices.to(torch.uint8 if C <= 256 else torch.int64).numpy()
+    # the 2x2 block at each cell (the last row and column repeated, as the interpolation clamps)
+    lp = np.pad(low, ((0, 1), (0, 1)), mode="edge")
+    a = lp[:-1, :-1]
+    mixed = (a != lp[1:, :-1]) | (a != lp[:-1, 1:]) | (a != lp[1:, 1:])
+    out = np.take(np.take(low, xs.i0, axis=1), ys.i0, axis=0)  # columns spread, then whole rows
+    cells = torch.from_numpy(np.argwhere(mixed))
+    if cells.numel() == 0:
+        return out
+    if cells.shape[0] > MIXED_SHARE * h * w:  # scores that change everywhere (noise): the full interpolation costs less
+        return None
+    pixels, labels = _mixed_cells(s.reshape(C, h * w), cells, ys, xs, w)
+    out.reshape(-1)[pixels.numpy()] = labels.numpy()
+    return out
 
-    def __init__(self, i0: torch.Tensor, lam: torch.Tensor, n_in: int, n_out: int):
-        self.count = torch.bincount(i0, minlength=n_in)
-        self.start = torch.cumsum(self.count, 0) - self.count
-        self.lam, self.n_in, self.n_out = lam, n_in, n_out
-        self.span = int(self.count.max())
+
+class _Axis:
+    """One axis of the bilinear up-sampling from ``n_in`` to ``n_out`` samples, as PyTorch computes it:
+    each output's first source index ``i0`` (NumPy) and weight ``lam`` of the next one, and for each
+    source index the run of outputs that start there (``start``, ``count``).
+
+    ``i0`` follows PyTorch's source position (scale x (i + 0.5) - 0.5 rounded once to float32); the
+    weights are read from PyTorch itself (interpolating a 0/1 pattern gives 0 x w0 + 1 x w1 = w1
+    exactly), so they are its own bits."""
+
+    def __init__(self, n_in: int, n_out: int):
+        scale = float(np.float32(n_in / n_out))
+        src = np.maximum(((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32), 0)
+        i0 = np.minimum(src.astype(np.int64), n_in - 1)
+        lam = np.clip(src - i0, 0, 1).astype(np.float32)  # kept only where a probe cannot tell (the clamped last index)
+        pattern = (torch.arange(n_in) % 2).to(torch.float32)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        for probe in (pattern, 1 - pattern):
+            up = F.interpolate(probe.view(1, 1, 1, n_in), size=(1, n_out), mode="bilinear", align_corners=False).view(-1).numpy()
+            p = probe.numpy()
+            where = (p[i0] == 0) & (p[i1] == 1)
+            lam[where] = up[where]
+        self.i0, self.lam, self.n_in, self.n_out = i0, torch.from_numpy(lam), n_in, n_out
+        count = np.bincount(i0, minlength=n_in)
+        self.count, self.start = torch.from_numpy(count), torch.from_numpy(np.cumsum(count) - count)
+        self.span = int(count.max())
 
     def pixels(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For cells at ``idx`` (K,): their output pixels padded to the longest run (span, K), which of
@@ -170,36 +210,38 @@ class _Cells:
         return pix, real, self.lam[pix]
 
 
-def _mixed_cells(flat: torch.Tensor, cells: torch.Tensor, ys: _Cells, xs: _Cells, w: int, W: int):
+_AXES: dict = {}
+
+
+def _axis(n_in: int, n_out: int) -> _Axis:
+    key = (n_in, n_out)
+    if key not in _AXES:
+        if len(_AXES) > 64:
+            _AXES.clear()
+        _AXES[key] = _Axis(n_in, n_out)
+    return _AXES[key]
+
+
+def _mixed_cells(flat: torch.Tensor, cells: torch.Tensor, ys: _Axis, xs: _Axis, w: int):
     """The interpolated arg-max on every output pixel of ``cells`` ((K, 2) low-resolution indices of
-    2x2 blocks whose labels disagree), from ``flat`` (C, h*w) scores: the four corner vectors taken
-    once per cell, each cell's pixels as a (rows x columns) patch, the cells last so that every
-    operation runs along K; PyTorch's bilinear arithmetic in its order (w0*x00 + w1*x01 per row,
-    then h0*top + h1*bottom). Returns flat pixel indices and labels."""
+    2x2 blocks), from ``flat`` (C, h*w) scores: the four corner vectors taken once per cell, each
+    cell's pixels as a (rows x columns) patch, the cells last so that every operation runs along K.
+    Returns flat pixel indices and labels."""
+    C = flat.shape[0]
     ci, cj = cells[:, 0], cells[:, 1]
     ci1, cj1 = torch.clamp(ci + 1, max=ys.n_in - 1), torch.clamp(cj + 1, max=w - 1)
-    corner = flat.index_select(1, torch.cat([ci * w + cj, ci * w + cj1, ci1 * w + cj, ci1 * w + cj1])).view(flat.shape[0], 4, 1, -1)
+    corner = flat.index_select(1, torch.cat([ci * w + cj, ci * w + cj1, ci1 * w + cj, ci1 * w + cj1])).view(C, 4, 1, -1)
     rows, row_real, wy1 = ys.pixels(ci)  # (ny, K)
     cols, col_real, wx1 = xs.pixels(cj)  # (nx, K)
     wx0, wy0 = 1.0 - wx1, 1.0 - wy1
     top = (corner[:, 0] * wx0 + corner[:, 1] * wx1)[:, None]  # (C, 1, nx, K)
     bottom = (corner[:, 2] * wx0 + corner[:, 3] * wx1)[:, None]
-    value = top * wy0[:, None] + bottom * wy1[:, None]  # (C, ny, nx, K)
-    pixels, labels = rows[:, None] * W + cols[None], value.max(0).indices
+    labels = (top * wy0[:, None] + bottom * wy1[:, None]).max(0).indices  # (ny, nx, K)
+    pixels = rows[:, None] * xs.n_out + cols[None]
     if bool(row_real.all()) and bool(col_real.all()):  # every cell as wide and high (an integer ratio)
         return pixels.reshape(-1), labels.reshape(-1)
     real = row_real[:, None] & col_real[None]
     return pixels[real], labels[real]
-
-
-def _source_index(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PyTorch's bilinear source indices and weight (align_corners=False) of each of ``n_out`` outputs:
-    (i0, i1, lambda), computed in float32 as its kernel does."""
-    scale = torch.tensor(n_in / n_out, dtype=torch.float32)
-    src = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * scale - 0.5).clamp(min=0)
-    i0 = src.to(torch.int64).clamp(max=n_in - 1)
-    i1 = torch.clamp(i0 + 1, max=n_in - 1)
-    return i0, i1, (src - i0.to(torch.float32)).clamp(0, 1)
 
 
 def scores_to_labels_reference(scores: torch.Tensor | np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
