@@ -199,13 +199,20 @@ def main() -> None:
         ("unknown option", ["eval", "--model", ckpt, "--frob"], "error"),
     ]
 
+    cases += broken_model_cases(tmp, ckpt, onnx_path, data, img)
+    cases += data_fault_cases(tmp, ckpt, data)
+
     results = []
     before = {p: p.read_bytes() for p in (ckpt, onnx_path, run / "last.pt")}
     t0 = time.perf_counter()
     for name, argv, expectation in cases:
         expect, _, must_say = expectation.partition(":")
+        after_log = expect.startswith("log+")  # the run's own notes may come first; the error is then the one last line
+        expect = expect.removeprefix("log+")
         code, out, err = run_cli(argv)
         lines = [line for line in err.strip().splitlines() if line and not line.startswith(("warning:", "wrote "))]
+        if after_log and lines and lines[-1].startswith("error:") and sum(line.startswith("error:") for line in lines) == 1:
+            lines = lines[-1:]
         if expect == "ok":
             handled = code == 0
         else:
@@ -223,6 +230,109 @@ def main() -> None:
                                                "machine": platform.machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                                                "command": "python " + " ".join(sys.argv)}, indent=1) + "\n")
     sys.exit(0 if n_ok == len(results) and not lost else 1)
+
+
+def broken_model_cases(tmp: Path, ckpt: Path, onnx_path: Path, data: Path, img: Path) -> list:
+    """Models that load but are wrong: NaN weights (checkpoint and ONNX), a class list shorter than
+    the outputs, an unbounded recorded resolution. Each refused in one line by every command."""
+    import copy
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    d = tmp / "broken"
+    d.mkdir()
+    raw = torch.load(ckpt, weights_only=True)
+    nan = copy.deepcopy(raw)
+    nan["model"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in raw["model"].items()}
+    torch.save(nan, d / "nan.pt")
+    short = copy.deepcopy(raw)
+    short["meta"]["data"]["class_names"] = short["meta"]["data"]["class_names"][:-1]
+    short["meta"]["data"]["palette"] = short["meta"]["data"]["palette"][:-1]
+    torch.save(short, d / "short.pt")
+    huge = copy.deepcopy(raw)
+    huge["meta"]["model"]["res"] = [100000, 100000]
+    torch.save(huge, d / "huge.pt")
+    graph = onnx.load(str(onnx_path))
+    for init in graph.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.dtype == np.float32 and a.size > 10:
+            init.CopyFrom(numpy_helper.from_array(np.full_like(a, np.nan), init.name))
+            break
+    onnx.save(graph, str(d / "nan.onnx"))
+    cases = []
+    for name, say in (("nan.pt", "NaN or infinite"), ("short.pt", "names 4"), ("huge.pt", "100000x100000"), ("nan.onnx", "NaN or infinite")):
+        m = d / name
+        cases += [
+            (f"eval broken {name}", ["eval", "--model", m, "--dataset", "folder", "--data", data, "--quiet"], f"error:{say}"),
+            (f"predict broken {name}", ["predict", "--model", m, img, "--out", d / f"p-{name}", "--quiet"], f"error:{say}"),
+            (f"autolabel broken {name}", ["autolabel", "--model", m, "--images", img, "--out", d / f"a-{name}", "--quiet"], f"error:{say}"),
+        ]
+        if name.endswith(".pt"):
+            cases += [(f"export broken {name}", ["export", "--model", m, "--out", d / f"x-{name}", "--dataset", "folder", "--data", data,
+                                                 "--verify-images", "2", "--quiet"], f"error:{say}"),
+                      (f"bench broken {name}", ["bench", "--model", m, "--iters", "1", "--warmup", "0", "--quiet"], f"error:{say}"),
+                      (f"train --teacher broken {name}", ["train", "--dataset", "folder", "--data", data, "--model", "tiny", "--res", "48x36",
+                                                          "--epochs", "1", "--out", d / f"t-{name}", "--teacher", m, "--quiet"],
+                       f"error:{say}")]
+    return cases
+
+
+def data_fault_cases(tmp: Path, ckpt: Path, data: Path) -> list:
+    """Data that lies: a label whose header claims 50000x50000 (the size bound's own message
+    everywhere), a damaged class-count cache (made again, said), calibration arrays of the wrong
+    kind, a data set with other classes than the model's."""
+    import shutil
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    bomb = tmp / "bombdata"
+    shutil.copytree(data, bomb)
+    header = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 0, 0, 0, 0))
+              + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    for split in ("train", "val"):
+        sorted((bomb / split / "masks").glob("*.png"))[0].write_bytes(header)
+    say = "error:the header claims 50000x50000"
+    train = ["train", "--dataset", "folder", "--data", bomb, "--model", "tiny", "--res", "48x36", "--epochs", "1", "--batch", "2", "--quiet"]
+    cases = [
+        ("train label header 50000x50000", train + ["--out", tmp / "tb"], "log+" + say),  # found mid-run, after the run's header
+        ("eval label header 50000x50000", ["eval", "--model", ckpt, "--dataset", "folder", "--data", bomb, "--quiet"], say),
+        ("labels check label header 50000x50000", ["labels", "check", "--dataset", "folder", "--data", bomb, "--res", "24x18", "--quiet"], say),
+        ("data cache label header 50000x50000", ["data", "cache", "--dataset", "folder", "--data", bomb, "--out", tmp / "cb", "--quiet"], say),
+    ]
+    # a damaged class-count cache is made again (its own cache folder, so the user's is untouched)
+    os.environ["EDGESEG_CACHE"] = str(tmp / "edgeseg-cache")
+    counts = tmp / "edgeseg-cache" / "class_counts"
+    counts.mkdir(parents=True)
+    from edgeseg.data import build_dataset
+    from edgeseg.data.label_stats import class_pixel_counts
+
+    class_pixel_counts(build_dataset("folder", str(data), "train"), progress=False)
+    for f in counts.glob("*.npz"):
+        f.write_bytes(b"PK\x03\x04 damaged")
+    cases.append(("train with a damaged class-count cache", ["train", "--dataset", "folder", "--data", data, "--model", "tiny", "--res",
+                                                           "24x18", "--epochs", "1", "--batch", "2", "--class-weights", "sqrt",
+                                                           "--train-limit", "2", "--val-limit", "1", "--pretrained", "none",
+                                                           "--out", tmp / "tcc", "--quiet"], "ok"))
+    arrays = {"npz.npz": None, "strings.npy": np.array(["a", "b"]), "nan.npy": np.full((10, 3, 36, 48), np.nan, np.float32),
+              "shape.npy": np.zeros((10, 3, 10, 10), np.float32)}
+    for name, arr in arrays.items():
+        if arr is None:
+            np.savez(tmp / name, x=np.zeros((10, 3, 36, 48), np.float32))
+        else:
+            np.save(tmp / name, arr)
+        cases.append((f"export --calib-array {name}", ["export", "--model", ckpt, "--out", tmp / f"xc-{name}", "--int8", "--calib-array",
+                                                       tmp / name, "--no-verify", "--quiet"], f"error:{name}"))
+    synthetic = ["--dataset", "synthetic"]  # 9 classes; the tiny model has 5
+    cases += [("export with another data set's classes", ["export", "--model", ckpt, "--out", tmp / "xs", *synthetic, "--quiet"],
+               "error:classes but data set"),
+              ("export --int8 with another data set's classes", ["export", "--model", ckpt, "--out", tmp / "xs2", "--int8", *synthetic,
+                                                                 "--no-verify", "--quiet"], "error:classes but data set")]
+    return cases
 
 
 if __name__ == "__main__":

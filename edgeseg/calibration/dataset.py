@@ -133,14 +133,25 @@ def build_calibration_set(meta, ds: SegDataset, n: int = 300, seed: int = 0, pro
 
 def calibration_set_from_array(path: Path, meta) -> CalibrationSet:
     """Pre-processed inputs saved with ``numpy.save``; their shape must match the model input."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
     expected, dtype = meta.input_shape(1)[1:], meta.input_dtype
+    want = f"a .npy array of shape (N, {', '.join(map(str, expected))}) and a numeric type (numpy.save)"
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({str(exc).splitlines()[0][:120]}); expected {want}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        arr.close()
+        raise DataError(f"{path}: an .npz archive of arrays; expected {want}")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{path}: calibration array of type {arr.dtype}; expected {want}")
     if arr.ndim != 4 or tuple(arr.shape[1:]) != expected:
         raise DataError(f"{path}: calibration array has shape {tuple(arr.shape)}; the model takes (N, {', '.join(map(str, expected))})")
     if len(arr) < MIN_IMAGES:
         raise DataError(f"{path}: {len(arr)} calibration inputs; INT8 calibration needs at least {MIN_IMAGES}")
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and not bool(np.isfinite(arr).all()):
+        raise DataError(f"{path}: the calibration array holds NaN or infinite values; expected pre-processed images")
+    if dtype == np.uint8 and arr.dtype != np.uint8 and (arr.min() < 0 or arr.max() > 255 or not bool((arr == np.round(arr)).all())):
+        raise DataError(f"{path}: this model takes uint8 images; the calibration array holds values outside whole 0..255")
     manifest = {"version": 1, "array": str(path), "sha256": sha256_file(path), "n": len(arr), "preprocess": _preprocess_record(meta)}
     return CalibrationSet(arr.astype(dtype, copy=False), manifest)

@@ -67,9 +67,14 @@ def open_image(path: Path):
     pixel is decoded (PIL's own decompression-bomb warning is left out: this check replaces it)."""
     import warnings
 
+    previous = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        im = Image.open(path)
+        Image.MAX_IMAGE_PIXELS = None  # PIL's own bound (an error above twice its warning) would pre-empt ours with its wording
+        try:
+            im = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
     try:
         _check_header(im, path)
     except DataError:

@@ -41,8 +41,14 @@ def compute_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.nda
 def cached_centroids(ds: SegDataset, progress: bool = True) -> dict[int, np.ndarray]:
     from edgeseg.data.label_stats import cached_label_stats
 
+    C, n = ds.info.num_classes, len(ds)
+
+    def valid(arrays) -> bool:  # c<class> -> (K, 3) int rows of (sample, y, x) within the data set
+        return all(k[:1] == "c" and k[1:].isdigit() and int(k[1:]) < C and v.ndim == 2 and v.shape[1] == 3 and v.dtype.kind in "iu"
+                   and (v.size == 0 or (v.min() >= 0 and v[:, 0].max() < n)) for k, v in arrays.items())
+
     arrays = cached_label_stats(ds, "class_uniform", [GRID, MIN_PIXELS],
-                                lambda: {f"c{c}": v for c, v in compute_centroids(ds, progress).items()})
+                                lambda: {f"c{c}": v for c, v in compute_centroids(ds, progress).items()}, valid)
     return {int(k[1:]): v for k, v in arrays.items()}
 
 

@@ -19,17 +19,28 @@ logger = logging.getLogger(__name__)
 COUNTS_FORMAT = 1  # bump when what class_pixel_counts counts changes: older cache files are then not reused
 
 
-def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``compute()`` (named arrays) for ``ds``, from the cache when the labels are unchanged."""
+def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callable[[], dict[str, np.ndarray]],
+                       valid: Callable[[dict[str, np.ndarray]], bool] = lambda arrays: True) -> dict[str, np.ndarray]:
+    """``compute()`` (named arrays) for ``ds``, from the cache when the labels are unchanged. A cache
+    file that cannot be read or fails ``valid`` (damaged, written by something else) is said and
+    made again, never trusted."""
+    import zipfile
+
     from edgeseg.fileio import atomic_path, cache_dir
 
     key = hashlib.sha256(json.dumps([ds.fingerprint(), *params]).encode()).hexdigest()[:20]
     path = cache_dir() / kind / f"{ds.info.name}-{ds.split}-{key}.npz"
     if path.is_file():
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-        logger.info(f"{kind} from cache {path}")
-        return arrays
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            if valid(arrays):
+                logger.info(f"{kind} from cache {path}")
+                return arrays
+            why = "its contents do not fit this data set"
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            why = f"unreadable ({type(exc).__name__})"
+        logger.warning(f"{path}: {kind} cache {why}; computing it again")
     arrays = compute()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -52,4 +63,8 @@ def class_pixel_counts(ds: SegDataset, progress: bool = True) -> np.ndarray:
         bar.close()
         return {"counts": counts}
 
-    return cached_label_stats(ds, "class_counts", [C, COUNTS_FORMAT], compute)["counts"]
+    def valid(arrays) -> bool:
+        counts = arrays.get("counts")
+        return counts is not None and counts.shape == (C,) and counts.dtype.kind in "iu" and bool((counts >= 0).all())
+
+    return cached_label_stats(ds, "class_counts", [C, COUNTS_FORMAT], compute, valid)["counts"]

@@ -55,6 +55,15 @@ class Checkpoint:
             d["training"] = {f.name: getattr(self.training, f.name) for f in fields(TrainingState)}
         return d
 
+    def check_weights(self, where: str) -> "Checkpoint":
+        """A model must be sane to be run, exported or taught from: finite weights (its class list and
+        recorded sizes are checked when its description is read). Returns itself."""
+        for name, tensor in self.weights.items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ModelFileError(f"{where}: weight '{name}' holds NaN or infinite values; the model is broken (retrain, or use "
+                                     "an earlier checkpoint)")
+        return self
+
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Checkpoint":
         """Parse a loaded checkpoint dict (this format or edgeseg 0.1.0's); a missing or mistyped

@@ -86,8 +86,10 @@ class Preprocess:
         return self.normalise(x).numpy()
 
 
-def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]], where: str | None = "the model") -> list[torch.Tensor]:
     """Model outputs (logits or labels) -> one label map per image at its native ``(H, W)`` (uint8 up to 256 classes)."""
+    if "logits" in outputs and where is not None:  # (parity counts non-finite scores itself: where=None)
+        check_finite(outputs["logits"], where)
     out = []
     for i, size in enumerate(sizes):
         if "logits" in outputs:
@@ -98,6 +100,17 @@ def native_labels(outputs: dict[str, np.ndarray], sizes: list[tuple[int, int]]) 
                 _note_label_size(labels.shape[1:], size)
             out.append(upsample_labels(torch.from_numpy(labels.astype(np.int64)), size)[0])
     return out
+
+
+def check_finite(logits: np.ndarray, where: str = "the model") -> None:
+    """Refuse scores that hold NaN or infinities: a broken model (its weights, or an engine built
+    wrong) would otherwise give labels without a word, and a parity check of NaN against NaN agrees."""
+    if not bool(np.isfinite(logits).all()):
+        from edgeseg.errors import ModelFileError
+
+        bad = int((~np.isfinite(logits)).sum())
+        raise ModelFileError(f"{where}: its scores hold {bad} NaN or infinite values of {logits.size}; the model is broken "
+                             "(retrain, use an earlier checkpoint, or re-export)")
 
 
 _LABEL_SIZES: set = set()

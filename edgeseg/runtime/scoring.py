@@ -31,7 +31,7 @@ def check_classes(meta, ds: SegDataset) -> None:
     if meta.num_classes != ds.info.num_classes:
         raise ConfigError(
             f"the model predicts {meta.num_classes} classes but data set '{ds.info.name}' has {ds.info.num_classes}; "
-            "evaluate on the data set it was trained on"
+            "give the data set it was trained on (--dataset/--data)"
         )
 
 
@@ -49,7 +49,7 @@ def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, p
     t0 = time.perf_counter()
     for samples in iterate_batches(ds, batch, indices):
         outputs = runner.infer(pre([s.image for s in samples]))
-        for s, p in zip(samples, native_labels(outputs, [s.label.shape for s in samples])):
+        for s, p in zip(samples, native_labels(outputs, [s.label.shape for s in samples], runner.name)):
             cm.update(torch.from_numpy(s.label), p)
             if biou is not None:
                 biou.update(torch.from_numpy(np.asarray(s.label)), p)

@@ -37,7 +37,7 @@ class TorchRunner(BaseRunner):
         from edgeseg.fileio import sha256_file
         from edgeseg.models import load_checkpoint, model_from_checkpoint
 
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path).check_weights(str(path))
         model = model_from_checkpoint(ckpt, str(path), scales=spec.scales, tta=spec.tta)
         return cls(model, ckpt.meta.with_(source_sha256=sha256_file(path)), spec.device, name=f"torch:{Path(path).name}", threads=spec.threads)
 

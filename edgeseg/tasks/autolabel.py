@@ -19,7 +19,7 @@ from edgeseg.data.base import IGNORE_INDEX, read_image
 from edgeseg.errors import ConfigError
 from edgeseg.fileio import atomic_path, write_json_atomic
 from edgeseg.progress import Progress
-from edgeseg.runtime.processing import Preprocess, upsample_scores
+from edgeseg.runtime.processing import Preprocess, check_finite, upsample_scores
 from edgeseg.tasks.predict import _save_png, collect_inputs
 
 
@@ -85,7 +85,9 @@ def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: 
     with runner:
         for path in paths:
             image = read_image(path)
-            logits = torch.from_numpy(runner.infer(pre([image]))["logits"])
+            scores = runner.infer(pre([image]))["logits"]
+            check_finite(scores, runner.name)
+            logits = torch.from_numpy(scores)
             prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0], dim=0)
             label, soft_label = label_from_probabilities(prob, threshold)
             _save_png(out_dir / "masks" / f"{path.stem}.png", label)

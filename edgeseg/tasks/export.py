@@ -80,22 +80,20 @@ def _preflight(request: Request, source: DataSource) -> None:
         from edgeseg.optional import require
 
         require("openvino", "--openvino")
-    if request.int8 is not None and not request.int8.calib_array:
+    ckpt.check_weights(str(request.checkpoint))
+    if request.int8 is not None:
         from edgeseg.export.int8 import calibration_dataset
 
-        calibration_dataset(ckpt.meta, request.int8, source, ckpt.meta.dataset_root)
-    check_model_sanity(ckpt, str(request.checkpoint))
+        if request.int8.calib_array:
+            from edgeseg.calibration.dataset import calibration_set_from_array
 
+            calibration_set_from_array(Path(request.int8.calib_array), ckpt.meta)
+        else:
+            calibration_dataset(ckpt.meta, request.int8, source, ckpt.meta.dataset_root)
+    if request.job.verify or request.int8 is not None:  # parity and INT8 sensitivity score labelled images with the model's classes
+        from edgeseg.runtime.scoring import check_classes
 
-def check_model_sanity(ckpt, where: str) -> None:
-    """A model must be sane to be exported or scored: finite weights (its class list and recorded
-    sizes are checked when its description is read)."""
-    import torch
-
-    for name, tensor in ckpt.weights.items():
-        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ConfigError(f"{where}: weight '{name}' holds NaN or infinite values; the model is broken (retrain, or use an "
-                              "earlier checkpoint)")
+        check_classes(ckpt.meta, source.open(ckpt.meta.dataset, ckpt.meta.dataset_root))
 
 
 def _one_format(fmt: Format, b: Build) -> dict:

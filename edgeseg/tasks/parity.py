@@ -55,7 +55,7 @@ def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, in
             else:
                 comparable = False
             sizes = [s.label.shape for s in samples]
-            for s, lm, lr in zip(samples, native_labels(out_m, sizes), native_labels(out_r, sizes)):
+            for s, lm, lr in zip(samples, native_labels(out_m, sizes, None), native_labels(out_r, sizes, None)):
                 agree += int((lm == lr).sum())
                 total += lm.numel()
                 gt = torch.from_numpy(s.label)

@@ -119,7 +119,7 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
             image = read_image(path)
             check(image.shape, path)
             stem = stems(path.stem)
-            label = native_labels(runner.infer(pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
+            label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
             _save_png(out_dir / f"{stem}_label.png", label)
             _save_png(out_dir / f"{stem}_overlay.png", overlay(image, label, meta.palette, alpha))
             written.append(stem)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 MAX_EVERY = 100_000  # --every: beyond this an output video would hold a frame every few hours
+STREAM_TIMEOUT = 10.0  # seconds a stream may send nothing (opening or reading) before it counts as dropped
 _DONE = object()
 
 
@@ -64,7 +65,7 @@ def open_source(source: str):
             return av.open(device, format="v4l2")
         if not is_stream(s) and not Path(s).is_file():
             raise DataError(f"{s}: video file not found")
-        return av.open(s, timeout=10.0) if is_stream(s) else av.open(s)
+        return av.open(s, timeout=STREAM_TIMEOUT) if is_stream(s) else av.open(s)
     except DataError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -79,6 +80,10 @@ def video_stem(source: str) -> str:
     if "://" in s:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", s.split("://", 1)[-1])[:60]
     return Path(s).stem
+
+
+class _SeekMissed(Exception):
+    """After a reconnect, the seek did not land at or before the last frame read."""
 
 
 class _Closed:
@@ -130,14 +135,18 @@ class VideoJob:
         return container
 
     def _decode(self, container) -> None:
-        tries, index, last_pts = 0, 0, None
+        tries, index, last_pts, seeked = 0, 0, None, False
         try:
             while not self.stop.is_set():
                 try:
                     t0 = time.perf_counter()
-                    for frame in container.decode(video=0):
+                    first = True
+                    for frame in self._frames(container):
                         if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames * self.every):
                             return
+                        if seeked and first and frame.pts is not None and frame.pts > last_pts:
+                            raise _SeekMissed()  # the seek landed past the last frame read: frames would be lost
+                        first = False
                         if last_pts is not None and tries and frame.pts is not None and frame.pts <= last_pts and not self.live:
                             continue  # a reopened file-like source: this frame was read before the drop
                         if index % self.every == 0:
@@ -148,7 +157,13 @@ class VideoJob:
                         index += 1
                         last_pts = frame.pts if frame.pts is not None else last_pts
                         t0 = time.perf_counter()
+                    if seeked and first:
+                        raise _SeekMissed()  # nothing after the seek: read the source again from its start instead
                     return  # end of the file or stream
+                except _SeekMissed:
+                    container, seeked = self._reopen(container, tries, index, last_pts, seek=False)
+                    if isinstance(container, _Closed):
+                        return
                 except (self.av.error.FFmpegError, OSError) as exc:
                     if not (is_stream(self.source) or self.source.isdigit()) or tries >= self.reconnects:
                         if index == 0:
@@ -157,7 +172,7 @@ class VideoJob:
                             logger.warning(f"{self.source}: the stream stopped after {index} frames ({str(exc)[:120]}); keeping what was written")
                         return
                     tries += 1
-                    container = self._reopen(container, tries, index, last_pts)
+                    container, seeked = self._reopen(container, tries, index, last_pts)
                     if isinstance(container, _Closed):
                         return
         except DataError as exc:
@@ -166,22 +181,40 @@ class VideoJob:
             self.container = container
             self.decoded.put(_DONE)
 
-    def _reopen(self, container, tries: int, index: int, last_pts):
-        where = "continuing from its live position" if self.live else f"continuing after frame {index}"
-        logger.warning(f"{self.source}: the stream dropped; reconnecting ({tries}/{self.reconnects}), {where}")
-        time.sleep(min(2.0 * tries, 5.0))
+    def _frames(self, container):
+        """The container's video frames; where reading fails part-way (a dropped connection), the
+        frames the decoder still holds are given first, then the error (so none is lost to the drop)."""
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                yield from packet.decode()
+        except (self.av.error.FFmpegError, OSError):
+            try:
+                yield from stream.codec_context.decode(None)
+            except (self.av.error.FFmpegError, OSError, ValueError):
+                pass
+            raise
+
+    def _reopen(self, container, tries: int, index: int, last_pts, seek: bool = True):
+        """The source opened again after a drop, and whether it was sought (``seek``: to the last frame
+        read, where it can seek; else from its start, the frames already read skipped as they come)."""
+        if seek:
+            where = "continuing from its live position" if self.live else f"continuing after frame {index}"
+            logger.warning(f"{self.source}: the stream dropped; reconnecting ({tries}/{self.reconnects}), {where}")
+            time.sleep(min(2.0 * tries, 5.0))
         container.close()
         try:
             container = open_source(self.source)
         except DataError as again:
             logger.warning(f"{again}; stopping with the {index} frames read")
-            return _Closed()
-        if not self.live and last_pts is not None:
+            return _Closed(), False
+        if seek and not self.live and last_pts is not None:
             try:  # where the source can seek, skip what was read without decoding it again
                 container.seek(int(last_pts), stream=container.streams.video[0], backward=True)
+                return container, True  # checked on the first frame: a seek that overshot is undone
             except (self.av.error.FFmpegError, OSError, ValueError):
                 pass  # not seekable: frames already read are skipped as they come
-        return container
+        return container, False
 
     # -- encoding
     def _encode(self, out) -> None:
@@ -281,7 +314,7 @@ class VideoJob:
                 if image is _DONE:
                     return False
                 t0 = time.perf_counter()
-                label = native_labels(self.runner.infer(self.pre([image])), [image.shape[:2]])[0].numpy().astype(np.uint8)
+                label = native_labels(self.runner.infer(self.pre([image])), [image.shape[:2]], self.runner.name)[0].numpy().astype(np.uint8)
                 self.times["infer"] += time.perf_counter() - t0
                 self.encoded.put((image, label))
                 if self.stop.is_set() and self.errors:  # the encoder died: stop decoding and report it

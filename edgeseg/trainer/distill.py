@@ -126,7 +126,7 @@ def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str
         raise ConfigError(f"--teacher {path}: not found; expected a checkpoint (.pt) or a teacher-label folder")
     from edgeseg.models import load_checkpoint
 
-    check_teacher_classes(load_checkpoint(path).meta, ds, path)
+    check_teacher_classes(load_checkpoint(path).check_weights(f"--teacher {path}").meta, ds, path)
     folder = cache_dir() / "teacher_labels" / labels_key(path, ds, temperature)
     try:
         check_teacher_labels(folder, ds, temperature)
