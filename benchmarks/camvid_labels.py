@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     ap.add_argument("--work", default="/tmp/edgeseg-bench")
     ap.add_argument("--results", default="benchmarks/results/camvid_labels.jsonl")
+    ap.add_argument("--resume", action="store_true", help="continue each run from its last.pt (train_minutes then counts this part only)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     w, h = (int(v) for v in args.res.split("x"))
@@ -52,7 +53,7 @@ def main() -> None:
             t0 = time.time()
             cfg = TrainConfig(out=str(out), res=(w, h), dataset="camvid", data=args.data, labels=mode, kernel=args.kernel,
                               model=args.model, pretrained="imagenet", epochs=args.epochs, batch=args.batch, lr=args.lr,
-                              seed=seed, val_every=10, progress=False, exist_ok=True, train_limit=args.train_limit, **extra)
+                              seed=seed, val_every=10, progress=False, exist_ok=True, resume=args.resume, train_limit=args.train_limit, **extra)
             train(cfg)
             result = evaluate_model(str(out / "last.pt"), progress=False)
             row = {
@@ -61,10 +62,10 @@ def main() -> None:
                 "extra": extra, "miou": result["miou"], "pixel_acc": result["pixel_acc"], "per_class": result["per_class"],
                 "thin_mean": thin_mean(result["per_class"]), "boundary_iou": result["boundary_iou"]["mean"],
                 "boundary_per_class": result["boundary_iou"]["per_class"],
-                "train_minutes": round((time.time() - t0) / 60, 1),
+                "train_minutes": round((time.time() - t0) / 60, 1), "resumed": args.resume,
                 "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                "command": "python benchmarks/camvid_labels.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "")),
+                "command": "python benchmarks/camvid_labels.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, "", False)),
             }
             with open(args.results, "a") as fh:
                 fh.write(json.dumps(row) + "\n")

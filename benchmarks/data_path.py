@@ -169,9 +169,16 @@ def _cached(ds, cache_dir: Path):
         from edgeseg.data.cache import build_cache, cached_dataset
     except ImportError:
         return None
-    if not (cache_dir / "manifest.json").is_file():
+    from edgeseg.errors import DataError
+
+    try:
+        return cached_dataset(ds, cache_dir)
+    except DataError:  # missing, or made for another --samples: this benchmark's own folder, made again
+        import shutil
+
+        shutil.rmtree(cache_dir, ignore_errors=True)
         build_cache(ds, cache_dir, progress=False)
-    return cached_dataset(ds, cache_dir)
+        return cached_dataset(ds, cache_dir)
 
 
 def _cpu_model() -> str:
