@@ -15,8 +15,9 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.cli_options import COUNT, PATH, RES, Number, count, data_options, record_options, runner_options, take
+from edgeseg.cli_options import COUNT, OUT_DIR, OUT_FILE, PATH, RES, Group, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
+from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
 
 
@@ -25,11 +26,11 @@ def quiet_option(fn):
 
 
 def json_option(fn):
-    return click.option("--json", "json_path", type=PATH, default=None, help="Also write the result as JSON to this file.")(fn)
+    return click.option("--json", "json_path", type=OUT_FILE, default=None, help="Also write the result as JSON to this file.")(fn)
 
 
 def plot_option(fn):
-    return click.option("--plot", "plot_path", type=PATH, default=None, help='Also draw the result to this PNG (needs: pip install "edgeseg[plot]").')(fn)
+    return click.option("--plot", "plot_path", type=OUT_FILE, default=None, help='Also draw the result to this PNG (needs: pip install "edgeseg[plot]").')(fn)
 
 
 def _check_plot(path: Path | None) -> None:
@@ -52,7 +53,7 @@ def write_json(path: Path | None, obj) -> None:
     click.echo(f"wrote {path}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgeseg")
 def cli():
     """Train compact segmentation models at low resolution with soft labels, export them to
@@ -100,7 +101,7 @@ def data_group():
 
 @data_group.command("cache")
 @data_options(default_split="train")
-@click.option("--out", "out_dir", type=PATH, required=True, help="Folder for the decoded cache (one per split).")
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for the decoded cache (one per split).")
 @click.option("--verify", is_flag=True, help="Check the cache in --out against the data set as it is now (every source file's size, "
               "time and SHA-256) instead of building it.")
 @quiet_option
@@ -205,7 +206,7 @@ def export_options(fn):
 
 @cli.command()
 @click.option("--model", "checkpoint", type=PATH, required=True, help="Checkpoint to export (e.g. runs/train/best.pt).")
-@click.option("--out", "out_dir", type=PATH, default=None, help="Output folder [default: the checkpoint's folder].")
+@click.option("--out", "out_dir", type=OUT_DIR, default=None, help="Output folder [default: the checkpoint's folder].")
 @_format_flags
 @click.option("--fp16", is_flag=True, help="With --trt: FP16 engine; with --trt --int8: float layers may run in FP16 (TensorRT < 11).")
 @export_options
@@ -234,6 +235,10 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
     onnx, _ = take(OnnxOptions, kwargs, "onnx_")
     int8_opts, _ = take(Int8Options, kwargs, "int8_")
     trt_opts, _ = take(TrtOptions, kwargs, "trt_", precision=precision, fp16_fallback=bool(int8 and fp16))
+    for record, flag, on in ((int8_opts, "--int8", int8), (trt_opts, "--trt", "tensorrt" in wanted)):
+        unused = [] if on else changed_flags(record)
+        if unused:
+            raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
     request = Request(checkpoint, out_dir if out_dir is not None else checkpoint.parent, job, onnx,
                       int8_opts if int8 else None, trt_opts if "tensorrt" in wanted else None)
     export_model(request, source, progress=not quiet)
@@ -270,7 +275,7 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
 @cli.command()
 @click.option("--model", "model_path", type=PATH, required=True)
 @click.argument("inputs", nargs=-1, type=click.STRING)
-@click.option("--out", "out_dir", type=PATH, required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @runner_options(exclude=("scales", "tta"))
 @click.option("--alpha", type=Number(float, 0.0, 1.0), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.")
@@ -296,7 +301,7 @@ def predict(model_path, inputs, out_dir, spec, alpha, every, labels, exist_ok, q
 @cli.command()
 @click.option("--model", "model_path", type=PATH, required=True, help="Teacher: checkpoint or ONNX model with logits.")
 @click.option("--images", "images", type=PATH, multiple=True, required=True, help="Image files or folders (repeatable).")
-@click.option("--out", "out_dir", type=PATH, required=True, help="Output folder data set (images/, masks/, classes.json).")
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Output folder data set (images/, masks/, classes.json).")
 @click.option("--threshold", type=Number(float, 0.0, 1.0), default=0.9, show_default=True, help="Minimum class probability; below it the pixel is void.")
 @click.option("--soft", is_flag=True, help="Also write top-2 soft labels (soft/<name>.png, 4 bytes a pixel).")
 @runner_options(exclude=("strict", "tta"))

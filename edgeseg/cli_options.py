@@ -79,13 +79,78 @@ class NonEmptyPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class OutputPath(NonEmptyPath):
+    """A path edgeseg writes (``kind`` "file" or "folder"), checked when the option is read, before
+    any work: not a folder where a file is meant (or the other way round), not under a file, in a
+    folder that takes a new file. ``Command`` below also refuses an output that is one of the
+    command's inputs or another of its outputs."""
+
+    def __init__(self, kind: str, path_type=Path):
+        super().__init__()
+        self.kind = kind
+        self.out_type = path_type
+
+    def convert(self, value, param, ctx):
+        from edgeseg.fileio import output_path_problem
+
+        path = super().convert(value, param, ctx)
+        problem = output_path_problem(path, self.kind)
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return self.out_type(path)
+
+
 RES = Resolution()
 PATH = NonEmptyPath()
+OUT_FILE = OutputPath("file")
+OUT_DIR = OutputPath("folder")
 COUNT = Number(int, 1, 10**9)  # images, iterations: at least one, bounded
 
 
 def count(low: int = 1, high: int = 10**9) -> Number:
     return Number(int, low, high)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+INPUT_PARAMS = ("data", "teacher", "extra_data", "inputs")  # text options and arguments that name files read
+
+
+def _paths(value) -> list[Path]:
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return [Path(v) for v in values if v is not None and str(v).strip()]
+
+
+def check_distinct_paths(ctx: click.Context) -> None:
+    """Before any work: no output of the command is one of its inputs (``--json model.pt`` would
+    replace the model) or another of its outputs (``--plot x --json x``)."""
+    from edgeseg.fileio import same_path
+
+    outputs, inputs = [], []
+    for p in ctx.command.params:
+        flag = p.opts[0] if isinstance(p, click.Option) else f"one of the {p.name.upper()}"
+        value = ctx.params.get(p.name)
+        if isinstance(p.type, OutputPath):
+            outputs += [(flag, path) for path in _paths(value)]
+        elif isinstance(p.type, click.Path) or p.name in INPUT_PARAMS:
+            inputs += [(flag, path) for path in _paths(value) if path.exists()]
+    for i, (flag, path) in enumerate(outputs):
+        for other, used in inputs + outputs[:i]:
+            if same_path(path, used):
+                raise click.BadParameter(f"'{path}' is also {other}; give {flag} a path of its own",
+                                         param_hint=flag)
+
+
+class Command(click.Command):
+    def invoke(self, ctx: click.Context):
+        check_distinct_paths(ctx)
+        return super().invoke(ctx)
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type  # sub-groups are Groups too
 
 
 # --------------------------------------------------------------------------- options from records
@@ -104,6 +169,8 @@ def _param_type(f, tp, meta):
     args = typing.get_args(tp)
     if meta.get("parse") is not None:
         return click.STRING
+    if meta.get("output") is not None:  # a path the command writes: checked as an output
+        return OutputPath(meta["output"], path_type=str)
     if typing.get_origin(tp) is tuple and args == (int, int):
         return RES
     if tp is int:

@@ -43,6 +43,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def output_path_problem(path: str | os.PathLike, kind: str) -> str | None:
+    """Why edgeseg could not write ``path`` (``kind`` "file" or "folder"), found before any work,
+    or None: a folder where a file is meant or the other way round, a file among its parents, or a
+    folder that refuses a new file (tried with a probe file that is removed at once)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if kind == "file" and path.is_dir():
+            return f"'{path}' is a folder; expected a file name"
+        if kind == "folder" and not path.is_dir():
+            return f"'{path}' is a file; expected a folder"
+    probe_in = path if kind == "folder" and path.is_dir() else None
+    if probe_in is None:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"'{parent}' is a file, so '{path}' cannot be made under it"
+        probe_in = parent
+    probe = probe_in / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write in '{probe_in}' ({exc.strerror or exc})"
+    return None
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file or folder (links and '..' resolved; for paths that do
+    not exist yet, their resolved spelling)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
 def write_atomic(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:
     """Call ``writer(tmp_path)`` and move the result to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -40,7 +40,10 @@ def opt(default=dataclasses.MISSING, *, help: str = "", choices=None, low=None, 
     it is not ``--field-name``; ``cli=False``: no option for it; ``resume`` (training options):
     ``compare`` (taken from the run when not given, refused when given and different),
     ``inherit`` (taken from the run, never compared) or ``never`` (belongs to this invocation).
-    ``extra`` keys (``parse``, ``invert``, ``metavar``, ``multiple``, ``show_default``) shape the option.
+    ``extra`` keys (``parse``, ``invert``, ``metavar``, ``multiple``, ``show_default``) shape the option;
+    ``output`` ("file" or "folder") makes it a path the command writes, checked before any work;
+    ``needs`` names the field that must be set for this one to mean anything (``--distill-weight``
+    needs ``--teacher``): a value other than the default without it is refused, never ignored.
     """
     if resume not in RESUME_RULES:
         raise ValueError(resume)
@@ -73,10 +76,27 @@ def bounds_text(low, high, low_open: bool, whole: bool = False) -> str:
     return f"{what} at most {high:g}"
 
 
+def field_default(f: dataclasses.Field):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def changed_flags(record) -> list[str]:
+    """The command-line names of ``record``'s fields that differ from their defaults."""
+    return [flag_of(f) for f in dataclasses.fields(record)
+            if f.metadata and f.metadata.get("cli", True) and getattr(record, f.name) != field_default(f)]
+
+
 def check_fields(record) -> None:
     """Refuse, in one line naming the option, a field value outside its declared choices or bounds
-    (NaN and infinities are outside every bound)."""
-    for f in dataclasses.fields(record):
+    (NaN and infinities are outside every bound), or one set without the option it needs."""
+    fields = {f.name: f for f in dataclasses.fields(record)}
+    for f in fields.values():
+        needs = f.metadata.get("needs") if f.metadata else None
+        if needs and getattr(record, f.name) != field_default(f) and not getattr(record, needs):
+            if fields[needs].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
+                raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[needs])}; leave one of them out")
+            raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[needs])}; add it or leave {flag_of(f)} out")
+    for f in fields.values():
         value = getattr(record, f.name)
         m = f.metadata
         if value is None or not m:

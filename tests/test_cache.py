@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeseg.data import build_dataset
-from edgeseg.data.cache import build_cache, cached_dataset
+from edgeseg.data.cache import build_cache, cached_dataset, check_cache
 from edgeseg.errors import DataError
 
 
@@ -65,3 +65,28 @@ def test_cache_command_and_training_from_it(folder_dataset, tmp_path, cli_run):
     (tmp_path / "c" / "manifest.json").write_text("{")
     code, _, err = cli_run(*base, "--out", tmp_path / "stale", "--cache", tmp_path / "c")
     assert code == 2 and "manifest.json: damaged" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_path):
+    """Rebuilding a cache over a good one and failing on a bad image leaves the old cache whole
+    (it still verifies); a folder of other files is not taken as a cache folder."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "data")
+    ds = build_dataset("folder", root, "train")
+    build_cache(ds, tmp_path / "c", progress=False)
+    before = sorted(p.name for p in (tmp_path / "c").iterdir())
+    bad = ds.sample_files(1)[0]
+    saved, stat = bad.read_bytes(), bad.stat()
+    bad.write_bytes(b"junk")
+    with pytest.raises(DataError):
+        build_cache(build_dataset("folder", root, "train"), tmp_path / "c", progress=False)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == before
+    bad.write_bytes(saved)
+    os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    check_cache(ds, tmp_path / "c", verify_hashes=True)  # the old cache, whole
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="holds other files"):
+        build_cache(ds, tmp_path / "other", progress=False)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

@@ -110,3 +110,67 @@ def test_sr_aux_and_teacher_train_resume_exactly_and_export_the_plain_graph(teac
     assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
     assert [(i.name, list(i.dims)) for i in graphs[0].initializer] == [(i.name, list(i.dims)) for i in graphs[1].initializer]
     assert not any("head.out" in i.name or "shuffle" in n.name for i in graphs[0].initializer for n in graphs[0].node[:1])
+
+
+def test_damaged_teacher_label_files_are_refused_naming_the_file_before_any_step(teacher, shared_folder, tmp_path, monkeypatch):
+    """Every way one file of a label folder can be wrong (other shape, channels, dtype, class
+    indices, truncated, not an array) is one DataError naming that file, never a traceback
+    mid-training or labels read wrongly."""
+    import shutil
+
+    import numpy as np
+
+    from edgeseg.data import build_dataset
+    from edgeseg.trainer import distill
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    ds = build_dataset("folder", shared_folder, "train")
+    good = distill.teacher_labels(str(teacher), ds, 1.0, "cpu", progress=False)
+    a = np.load(good / "000000.npy")
+    damages = {
+        "two-d": lambda p: np.save(p, a[..., 0]),
+        "channels": lambda p: np.save(p, a[..., :4]),
+        "float": lambda p: np.save(p, a.astype(np.float32)),
+        "truncated": lambda p: p.write_bytes(p.read_bytes()[:100]),
+        "text": lambda p: p.write_text("not an array"),
+    }
+    for name, damage in damages.items():
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        damage(folder / "000000.npy")
+        with pytest.raises(DataError, match=r"000000\.npy"):
+            distill.teacher_labels(str(folder), ds, 1.0)
+    folder = tmp_path / "class"
+    shutil.copytree(good, folder)
+    b = a.copy()
+    b[0, 0, 0] = 200  # a class index the data set does not have
+    np.save(folder / "000000.npy", b)
+    with pytest.raises(DataError, match=r"000000\.npy: teacher labels name class 200"):
+        distill.WithTeacher(ds, distill.teacher_labels(str(folder), ds, 1.0)).load(0)
+
+
+def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_folder, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "teacher.pt"
+    shutil.copy(teacher, path)
+
+    def interrupt_at(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(cfg(shared_folder, tmp_path / "run", teacher=str(path)), on_step=interrupt_at)["interrupted"]
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, path)  # another model, same path
+    with pytest.raises(ConfigError, match="not the teacher the run in .* began with"):
+        train(cfg(shared_folder, tmp_path / "run", teacher=str(path), resume=True))
+
+
+@pytest.mark.parametrize("option,needs", [(dict(distill_weight=0.9), "--teacher"), (dict(distill_temperature=2.0), "--teacher"),
+                                          (dict(sr_weight=0.5), "--sr-aux"), (dict(contrastive_pixels=50), "--contrastive-epochs"),
+                                          (dict(subset_seed=3), "--train-fraction")])
+def test_an_option_that_needs_another_is_refused_without_it(option, needs, tmp_path):
+    with pytest.raises(ConfigError, match=f"applies only with {needs}"):
+        cfg(tmp_path, tmp_path / "run", **option)

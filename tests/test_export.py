@@ -153,7 +153,7 @@ def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
     code, _, err = cli_run("eval", "--model", tmp_path / "future.onnx", "--limit", "1")
     assert code == 2 and "opset 40" in err and "--opset 17" in err
     code, _, err = cli_run("eval", "--model", tmp_path / "model.tflite")
-    assert code == 2 and "file not found" in err
+    assert code == 2 and "not found; expected a model file" in err
     shutil.copy(path, tmp_path / "model.tflite")
     code, _, err = cli_run("eval", "--model", tmp_path / "model.tflite")
     assert code == 2 and "unknown model file type" in err

@@ -118,3 +118,72 @@ def test_every_option_refuses_hostile_values_in_one_line(path, cli_run, tmp_path
     finally:
         signal.signal(signal.SIGALRM, previous)
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
+
+
+WRITES = ("--out", "--json", "--plot")  # the options through which a command writes
+
+
+def output_options():
+    from edgeseg.cli_options import OutputPath
+
+    for path, cmd in commands():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, OutputPath):
+                yield path, cmd, p
+
+
+def test_every_option_that_writes_is_checked_as_an_output():
+    from edgeseg.cli_options import OutputPath
+
+    plain = [f"{' '.join(path)} {p.opts[0]}" for path, cmd in commands() for p in cmd.params
+             if isinstance(p, click.Option) and p.opts[0] in WRITES and not isinstance(p.type, OutputPath)]
+    assert not plain and len(list(output_options())) >= 10, plain
+
+
+@pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))
+def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_work(path, cli_run, tmp_path):
+    """For every output option of every command: a folder where a file is meant (or the other way
+    round), a path under a file, and a path that is also one of the command's inputs or another
+    output are each one line naming the option, exit 2, and the path is left as it was."""
+    from edgeseg.cli_options import INPUT_PARAMS
+
+    findings = []
+    (tmp_path / "a-file").write_text("keep")
+    (tmp_path / "a-folder").mkdir()
+    for cpath, cmd, p in output_options():
+        if " ".join(cpath) != path:
+            continue
+        base = base_args(cpath, cmd, tmp_path)
+
+        def run(*pairs):
+            args = list(base)
+            for opt, value in pairs:
+                if opt in args:
+                    args[args.index(opt) + 1] = value
+                elif opt.startswith("-"):
+                    args += [opt, value]
+                else:  # an argument: replace the placeholder
+                    args[args.index(str(tmp_path / "none.png"))] = value
+            return cli_run(*args)
+
+        wrong = tmp_path / ("a-folder" if p.type.kind == "file" else "a-file")
+        cases = [((p.opts[0], str(wrong)), p.opts[0]), ((p.opts[0], str(tmp_path / "a-file" / "x" / "y.png")), p.opts[0])]
+        for q in cmd.params:  # the output given as each input and as each other output
+            if q is p or not (isinstance(q.type, click.Path) or q.name in INPUT_PARAMS):
+                continue
+            same = tmp_path / ("same.png" if p.type.kind == "file" else "same-folder")
+            if p.type.kind == "folder":
+                same.mkdir(exist_ok=True)
+            else:
+                same.write_text("keep")
+            qname = q.opts[0] if isinstance(q, click.Option) else q.name
+            cases.append(((p.opts[0], str(same)), "is also"))
+            cases[-1] = (cases[-1][0], "is also", (qname, str(same)))
+        for case in cases:
+            pair, expect, *more = case
+            code, _, err = run(pair, *more)
+            lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+            if code != 2 or len(lines) != 1 or expect not in lines[0] or "Traceback" in err:
+                findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
+    assert (tmp_path / "a-file").read_text() == "keep"
+    assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)

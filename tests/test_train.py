@@ -158,7 +158,7 @@ def test_cli_train_then_eval(cli_run, folder_dataset, tmp_path):
         (("train", "--res", "48"), "--res"),
         (("train", "--model", "nope", "--out", tmp_path / "x", "--quiet"), "unknown model 'nope'"),
         (("train", "--resume"), "--resume"),
-        (("eval", "--model", tmp_path / "missing.pt"), "file not found"),
+        (("eval", "--model", tmp_path / "missing.pt"), "not found; expected a model file"),
     ]:
         code, _, err = cli_run(*args)
         assert code == 2 and needle in err and "Traceback" not in err, (args, err)
@@ -241,7 +241,7 @@ def test_output_paths_that_cannot_be_used_are_one_line_errors(cli_run, folder_da
     (tmp_path / "afile").write_text("x")
     code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
                            "--out", tmp_path / "afile", "--exist-ok", "--quiet")
-    assert code == 2 and "is a file; expected a run folder" in err and "Traceback" not in err
+    assert code == 2 and "--out" in err and "is a file; expected a folder" in err and "Traceback" not in err
     code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36",
                            "--out", tmp_path / "afile" / "run", "--quiet")
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "afile" in err

@@ -24,6 +24,7 @@ from edgeseg.fileio import FolderLock, sha256_file, write_json_atomic
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
 PARTS = ("image", "label", "soft")
+STAGING = ".building"  # where a cache is decoded before it replaces the one in the folder
 
 
 def _sources(ds: SegDataset, i: int) -> list[Path]:
@@ -40,35 +41,62 @@ def _source_record(path: Path, with_hash: bool = True) -> dict:
 
 
 def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
-    """Decode every sample of ``ds`` into ``out`` (replacing a cache there); returns the manifest."""
-    from edgeseg.progress import Progress
+    """Decode every sample of ``ds`` into ``out`` and return the manifest. A cache already there is
+    replaced only once the new one is whole: samples are decoded into ``out/.building`` first, so
+    a sample that fails to decode leaves the old cache as it was. A folder that holds other files
+    and no cache is refused."""
+    import shutil
 
     if not hasattr(ds, "sample_files"):
         raise DataError(f"data set '{ds.info.name}' is generated, not read from files; there is nothing to cache")
     out = Path(out)
+    if out.is_dir() and not (out / MANIFEST).is_file():
+        foreign = [p.name for p in out.iterdir() if p.name not in (STAGING, FolderLock.NAME) and not p.name.endswith(".npy")]
+        if foreign:
+            raise DataError(f"--out {out}: holds other files ({', '.join(sorted(foreign)[:3])} ...) and no decoded cache; "
+                            "give an empty or new folder")
     with FolderLock(out, "cache folder"):
-        (out / MANIFEST).unlink(missing_ok=True)  # a half-rebuilt cache is never read as the old one
+        staging = out / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            samples = _decode_into(ds, staging, progress)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # The new cache is whole: only now is the old one taken down (manifest first, so a crash
+        # in between leaves a folder that is refused, never one read as the old one).
+        (out / MANIFEST).unlink(missing_ok=True)
         for old in out.glob("*.npy"):
             old.unlink()
-        samples = []
-        bar = Progress(len(ds), "data cache", "img", enabled=progress)
-        for i in range(len(ds)):
-            s = ds.load(i)
-            record = {"name": ds.sample_name(i), "sources": [_source_record(p) for p in _sources(ds, i)], "files": {}}
-            for part in PARTS:
-                array = getattr(s, part)
-                if array is None:
-                    continue
-                name = f"{i:06d}.{part}.npy"
-                np.save(out / name, np.ascontiguousarray(array), allow_pickle=False)
-                record["files"][part] = {"name": name, "size": (out / name).stat().st_size}
-            samples.append(record)
-            bar.update()
-        bar.close()
+        for new in staging.iterdir():
+            new.replace(out / new.name)
+        staging.rmdir()
         manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
                     "samples": samples}
         write_json_atomic(out / MANIFEST, manifest)
     return manifest
+
+
+def _decode_into(ds: SegDataset, folder: Path, progress: bool) -> list[dict]:
+    from edgeseg.progress import Progress
+
+    samples = []
+    bar = Progress(len(ds), "data cache", "img", enabled=progress)
+    for i in range(len(ds)):
+        s = ds.load(i)
+        record = {"name": ds.sample_name(i), "sources": [_source_record(p) for p in _sources(ds, i)], "files": {}}
+        for part in PARTS:
+            array = getattr(s, part)
+            if array is None:
+                continue
+            name = f"{i:06d}.{part}.npy"
+            np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
+            record["files"][part] = {"name": name, "size": (folder / name).stat().st_size}
+        samples.append(record)
+        bar.update()
+    bar.close()
+    return samples
 
 
 def read_manifest(cache: Path) -> dict:

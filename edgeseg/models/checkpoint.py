@@ -120,7 +120,7 @@ def load_file(path: str | Path) -> dict:
     """Load a ``.pt``/``.pth`` file without executing code; one-line error otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: file not found")
+        raise ModelFileError(f"{path}: {'a folder' if path.is_dir() else 'not found'}; expected a model file")
     try:
         with warnings.catch_warnings():  # torch warns at length before refusing; the one line below says it
             warnings.simplefilter("ignore")

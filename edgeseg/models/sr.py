@@ -79,7 +79,7 @@ def sr_net(model: nn.Module, native: tuple[int, int]) -> SRTrainNet:
     from edgeseg.models.base import SegModel
 
     if type(model) is not SegModel:
-        raise ConfigError(f"--sr-aux: model '{model.config.name}' has its own output stage; use a lite*-lraspp, lite*-fpn or tiny model")
+        raise ConfigError(f"--sr-aux: model '{model.config.name}' has its own output stage; use a model without multi-scale attention (e.g. lite0-fpn, lite0-lraspp, lite0-dupsample, tiny)")
     enc, dec = model.encoder, model.decoder
     w, h = model.config.res
     factor = max(1, math.ceil(max(native[0] / w, native[1] / h)))

@@ -27,7 +27,7 @@ def load(path: str | Path, spec: "RunnerSpec | None" = None, **fields) -> "BaseR
     spec = (spec or RunnerSpec()).with_(**fields) if fields else (spec or RunnerSpec())
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: file not found")
+        raise ModelFileError(f"{path}: {'a folder' if path.is_dir() else 'not found'}; expected a model file")
     backend = backend_for(path, spec.backend)
     spec.check_for(backend, path.name)
     module, cls = backend.runner.split(":")

@@ -54,7 +54,7 @@ def _float_pair(text: str):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    out: str = opt("runs/train", resume="never", cli_default=None, help="Run folder [default: runs/train, runs/train2, ...].")
+    out: str = opt("runs/train", resume="never", cli_default=None, output="folder", help="Run folder [default: runs/train, runs/train2, ...].")
     res: tuple[int, int] = opt((512, 256), help="Training resolution (model input), WxH.")
     dataset: str = opt("synthetic", choices=tuple(DATASETS), help="Data set kind.")
     data: str | None = opt(None, help="Data set root (not needed for synthetic).")
@@ -100,7 +100,7 @@ class TrainConfig:
     train_limit: int | None = opt(None, low=1, high=BIG, help="Train on the first N training images only.")
     train_fraction: float | None = opt(None, low=0.0, high=1.0, low_open=True,
                                        help="Train on a random fraction of the training split (few-label runs).")
-    subset_seed: int = opt(0, low=0, high=MAX_SEED, help="Fixes which samples --train-fraction keeps, whatever --seed.")
+    subset_seed: int = opt(0, needs="train_fraction", low=0, high=MAX_SEED, help="Fixes which samples --train-fraction keeps, whatever --seed.")
     skip_bad: bool = opt(False, help="Skip unreadable or inconsistent samples and report how many.")
     resume: bool = opt(False, resume="never", help="Continue the run in --out from its last.pt (options left out are the run's).")
     exist_ok: bool = opt(False, resume="never", help="Train into an existing --out, overwriting its files.")
@@ -108,16 +108,16 @@ class TrainConfig:
     model_options: tuple = opt((), flag="--model-opt", multiple=True, parse=parse_model_option, metavar="KEY=VALUE",
                                help="Architecture option, e.g. infer_scales=0.5,1.0 or channels=64 (repeatable).")
     contrastive_epochs: int = opt(0, low=0, high=100_000, help="Label-based pixel contrastive pretraining epochs before supervised training.")
-    contrastive_pixels: int = opt(10000, low=2, high=10**7, help="Pixels sampled per batch for the contrastive loss (bounds its memory).")
-    contrastive_threshold: float = opt(0.75, low=0.0, high=1.0, help="Soft labels: the least share of the top class for a contrastive pixel.")
+    contrastive_pixels: int = opt(10000, needs="contrastive_epochs", low=2, high=10**7, help="Pixels sampled per batch for the contrastive loss (bounds its memory).")
+    contrastive_threshold: float = opt(0.75, needs="contrastive_epochs", low=0.0, high=1.0, help="Soft labels: the least share of the top class for a contrastive pixel.")
     class_uniform: float = opt(0.0, low=0.0, high=1.0, help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
     teacher: str | None = opt(None, help="Distil from a teacher: a checkpoint (it labels every training image once, at native "
                                          "resolution with flip; the labels are kept in edgeseg's cache) or a folder of its labels.")
-    distill_weight: float = opt(0.5, low=0.0, high=1.0, help="With --teacher: loss = (1 - W) label loss + W T^2 KL(teacher || student).")
-    distill_temperature: float = opt(1.0, low=0.0, high=20.0, low_open=True, help="With --teacher: the softmax temperature T of both.")
+    distill_weight: float = opt(0.5, needs="teacher", low=0.0, high=1.0, help="With --teacher: loss = (1 - W) label loss + W T^2 KL(teacher || student).")
+    distill_temperature: float = opt(1.0, needs="teacher", low=0.0, high=20.0, low_open=True, help="With --teacher: the softmax temperature T of both.")
     sr_aux: bool = opt(False, help="Training only: a light branch reconstructs the window at native resolution from the network's "
                                    "features (DSRL); the exported model is the model without it.")
-    sr_weight: float = opt(0.1, low=0.0, high=100.0, help="With --sr-aux: the weight of its mean squared error (images normalised as the model's input).")
+    sr_weight: float = opt(0.1, needs="sr_aux", low=0.0, high=100.0, help="With --sr-aux: the weight of its mean squared error (images normalised as the model's input).")
     extra_data: tuple[str, ...] = opt((), multiple=True, help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
 
     def __post_init__(self):

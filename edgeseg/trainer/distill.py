@@ -109,10 +109,52 @@ def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> di
     if manifest.get("images") != [_image_record(ds, i) for i in range(len(ds))]:
         raise DataError(f"--teacher {folder}: made from other images than {ds.info.name}/{ds.split} as they are now "
                         "(names, sizes or times differ); make the labels again from the teacher checkpoint")
+    k = manifest.get("top_k")
+    channels = 2 * min(k, ds.info.num_classes) if isinstance(k, int) else None
     for i in range(len(ds)):
-        if not (folder / f"{i:06d}.npy").is_file():
-            raise DataError(f"--teacher {folder}: {i:06d}.npy is missing")
+        check_label_file(folder / f"{i:06d}.npy", channels)
     return manifest
+
+
+def check_label_file(path: Path, channels: int | None) -> np.ndarray:
+    """One image's teacher labels, memory-mapped: an HxWx(2K) uint8 array, or a DataError naming the file."""
+    if not path.is_file():
+        raise DataError(f"--teacher {path.parent}: {path.name} is missing")
+    try:
+        a = np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable teacher labels ({exc}); make the labels again from the teacher checkpoint") from None
+    if a.dtype != np.uint8 or a.ndim != 3 or (channels is not None and a.shape[2] != channels) or a.shape[2] % 2:
+        raise DataError(f"{path}: expected teacher labels as an HxWx{channels or '2K'} uint8 array, found {'x'.join(map(str, a.shape))} "
+                        f"{a.dtype}; make the labels again from the teacher checkpoint")
+    return a
+
+
+def teacher_sha256(teacher: str) -> str | None:
+    """The SHA-256 of the teacher behind ``--teacher``: of the checkpoint, or the one a label
+    folder's manifest records; None where neither can be read (``teacher_labels`` says why)."""
+    path = Path(teacher)
+    if path.is_file():
+        return sha256_file(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("teacher_sha256") if isinstance(manifest, dict) else None
+
+
+def check_same_teacher(last: Path, teacher: str, sha: str | None) -> None:
+    """``--resume``: refuse a teacher whose content differs from the one the run began with (the
+    same path can hold another model by now)."""
+    from edgeseg.models import load_checkpoint
+
+    if not last.is_file():
+        return
+    training = load_checkpoint(last).training
+    saved = ((training.train_config if training else None) or {}).get("teacher_sha256")
+    if saved is not None and saved != sha:
+        raise ConfigError(f"--teacher {teacher}: not the teacher the run in {last.parent} began with (SHA-256 {saved[:12]}..., "
+                          f"now {(sha or 'unreadable')[:12]}...); resume with that teacher or train into a new --out")
 
 
 def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str = "auto", progress: bool = True) -> Path:
@@ -158,10 +200,11 @@ class WithTeacher(SegDataset):
     def load(self, i: int):
         k = self.indices[i]
         sample = self.inner.load(k)
-        try:
-            teacher = np.load(self.folder / f"{k:06d}.npy", mmap_mode="c", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{self.folder / f'{k:06d}.npy'}: unreadable teacher labels ({exc})") from None
+        teacher = check_label_file(self.folder / f"{k:06d}.npy", None)
+        top_classes = teacher[..., 0::2]
+        if top_classes.size and int(top_classes.max()) >= self.info.num_classes:
+            raise DataError(f"{self.folder / f'{k:06d}.npy'}: teacher labels name class {int(top_classes.max())}; "
+                            f"{self.info.name} has {self.info.num_classes} classes (0..{self.info.num_classes - 1})")
         if teacher.shape[:2] != sample.label.shape:
             raise DataError(f"{self.folder / f'{k:06d}.npy'}: teacher labels of {teacher.shape[1]}x{teacher.shape[0]} for a "
                             f"{sample.label.shape[1]}x{sample.label.shape[0]} frame")

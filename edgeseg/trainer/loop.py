@@ -126,6 +126,7 @@ class _Run:
     history: list = field(default_factory=list)
     last_ok: Path | None = None  # the last checkpoint written (kept when a step fails)
     contrastive: dict | None = None  # the contrastive phase's summary (--contrastive-epochs)
+    teacher_sha256: str | None = None  # what --teacher held when the run began (a resume must find the same)
 
     @property
     def main(self) -> bool:
@@ -148,6 +149,8 @@ class _Run:
         cfg = self.cfg.to_dict()
         if self.loss_weight is not None:
             cfg["class_weight_values"] = weight_values(self.loss_weight)
+        if self.teacher_sha256 is not None:
+            cfg["teacher_sha256"] = self.teacher_sha256
         return cfg
 
     def loader(self, epoch: int, seed: int | None = None, skip: int = 0):
@@ -179,9 +182,13 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     data = build_data(cfg)
     if data.train.skipped or data.val.skipped:
         say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
+    teacher_sha = None
     if cfg.teacher:
-        from edgeseg.trainer.distill import WithTeacher, teacher_labels
+        from edgeseg.trainer.distill import WithTeacher, check_same_teacher, teacher_labels, teacher_sha256
 
+        teacher_sha = teacher_sha256(cfg.teacher)
+        if cfg.resume:
+            check_same_teacher(out / "last.pt", cfg.teacher, teacher_sha)
         folder = teacher_labels(cfg.teacher, data.train, cfg.distill_temperature, str(device), cfg.progress and dist_info.is_main)
         data = TrainData(WithTeacher(data.train, folder), data.val)
     meta = model_meta(cfg, data)
@@ -213,7 +220,8 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     run = _Run(cfg, out, device, dist_info, say, data, meta, model, train_model, optimizer,
                LRSchedule(optimizer, cfg.lr, plan.total_steps, cfg.schedule, plan.warmup),
                torch.amp.GradScaler(device.type, enabled=autocast == torch.float16), autocast, plan,
-               _training_set(cfg, data, meta, dist_info, augment_on == "device"), workers, loss_weight=weight, augment_on=augment_on)
+               _training_set(cfg, data, meta, dist_info, augment_on == "device"), workers, loss_weight=weight, augment_on=augment_on,
+               teacher_sha256=teacher_sha)
     run.last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
     if ckpt is not None:
         _restore_state(run, ckpt)
