@@ -187,3 +187,43 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
                 findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
     assert (tmp_path / "a-file").read_text() == "keep"
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
+
+
+def _other_value(f):
+    """A valid value of record field ``f`` other than its default, as typed on a command line."""
+    import dataclasses
+
+    m, default = f.metadata, f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if m.get("choices"):
+        return next(str(c) for c in m["choices"] if c != default)
+    if isinstance(default, bool):
+        return None  # a flag: given alone
+    if isinstance(default, (int, float)) or f.type in ("int | None", "float | None"):
+        low, high = m.get("low"), m.get("high")
+        value = (low if low is not None else 0) + (1 if not m.get("low_open") else 0.5)
+        value = value if value != default else value + 1
+        return str(value if high is None else min(value, high))
+    return "x.cache"
+
+
+def test_export_options_of_a_format_not_asked_for_are_refused_not_ignored(cli_run, tmp_path):
+    import dataclasses
+
+    from edgeseg.export.int8 import Int8Options
+    from edgeseg.export.trt_build import TrtOptions
+    from edgeseg.records import flag_of
+
+    findings = []
+    for cls, needs in ((Int8Options, "--int8"), (TrtOptions, "--trt")):
+        for f in dataclasses.fields(cls):
+            if not f.metadata.get("cli", True):
+                continue
+            value = _other_value(f)
+            flag = flag_of(f)
+            args = ["export", "--model", tmp_path / "none.pt", flag] + ([value] if value is not None else [])
+            code, _, err = cli_run(*args)
+            lines = err.strip().splitlines()
+            # refused by name: as not applying without its format, or (--dla) for its own reason first
+            if code != 2 or len(lines) != 1 or flag not in err or (f"applies only with {needs}" not in err and flag != "--dla"):
+                findings.append(f"{flag} {value}: exit {code}: {err.strip()[:160]!r}")
+    assert not findings, "\n".join(findings)
