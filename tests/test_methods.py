@@ -398,3 +398,16 @@ def test_class_weights_on_labels_without_a_labelled_pixel_is_one_clear_error(sha
         train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(root), model="tiny", batch=2,
                           progress=False, device="cpu", iters=1, class_weights="sqrt"))
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_extra_data_of_other_classes_is_refused_naming_the_option(shared_folder, tmp_path):
+    from conftest import make_folder_dataset
+
+    from edgeseg.errors import DataError
+    from edgeseg.trainer import TrainConfig, train
+
+    other = make_folder_dataset(tmp_path / "other")
+    (other / "classes.json").write_text(json.dumps({"names": ["p", "q", "r", "s", "t"]}))
+    with pytest.raises(DataError, match=r"--extra-data .*other: its classes \(p, q, r, s, t\) are not those of"):
+        train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny",
+                          epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(other),)))

@@ -47,6 +47,11 @@ def build_data(cfg: TrainConfig) -> TrainData:
         from edgeseg.data.base import ConcatDataset
 
         extra = [build_dataset("folder", path, cfg.train_split, cfg.skip_bad) for path in cfg.extra_data]
+        for path, ds in zip(cfg.extra_data, extra):
+            if tuple(ds.info.class_names) != tuple(train_ds.info.class_names):
+                raise DataError(f"--extra-data {path}: its classes ({', '.join(ds.info.class_names[:6])}"
+                                f"{'...' if ds.info.num_classes > 6 else ''}) are not those of {train_ds.info.name} "
+                                f"({', '.join(train_ds.info.class_names[:6])}{'...' if train_ds.info.num_classes > 6 else ''})")
         train_ds = ConcatDataset([train_ds] + extra)
     return TrainData(train_ds, build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad))
 
