@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.cli_options import COUNT, OUT_DIR, OUT_FILE, PATH, RES, Group, Number, count, data_options, record_options, runner_options, take
+from edgeseg.cli_options import COUNT, OUT_DIR, OUT_FILE, PATH, RES, Group, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
 from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
@@ -101,7 +101,8 @@ def data_group():
 
 @data_group.command("cache")
 @data_options(default_split="train")
-@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for the decoded cache (one per split).")
+@click.option("--out", "out_dir", type=OutputPath("folder", probe=False), required=True,  # --verify only reads it
+              help="Folder for the decoded cache (one per split).")
 @click.option("--verify", is_flag=True, help="Check the cache in --out against the data set as it is now (every source file's size, "
               "time and SHA-256) instead of building it.")
 @quiet_option

@@ -85,16 +85,15 @@ class OutputPath(NonEmptyPath):
     folder that takes a new file. ``Command`` below also refuses an output that is one of the
     command's inputs or another of its outputs."""
 
-    def __init__(self, kind: str, path_type=Path):
+    def __init__(self, kind: str, path_type=Path, probe: bool = True):
         super().__init__()
-        self.kind = kind
-        self.out_type = path_type
+        self.kind, self.out_type, self.probe = kind, path_type, probe
 
     def convert(self, value, param, ctx):
         from edgeseg.fileio import output_path_problem
 
         path = super().convert(value, param, ctx)
-        problem = output_path_problem(path, self.kind)
+        problem = output_path_problem(path, self.kind, self.probe)
         if problem is not None:
             self.fail(problem, param, ctx)
         return self.out_type(path)
@@ -114,7 +113,7 @@ def count(low: int = 1, high: int = 10**9) -> Number:
 # --------------------------------------------------------------------------- commands
 
 
-INPUT_PARAMS = ("data", "teacher", "extra_data", "inputs")  # text options and arguments that name files read
+INPUT_PARAMS = ("data", "teacher", "extra_data", "inputs", "cache", "pretrained")  # text options and arguments that name files read
 
 
 def _paths(value) -> list[Path]:

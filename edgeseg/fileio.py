@@ -43,10 +43,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def output_path_problem(path: str | os.PathLike, kind: str) -> str | None:
+def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) -> str | None:
     """Why edgeseg could not write ``path`` (``kind`` "file" or "folder"), found before any work,
     or None: a folder where a file is meant or the other way round, a file among its parents, or a
-    folder that refuses a new file (tried with a probe file that is removed at once)."""
+    folder that refuses a new file (tried, where ``probe``, with a file that is removed at once)."""
     path = Path(path)
     if path.exists() or path.is_symlink():
         if kind == "file" and path.is_dir():
@@ -61,10 +61,12 @@ def output_path_problem(path: str | os.PathLike, kind: str) -> str | None:
         if not parent.is_dir():
             return f"'{parent}' is a file, so '{path}' cannot be made under it"
         probe_in = parent
-    probe = probe_in / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
+    if not probe:
+        return None
+    probe_file = probe_in / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
     try:
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        probe.unlink()
+        os.close(os.open(probe_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe_file.unlink(missing_ok=True)  # a FolderLock taken meanwhile may have swept it (.*.tmp)
     except OSError as exc:
         return f"cannot write in '{probe_in}' ({exc.strerror or exc})"
     return None

@@ -86,17 +86,26 @@ def changed_flags(record) -> list[str]:
             if f.metadata and f.metadata.get("cli", True) and getattr(record, f.name) != field_default(f)]
 
 
-def check_fields(record) -> None:
-    """Refuse, in one line naming the option, a field value outside its declared choices or bounds
-    (NaN and infinities are outside every bound), or one set without the option it needs."""
+def check_needs(record, names=None) -> None:
+    """Refuse a field (of ``names``: default, all) set to other than its default without the field
+    it needs (``opt(needs=...)``), in one line naming both options."""
     fields = {f.name: f for f in dataclasses.fields(record)}
     for f in fields.values():
         needs = f.metadata.get("needs") if f.metadata else None
+        if names is not None and f.name not in names:
+            continue
         if needs and getattr(record, f.name) != field_default(f) and not getattr(record, needs):
             if fields[needs].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
                 raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[needs])}; leave one of them out")
             raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[needs])}; add it or leave {flag_of(f)} out")
-    for f in fields.values():
+
+
+def check_fields(record, needs: bool = True) -> None:
+    """Refuse, in one line naming the option, a field value outside its declared choices or bounds
+    (NaN and infinities are outside every bound), or (``needs``) one set without the option it needs."""
+    if needs:
+        check_needs(record)
+    for f in dataclasses.fields(record):
         value = getattr(record, f.name)
         m = f.metadata
         if value is None or not m:

@@ -85,8 +85,16 @@ def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_pa
     bad.write_bytes(saved)
     os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     check_cache(ds, tmp_path / "c", verify_hashes=True)  # the old cache, whole
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="holds other files"):
-        build_cache(ds, tmp_path / "other", progress=False)
-    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    for name, content in (("notes.txt", b"mine"), ("embeddings.npy", b"mine too")):  # arrays of the user's are not a cache
+        folder = tmp_path / f"other-{name}"
+        folder.mkdir()
+        (folder / name).write_bytes(content)
+        with pytest.raises(DataError, match="holds other files"):
+            build_cache(ds, folder, progress=False)
+        assert (folder / name).read_bytes() == content
+    # a rebuild over a cache of more samples: the new files replace the old, the extra old ones go
+    more = make_folder_dataset(tmp_path / "more", n_train=8)
+    build_cache(build_dataset("folder", more, "train"), tmp_path / "c2", progress=False)
+    build_cache(ds, tmp_path / "c2", progress=False)
+    check_cache(ds, tmp_path / "c2", verify_hashes=True)
+    assert sorted(p.name for p in (tmp_path / "c2").iterdir()) == before

@@ -174,3 +174,17 @@ def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_fo
 def test_an_option_that_needs_another_is_refused_without_it(option, needs, tmp_path):
     with pytest.raises(ConfigError, match=f"applies only with {needs}"):
         cfg(tmp_path, tmp_path / "run", **option)
+
+
+def test_a_resume_may_restate_an_option_whose_need_is_in_the_run(shared_folder, tmp_path):
+    """``--resume --sr-weight 0.5`` on a run started with ``--sr-aux --sr-weight 0.5`` is the same
+    run: the need is met by the run's own options; on a run without ``--sr-aux`` it is refused."""
+    def interrupt_at(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    assert train(cfg(shared_folder, tmp_path / "sr", sr_aux=True, sr_weight=0.5, epochs=1), on_step=interrupt_at)["interrupted"]
+    assert not train(cfg(shared_folder, tmp_path / "sr", sr_weight=0.5, epochs=1, resume=True)).get("interrupted")
+    assert train(cfg(shared_folder, tmp_path / "plain", epochs=1), on_step=interrupt_at)["interrupted"]
+    with pytest.raises(ConfigError, match="--sr-weight: applies only with --sr-aux"):
+        train(cfg(shared_folder, tmp_path / "plain", sr_weight=0.5, epochs=1, resume=True))

@@ -120,7 +120,7 @@ def test_every_option_refuses_hostile_values_in_one_line(path, cli_run, tmp_path
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
 
-WRITES = ("--out", "--json", "--plot")  # the options through which a command writes
+WRITES = ("--out", "--json", "--plot", "--timing-cache")  # the options through which a command writes
 
 
 def output_options():
@@ -137,7 +137,7 @@ def test_every_option_that_writes_is_checked_as_an_output():
 
     plain = [f"{' '.join(path)} {p.opts[0]}" for path, cmd in commands() for p in cmd.params
              if isinstance(p, click.Option) and p.opts[0] in WRITES and not isinstance(p.type, OutputPath)]
-    assert not plain and len(list(output_options())) >= 10, plain
+    assert not plain and len(list(output_options())) >= 11, plain
 
 
 @pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))
@@ -145,7 +145,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     """For every output option of every command: a folder where a file is meant (or the other way
     round), a path under a file, and a path that is also one of the command's inputs or another
     output are each one line naming the option, exit 2, and the path is left as it was."""
-    from edgeseg.cli_options import INPUT_PARAMS
+    from edgeseg.cli_options import INPUT_PARAMS, OutputPath
 
     findings = []
     (tmp_path / "a-file").write_text("keep")
@@ -171,6 +171,9 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
         for q in cmd.params:  # the output given as each input and as each other output
             if q is p or not (isinstance(q.type, click.Path) or q.name in INPUT_PARAMS):
                 continue
+            if isinstance(q.type, OutputPath) and q.type.kind != p.type.kind:
+                continue  # a file output and a folder output cannot name one path: each is refused for its kind
+
             same = tmp_path / ("same.png" if p.type.kind == "file" else "same-folder")
             if p.type.kind == "folder":
                 same.mkdir(exist_ok=True)
@@ -186,6 +189,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
             if code != 2 or len(lines) != 1 or expect not in lines[0] or "Traceback" in err:
                 findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
     assert (tmp_path / "a-file").read_text() == "keep"
+    assert not (tmp_path / "same.png").exists() or (tmp_path / "same.png").read_text() == "keep"
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
 

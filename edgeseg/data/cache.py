@@ -12,6 +12,7 @@ or truncated is refused in one line, never read.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from edgeseg.fileio import FolderLock, sha256_file, write_json_atomic
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
 PARTS = ("image", "label", "soft")
+CACHE_FILE = re.compile(r"\d{6}\.(image|label|soft)\.npy")  # the files a cache holds besides its manifest
 STAGING = ".building"  # where a cache is decoded before it replaces the one in the folder
 
 
@@ -51,7 +53,7 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
         raise DataError(f"data set '{ds.info.name}' is generated, not read from files; there is nothing to cache")
     out = Path(out)
     if out.is_dir() and not (out / MANIFEST).is_file():
-        foreign = [p.name for p in out.iterdir() if p.name not in (STAGING, FolderLock.NAME) and not p.name.endswith(".npy")]
+        foreign = [p.name for p in out.iterdir() if p.name not in (STAGING, FolderLock.NAME) and not CACHE_FILE.fullmatch(p.name)]
         if foreign:
             raise DataError(f"--out {out}: holds other files ({', '.join(sorted(foreign)[:3])} ...) and no decoded cache; "
                             "give an empty or new folder")
@@ -64,17 +66,22 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        # The new cache is whole: only now is the old one taken down (manifest first, so a crash
-        # in between leaves a folder that is refused, never one read as the old one).
-        (out / MANIFEST).unlink(missing_ok=True)
-        for old in out.glob("*.npy"):
-            old.unlink()
-        for new in staging.iterdir():
-            new.replace(out / new.name)
-        staging.rmdir()
+        # The new cache is whole: it replaces the old one file by file (each rename atomic), the
+        # manifest removed first and written last, so an interruption in between leaves a folder
+        # that is refused, never one read as either cache; then the old cache's extra files go.
         manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
                     "samples": samples}
-        write_json_atomic(out / MANIFEST, manifest)
+        try:
+            (out / MANIFEST).unlink(missing_ok=True)
+            new_names = {p.name for p in staging.iterdir()}
+            for name in sorted(new_names):
+                (staging / name).replace(out / name)
+            write_json_atomic(out / MANIFEST, manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for stale in out.iterdir():
+            if CACHE_FILE.fullmatch(stale.name) and stale.name not in new_names:
+                stale.unlink()
     return manifest
 
 

@@ -37,7 +37,7 @@ class TrtOptions:
     int8_mode: str = opt("auto", choices=INT8_MODES, help="With --trt --int8: explicit Q/DQ (TensorRT >= 10) or the calibration "
                                                           "cache (8.5-10.x); auto picks by version.")
     workspace_gb: float = opt(2.0, low=0.0, high=1024.0, low_open=True, flag="--workspace", help="TensorRT workspace in GB.")
-    timing_cache: str | None = opt(None, help="TensorRT timing cache file (read and updated).")
+    timing_cache: str | None = opt(None, output="file", help="TensorRT timing cache file (read and updated).")
     dla_core: int | None = opt(None, low=0, high=15, flag="--dla", help="Build for DLA core N (Jetson), GPU fallback on; needs --fp16 or --int8.")
     fp16_fallback: bool = opt(False, cli=False)  # INT8 engines: let non-quantised layers run in FP16 (weakly typed only; --int8 --fp16)
     max_batch: int = opt(8, low=1, high=4096, help="With --dynamic-batch --trt: the largest batch the engine accepts.")

@@ -13,7 +13,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.limits import check_size
 from edgeseg.models import DEFAULT_MODEL, MODELS, check_model_options
 from edgeseg.models.native import REFINES, UPSCALES
-from edgeseg.records import check_fields, flag_of, opt
+from edgeseg.records import check_fields, check_needs, flag_of, opt
 from edgeseg.trainer.data import AUGMENT_ON
 from edgeseg.trainer.epoch import AMP_MODES
 from edgeseg.trainer.losses import CLASS_WEIGHTS, SOFT_LOSSES
@@ -126,7 +126,7 @@ class TrainConfig:
         object.__setattr__(self, "scale", tuple(_pair(self.scale, "--scale")))
         object.__setattr__(self, "model_options", tuple(tuple(kv) for kv in self.model_options))
         object.__setattr__(self, "extra_data", tuple(str(p) for p in self.extra_data))
-        check_fields(self)
+        check_fields(self, needs=not self.resume)  # a resume checks them once merged with the run (resumed)
         if self.epochs is not None and self.iters is not None:
             raise ConfigError("--epochs and --iters: give one or the other")
         lo, hi = self.scale
@@ -167,7 +167,9 @@ class TrainConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             changes[f.name] = value
-        return replace(self, **changes)
+        merged = replace(self, **changes)
+        check_needs(merged, given)  # what was given now must find what it needs, in the run or given with it
+        return merged
 
 
 def compared_fields() -> tuple[str, ...]:
