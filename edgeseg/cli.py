@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.cli_options import COUNT, OUT_DIR, OUT_FILE, PATH, RES, Group, OutputPath, Number, count, data_options, record_options, runner_options, take
+from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_FILE, PATH, RES, Group, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
 from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
@@ -275,7 +275,7 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
 
 @cli.command()
 @click.option("--model", "model_path", type=PATH, required=True)
-@click.argument("inputs", nargs=-1, type=click.STRING)
+@click.argument("inputs", nargs=-1, type=INPUT_TEXT)
 @click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @runner_options(exclude=("scales", "tta"))
 @click.option("--alpha", type=Number(float, 0.0, 1.0), default=0.5, show_default=True, help="Overlay opacity.")

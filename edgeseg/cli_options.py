@@ -113,7 +113,12 @@ def count(low: int = 1, high: int = 10**9) -> Number:
 # --------------------------------------------------------------------------- commands
 
 
-INPUT_PARAMS = ("data", "teacher", "extra_data", "inputs", "cache", "pretrained")  # text options and arguments that name files read
+class InputText(click.types.StringParamType):
+    """A text that may name a file or folder the command reads (``--data``, ``--teacher``, predict's
+    inputs, which may also be URLs or camera numbers): no output of the command may be it."""
+
+
+INPUT_TEXT = InputText()
 
 
 def _paths(value) -> list[Path]:
@@ -132,7 +137,7 @@ def check_distinct_paths(ctx: click.Context) -> None:
         value = ctx.params.get(p.name)
         if isinstance(p.type, OutputPath):
             outputs += [(flag, path) for path in _paths(value)]
-        elif isinstance(p.type, click.Path) or p.name in INPUT_PARAMS:
+        elif isinstance(p.type, (click.Path, InputText)):
             inputs += [(flag, path) for path in _paths(value) if path.exists()]
     for i, (flag, path) in enumerate(outputs):
         for other, used in inputs + outputs[:i]:
@@ -170,6 +175,8 @@ def _param_type(f, tp, meta):
         return click.STRING
     if meta.get("output") is not None:  # a path the command writes: checked as an output
         return OutputPath(meta["output"], path_type=str)
+    if meta.get("input"):
+        return INPUT_TEXT
     if typing.get_origin(tp) is tuple and args == (int, int):
         return RES
     if tp is int:
@@ -212,7 +219,7 @@ def record_options(cls, exclude=(), param_prefix: str = "", overrides: dict | No
             if _base_type(hints[f.name]) is bool:
                 kw.update(is_flag=True, default=False)
             elif meta.get("multiple"):
-                kw.update(multiple=True, type=click.STRING, metavar=metavar)
+                kw.update(multiple=True, type=INPUT_TEXT if meta.get("input") else click.STRING, metavar=metavar)
             else:
                 shown = _default_text(default)
                 kw.update(type=_param_type(f, hints[f.name], meta), default=shown if shown is not None else None,

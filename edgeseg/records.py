@@ -42,6 +42,7 @@ def opt(default=dataclasses.MISSING, *, help: str = "", choices=None, low=None, 
     ``inherit`` (taken from the run, never compared) or ``never`` (belongs to this invocation).
     ``extra`` keys (``parse``, ``invert``, ``metavar``, ``multiple``, ``show_default``) shape the option;
     ``output`` ("file" or "folder") makes it a path the command writes, checked before any work;
+    ``input`` marks a text that may name a file or folder the command reads (no output may be it);
     ``needs`` names the field that must be set for this one to mean anything (``--distill-weight``
     needs ``--teacher``): a value other than the default without it is refused, never ignored.
     """

@@ -143,10 +143,10 @@ def test_damaged_teacher_label_files_are_refused_naming_the_file_before_any_step
     folder = tmp_path / "class"
     shutil.copytree(good, folder)
     b = a.copy()
-    b[0, 0, 0] = 200  # a class index the data set does not have
+    b[..., 0] = 200  # a class index the data set does not have, wherever the window falls
     np.save(folder / "000000.npy", b)
-    with pytest.raises(DataError, match=r"000000\.npy: teacher labels name class 200"):
-        distill.WithTeacher(ds, distill.teacher_labels(str(folder), ds, 1.0)).load(0)
+    with pytest.raises(DataError, match=r"teacher labels \(--teacher\): label values \[200\] are neither a class"):
+        train(cfg(shared_folder, tmp_path / "run", teacher=str(folder), epochs=1))
 
 
 def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_folder, tmp_path, monkeypatch):
@@ -188,3 +188,5 @@ def test_a_resume_may_restate_an_option_whose_need_is_in_the_run(shared_folder, 
     assert train(cfg(shared_folder, tmp_path / "plain", epochs=1), on_step=interrupt_at)["interrupted"]
     with pytest.raises(ConfigError, match="--sr-weight: applies only with --sr-aux"):
         train(cfg(shared_folder, tmp_path / "plain", sr_weight=0.5, epochs=1, resume=True))
+    with pytest.raises(ConfigError, match="--sr-weight: applies only with --sr-aux"):  # --resume with no run to resume
+        train(cfg(shared_folder, tmp_path / "new", sr_weight=0.5, epochs=1, resume=True))

@@ -408,6 +408,6 @@ def test_extra_data_of_other_classes_is_refused_naming_the_option(shared_folder,
 
     other = make_folder_dataset(tmp_path / "other")
     (other / "classes.json").write_text(json.dumps({"names": ["p", "q", "r", "s", "t"]}))
-    with pytest.raises(DataError, match=r"--extra-data .*other: its classes \(p, q, r, s, t\) are not those of"):
+    with pytest.raises(DataError, match=r"--extra-data .*other: data set .* has other classes \(p, q, r, s, t; 5 classes\) than"):
         train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny",
                           epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(other),)))

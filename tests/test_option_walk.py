@@ -145,7 +145,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     """For every output option of every command: a folder where a file is meant (or the other way
     round), a path under a file, and a path that is also one of the command's inputs or another
     output are each one line naming the option, exit 2, and the path is left as it was."""
-    from edgeseg.cli_options import INPUT_PARAMS, OutputPath
+    from edgeseg.cli_options import InputText, OutputPath
 
     findings = []
     (tmp_path / "a-file").write_text("keep")
@@ -169,7 +169,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
         wrong = tmp_path / ("a-folder" if p.type.kind == "file" else "a-file")
         cases = [((p.opts[0], str(wrong)), p.opts[0]), ((p.opts[0], str(tmp_path / "a-file" / "x" / "y.png")), p.opts[0])]
         for q in cmd.params:  # the output given as each input and as each other output
-            if q is p or not (isinstance(q.type, click.Path) or q.name in INPUT_PARAMS):
+            if q is p or not isinstance(q.type, (click.Path, InputText)):
                 continue
             if isinstance(q.type, OutputPath) and q.type.kind != p.type.kind:
                 continue  # a file output and a folder output cannot name one path: each is refused for its kind

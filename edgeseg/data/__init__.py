@@ -69,7 +69,7 @@ class DataSource:
     """Which data set a command reads: ``--dataset``, ``--data``, ``--split``, ``--skip-bad``, checked once."""
 
     dataset: str | None = opt(None, choices=None, help="Data set kind [default: synthetic, or the model's training data set where known].")
-    data: str | None = opt(None, help="Data set root folder (not needed for synthetic).")
+    data: str | None = opt(None, input=True, help="Data set root folder (not needed for synthetic).")
     split: str = opt("val", help="Data set split.")
     skip_bad: bool = opt(False, help="Skip unreadable or inconsistent samples and report how many.")
 

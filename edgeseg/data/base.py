@@ -39,6 +39,12 @@ class DatasetInfo:
         }
 
 
+def classes_text(names) -> str:
+    """A class list for a one-line message: the first six names and the count."""
+    names = tuple(names)
+    return f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}; {len(names)} classes"
+
+
 class Sample(NamedTuple):
     image: np.ndarray  # uint8 HxWx3
     label: np.ndarray  # uint8 HxW, classes 0..C-1, void = info.ignore_index
@@ -288,7 +294,8 @@ class ConcatDataset(SegDataset):
         first = parts[0]
         for p in parts[1:]:
             if p.info.class_names != first.info.class_names:
-                raise DataError(f"data set '{p.info.name}' has classes {list(p.info.class_names)}; expected {list(first.info.class_names)}")
+                raise DataError(f"data set '{p.info.name}' has other classes ({classes_text(p.info.class_names)}) than "
+                                f"'{first.info.name}' ({classes_text(first.info.class_names)})")
         self.parts = list(parts)
         self.info = first.info
         self.split = first.split

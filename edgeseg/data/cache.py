@@ -62,16 +62,12 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            samples = _decode_into(ds, staging, progress)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        # The new cache is whole: it replaces the old one file by file (each rename atomic), the
-        # manifest removed first and written last, so an interruption in between leaves a folder
-        # that is refused, never one read as either cache; then the old cache's extra files go.
-        manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
-                    "samples": samples}
-        try:
+            samples = _decode_into(ds, staging, progress)  # a failure here leaves the old cache as it was
+            # The new cache is whole: it replaces the old one file by file (each rename atomic), the
+            # manifest removed first and written last, so an interruption in between leaves a folder
+            # that is refused, never one read as either cache; then the old cache's extra files go.
+            manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
+                        "samples": samples}
             (out / MANIFEST).unlink(missing_ok=True)
             new_names = {p.name for p in staging.iterdir()}
             for name in sorted(new_names):

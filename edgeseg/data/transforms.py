@@ -21,7 +21,7 @@ import torch
 from edgeseg.data.base import DatasetInfo, Sample
 from edgeseg.data.resample import downsample_labels, nearest_labels, resize_image
 from edgeseg.data.window import axis_taps, downsample_window_labels, nearest_index, nearest_window_labels, resize_window_image
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, DataError
 
 PAD_VALUE = 127  # image padding where a zoomed-out window leaves the frame
 
@@ -156,8 +156,11 @@ class TrainTransform:
             xs = axis_taps(W, plan.x0, plan.width, self.tw, self.kernel, plan.flip, device=image.device)
             mass = valid = 0
             for k in range(0, teacher.shape[-1], 2):
-                m, v = downsample_window_labels(teacher[..., k], ys, xs, self.info.num_classes, self.info.ignore_index,
-                                                weight=teacher[..., k + 1], weight_scale=1.0 / 255.0)
+                try:  # the tap refuses class indices out of range, as in any label; say whose they are
+                    m, v = downsample_window_labels(teacher[..., k], ys, xs, self.info.num_classes, self.info.ignore_index,
+                                                    weight=teacher[..., k + 1], weight_scale=1.0 / 255.0)
+                except DataError as exc:
+                    raise DataError(f"teacher labels (--teacher): {exc}; make them again from the teacher checkpoint") from None
                 mass, valid = mass + m, valid + v
             out.update(teacher_mass=mass, teacher_valid=valid)
         if self.sr_res is not None:

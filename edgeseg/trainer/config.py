@@ -57,7 +57,7 @@ class TrainConfig:
     out: str = opt("runs/train", resume="never", cli_default=None, output="folder", help="Run folder [default: runs/train, runs/train2, ...].")
     res: tuple[int, int] = opt((512, 256), help="Training resolution (model input), WxH.")
     dataset: str = opt("synthetic", choices=tuple(DATASETS), help="Data set kind.")
-    data: str | None = opt(None, help="Data set root (not needed for synthetic).")
+    data: str | None = opt(None, input=True, help="Data set root (not needed for synthetic).")
     train_split: str = opt("train", help="Split to train on.")
     val_split: str = opt("val", help="Split to validate on.")
     labels: str = opt("soft", choices=LABEL_MODES, help="How labels reach the training resolution.")
@@ -72,7 +72,7 @@ class TrainConfig:
     refine: str = opt("none", choices=REFINES, help="guided: refine the scores to the native frame with a learned guided filter; the "
                       "model then takes the native frame. Its guide: --model-opt guide_channels=1 (one shared guide map, cheaper), "
                       "guide_kernel=3 (a 3x3 stage), guide_width=0 (a guide linear in the colour, cheaper than the hidden stage).")
-    pretrained: str = opt("auto", help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
+    pretrained: str = opt("auto", input=True, help="auto (ImageNet when available for the model), imagenet, none, or a weights file.")
     epochs: int | None = opt(None, low=1, high=100_000, help="Epochs [default: 4 on synthetic, 100 otherwise].")
     iters: int | None = opt(None, low=1, high=BIG, help="Total optimiser steps (instead of --epochs).")
     batch: int = opt(8, low=1, high=4096, help="Images per step and process.")
@@ -86,7 +86,7 @@ class TrainConfig:
     augment_on: str = opt("auto", choices=AUGMENT_ON, resume="never",
                           help="Where zoom, crop, flip, resize, soft labels and jitter run: in the loader's workers, or on the training "
                                "device (workers then only decode); auto: device on CUDA, worker on CPU. Same result either way.")
-    cache: str | None = opt(None, resume="never", help="A decoded cache of the training split (from 'edgeseg data cache'), read instead "
+    cache: str | None = opt(None, input=True, resume="never", help="A decoded cache of the training split (from 'edgeseg data cache'), read instead "
                                                        "of its image files; refused when stale.")
     device: str = opt("auto", resume="never", help="auto, cpu or cuda[:N].")
     amp: str = opt("off", choices=AMP_MODES, help="Mixed precision on CUDA (auto: bf16 where supported, else fp16).")
@@ -111,14 +111,14 @@ class TrainConfig:
     contrastive_pixels: int = opt(10000, needs="contrastive_epochs", low=2, high=10**7, help="Pixels sampled per batch for the contrastive loss (bounds its memory).")
     contrastive_threshold: float = opt(0.75, needs="contrastive_epochs", low=0.0, high=1.0, help="Soft labels: the least share of the top class for a contrastive pixel.")
     class_uniform: float = opt(0.0, low=0.0, high=1.0, help="Fraction of each epoch's crops centred on a pixel of a uniformly chosen class.")
-    teacher: str | None = opt(None, help="Distil from a teacher: a checkpoint (it labels every training image once, at native "
+    teacher: str | None = opt(None, input=True, help="Distil from a teacher: a checkpoint (it labels every training image once, at native "
                                          "resolution with flip; the labels are kept in edgeseg's cache) or a folder of its labels.")
     distill_weight: float = opt(0.5, needs="teacher", low=0.0, high=1.0, help="With --teacher: loss = (1 - W) label loss + W T^2 KL(teacher || student).")
     distill_temperature: float = opt(1.0, needs="teacher", low=0.0, high=20.0, low_open=True, help="With --teacher: the softmax temperature T of both.")
     sr_aux: bool = opt(False, help="Training only: a light branch reconstructs the window at native resolution from the network's "
                                    "features (DSRL); the exported model is the model without it.")
     sr_weight: float = opt(0.1, needs="sr_aux", low=0.0, high=100.0, help="With --sr-aux: the weight of its mean squared error (images normalised as the model's input).")
-    extra_data: tuple[str, ...] = opt((), multiple=True, help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
+    extra_data: tuple[str, ...] = opt((), input=True, multiple=True, help="A folder data set (e.g. from 'edgeseg autolabel') added to the training split (repeatable).")
 
     def __post_init__(self):
         """Every option checked once, where the config is made: a one-line error naming it."""

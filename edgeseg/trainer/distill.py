@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeseg import __version__
-from edgeseg.data.base import SegDataset
+from edgeseg.data.base import SegDataset, classes_text
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import FolderLock, cache_dir, sha256_file, write_json_atomic
 
@@ -46,15 +46,17 @@ def _image_record(ds: SegDataset, i: int) -> dict:
     return {"name": ds.sample_name(i), "image": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def labels_key(teacher: Path, ds: SegDataset, temperature: float) -> str:
-    blob = json.dumps([sha256_file(teacher), temperature, TOP_K, ds.info.to_dict(), ds.split,
+def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:
+    blob = json.dumps([teacher_sha, temperature, TOP_K, ds.info.to_dict(), ds.split,
                        [_image_record(ds, i) for i in range(len(ds))]], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: float, device: str = "auto", progress: bool = True) -> dict:
-    """Run ``teacher`` (a checkpoint) over every image of ``ds`` at native resolution with flip at
-    test time; write its top-K classes and probabilities at ``temperature`` into ``out``."""
+def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: float, device: str = "auto", progress: bool = True,
+                        teacher_sha: str | None = None) -> dict:
+    """Run ``teacher`` (a checkpoint, of SHA-256 ``teacher_sha`` where the caller has it) over every
+    image of ``ds`` at native resolution with flip at test time; write its top-K classes and
+    probabilities at ``temperature`` into ``out``."""
     from edgeseg import runtime
     from edgeseg.progress import Progress
     from edgeseg.runtime.processing import Preprocess, upsample_scores
@@ -77,7 +79,7 @@ def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: f
                 np.save(out / f"{i:06d}.npy", packed.numpy(), allow_pickle=False)
                 bar.update()
         bar.close()
-        manifest = {"format": TEACHER_FORMAT, "edgeseg_version": __version__, "teacher": str(teacher), "teacher_sha256": sha256_file(teacher),
+        manifest = {"format": TEACHER_FORMAT, "edgeseg_version": __version__, "teacher": str(teacher), "teacher_sha256": teacher_sha or sha256_file(teacher),
                     "temperature": temperature, "top_k": TOP_K, "dataset": ds.info.to_dict(), "split": ds.split,
                     "images": [_image_record(ds, i) for i in range(len(ds))]}
         write_json_atomic(out / MANIFEST, manifest)
@@ -86,9 +88,8 @@ def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: f
 
 def check_teacher_classes(meta, ds: SegDataset, teacher) -> None:
     if tuple(meta.class_names) != tuple(ds.info.class_names):
-        raise ConfigError(f"--teacher {teacher}: its classes ({', '.join(meta.class_names[:6])}{'...' if meta.num_classes > 6 else ''}; "
-                          f"{meta.num_classes}) are not those of {ds.info.name} ({', '.join(ds.info.class_names[:6])}"
-                          f"{'...' if ds.info.num_classes > 6 else ''}; {ds.info.num_classes}); a teacher must be trained on the same classes")
+        raise ConfigError(f"--teacher {teacher}: its classes ({classes_text(meta.class_names)}) are not those of {ds.info.name} "
+                          f"({classes_text(ds.info.class_names)}); a teacher must be trained on the same classes")
 
 
 def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> dict:
@@ -157,9 +158,11 @@ def check_same_teacher(last: Path, teacher: str, sha: str | None) -> None:
                           f"now {(sha or 'unreadable')[:12]}...); resume with that teacher or train into a new --out")
 
 
-def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str = "auto", progress: bool = True) -> Path:
+def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str = "auto", progress: bool = True,
+                   teacher_sha: str | None = None) -> Path:
     """The teacher-label folder for ``ds``: ``teacher`` itself when it is one, else (a checkpoint) the
-    folder in edgeseg's cache for this teacher, data and temperature, made when missing."""
+    folder in edgeseg's cache for this teacher, data and temperature, made when missing. A caller
+    that has hashed the checkpoint passes ``teacher_sha`` (a checkpoint is hashed once per run)."""
     path = Path(teacher)
     if path.is_dir():
         check_teacher_labels(path, ds, temperature)
@@ -169,14 +172,15 @@ def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str
     from edgeseg.models import load_checkpoint
 
     check_teacher_classes(load_checkpoint(path).check_weights(f"--teacher {path}").meta, ds, path)
-    folder = cache_dir() / "teacher_labels" / labels_key(path, ds, temperature)
+    teacher_sha = teacher_sha or sha256_file(path)
+    folder = cache_dir() / "teacher_labels" / labels_key(teacher_sha, ds, temperature)
     try:
         check_teacher_labels(folder, ds, temperature)
         logger.info(f"teacher labels: {folder} (made earlier from {path.name})")
     except (DataError, ConfigError):
         logger.info(f"teacher labels: running {path.name} over {len(ds)} training images into {folder}")
         with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the run must not depend on whether the labels existed
-            make_teacher_labels(path, ds, folder, temperature, device, progress)
+            make_teacher_labels(path, ds, folder, temperature, device, progress, teacher_sha)
     return folder
 
 
@@ -200,11 +204,7 @@ class WithTeacher(SegDataset):
     def load(self, i: int):
         k = self.indices[i]
         sample = self.inner.load(k)
-        teacher = check_label_file(self.folder / f"{k:06d}.npy", None)
-        top_classes = teacher[..., 0::2]
-        if top_classes.size and int(top_classes.max()) >= self.info.num_classes:
-            raise DataError(f"{self.folder / f'{k:06d}.npy'}: teacher labels name class {int(top_classes.max())}; "
-                            f"{self.info.name} has {self.info.num_classes} classes (0..{self.info.num_classes - 1})")
+        teacher = check_label_file(self.folder / f"{k:06d}.npy", None)  # class indices are checked where they are tapped
         if teacher.shape[:2] != sample.label.shape:
             raise DataError(f"{self.folder / f'{k:06d}.npy'}: teacher labels of {teacher.shape[1]}x{teacher.shape[0]} for a "
                             f"{sample.label.shape[1]}x{sample.label.shape[0]} frame")

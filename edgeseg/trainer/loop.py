@@ -189,7 +189,8 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         teacher_sha = teacher_sha256(cfg.teacher)
         if cfg.resume:
             check_same_teacher(out / "last.pt", cfg.teacher, teacher_sha)
-        folder = teacher_labels(cfg.teacher, data.train, cfg.distill_temperature, str(device), cfg.progress and dist_info.is_main)
+        folder = teacher_labels(cfg.teacher, data.train, cfg.distill_temperature, str(device), cfg.progress and dist_info.is_main,
+                                teacher_sha)
         data = TrainData(WithTeacher(data.train, folder), data.val)
     meta = model_meta(cfg, data)
     model = build_model(meta.model)

@@ -17,6 +17,7 @@ from edgeseg.data.base import DatasetInfo, SegDataset
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
+from edgeseg.records import check_needs
 from edgeseg.trainer.checkpoint import check_resume_compatible
 from edgeseg.trainer.config import TrainConfig, default_epochs
 from edgeseg.trainer.data import fraction_indices
@@ -47,12 +48,10 @@ def build_data(cfg: TrainConfig) -> TrainData:
         from edgeseg.data.base import ConcatDataset
 
         extra = [build_dataset("folder", path, cfg.train_split, cfg.skip_bad) for path in cfg.extra_data]
-        for path, ds in zip(cfg.extra_data, extra):
-            if tuple(ds.info.class_names) != tuple(train_ds.info.class_names):
-                raise DataError(f"--extra-data {path}: its classes ({', '.join(ds.info.class_names[:6])}"
-                                f"{'...' if ds.info.num_classes > 6 else ''}) are not those of {train_ds.info.name} "
-                                f"({', '.join(train_ds.info.class_names[:6])}{'...' if train_ds.info.num_classes > 6 else ''})")
-        train_ds = ConcatDataset([train_ds] + extra)
+        try:
+            train_ds = ConcatDataset([train_ds] + extra)
+        except DataError as exc:  # the one class check, said against the option
+            raise DataError(f"--extra-data {', '.join(cfg.extra_data)}: {exc}") from None
     return TrainData(train_ds, build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad))
 
 
@@ -117,6 +116,7 @@ def resumed_config(cfg: TrainConfig, given=None) -> TrainConfig:
     (TrainConfig.resumed); unchanged when there is nothing to resume (the trainer says so)."""
     path = Path(cfg.out) / "last.pt"
     if not cfg.resume or not path.is_file():
+        check_needs(cfg)  # nothing to merge: what was given must find what it needs by itself
         return cfg
     training = load_checkpoint(path).training
     saved = (training.train_config if training else None) or {}
