@@ -146,10 +146,45 @@ def check_distinct_paths(ctx: click.Context) -> None:
                                          param_hint=flag)
 
 
+def new_output_folders(ctx: click.Context) -> list[Path]:
+    """The highest missing folder of each output path of the command (the command may make it)."""
+    made = []
+    for p in ctx.command.params:
+        if isinstance(p.type, OutputPath):
+            for path in _paths(ctx.params.get(p.name)):
+                folder = path.absolute() if p.type.kind == "folder" else path.absolute().parent
+                if not folder.exists():
+                    while not folder.parent.exists():
+                        folder = folder.parent
+                    made.append(folder)
+    return made
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` and the folders under it where nothing was written; anything with a file stays."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()), key=lambda p: len(p.parts), reverse=True):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 class Command(click.Command):
     def invoke(self, ctx: click.Context):
         check_distinct_paths(ctx)
-        return super().invoke(ctx)
+        made = new_output_folders(ctx)
+        try:
+            return super().invoke(ctx)
+        except BaseException:
+            for folder in made:  # a refused or failed command leaves no empty output folder behind
+                remove_if_empty(folder)
+            raise
 
 
 class Group(click.Group):

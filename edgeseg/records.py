@@ -44,7 +44,8 @@ def opt(default=dataclasses.MISSING, *, help: str = "", choices=None, low=None, 
     ``output`` ("file" or "folder") makes it a path the command writes, checked before any work;
     ``input`` marks a text that may name a file or folder the command reads (no output may be it);
     ``needs`` names the field that must be set for this one to mean anything (``--distill-weight``
-    needs ``--teacher``): a value other than the default without it is refused, never ignored.
+    needs ``--teacher``), or is ``(field, values)``: that field must hold one of ``values`` (``--loss``
+    needs ``--labels soft``): a value other than the default without it is refused, never ignored.
     """
     if resume not in RESUME_RULES:
         raise ValueError(resume)
@@ -87,18 +88,33 @@ def changed_flags(record) -> list[str]:
             if f.metadata and f.metadata.get("cli", True) and getattr(record, f.name) != field_default(f)]
 
 
+def needs_met(record, needs) -> bool:
+    """Whether ``record`` has what an ``opt(needs=...)`` asks: a set field, or a field holding one of the values."""
+    if isinstance(needs, tuple):
+        name, values = needs
+        return getattr(record, name) in values
+    return bool(getattr(record, needs))
+
+
 def check_needs(record, names=None) -> None:
-    """Refuse a field (of ``names``: default, all) set to other than its default without the field
-    it needs (``opt(needs=...)``), in one line naming both options."""
+    """Refuse a field (of ``names``: default, all) set to other than its default without what it
+    needs (``opt(needs=...)``), in one line naming both options."""
     fields = {f.name: f for f in dataclasses.fields(record)}
     for f in fields.values():
         needs = f.metadata.get("needs") if f.metadata else None
         if names is not None and f.name not in names:
             continue
-        if needs and getattr(record, f.name) != field_default(f) and not getattr(record, needs):
-            if fields[needs].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
-                raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[needs])}; leave one of them out")
-            raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[needs])}; add it or leave {flag_of(f)} out")
+        if not needs or getattr(record, f.name) == field_default(f) or needs_met(record, needs):
+            continue
+        if isinstance(needs, tuple):
+            name, values = needs
+            given = getattr(record, name)
+            allowed = ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
+            raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[name])} {allowed}"
+                              f" (here {given}); change {flag_of(fields[name])} or leave {flag_of(f)} out")
+        if fields[needs].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
+            raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[needs])}; leave one of them out")
+        raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[needs])}; add it or leave {flag_of(f)} out")
 
 
 def check_fields(record, needs: bool = True) -> None:

@@ -96,6 +96,8 @@ def test_missing_root_split_and_unknown_dataset(tmp_path):
         build_dataset("kitti", tmp_path)
     with pytest.raises(ConfigError, match="needs --data"):
         build_dataset("folder", None)
+    with pytest.raises(ConfigError, match="--data .*: the synthetic data set is generated"):  # never ignored
+        build_dataset("synthetic", tmp_path)
 
 
 def test_synthetic_is_deterministic_and_has_thin_and_small_classes():

@@ -161,6 +161,11 @@ def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_fo
             os.kill(os.getpid(), signal.SIGINT)
 
     assert train(cfg(shared_folder, tmp_path / "run", teacher=str(path)), on_step=interrupt_at)["interrupted"]
+    # the same teacher and data, spelt otherwise: the same run (compared by what the paths name)
+    with pytest.raises(ConfigError, match="--teacher"):  # another file is another teacher
+        train(cfg(shared_folder, tmp_path / "run", teacher=str(teacher), resume=True))
+    respelt = cfg(f"{shared_folder}/.", tmp_path / "run", teacher=f"{tmp_path}/../{tmp_path.name}/teacher.pt", resume=True)
+    assert train(respelt, on_step=lambda step: interrupt_at(step - 1))["interrupted"]
     ckpt = torch.load(path, weights_only=True)
     ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     torch.save(ckpt, path)  # another model, same path

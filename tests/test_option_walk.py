@@ -193,6 +193,80 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
 
+@pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))
+def test_a_refused_command_leaves_no_output_folder_behind(path, cli_run, tmp_path):
+    """Every output option of every command, given a path under folders that do not exist, on a
+    command that is then refused (its inputs are missing): exit 2 and none of those folders left."""
+    findings = []
+    for cmd_path, cmd, p in output_options():
+        if " ".join(cmd_path) != path:
+            continue
+        new = tmp_path / f"new{p.opts[0].strip('-')}"
+        target = new / "a" / ("b" if p.type.kind == "folder" else "b.json")
+        code, _, err = cli_run(*base_args(cmd_path, cmd, tmp_path), p.opts[0], str(target))
+        if code != 2 or new.exists():
+            findings.append(f"{p.opts[0]}: exit {code}, left {new.exists()}: {err.strip()[:160]!r}")
+    assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
+
+
+def test_a_command_refused_after_making_its_folder_removes_only_what_is_empty(cli_run, tmp_path):
+    """train makes --out before it opens --teacher: refused, the folders it made go; a folder the
+    user had, or one holding a file, stays."""
+    code, _, err = cli_run("train", "--out", tmp_path / "a" / "b", "--teacher", tmp_path / "none.pt")
+    assert code == 2 and "--teacher" in err and not (tmp_path / "a").exists()
+    (tmp_path / "mine").mkdir()
+    code, _, err = cli_run("train", "--out", tmp_path / "mine" / "run", "--teacher", tmp_path / "none.pt")
+    assert code == 2 and (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "run").exists()
+
+    from edgeseg.cli_options import OUT_DIR, Command
+
+    @click.command(cls=Command)
+    @click.option("--out", type=OUT_DIR)
+    def writes_then_fails(out):
+        (out / "sub").mkdir(parents=True)
+        (out / "sub" / "kept.txt").write_text("x")
+        (out / "empty").mkdir()
+        raise click.ClickException("refused")
+
+    from click.testing import CliRunner
+
+    assert CliRunner().invoke(writes_then_fails, ["--out", str(tmp_path / "w")]).exit_code == 1
+    assert (tmp_path / "w" / "sub" / "kept.txt").exists() and not (tmp_path / "w" / "empty").exists()
+
+
+def test_every_training_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
+    """Each TrainConfig field declaring ``needs`` (a field to be set, or to hold one of some values),
+    given without what it needs: one line naming it and what it needs, exit 2, no run folder."""
+    import dataclasses
+
+    from edgeseg.records import flag_of
+    from edgeseg.trainer import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    cases = [f for f in fields.values() if f.metadata.get("needs")]
+    assert {"data", "loss", "distill_weight", "sr_weight"} <= {f.name for f in cases}
+    findings = []
+    for f in cases:
+        needs = f.metadata["needs"]
+        value = _other_value(f)
+        args = ["train", "--out", tmp_path / f.name, flag_of(f)] + ([value] if value is not None else [])
+        if isinstance(needs, tuple):  # the needed field set to a value outside those it must hold
+            name, values = needs
+            other = next(c for c in fields[name].metadata["choices"] if c not in values)
+            if other != getattr(TrainConfig, name, None):
+                args += [flag_of(fields[name]), other]
+            needed = flag_of(fields[name])
+        else:
+            needed = flag_of(fields[needs])
+        code, _, err = cli_run(*args)
+        lines = err.strip().splitlines()
+        if code != 2 or len(lines) != 1 or flag_of(f) not in err or f"applies only with {needed}" not in err:
+            findings.append(f"{args[3:]}: exit {code}: {err.strip()[:160]!r}")
+        if (tmp_path / f.name).exists():
+            findings.append(f"{args[3:]}: left {tmp_path / f.name}")
+    assert not findings, "\n".join(findings)
+
+
 def _other_value(f):
     """A valid value of record field ``f`` other than its default, as typed on a command line."""
     import dataclasses

@@ -56,6 +56,9 @@ def build_dataset(name: str = "synthetic", root: str | Path | None = None, split
         raise ConfigError(f"unknown dataset '{name}'; expected one of: {', '.join(DATASETS)}")
     if name != "synthetic" and root is None:
         raise ConfigError(f"dataset '{name}' needs --data PATH (its root folder)")
+    if name == "synthetic" and root is not None:
+        raise ConfigError(f"--data {root}: the synthetic data set is generated and has no root folder; "
+                          "give --dataset with --data, or leave --data out")
     ds = DATASETS[name](Path(root) if root is not None else None, split, skip_bad)
     if skip_bad:
         ds.validate(skip_bad=True)
@@ -114,5 +117,5 @@ def resolve_dataset(model_dataset: str, dataset: str | None, data, split: str, s
             f"--dataset: the model does not say which data set it was trained on ({model_dataset or 'no metadata'}); "
             "give --dataset and --data"
         )
-    root = data if data is not None else (saved_root if name == model_dataset else None)
+    root = data if data is not None else (saved_root if name == model_dataset != "synthetic" else None)
     return build_dataset(name, root, split, skip_bad)

@@ -35,6 +35,19 @@ def _same(value):
     return [_same(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def _same_input(a, b) -> bool:
+    """Options naming files or folders (--data, --teacher, --extra-data ...) are the same when they
+    name the same thing, however spelt (``./camvid`` and ``camvid``)."""
+    from edgeseg.fileio import same_path
+
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        a, b = list(a or ()), list(b or ())
+        return len(a) == len(b) and all(_same_input(x, y) for x, y in zip(a, b))
+    if a is None or b is None:
+        return a is b
+    return str(a) == str(b) or same_path(str(a), str(b))
+
+
 def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_size: int = 1) -> None:
     """Refuse, by name, every option that differs from the run being resumed. An option absent from
     an older checkpoint is compared with its default (an option, when added, defaults to the
@@ -51,8 +64,10 @@ def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_
             if f.name not in saved and f.name in compared:
                 saved[f.name] = None if f.default is MISSING else _same(f.default)
     flags = {f.name: flag_of(f) for f in fields(TrainConfig)}
+    inputs = {f.name for f in fields(TrainConfig) if f.metadata.get("input")}
     diffs = [f"{flags.get(k, k)} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"
-             for k in cfg_dict if k in compared and k in saved and _same(saved.get(k)) != _same(cfg_dict.get(k))]
+             for k in cfg_dict if k in compared and k in saved
+             and not (_same_input(saved.get(k), cfg_dict.get(k)) if k in inputs else _same(saved.get(k)) == _same(cfg_dict.get(k)))]
     saved_world = ckpt.training.world_size if ckpt.training else 1
     if saved_world != world_size:
         diffs.append(f"{saved_world} process(es) (now {world_size})")

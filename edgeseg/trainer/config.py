@@ -57,12 +57,13 @@ class TrainConfig:
     out: str = opt("runs/train", resume="never", cli_default=None, output="folder", help="Run folder [default: runs/train, runs/train2, ...].")
     res: tuple[int, int] = opt((512, 256), help="Training resolution (model input), WxH.")
     dataset: str = opt("synthetic", choices=tuple(DATASETS), help="Data set kind.")
-    data: str | None = opt(None, input=True, help="Data set root (not needed for synthetic).")
+    data: str | None = opt(None, input=True, needs=("dataset", tuple(d for d in DATASETS if d != "synthetic")),
+                           help="Data set root (not for synthetic, which is generated).")
     train_split: str = opt("train", help="Split to train on.")
     val_split: str = opt("val", help="Split to validate on.")
     labels: str = opt("soft", choices=LABEL_MODES, help="How labels reach the training resolution.")
     kernel: str = opt("area", choices=KERNELS, help="Resize kernel shared by image and soft label.")
-    loss: str = opt("ce", choices=tuple(SOFT_LOSSES), help="Loss for soft targets.")
+    loss: str = opt("ce", choices=tuple(SOFT_LOSSES), needs=("labels", ("soft",)), help="Loss for soft targets.")
     class_weights: str = opt("none", choices=CLASS_WEIGHTS,
                              help="Loss weights from the training labels' class frequencies f: log = 1/ln(1.02+f) (ENet), sqrt = 1/sqrt(f).")
     model: str = opt(DEFAULT_MODEL, help="Architecture (see 'edgeseg models').")

@@ -47,7 +47,12 @@ def build_data(cfg: TrainConfig) -> TrainData:
     if cfg.extra_data:
         from edgeseg.data.base import ConcatDataset
 
-        extra = [build_dataset("folder", path, cfg.train_split, cfg.skip_bad) for path in cfg.extra_data]
+        extra = []
+        for path in cfg.extra_data:
+            try:
+                extra.append(build_dataset("folder", path, cfg.train_split, cfg.skip_bad))
+            except (DataError, ConfigError) as exc:  # said against the option that named the folder
+                raise type(exc)(f"--extra-data {exc}") from None
         try:
             train_ds = ConcatDataset([train_ds] + extra)
         except DataError as exc:  # the one class check, said against the option
