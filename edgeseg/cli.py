@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_FILE, PATH, RES, Group, OutputPath, Number, count, data_options, record_options, runner_options, take
+from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_FILE, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
 from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
@@ -60,6 +60,10 @@ def cli():
     ONNX and TensorRT, and check that every backend still segments like the trained model."""
 
 
+def _csv_set(text) -> set[str]:
+    return {part.strip() for part in str(text or "").split(",")}
+
+
 @cli.group()
 def labels():
     """Label diagnostics."""
@@ -70,11 +74,14 @@ def labels():
 @click.option("--res", type=RES, default="512x256", show_default=True, help="Training resolution to assess.")
 @click.option("--modes", default="soft-area,soft-bilinear,nearest,onehot-bilinear", show_default=True, help="Comma-separated label modes to compare.")
 @click.option("--limit", type=COUNT, default=None, help="Use only the first N samples.")
-@click.option("--dup-stride", type=count(2, 256), default=16, show_default=True, help="Block size r for the dupsample modes.")
-@click.option("--dup-channels", type=count(1, 4096), default=64, show_default=True, help="C' for the dupsample modes (W fitted on the train split).")
+@click.option("--dup-stride", type=count(2, 256), default=16, show_default=True, help="Block size r for the dupsample modes.", cls=Needs,
+              needs="modes", when=lambda modes: bool({"dupsample", "stride-bilinear"} & _csv_set(modes)),
+              what="--modes dupsample or stride-bilinear")
+@click.option("--dup-channels", type=count(1, 4096), default=64, show_default=True, help="C' for the dupsample modes (W fitted on the train split).",
+              cls=Needs, needs="modes", when=lambda modes: "dupsample" in _csv_set(modes), what="--modes dupsample")
 @json_option
 @plot_option
-@click.option("--plot-index", type=count(0), default=0, show_default=True, help="The image --plot draws.")
+@click.option("--plot-index", type=count(0), default=0, show_default=True, help="The image --plot draws.", cls=Needs, needs="plot_path")
 @quiet_option
 def labels_check(source, res, modes, limit, dup_stride, dup_channels, json_path, plot_path, plot_index, quiet):
     """How much label information survives down-sampling to --res, per label mode.
@@ -240,6 +247,9 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
         unused = [] if on else changed_flags(record)
         if unused:
             raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
+    unused = [] if job.verify or int8 else changed_flags(source)
+    if unused:  # the data set feeds the parity checks and INT8 calibration, and neither runs
+        raise click.BadParameter("has no effect with --no-verify and without --int8; leave one of them out", param_hint=unused[0])
     request = Request(checkpoint, out_dir if out_dir is not None else checkpoint.parent, job, onnx,
                       int8_opts if int8 else None, trt_opts if "tensorrt" in wanted else None)
     export_model(request, source, progress=not quiet)
@@ -253,7 +263,7 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
 @click.option("--warmup", type=count(0, 1_000_000), default=10, show_default=True)
 @click.option("--in-process", is_flag=True, help="Time several models in this process instead of a worker process each "
               "(their thread pools then compete and distort the ratios).")
-@click.option("--block", type=count(1, 1_000_000), default=10, show_default=True, help="Iterations each worker runs per turn.")
+@click.option("--block", type=count(1, 1_000_000), default=None, help="Iterations each worker runs per turn [default: 10].")
 @data_options(default_split="val")
 @runner_options(multi=True, exclude=("strict", "scales", "tta"))
 @json_option

@@ -175,8 +175,29 @@ def remove_if_empty(folder: Path) -> None:
         pass
 
 
+class Needs(click.Option):
+    """An option that means something only with another: ``needs`` is that parameter's name, and
+    ``when`` (default: truthy) says whether its value meets the need, ``what`` says it in words. Given
+    other than its default without it, the command is refused by name (never the option ignored):
+    the command-line twin of ``opt(needs=...)`` for options that are not record fields."""
+
+    def __init__(self, *args, needs: str, when=bool, what: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.needs, self.when, self.what = needs, when, what
+
+
+def check_needs_options(ctx: click.Context) -> None:
+    params = {p.name: p for p in ctx.command.params}
+    for p in ctx.command.params:
+        if isinstance(p, Needs) and ctx.params.get(p.name) != p.default and not p.when(ctx.params.get(p.needs)):
+            need = params[p.needs]
+            what = p.what or (need.opts[0] if isinstance(need, click.Option) else need.name.upper())
+            raise click.BadParameter(f"applies only with {what}; add it or leave {p.opts[0]} out", param_hint=p.opts[0])
+
+
 class Command(click.Command):
     def invoke(self, ctx: click.Context):
+        check_needs_options(ctx)
         check_distinct_paths(ctx)
         made = new_output_folders(ctx)
         try:

@@ -234,37 +234,70 @@ def test_a_command_refused_after_making_its_folder_removes_only_what_is_empty(cl
     assert (tmp_path / "w" / "sub" / "kept.txt").exists() and not (tmp_path / "w" / "empty").exists()
 
 
-def test_every_training_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
-    """Each TrainConfig field declaring ``needs`` (a field to be set, or to hold one of some values),
-    given without what it needs: one line naming it and what it needs, exit 2, no run folder."""
+def _needs_cases():
+    """(command, record, field) for every record field behind a command's options that declares ``needs``."""
+    import dataclasses
+
+    from edgeseg.export.formats import ExportOptions
+    from edgeseg.trainer import TrainConfig
+
+    for command, record in (("train", TrainConfig), ("export", ExportOptions)):
+        for f in dataclasses.fields(record):
+            if f.metadata.get("needs") and f.metadata.get("cli", True):
+                yield command, record, f
+
+
+def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
+    """Each option from a record field declaring ``needs`` (a field to be set, or to hold one of
+    some values), given without what it needs: one line naming it, exit 2, no output folder."""
     import dataclasses
 
     from edgeseg.records import flag_of
-    from edgeseg.trainer import TrainConfig
 
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    cases = [f for f in fields.values() if f.metadata.get("needs")]
-    assert {"data", "loss", "distill_weight", "sr_weight"} <= {f.name for f in cases}
+    cases = list(_needs_cases())
+    assert {"data", "loss", "distill_weight", "sr_weight", "min_agreement"} <= {f.name for _, _, f in cases}
     findings = []
-    for f in cases:
+    for command, record, f in cases:
+        fields = {g.name: g for g in dataclasses.fields(record)}
         needs = f.metadata["needs"]
         value = _other_value(f)
-        args = ["train", "--out", tmp_path / f.name, flag_of(f)] + ([value] if value is not None else [])
+        out = tmp_path / f"{command}-{f.name}"
+        args = [command, "--out", out, flag_of(f)] + ([value] if value is not None else [])
+        if command == "export":
+            args += ["--model", tmp_path / "none.pt"]
         if isinstance(needs, tuple):  # the needed field set to a value outside those it must hold
             name, values = needs
-            other = next(c for c in fields[name].metadata["choices"] if c not in values)
-            if other != getattr(TrainConfig, name, None):
-                args += [flag_of(fields[name]), other]
-            needed = flag_of(fields[name])
+            need = fields[name]
+            args += [flag_of(need), next(c for c in need.metadata["choices"] if c not in values)]
         else:
-            needed = flag_of(fields[needs])
+            need = fields[needs]
+            args += [flag_of(need)] if need.metadata.get("invert") else []  # --no-verify
         code, _, err = cli_run(*args)
         lines = err.strip().splitlines()
-        if code != 2 or len(lines) != 1 or flag_of(f) not in err or f"applies only with {needed}" not in err:
-            findings.append(f"{args[3:]}: exit {code}: {err.strip()[:160]!r}")
-        if (tmp_path / f.name).exists():
-            findings.append(f"{args[3:]}: left {tmp_path / f.name}")
+        said = (f"applies only with {flag_of(need)}" in err) or (f"has no effect with {flag_of(need)}" in err)
+        if code != 2 or len(lines) != 1 or flag_of(f) not in err or not said:
+            findings.append(f"{command} {args[3:]}: exit {code}: {err.strip()[:160]!r}")
+        if out.exists():
+            findings.append(f"{command} {args[3:]}: left {out}")
     assert not findings, "\n".join(findings)
+
+
+def test_every_command_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
+    """The same for options that are not record fields (``Needs`` options: --plot-index needs --plot)."""
+    from edgeseg.cli_options import Needs
+
+    findings, seen = [], 0
+    for path, cmd in commands():
+        for p in cmd.params:
+            if not isinstance(p, Needs):
+                continue
+            seen += 1
+            value = "3" if p.default != 3 else "4"
+            code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], value)
+            lines = err.strip().splitlines()
+            if code != 2 or len(lines) != 1 or p.opts[0] not in err or "applies only with" not in err:
+                findings.append(f"{' '.join(path)} {p.opts[0]} {value}: exit {code}: {err.strip()[:160]!r}")
+    assert seen >= 3 and not findings, "\n".join(findings)
 
 
 def _other_value(f):
@@ -305,3 +338,19 @@ def test_export_options_of_a_format_not_asked_for_are_refused_not_ignored(cli_ru
             if code != 2 or len(lines) != 1 or flag not in err or (f"applies only with {needs}" not in err and flag != "--dla"):
                 findings.append(f"{flag} {value}: exit {code}: {err.strip()[:160]!r}")
     assert not findings, "\n".join(findings)
+
+
+def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tmp_path):
+    """Video options on image inputs, --block with a single model in process: refused by name
+    before the model is loaded, never ignored."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    for flag in (["--every", "3"], ["--labels"], ["--exist-ok"]):
+        code, _, err = cli_run("predict", "--model", tmp_path / "none.pt", tmp_path / "a.png", "--out", tmp_path / "o", *flag)
+        assert code == 2 and f"{flag[0]}: applies only to video inputs" in err and err.count("\n") == 1, err
+    for extra in ([], ["--model", tmp_path / "other.pt", "--in-process"]):
+        code, _, err = cli_run("bench", "--model", tmp_path / "none.pt", "--block", "3", *extra)
+        assert code == 2 and "--block: applies only when models run in worker processes" in err, err
+    assert not (tmp_path / "o").exists()

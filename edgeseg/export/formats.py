@@ -34,9 +34,9 @@ class ExportOptions:
     """The export job: which formats, and how each is checked against the checkpoint."""
 
     verify: bool = opt(True, flag="--no-verify", invert=True, help="Skip the parity checks on real images.")
-    verify_images: int = opt(32, low=1, high=1_000_000, help="Images for the parity checks.")
-    min_agreement: float = opt(FP32_MIN_AGREEMENT, low=0.0, high=100.0, help="Minimum pixel agreement of FP32 exports (percent).")
-    max_delta_miou: float = opt(FP32_MAX_DELTA_MIOU, low=0.0, high=100.0, help="Maximum |delta mIoU| of FP32 exports (points).")
+    verify_images: int = opt(32, needs="verify", low=1, high=1_000_000, help="Images for the parity checks.")
+    min_agreement: float = opt(FP32_MIN_AGREEMENT, needs="verify", low=0.0, high=100.0, help="Minimum pixel agreement of FP32 exports (percent).")
+    max_delta_miou: float = opt(FP32_MAX_DELTA_MIOU, needs="verify", low=0.0, high=100.0, help="Maximum |delta mIoU| of FP32 exports (points).")
     device: str = opt("cpu", help="Where checkpoints and ONNX models run for the checks: cpu or cuda[:N].")
     formats: tuple[str, ...] = opt(("onnx",), cli=False)  # the rows of FORMATS to write (onnx always)
 

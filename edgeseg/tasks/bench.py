@@ -19,6 +19,7 @@ from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
 
 STAGES = ("pre", "network", "post")  # the parts of an end-to-end call, timed inside it
+DEFAULT_BLOCK = 10  # iterations a worker runs per turn
 
 
 def _bench_images(meta, source: DataSource, batch):
@@ -40,25 +41,29 @@ def _bench_images(meta, source: DataSource, batch):
 
 
 def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1, iters: int = 50, warmup: int = 10, progress: bool = True,
-          isolate: bool | None = None, block: int = 10) -> dict:
+          isolate: bool | None = None, block: int | None = None) -> dict:
     """Time ``models`` side by side: each model alone, then end to end from native images, with the
     end-to-end time split into pre-processing, network and post-processing.
 
     ``specs``: one RunnerSpec for all models, or one per model. ``isolate`` runs each model in its own
-    worker process (default: when there are several); the workers take turns, ``block``
-    iterations at a time, in alternating order, so only one engine's threads run at once.
+    worker process (default: when there are several); the workers take turns, ``block`` (default
+    10) iterations at a time, in alternating order, so only one engine's threads run at once.
     In one process, engines' thread pools compete: a pool left spinning by one model slows the next.
     """
     from edgeseg import runtime
 
     models = [str(m) for m in models]
     specs = _per_model(specs, len(models))
+    isolate = len(models) > 1 if isolate is None else isolate
+    if block is not None and not isolate:
+        raise ConfigError("--block: applies only when models run in worker processes (several --model, without --in-process); "
+                          "leave --block out")
+    block = DEFAULT_BLOCK if block is None else block
     if block < 1:
         raise ConfigError(f"--block: expected a positive number of iterations; got {block}")
     # Loaded here (not activated) so that a bad file or option fails before any worker starts.
     runners = [runtime.load(m, spec) for m, spec in zip(models, specs)]
     images, image_source, why = _bench_images(runners[0].meta, source, batch)
-    isolate = len(models) > 1 if isolate is None else isolate
     jobs = [{"model": m, "spec": spec, "backend": r.backend} for m, spec, r in zip(models, specs, runners)]
     if isolate:
         infos, times = _time_isolated(jobs, images, iters, warmup, block, progress)

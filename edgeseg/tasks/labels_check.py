@@ -116,7 +116,7 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
         from edgeseg.trainer.dupsample_w import fitted_w
 
         train = build_dataset(source.dataset or "synthetic", source.data, "train", source.skip_bad)
-        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area")}
+        dup = {"r": dup_stride, "W": fitted_w(train, res, dup_stride, dup_channels, "soft", "area", progress=progress)}
     return check_labels(ds, res, chosen, progress=progress, dup=dup), ds, dup
 
 

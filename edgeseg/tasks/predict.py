@@ -106,6 +106,9 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     images, videos = collect_inputs(inputs)
     if not images and not videos:
         raise ConfigError("predict: give at least one image, folder or video")
+    video_only = [flag for flag, on in (("--every", every != 1), ("--labels", labels), ("--exist-ok", exist_ok)) if on]
+    if video_only and not videos:
+        raise ConfigError(f"{video_only[0]}: applies only to video inputs, and none of the inputs is a video; leave it out")
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
