@@ -208,7 +208,7 @@ def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_fol
     assert json.loads((tmp_path / "student" / "config.json").read_text())["train_samples"] == 24 and result["epochs"] == 1
     from edgeseg.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="already holds masks"):
+    with pytest.raises(ConfigError, match="already holds a labelling"):
         autolabel(tiny_checkpoint, [shared_folder / "val" / "images"], out)
 
 
@@ -373,12 +373,46 @@ def test_autolabel_overwrite_replaces_the_previous_labelling(tiny_checkpoint, sh
     one.mkdir()
     shutil.copy(shared_folder / "train" / "images" / "s0.png", one)
     autolabel(tiny_checkpoint, [one], out, soft=False, exist_ok=True)
-    assert [p.name for p in (out / "masks").iterdir()] == ["s0.png"] and not any((out / "soft").iterdir())
+    assert [p.name for p in (out / "masks").iterdir()] == ["s0.png"] and not (out / "soft").exists()
     assert [p.name for p in (out / "images").iterdir()] == ["s0.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["autolabel.json", "classes.json", "images", "masks"]
     (tmp_path / "two").mkdir()
     shutil.copy(one / "s0.png", tmp_path / "two" / "s0.png")
     with pytest.raises(ConfigError, match="same name stem"):
         autolabel(tiny_checkpoint, [one, tmp_path / "two"], tmp_path / "dup")
+
+
+def test_autolabel_never_touches_files_it_did_not_write_and_keeps_the_old_labelling_on_failure(tiny_checkpoint, shared_folder, tmp_path):
+    """--out holding the user's own files is refused whole (with or without --exist-ok); a run that
+    fails part-way (an unreadable image after good ones) leaves the earlier labelling as it was and
+    a new --out without a half-written data set."""
+    import shutil
+
+    from edgeseg.errors import ConfigError, DataError
+    from edgeseg.tasks.autolabel import autolabel
+
+    mine = tmp_path / "mine"
+    (mine / "images").mkdir(parents=True)
+    shutil.copy(shared_folder / "train" / "images" / "s0.png", mine / "images" / "photo.png")
+    for exist_ok in (False, True):
+        with pytest.raises(ConfigError, match="holds files autolabel did not write"):
+            autolabel(tiny_checkpoint, [shared_folder / "train" / "images" / "s1.png"], mine, exist_ok=exist_ok)
+    assert [p.name for p in (mine / "images").iterdir()] == ["photo.png"]
+
+    out = tmp_path / "auto"
+    autolabel(tiny_checkpoint, [shared_folder / "train" / "images"], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".edgeseg.lock"}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(shared_folder / "train" / "images" / "s0.png", bad / "a.png")
+    (bad / "z.png").write_bytes((shared_folder / "train" / "images" / "s1.png").read_bytes()[:60])  # truncated
+    with pytest.raises(DataError, match="z.png"):
+        autolabel(tiny_checkpoint, [bad], out, exist_ok=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".edgeseg.lock"}
+    assert after == before
+    with pytest.raises(DataError, match="z.png"):
+        autolabel(tiny_checkpoint, [bad], tmp_path / "new")
+    assert not (tmp_path / "new").exists() or not any(p for p in (tmp_path / "new").rglob("*") if p.name != ".edgeseg.lock")
 
 
 def test_class_weights_on_labels_without_a_labelled_pixel_is_one_clear_error(shared_folder, tmp_path, monkeypatch):

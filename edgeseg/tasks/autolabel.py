@@ -9,6 +9,7 @@ checkpoints) take ``scales``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 
 from edgeseg.data.base import IGNORE_INDEX, read_image
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import atomic_path, write_json_atomic
+from edgeseg.fileio import write_json_atomic
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, check_finite, upsample_scores
 from edgeseg.tasks.predict import _save_png, collect_inputs
@@ -54,30 +55,72 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, spec=None, soft: b
                               "each image needs its own, since masks/<stem>.png is written per image")
         seen[path.stem] = path
     out_dir = Path(out_dir)
-    if (out_dir / "masks").exists() and any((out_dir / "masks").iterdir()) and not exist_ok:
-        raise ConfigError(f"--out {out_dir}: already holds masks/; use another --out or --exist-ok to overwrite")
+    check_out_folder(out_dir, exist_ok)
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     if "logits" not in meta.outputs:
         raise ConfigError(f"{model}: autolabel needs class scores; this model outputs only labels (export with --output logits)")
     pre = Preprocess.from_meta(meta)
     with FolderLock(out_dir, "output folder"):
-        kept, total = _label_all(runner, pre, paths, seen, out_dir, threshold, soft, progress)
-        summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
-                   "soft": soft, "teacher": str(model), "out": str(out_dir)}
-        write_json_atomic(out_dir / "autolabel.json", summary)
+        stage = out_dir / STAGE
+        shutil.rmtree(stage, ignore_errors=True)  # a killed run's
+        try:
+            kept, total = _label_all(runner, pre, paths, seen, stage, threshold, soft, progress)
+            summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
+                       "soft": soft, "teacher": str(model), "out": str(out_dir)}
+            write_json_atomic(stage / "autolabel.json", summary)
+            _swap_in(stage, out_dir)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return summary
+
+
+# What an autolabel output folder holds; a folder holding anything else is not replaced.
+OWN = ("images", "masks", "soft", "classes.json", "autolabel.json")
+STAGE = ".autolabel-staging"
+
+
+def check_out_folder(out_dir: Path, exist_ok: bool) -> None:
+    """``--out`` is new, empty, or (with ``exist_ok``) an earlier autolabel output, replaced as a
+    whole once the new labelling is complete; a folder holding other files is never touched."""
+    if not out_dir.is_dir():
+        return
+    from edgeseg.fileio import FolderLock
+
+    held = [p for p in out_dir.iterdir() if p.name not in (FolderLock.NAME, STAGE)]
+    if not held:
+        return
+    foreign = [p.name for p in held if p.name not in OWN]
+    if foreign or not (out_dir / "autolabel.json").is_file():
+        raise ConfigError(f"--out {out_dir}: holds files autolabel did not write ({', '.join(sorted(foreign)[:3]) or 'no autolabel.json'}); "
+                          "give a new or empty folder")
+    if not exist_ok:
+        raise ConfigError(f"--out {out_dir}: already holds a labelling (autolabel.json); use another --out or --exist-ok to replace it")
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """The staged labelling replaces the folder's earlier one: each old part moved aside, the new
+    moved in, then the old removed; classes.json and autolabel.json go in last."""
+    old = stage / ".old"
+    old.mkdir()
+    try:
+        for name in OWN:
+            if (out_dir / name).exists():
+                os.replace(out_dir / name, old / name)
+        for name in OWN:
+            if (stage / name).exists():
+                os.replace(stage / name, out_dir / name)
+    except OSError:  # put the earlier labelling back where the new one did not arrive
+        for name in OWN:
+            if (old / name).exists() and not (out_dir / name).exists():
+                os.replace(old / name, out_dir / name)
+        raise
 
 
 def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: bool, progress: bool) -> tuple[int, int]:
     meta = runner.meta
-    # Overwriting (--exist-ok) replaces the previous labelling as a whole: files of images not in
-    # this run, and soft/ from a run with --soft, would otherwise be trained on as if current.
-    for sub in ("images", "masks", "soft"):
-        if (out_dir / sub).is_dir():
-            for old in (out_dir / sub).iterdir():
-                if old.is_file() and (old.stem not in seen or (sub == "soft" and not soft)):
-                    old.unlink()
+    # Written into a staging folder and swapped in whole (``_swap_in``): images of an earlier run
+    # not in this one, and soft/ from a run with --soft, would otherwise be trained on as if current.
     for sub in ("images", "masks") + (("soft",) if soft else ()):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     kept = total = 0
@@ -93,10 +136,7 @@ def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: 
             _save_png(out_dir / "masks" / f"{path.stem}.png", label)
             if soft:
                 _save_png(out_dir / "soft" / f"{path.stem}.png", soft_label)
-            target = out_dir / "images" / path.name
-            if target.resolve() != path.resolve():
-                with atomic_path(target) as tmp:  # a full disk leaves no truncated image under its name
-                    shutil.copy2(path, tmp)
+            shutil.copy2(path, out_dir / "images" / path.name)  # (the staging folder: swapped in only when whole)
             kept += int((label != IGNORE_INDEX).sum())
             total += label.size
             bar.update()
