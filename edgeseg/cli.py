@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from edgeseg import __version__
-from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_FILE, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
+from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
 from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
@@ -26,11 +26,11 @@ def quiet_option(fn):
 
 
 def json_option(fn):
-    return click.option("--json", "json_path", type=OUT_FILE, default=None, help="Also write the result as JSON to this file.")(fn)
+    return click.option("--json", "json_path", type=OUT_JSON, default=None, help="Also write the result as JSON to this file.")(fn)
 
 
 def plot_option(fn):
-    return click.option("--plot", "plot_path", type=OUT_FILE, default=None, help='Also draw the result to this PNG (needs: pip install "edgeseg[plot]").')(fn)
+    return click.option("--plot", "plot_path", type=OUT_PNG, default=None, help='Also draw the result to this PNG (needs: pip install "edgeseg[plot]").')(fn)
 
 
 def _check_plot(path: Path | None) -> None:

@@ -85,15 +85,17 @@ class OutputPath(NonEmptyPath):
     folder that takes a new file. ``Command`` below also refuses an output that is one of the
     command's inputs or another of its outputs."""
 
-    def __init__(self, kind: str, path_type=Path, probe: bool = True):
+    def __init__(self, kind: str, path_type=Path, probe: bool = True, report: str | None = None):
         super().__init__()
-        self.kind, self.out_type, self.probe = kind, path_type, probe
+        self.kind, self.out_type, self.probe, self.report = kind, path_type, probe, report
 
     def convert(self, value, param, ctx):
-        from edgeseg.fileio import output_path_problem
+        from edgeseg.fileio import output_path_problem, replace_problem
 
         path = super().convert(value, param, ctx)
         problem = output_path_problem(path, self.kind, self.probe)
+        if problem is None and self.report is not None:  # a report replaces only a report of its kind
+            problem = replace_problem(path, self.report)
         if problem is not None:
             self.fail(problem, param, ctx)
         return self.out_type(path)
@@ -102,6 +104,8 @@ class OutputPath(NonEmptyPath):
 RES = Resolution()
 PATH = NonEmptyPath()
 OUT_FILE = OutputPath("file")
+OUT_JSON = OutputPath("file", report="json")
+OUT_PNG = OutputPath("file", report="png")
 OUT_DIR = OutputPath("folder")
 COUNT = Number(int, 1, 10**9)  # images, iterations: at least one, bounded
 

@@ -48,6 +48,8 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
     or None: a folder where a file is meant or the other way round, a file among its parents, or a
     folder that refuses a new file (tried, where ``probe``, with a file that is removed at once)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"'{path}' is a link to nothing (broken, or a loop); expected a {kind} path"
     if path.exists() or path.is_symlink():
         if kind == "file" and path.is_dir():
             return f"'{path}' is a folder; expected a file name"
@@ -70,6 +72,32 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
     except OSError as exc:
         return f"cannot write in '{probe_in}' ({exc.strerror or exc})"
     return None
+
+
+REPORT_KINDS = {"json": "a JSON file", "png": "a PNG image"}
+
+
+def replace_problem(path: str | os.PathLike, kind: str) -> str | None:
+    """Why a report of ``kind`` ("json" or "png") must not replace the file at ``path``, or None:
+    an existing file is replaced only by its own kind (a report written before), never a checkpoint,
+    model or image of another kind given there by mistake."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if kind == "png":
+                ok = head == b"\x89PNG\r\n\x1a\n"
+            else:
+                ok = path.stat().st_size <= 256 * 2**20
+                if ok:
+                    json.loads((head + fh.read()).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        ok = False
+    if ok:
+        return None
+    return f"'{path}' exists and is not {REPORT_KINDS[kind]}; edgeseg replaces only a report of its own kind there: give a new path"
 
 
 def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:

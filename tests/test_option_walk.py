@@ -186,11 +186,40 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
             pair, expect, *more = case
             code, _, err = run(pair, *more)
             lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
-            if code != 2 or len(lines) != 1 or expect not in lines[0] or "Traceback" in err:
+            said = expect in lines[0] if lines else False
+            said = said or (expect == "is also" and p.type.report is not None and "exists and is not" in lines[0])  # refused for its kind first
+            if code != 2 or len(lines) != 1 or not said or "Traceback" in err:
                 findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
     assert (tmp_path / "a-file").read_text() == "keep"
     assert not (tmp_path / "same.png").exists() or (tmp_path / "same.png").read_text() == "keep"
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
+
+
+def test_a_report_never_replaces_a_file_of_another_kind(cli_run, tmp_path):
+    """Every --json and --plot of every command: an existing checkpoint, model or image of another
+    kind there is refused at the option and left as it was; a broken link is refused as one."""
+    victim = tmp_path / "last.pt"
+    victim.write_bytes(b"PK\x03\x04 a checkpoint")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    findings, seen = [], 0
+    for path, cmd, p in output_options():
+        if p.type.report is None:
+            continue
+        seen += 1
+        for target, expect in ((victim, "is not"), (loop, "link to nothing")):
+            code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], str(target))
+            if code != 2 or expect not in err or err.strip().count("\n"):
+                findings.append(f"{' '.join(path)} {p.opts[0]} {target.name}: exit {code}: {err.strip()[:160]!r}")
+    assert victim.read_bytes() == b"PK\x03\x04 a checkpoint"
+    assert seen >= 5 and not findings, "\n".join(findings)
+
+    from edgeseg.fileio import replace_problem
+
+    (tmp_path / "r.json").write_text('{"miou": 1}')
+    (tmp_path / "r.png").write_bytes(b"\x89PNG\r\n\x1a\n....")
+    assert replace_problem(tmp_path / "r.json", "json") is None and replace_problem(tmp_path / "r.png", "png") is None
+    assert replace_problem(tmp_path / "r.png", "json") and replace_problem(tmp_path / "r.json", "png")
 
 
 @pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))
