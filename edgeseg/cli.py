@@ -291,7 +291,7 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
 @click.option("--alpha", type=Number(float, 0.0, 1.0), default=0.5, show_default=True, help="Overlay opacity.")
 @click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.")
 @click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.")
-@click.option("--exist-ok", is_flag=True, help="Video: replace an overlay video (and its label PNGs) that exists.")
+@click.option("--exist-ok", is_flag=True, help="Replace outputs that exist (label and overlay PNGs, overlay videos and their label PNGs).")
 @quiet_option
 def predict(model_path, inputs, out_dir, spec, alpha, every, labels, exist_ok, quiet):
     """Segment images and folders (label and overlay PNGs), or a video file, camera index (0) or

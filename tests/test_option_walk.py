@@ -376,7 +376,7 @@ def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tm
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    for flag in (["--every", "3"], ["--labels"], ["--exist-ok"]):
+    for flag in (["--every", "3"], ["--labels"]):
         code, _, err = cli_run("predict", "--model", tmp_path / "none.pt", tmp_path / "a.png", "--out", tmp_path / "o", *flag)
         assert code == 2 and f"{flag[0]}: applies only to video inputs" in err and err.count("\n") == 1, err
     for extra in ([], ["--model", tmp_path / "other.pt", "--in-process"]):

@@ -163,6 +163,31 @@ def test_predict_bad_inputs(model_files, tmp_path):
     assert predict(model_files["torch"], [tmp_path / "wide.png"], tmp_path / "o")["outputs"] == 1
 
 
+def test_predict_never_replaces_inputs_or_earlier_outputs_unasked(model_files, tmp_path):
+    """Earlier outputs are replaced only with exist_ok; an output that would be an input is refused
+    even then; a bad image among good ones leaves the folder as it was (no new files)."""
+    from edgeseg.tasks.predict import predict
+
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(tmp_path / "a.png")
+    assert predict(model_files["torch"], [tmp_path / "a.png"], tmp_path / "o", progress=False)["outputs"] == 1
+    before = (tmp_path / "o" / "a_label.png").read_bytes()
+    with pytest.raises(ConfigError, match="a_label.png exists .* --exist-ok"):
+        predict(model_files["torch"], [tmp_path / "a.png"], tmp_path / "o", progress=False)
+    assert predict(model_files["torch"], [tmp_path / "a.png"], tmp_path / "o", progress=False, exist_ok=True)["outputs"] == 1
+    (tmp_path / "b_overlay.png").write_bytes((tmp_path / "a.png").read_bytes())
+    (tmp_path / "b.png").write_bytes((tmp_path / "a.png").read_bytes())
+    for exist_ok in (False, True):
+        with pytest.raises(ConfigError, match="would replace the input"):
+            predict(model_files["torch"], [tmp_path / "b.png", tmp_path / "b_overlay.png"], tmp_path, exist_ok=exist_ok)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes((tmp_path / "a.png").read_bytes())
+    (tmp_path / "bad" / "z.png").write_bytes((tmp_path / "a.png").read_bytes()[:40])
+    with pytest.raises(DataError, match="z.png"):
+        predict(model_files["torch"], [tmp_path / "bad"], tmp_path / "o2", progress=False)
+    assert not (tmp_path / "o2").exists() or not [p for p in (tmp_path / "o2").iterdir() if p.suffix == ".png"]
+    assert (tmp_path / "o" / "a_label.png").read_bytes() == before
+
+
 def make_clip(path, frames=8, size=(96, 72), rate=10):
     """A short H.264 (or MPEG-4) clip of synthetic street scenes."""
     import av

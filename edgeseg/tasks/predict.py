@@ -90,6 +90,23 @@ class _Stems:
         return name
 
 
+def check_image_outputs(planned, out_dir: Path, exist_ok: bool) -> None:
+    """Before any work: no output of an image (``<stem>_label.png``, ``<stem>_overlay.png`` in
+    ``out_dir``) is one of the inputs, and none exists unless ``exist_ok`` says to replace it."""
+    from edgeseg.fileio import same_path
+
+    inputs = [path for path, _ in planned]
+    for path, stem in planned:
+        for target in (out_dir / f"{stem}_label.png", out_dir / f"{stem}_overlay.png"):
+            clash = next((i for i in inputs if same_path(i, target)), None)
+            if clash is not None:
+                raise ConfigError(f"--out {out_dir}: the output {target.name} of {path} would replace the input {clash}; "
+                                  "give --out a folder of its own")
+            if target.exists() and not exist_ok:
+                raise ConfigError(f"--out {out_dir}: {target.name} exists (an earlier run's?); use --exist-ok to replace "
+                                  "the outputs, or another --out")
+
+
 def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: bool = True, every: int = 1, labels: bool = False,
             exist_ok: bool = False) -> dict:
     """Images and folders -> ``<name>_label.png`` and ``<name>_overlay.png``; video files, cameras
@@ -106,27 +123,34 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     images, videos = collect_inputs(inputs)
     if not images and not videos:
         raise ConfigError("predict: give at least one image, folder or video")
-    video_only = [flag for flag, on in (("--every", every != 1), ("--labels", labels), ("--exist-ok", exist_ok)) if on]
+    video_only = [flag for flag, on in (("--every", every != 1), ("--labels", labels)) if on]
     if video_only and not videos:
         raise ConfigError(f"{video_only[0]}: applies only to video inputs, and none of the inputs is a video; leave it out")
+    out_dir = Path(out_dir)
+    stems = _Stems()
+    planned = [(path, stems(path.stem)) for path in images]
+    check_image_outputs(planned, out_dir, exist_ok)
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
     check = _AspectCheck(tuple(meta.input_res), spec.strict)
-    out_dir = Path(out_dir)
-    stems = _Stems()
-    written = []
+    written, created = [], []
     with FolderLock(out_dir, "output folder"), runner:
         bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
-        for path in images:
-            image = read_image(path)
-            check(image.shape, path)
-            stem = stems(path.stem)
-            label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
-            _save_png(out_dir / f"{stem}_label.png", label)
-            _save_png(out_dir / f"{stem}_overlay.png", overlay(image, label, meta.palette, alpha))
-            written.append(stem)
-            bar.update()
+        try:
+            for path, stem in planned:
+                image = read_image(path)
+                check(image.shape, path)
+                label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
+                for target, picture in ((out_dir / f"{stem}_label.png", label), (out_dir / f"{stem}_overlay.png", None)):
+                    created += [] if target.exists() else [target]
+                    _save_png(target, picture if picture is not None else overlay(image, label, meta.palette, alpha))
+                written.append(stem)
+                bar.update()
+        except (DataError, ConfigError):  # a bad image among good ones: the folder as it was, less what was replaced
+            for target in created:
+                target.unlink(missing_ok=True)
+            raise
         bar.close()
         video_results = []
         for video in videos:
