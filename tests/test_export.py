@@ -250,6 +250,23 @@ def test_a_failed_check_keeps_the_previous_export(tiny_checkpoint, tmp_path, mon
     assert not list(tmp_path.glob(".model.onnx.previous")) and not list(tmp_path.glob(".edgeseg-stage-*"))
 
 
+@pytest.mark.parametrize("flag,module", [("--trt", "tensorrt"), ("--openvino", "openvino")])
+def test_a_format_whose_package_is_missing_is_refused_before_anything_is_written(flag, module, cli_run, tiny_checkpoint, tmp_path, monkeypatch):
+    """Every format with a preflight: its package missing, the export is refused (exit 2, one line)
+    before the ONNX model of an earlier export is touched."""
+    import sys
+
+    from edgeseg.export.formats import FORMATS
+
+    assert {f.flag for f in FORMATS.values() if f.preflight is not None} == {"--trt", "--openvino"}
+    export(tiny_checkpoint, tmp_path, images=2)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, flag, "--opset", "16", "--verify-images", "2")
+    assert code == 2 and module.lower() in err.lower() and err.strip().count("\n") == 0, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_a_failed_engine_check_keeps_the_previous_engine(tiny_checkpoint, tmp_path, monkeypatch):
     import sys
 

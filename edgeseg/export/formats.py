@@ -105,6 +105,7 @@ class Format:
     also_needs: tuple[str, ...] = ()  # other formats that must be asked for too (openvino-int8: int8)
     flag: str | None = None  # the command-line flag that asks for it (None: always written, or follows from others)
     help: str = ""
+    preflight: Callable[[], object] | None = None  # refuses, before anything is written, what it lacks (its package)
 
     def requested(self, r: Request) -> bool:
         return (r.wants(self.name) or bool(self.also_needs)) and all(r.wants(n) for n in self.also_needs)
@@ -225,6 +226,18 @@ def _engine_gates(r: Request) -> list[Gate]:
     return [Gate("parity.engine.json", 0.0, budget, True, r.job.verify_images, spec, f"TensorRT {precision}")]
 
 
+def _require(module: str, purpose: str):
+    from edgeseg.optional import require
+
+    return require(module, purpose)
+
+
+def _trt_api():
+    from edgeseg.runtime.trt_api import TrtApi
+
+    return TrtApi.load()
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", ("model.onnx",), None, _build_onnx, _onnx_gates),
     Format("int8", ("model.int8.onnx", "int8_report.json"), "onnx", _build_int8, _int8_gates,
@@ -232,11 +245,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            help="Also write model.int8.onnx (Q/DQ, calibrated on the training split) and calibration.cache."),
     Format("openvino", ("model.xml", "model.bin"), "onnx", _build_ir("onnx", "model.xml"), _ir_gates, flag="--openvino",
            help='Also write OpenVINO IR of each ONNX model (model.xml/.bin, model.int8.xml/.bin), each with a parity check '
-                '(needs: pip install "edgeseg[openvino]").'),
+                '(needs: pip install "edgeseg[openvino]").', preflight=lambda: _require("openvino", "--openvino")),
     Format("openvino-int8", ("model.int8.xml", "model.int8.bin"), "int8", _build_ir("int8", "model.int8.xml"), _ir_int8_gates,
            also_needs=("openvino", "int8")),
     Format("tensorrt", ("model.engine", "model.engine.json"), "onnx", _build_engine, _engine_gates, optional_files=("model.fp16.onnx",),
-           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json)."),
+           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=lambda: _trt_api()),
 )}
 # The formats a user asks for by flag (the others follow: onnx always, openvino-int8 from --openvino --int8).
 FLAGS = {f.name: f.flag for f in FORMATS.values() if f.flag}

@@ -76,10 +76,9 @@ def _preflight(request: Request, source: DataSource) -> None:
     from edgeseg.models import load_checkpoint
 
     ckpt = load_checkpoint(request.checkpoint)
-    if request.wants("openvino"):
-        from edgeseg.optional import require
-
-        require("openvino", "--openvino")
+    for fmt in FORMATS.values():
+        if fmt.preflight is not None and fmt.requested(request):
+            fmt.preflight()
     ckpt.check_weights(str(request.checkpoint))
     if request.int8 is not None:
         from edgeseg.export.int8 import calibration_dataset
