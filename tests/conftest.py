@@ -99,7 +99,8 @@ def export(checkpoint, out, onnx=None, int8=None, trt=None, source=None, images:
 
     job.pop("progress", None)
     formats = tuple(job.pop("formats", ())) + (("openvino",) if job.pop("openvino", False) else ()) + (("int8",) if int8 is not None else ()) + (("tensorrt",) if trt is not None else ())
-    request = Request(Path(checkpoint), Path(out), ExportOptions(verify_images=images, formats=formats, **job), onnx or OnnxOptions(), int8, trt)
+    checks = dict(verify_images=images) if job.get("verify", True) else {}  # (none without the checks)
+    request = Request(Path(checkpoint), Path(out), ExportOptions(formats=formats, **checks, **job), onnx or OnnxOptions(), int8, trt)
     return export_model(request, source or DataSource(), progress=False)
 
 

@@ -355,3 +355,56 @@ def test_the_command_runs_exported_models_with_pytorch_threads_waiting_passively
     out = subprocess.run([sys.executable, "-c", probe, "eval", "--model", str(model_files["onnxruntime"])],
                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True, check=True).stdout.split()
     assert out[-2] == "ACTIVE"
+
+
+def test_runner_options_a_backend_or_device_would_not_honour_are_refused(model_files, monkeypatch, tmp_path, shared_folder):
+    """--threads on a TensorRT engine; --providers against --device; cuda:N reaching ONNX Runtime as
+    its device id (a stand-in onnxruntime with a CUDA provider records what it was given); eval
+    --strict on images of another shape; --boundary-band with --reference."""
+    import types
+
+    from edgeseg.runtime import ort_runner
+    from edgeseg.runtime.registry import BACKENDS
+    from edgeseg.tasks.evaluate import evaluate_model
+
+    with pytest.raises(ConfigError, match="--threads 2: x.engine runs on tensorrt"):
+        RunnerSpec(threads=2).check_for(BACKENDS["tensorrt"], "x.engine")
+    RunnerSpec(strict=True).check_for(BACKENDS["tensorrt"], "x.engine")  # the image check is every backend's
+    given = {}
+
+    class Session:
+        def __init__(self, path, sess_options=None, providers=None):
+            given["providers"] = providers
+
+        def get_providers(self):
+            return [p[0] if isinstance(p, tuple) else p for p in given["providers"]]
+
+    real = ort_runner._ort()
+    fake = types.SimpleNamespace(get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                                 InferenceSession=Session, SessionOptions=real.SessionOptions, __version__=real.__version__)
+    monkeypatch.setattr(ort_runner, "_ort", lambda: fake)
+    for device, providers in (("cuda", "CPUExecutionProvider"), ("cpu", "CUDAExecutionProvider")):
+        with pytest.raises(ConfigError, match=f"--providers .*not --device {device}"):
+            ort_runner.OrtRunner.from_file(model_files["onnxruntime"], RunnerSpec(device=device, providers=providers))
+    runner = ort_runner.OrtRunner.from_file(model_files["onnxruntime"], RunnerSpec(device="cuda:1"))
+    try:
+        runner.activate()
+    except Exception:
+        pass  # the stand-in session cannot run; what it was given is what counts
+    assert given["providers"][0] == ("CUDAExecutionProvider", {"device_id": 1}) and given["providers"][-1] == "CPUExecutionProvider"
+    monkeypatch.undo()
+
+    with pytest.raises(ConfigError, match="--boundary-band"):
+        evaluate_model(model_files["torch"], reference=model_files["torch"], boundary=0.05, progress=False)
+    import shutil
+
+    wide = tmp_path / "wide"
+    shutil.copytree(shared_folder, wide)
+    for img in (wide / "val" / "images").iterdir():
+        Image.open(img).resize((96, 36)).save(img)
+    for mask in (wide / "val" / "masks").iterdir():
+        Image.open(mask).resize((96, 36), Image.NEAREST).save(mask)
+    from edgeseg.data import DataSource
+
+    with pytest.raises(DataError, match="96x36 images have another aspect ratio .*--strict"):
+        evaluate_model(model_files["torch"], RunnerSpec(strict=True), DataSource("folder", str(wide)), progress=False)

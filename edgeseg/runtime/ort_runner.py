@@ -27,6 +27,9 @@ def _ort():
     return onnxruntime
 
 
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
 def resolve_providers(device: str = "auto", providers: list[str] | None = None) -> list[str]:
     """Execution providers to ask for, checked against the installed onnxruntime."""
     available = _ort().get_available_providers()
@@ -36,6 +39,10 @@ def resolve_providers(device: str = "auto", providers: list[str] | None = None) 
         if missing:
             hint = ' (install "edgeseg[gpu]" for CUDA and TensorRT providers)' if any(p != "CPUExecutionProvider" for p in missing) else ""
             raise ConfigError(f"--providers: {', '.join(missing)} not available in this onnxruntime; available: {', '.join(available)}{hint}")
+        on_gpu = any(p.startswith(("CUDA", "Tensorrt")) for p in chosen)
+        if device == "cpu" and on_gpu or device.startswith("cuda") and not on_gpu:
+            raise ConfigError(f"--providers {','.join(chosen)}: run on {'a GPU' if on_gpu else 'the CPU'}, not --device {device}; "
+                              "give one of the two, or both agreeing")
         if "CPUExecutionProvider" not in chosen:
             chosen.append("CPUExecutionProvider")
         return chosen
@@ -112,9 +119,10 @@ class OrtRunner(BaseRunner):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, meta: ModelMeta, providers: list[str], name: str = "", session_options=None,
-                 threads: int | None = None):
+                 threads: int | None = None, device_id: int = 0):
         super().__init__(meta, name or f"onnxruntime:{Path(path).name}")
         self.path = Path(path)
+        self.device_id = device_id  # cuda:N: the GPU the CUDA and TensorRT providers use
         self.threads = threads
         self.providers = providers
         self.session_options = session_options
@@ -125,7 +133,9 @@ class OrtRunner(BaseRunner):
     def from_file(cls, path: str | Path, spec) -> "OrtRunner":
         path = Path(path)
         meta, _ = onnx_meta(path, spec.strict)
-        return cls(path, meta, resolve_providers(spec.device, list(spec.providers) if spec.providers else None), threads=spec.threads)
+        device_id = int(spec.device.split(":")[1]) if spec.device.startswith("cuda:") else 0
+        return cls(path, meta, resolve_providers(spec.device, list(spec.providers) if spec.providers else None), threads=spec.threads,
+                   device_id=device_id)
 
     def describe_impl(self) -> dict:
         threads = self.session.get_session_options().intra_op_num_threads if self.session is not None else self.threads
@@ -138,8 +148,9 @@ class OrtRunner(BaseRunner):
         opts.log_severity_level = 3
         if self.threads:
             opts.intra_op_num_threads = int(self.threads)
+        providers = [(p, {"device_id": self.device_id}) if p in GPU_PROVIDERS and self.device_id else p for p in self.providers]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             text = str(exc)
             if "ValidateOpsetForDomain" in text or "opset" in text.lower():

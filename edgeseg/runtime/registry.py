@@ -28,12 +28,13 @@ class Backend:
 
 BACKENDS = {b.name: b for b in (
     Backend("torch", (".pt", ".pth"), "edgeseg.runtime.torch_runner:TorchRunner", "a checkpoint",
-            options=frozenset({"threads", "scales", "tta"}), exported=False),
+            options=frozenset({"threads", "scales", "tta", "strict"}), exported=False),
     Backend("onnxruntime", (".onnx",), "edgeseg.runtime.ort_runner:OrtRunner", "an ONNX model",
             options=frozenset({"threads", "providers", "strict"})),
     Backend("openvino", (".xml",), "edgeseg.runtime.ov_runner:OvRunner", "an OpenVINO IR", devices=("cpu",),
             options=frozenset({"threads", "precision", "strict"}), also_runs=(".onnx",)),
-    Backend("tensorrt", (".engine", ".plan", ".trt"), "edgeseg.runtime.trt_runner:TrtRunner", "a TensorRT engine", devices=("cuda",)),
+    Backend("tensorrt", (".engine", ".plan", ".trt"), "edgeseg.runtime.trt_runner:TrtRunner", "a TensorRT engine", devices=("cuda",),
+            options=frozenset({"strict"})),
 )}
 MODEL_SUFFIXES = tuple(s for b in BACKENDS.values() for s in b.suffixes)
 EXPORTED_SUFFIXES = tuple(s for b in BACKENDS.values() if b.exported for s in b.suffixes)

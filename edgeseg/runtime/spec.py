@@ -67,9 +67,10 @@ class RunnerSpec:
             ("scales", "--scales", "its scales are fixed in the graph; re-export the checkpoint with --scales"),
             ("tta", "--tta", "its test-time augmentation is fixed in the graph; re-export the checkpoint with --tta"),
             ("providers", "--providers", "execution providers are ONNX Runtime's"),
+            ("threads", "--threads", "it runs on the GPU; CPU threads are for PyTorch, ONNX Runtime and OpenVINO"),
         ):
             value = getattr(self, field_name)
-            if value not in (None, "none") and field_name not in backend.options:
+            if value not in (None, "none", False) and field_name not in backend.options:
                 raise ConfigError(f"{flag} {_text(value)}: {name} runs on {backend.name}; {why}")
         device = "cuda" if self.device.startswith("cuda") else self.device
         if device != "auto" and device not in backend.devices:

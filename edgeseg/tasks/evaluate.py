@@ -4,6 +4,7 @@ a reference, report parity in task terms."""
 from __future__ import annotations
 
 from edgeseg.data import DataSource
+from edgeseg.errors import ConfigError, DataError
 from edgeseg.metrics import BOUNDARY_RATIO
 from edgeseg.runtime.scoring import evaluate
 from edgeseg.runtime.spec import RunnerSpec
@@ -28,6 +29,8 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
     boundary IoU; with ``reference``, also parity in task terms."""
     from edgeseg import runtime
 
+    if reference is not None and boundary not in (None, BOUNDARY_RATIO):
+        raise ConfigError("--boundary-band: parity with --reference scores mIoU, not boundaries; leave one of them out")
     runner = runtime.load(model, spec).activate()  # fail fast on a broken model
     ref_runner = None
     if reference is not None:
@@ -36,6 +39,8 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
     saved_root = runner.meta.dataset_root or (ref_runner.meta.dataset_root if ref_runner else None)
     ds = source.open(runner.meta.dataset, saved_root)
     indices = list(range(min(limit, len(ds)))) if limit else None
+    if spec.strict:
+        check_aspect(ds, indices, tuple(runner.meta.input_res))
     if ref_runner is None:
         with runner:
             summary, cm = evaluate(runner, ds, batch, indices, progress, boundary=boundary)
@@ -48,6 +53,17 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
         summary["parity"] = {**report["parity"], "reference_model": str(reference)}
     summary.update(model=str(model), dataset=ds.info.name, split=source.split, skipped=ds.skipped, ran=runner.describe())
     return summary
+
+
+def check_aspect(ds, indices, res: tuple[int, int]) -> None:
+    """--strict: every scored image has the model input's aspect ratio (within 1 %, as predict checks)."""
+    from edgeseg.trainer.setup import frame_sizes
+
+    sub = ds.subset(indices) if indices is not None else ds
+    for w, h in sorted(frame_sizes(sub)):
+        if abs((w / h) / (res[0] / res[1]) - 1) > 0.01:
+            raise DataError(f"{ds.info.name}: {w}x{h} images have another aspect ratio than the model "
+                            f"input {res[0]}x{res[1]} (--strict)")
 
 
 def format_eval(result: dict) -> str:
