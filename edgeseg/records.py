@@ -45,7 +45,9 @@ def opt(default=dataclasses.MISSING, *, help: str = "", choices=None, low=None, 
     ``input`` marks a text that may name a file or folder the command reads (no output may be it);
     ``needs`` names the field that must be set for this one to mean anything (``--distill-weight``
     needs ``--teacher``), or is ``(field, values)``: that field must hold one of ``values`` (``--loss``
-    needs ``--labels soft``): a value other than the default without it is refused, never ignored.
+    needs ``--labels soft``): a value other than the default without it is refused, never ignored;
+    ``excludes`` names a field that, set, makes this one meaningless (``--calib-images`` with
+    ``--calib-array``): both given is refused.
     """
     if resume not in RESUME_RULES:
         raise ValueError(resume)
@@ -104,6 +106,9 @@ def check_needs(record, names=None) -> None:
         needs = f.metadata.get("needs") if f.metadata else None
         if names is not None and f.name not in names:
             continue
+        excludes = f.metadata.get("excludes") if f.metadata else None
+        if excludes and getattr(record, f.name) != field_default(f) and getattr(record, excludes):
+            raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[excludes])}; leave one of them out")
         if not needs or getattr(record, f.name) == field_default(f) or needs_met(record, needs):
             continue
         if isinstance(needs, tuple):

@@ -311,6 +311,30 @@ def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, t
     assert not findings, "\n".join(findings)
 
 
+def test_every_record_option_that_another_makes_meaningless_is_refused_with_it(cli_run, tmp_path):
+    """Each field declaring ``excludes`` (--calib-images with --calib-array), given with that field:
+    one line naming both, exit 2."""
+    import dataclasses
+
+    from edgeseg.export.int8 import Int8Options
+    from edgeseg.records import flag_of
+
+    findings, seen = [], 0
+    for command, record, extra in (("export", Int8Options, ["--int8"]),):
+        fields = {f.name: f for f in dataclasses.fields(record)}
+        for f in fields.values():
+            if not f.metadata.get("excludes"):
+                continue
+            seen += 1
+            other = fields[f.metadata["excludes"]]
+            value = _other_value(f)
+            args = [command, "--model", tmp_path / "none.pt", *extra, flag_of(other), "x.npy", flag_of(f)] + ([value] if value else [])
+            code, _, err = cli_run(*args)
+            if code != 2 or err.strip().count("\n") or f"{flag_of(f)}: has no effect with {flag_of(other)}" not in err:
+                findings.append(f"{args[3:]}: exit {code}: {err.strip()[:160]!r}")
+    assert seen >= 3 and not findings, "\n".join(findings)
+
+
 def test_every_command_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
     """The same for options that are not record fields (``Needs`` options: --plot-index needs --plot)."""
     from edgeseg.cli_options import Needs
@@ -383,3 +407,7 @@ def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tm
         code, _, err = cli_run("bench", "--model", tmp_path / "none.pt", "--block", "3", *extra)
         assert code == 2 and "--block: applies only when models run in worker processes" in err, err
     assert not (tmp_path / "o").exists()
+    for extra, said in ((["--trt", "--max-batch", "4"], "--max-batch: applies only with --dynamic-batch"),
+                        (["--trt", "--int8-mode", "explicit"], "--int8-mode explicit: applies only with --trt --int8")):
+        code, _, err = cli_run("export", "--model", tmp_path / "none.pt", "--out", tmp_path / "x", *extra)
+        assert code == 2 and said in err and err.count("\n") == 1, err

@@ -71,6 +71,11 @@ class Request:
             object.__setattr__(self, "trt", TrtOptions())
         if self.trt is not None and self.trt.precision == "int8" and not self.wants("int8"):
             raise ConfigError("--trt --int8 needs the INT8 step: give --int8 with calibration data (--dataset/--data)")
+        if self.trt is not None and self.trt.int8_mode != "auto" and self.trt.precision != "int8":
+            raise ConfigError(f"--int8-mode {self.trt.int8_mode}: applies only with --trt --int8; add --int8 or leave --int8-mode out")
+        if self.trt is not None and self.trt.max_batch != TrtOptions().max_batch and not self.onnx.dynamic_batch:
+            raise ConfigError("--max-batch: applies only with --dynamic-batch (a fixed-batch engine takes batch 1); "
+                              "add --dynamic-batch or leave --max-batch out")
         if self.trt is not None and self.trt.precision == "int8" and self.int8.target != "tensorrt":
             raise ConfigError(f"--trt --int8 builds from the TensorRT placement; drop --int8-target {self.int8.target} "
                               "(the CPU placement is for ONNX Runtime and OpenVINO)")

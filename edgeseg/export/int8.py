@@ -27,9 +27,9 @@ DEFAULT_CACHE_VERSION_TAG = 8502  # TensorRT 8.5.2 (JetPack 5.1); builds rewrite
 @dataclass(frozen=True)
 class Int8Options:
     calib_method: str = opt("entropy", choices=CALIB_METHODS, help="How activation ranges are chosen.")
-    calib_images: int = opt(300, low=10, high=100_000, help="Calibration images (at least 10; 100+ advised).")
-    calib_seed: int = opt(0, low=0, high=2**32 - 1, help="Seed of the calibration images' choice.")
-    calib_split: str = opt("train", help="Split the calibration images come from.")
+    calib_images: int = opt(300, excludes="calib_array", low=10, high=100_000, help="Calibration images (at least 10; 100+ advised).")
+    calib_seed: int = opt(0, excludes="calib_array", low=0, high=2**32 - 1, help="Seed of the calibration images' choice.")
+    calib_split: str = opt("train", excludes="calib_array", help="Split the calibration images come from.")
     calib_array: str | None = opt(None, help="Pre-processed calibration inputs (.npy) instead of images.")
     budget: float = opt(0.5, low=0.0, high=100.0, flag="--int8-budget", help="mIoU points INT8 may lose against FP32.")
     fallback: bool = opt(True, flag="--no-fallback", invert=True, help="Quantise every layer; no float fallback of sensitive blocks.")
