@@ -277,6 +277,9 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
     from edgeseg.tasks.bench import bench as run_bench
     from edgeseg.tasks.bench import format_bench
 
+    if in_process and len(models) == 1:
+        raise click.BadParameter("applies only to several --model (one model runs in this process anyway); leave it out",
+                                 param_hint="--in-process")
     result = run_bench(list(models), specs, source, batch, iters, warmup, progress=not quiet, isolate=False if in_process else None, block=block)
     click.echo(format_bench(result))
     write_json(json_path, result)

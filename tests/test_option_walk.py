@@ -411,3 +411,5 @@ def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tm
                         (["--trt", "--int8-mode", "explicit"], "--int8-mode explicit: applies only with --trt --int8")):
         code, _, err = cli_run("export", "--model", tmp_path / "none.pt", "--out", tmp_path / "x", *extra)
         assert code == 2 and said in err and err.count("\n") == 1, err
+    code, _, err = cli_run("bench", "--model", tmp_path / "none.pt", "--in-process")
+    assert code == 2 and "--in-process" in err and "several --model" in err, err

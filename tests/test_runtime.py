@@ -408,3 +408,11 @@ def test_runner_options_a_backend_or_device_would_not_honour_are_refused(model_f
 
     with pytest.raises(DataError, match="96x36 images have another aspect ratio .*--strict"):
         evaluate_model(model_files["torch"], RunnerSpec(strict=True), DataSource("folder", str(wide)), progress=False)
+
+
+def test_bench_says_when_a_fixed_batch_model_ran_a_batch_in_calls(model_files):
+    from edgeseg.tasks.bench import bench, format_bench
+
+    result = bench([model_files["onnxruntime"]], batch=2, iters=2, warmup=1, progress=False)
+    assert result["results"][0]["ran"]["fixed_batch"] == 1
+    assert "takes batches of 1: each batch of 2 ran as 2 calls" in format_bench(result)

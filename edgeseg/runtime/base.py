@@ -50,7 +50,7 @@ class BaseRunner:
         """What ran: backend, device, precision, execution providers, threads (None where the
         backend has no such setting), plus what only this backend reports."""
         return {"backend": self.backend, "model": self.name, "device": None, "precision": None, "providers": None, "threads": None,
-                **self.describe_impl()}
+                "fixed_batch": self.fixed_batch, **self.describe_impl()}
 
     # -- inference
     def input_shape(self, batch: int) -> tuple[int, ...]:

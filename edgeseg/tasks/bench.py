@@ -326,6 +326,11 @@ def format_bench(result: dict) -> str:
         b = r["breakdown_p50_ms"]
         lines.append(f"{name[-40:]:40s} {backend:12s} {m['p50_ms']:9.2f} {m['p90_ms']:9.2f} {m['p99_ms']:9.2f} "
                      f"{m['throughput_ips']:8.1f} {e['p50_ms']:9.2f} {e['throughput_ips']:10.1f} {b['pre']:7.2f} {b['network']:7.2f} {b['post']:7.2f}")
+    for r, name in zip(result["results"], names):
+        fixed = (r.get("ran") or {}).get("fixed_batch")
+        if fixed and result["batch"] > fixed:  # said, so that a batch figure is never taken for one the model ran
+            lines.append(f"note: {name} takes batches of {fixed}: each batch of {result['batch']} ran as {result['batch'] // fixed} calls "
+                         "(export with --dynamic-batch to run it whole)")
     if "p50_ratio_to_first" in result:
         first = result["results"][0]["model_only"]["p50_ms"]
         lines.append("p50 latency relative to the first model: "
