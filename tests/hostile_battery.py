@@ -329,9 +329,9 @@ def data_fault_cases(tmp: Path, ckpt: Path, data: Path) -> list:
                                                        tmp / name, "--no-verify", "--quiet"], f"error:{name}"))
     synthetic = ["--dataset", "synthetic"]  # 9 classes; the tiny model has 5
     cases += [("export with another data set's classes", ["export", "--model", ckpt, "--out", tmp / "xs", *synthetic, "--quiet"],
-               "error:classes but data set"),
+               "error:are not those of data set"),
               ("export --int8 with another data set's classes", ["export", "--model", ckpt, "--out", tmp / "xs2", "--int8", *synthetic,
-                                                                 "--no-verify", "--quiet"], "error:classes but data set")]
+                                                                 "--no-verify", "--quiet"], "error:are not those of data set")]
     return cases
 
 

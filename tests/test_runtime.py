@@ -416,3 +416,17 @@ def test_bench_says_when_a_fixed_batch_model_ran_a_batch_in_calls(model_files):
     result = bench([model_files["onnxruntime"]], batch=2, iters=2, warmup=1, progress=False)
     assert result["results"][0]["ran"]["fixed_batch"] == 1
     assert "takes batches of 1: each batch of 2 ran as 2 calls" in format_bench(result)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_model_scored_against_another_class_list_of_the_same_length_is_refused(backend, model_files, shared_folder, tmp_path):
+    import shutil
+
+    from edgeseg.data import DataSource
+    from edgeseg.tasks.evaluate import evaluate_model
+
+    other = tmp_path / "other"
+    shutil.copytree(shared_folder, other)
+    (other / "classes.json").write_text(json.dumps({"names": ["e", "d", "c", "b", "a"], "ignore_index": 255}))
+    with pytest.raises(ConfigError, match=r"the model's classes \(a, b, c, d, e; 5 classes\) are not those of data set"):
+        evaluate_model(model_files[backend], source=DataSource("folder", str(other)), progress=False)

@@ -28,11 +28,15 @@ def iterate_batches(ds: SegDataset, batch: int, indices=None):
 
 
 def check_classes(meta, ds: SegDataset) -> None:
-    if meta.num_classes != ds.info.num_classes:
-        raise ConfigError(
-            f"the model predicts {meta.num_classes} classes but data set '{ds.info.name}' has {ds.info.num_classes}; "
-            "give the data set it was trained on (--dataset/--data)"
-        )
+    """The model's classes are the data set's: their number, and their names in order where the
+    model file names them (a model scored against another class list gives a meaningless mIoU)."""
+    from edgeseg.data.base import classes_text
+
+    names = tuple(meta.class_names or ())
+    if meta.num_classes != ds.info.num_classes or (names and names != tuple(ds.info.class_names)):
+        model = classes_text(names) if names else f"{meta.num_classes} classes"
+        raise ConfigError(f"the model's classes ({model}) are not those of data set '{ds.info.name}' "
+                          f"({classes_text(ds.info.class_names)}); give the data set it was trained on (--dataset/--data)")
 
 
 def evaluate(runner: BaseRunner, ds: SegDataset, batch: int = 1, indices=None, progress: bool = True, desc: str = "eval",
