@@ -53,7 +53,7 @@ def main() -> None:
             t0 = time.time()
             cfg = TrainConfig(out=str(out), res=(w, h), dataset="camvid", data=args.data, labels=mode, kernel=args.kernel,
                               model=args.model, pretrained="imagenet", epochs=args.epochs, batch=args.batch, lr=args.lr,
-                              seed=seed, val_every=10, progress=False, exist_ok=True, resume=args.resume, train_limit=args.train_limit, **extra)
+                              seed=seed, val_every=10, progress=False, exist_ok=not args.resume, resume=args.resume, train_limit=args.train_limit, **extra)
             train(cfg)
             result = evaluate_model(str(out / "last.pt"), progress=False)
             row = {

@@ -139,6 +139,28 @@ def test_output_folder_rules_and_bad_options(folder_dataset, tmp_path):
             train(tiny_cfg(folder_dataset, tmp_path / "gpu", device="cuda"))
     with pytest.raises(ConfigError, match="larger than the 6 training samples"):
         train(tiny_cfg(folder_dataset, tmp_path / "big", batch=7))
+    with pytest.raises(ConfigError, match="--exist-ok: has no effect with --resume"):
+        train(tiny_cfg(folder_dataset, out, resume=True, exist_ok=True))
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_folder_and_an_earlier_run_whole(folder_dataset, tmp_path):
+    """A new run folder (and the folders made above it) goes when the run fails before last.pt; over
+    an earlier run (--exist-ok) its config.json and checkpoints stay as they were, one run's files."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder_dataset, bad)
+    image = sorted((bad / "train" / "images").iterdir())[-1]
+    image.write_bytes(image.read_bytes()[:50])  # truncated: read in the first epoch
+    with pytest.raises(Exception, match=image.name):
+        train(tiny_cfg(bad, tmp_path / "a" / "b" / "run", epochs=1))
+    assert not (tmp_path / "a").exists()
+    out = tmp_path / "earlier"
+    train(tiny_cfg(folder_dataset, out, epochs=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(Exception, match=image.name):
+        train(tiny_cfg(bad, out, epochs=1, batch=3, exist_ok=True))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_cli_train_then_eval(cli_run, folder_dataset, tmp_path):

@@ -130,6 +130,8 @@ class TrainConfig:
         check_fields(self, needs=not self.resume)  # a resume checks them once merged with the run (resumed)
         if self.epochs is not None and self.iters is not None:
             raise ConfigError("--epochs and --iters: give one or the other")
+        if self.resume and self.exist_ok:
+            raise ConfigError("--exist-ok: has no effect with --resume (which continues the run in --out); leave one of them out")
         lo, hi = self.scale
         if lo > hi:
             raise ConfigError(f"--scale {lo:g},{hi:g}: expected MIN <= MAX")

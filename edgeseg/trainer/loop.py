@@ -7,9 +7,11 @@ at native resolution through the same path as ``edgeseg eval``, then checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -85,6 +87,7 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, given=
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     prepare_out_dir(out, cfg.resume, cfg.exist_ok)
+    made = next((p for p in reversed([out, *out.absolute().parents]) if not p.exists()), None)  # the highest folder this run makes
     dist_info = init_distributed(device.type)
     try:
         if device.type == "cuda" and dist_info.enabled:
@@ -93,6 +96,15 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, given=
         with FolderLock(out) if dist_info.is_main else nullcontext():
             run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
             return _fit(run, on_step)
+    except BaseException:
+        if made is not None and dist_info.is_main and not (out / "last.pt").exists():  # failed before a checkpoint: no run folder
+            shutil.rmtree(out, ignore_errors=True)
+            for folder in [out.absolute(), *out.absolute().parents]:  # and the empty folders made above it
+                if folder == made.parent:
+                    break
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     finally:
         cleanup(dist_info)
 
@@ -127,6 +139,7 @@ class _Run:
     last_ok: Path | None = None  # the last checkpoint written (kept when a step fails)
     contrastive: dict | None = None  # the contrastive phase's summary (--contrastive-epochs)
     teacher_sha256: str | None = None  # what --teacher held when the run began (a resume must find the same)
+    config_doc: dict | None = None  # config.json, written with the run's first checkpoint (an earlier run's stays until then)
 
     @property
     def main(self) -> bool:
@@ -298,9 +311,17 @@ def _write_config(run: _Run, init_note: str) -> None:
         "contrastive": run.contrastive,
         "class_weight_values": None if run.loss_weight is None else weight_values(run.loss_weight),
     }
-    if run.main:
+    run.config_doc = resolved
+
+
+def _save_last(run: _Run, ckpt: Checkpoint) -> None:
+    """last.pt, and with the run's first one its config.json: a run refused or failing before it
+    leaves an earlier run's files (--exist-ok) as they were, config.json included."""
+    if run.config_doc is not None:
         run.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run.out / "config.json", resolved)
+        write_json_atomic(run.out / "config.json", run.config_doc)
+        run.config_doc = None
+    save_checkpoint(run.out / "last.pt", ckpt)
 
 
 def _announce(run: _Run, init_note: str) -> None:
@@ -374,7 +395,7 @@ def _epoch(run: _Run, epoch: int, stop: StopFlag, writer, on_step) -> str:
     interrupted = broadcast_flag(stop.set, dist_info)  # a Ctrl-C after the last in-epoch check counts too
     if interrupted and done_in_epoch < plan.steps_per_epoch and not finished:
         if run.main:
-            save_checkpoint(out / "last.pt", run.checkpoint(epoch, done_in_epoch, epoch_loss_sum))
+            _save_last(run, run.checkpoint(epoch, done_in_epoch, epoch_loss_sum))
         barrier(dist_info)
         run.say(f"interrupted at epoch {epoch + 1}, step {run.schedule.step_count}; wrote {out / 'last.pt'}; "
                 f"continue with: edgeseg train --out {out} --resume")
@@ -403,7 +424,7 @@ def _epoch(run: _Run, epoch: int, stop: StopFlag, writer, on_step) -> str:
 
 def _save_epoch(run: _Run, epoch: int, record: dict, improved: bool, writer) -> None:
     out = run.out
-    save_checkpoint(out / "last.pt", run.checkpoint(epoch + 1, 0))
+    _save_last(run, run.checkpoint(epoch + 1, 0))
     run.last_ok = out / "last.pt"
     if improved:
         save_checkpoint(out / "best.pt", run.checkpoint(epoch + 1, 0))
