@@ -117,6 +117,10 @@ def test_msa_exports_with_fixed_scales(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 3, 48, 64)).astype(np.float32)
     with runtime.load(ckpt, scales="0.5,1.0,2.0") as ref, runtime.load(path, device="cpu") as ort_runner:
         np.testing.assert_allclose(ort_runner.infer(x)["logits"], ref.infer(x)["logits"], atol=1e-4)
+    from edgeseg.runtime.spec import RunnerSpec
+    from edgeseg.tasks.evaluate import reference_spec
+
+    assert reference_spec(RunnerSpec(), ckpt, meta).scales == (2.0, 1.0, 0.5)  # eval --reference runs the graph's scales
     from edgeseg.errors import ConfigError
 
     with pytest.raises(ConfigError, match="multi-scale attention"):

@@ -12,14 +12,16 @@ from edgeseg.runtime.spec import RunnerSpec
 
 def reference_spec(spec: RunnerSpec, reference, model_meta) -> RunnerSpec:
     """How a reference runs beside a model run with ``spec``: on the backend of its file type, with
-    the same device and threads; a checkpoint reference with the test-time augmentation that the
-    exported model has in its graph."""
+    the same device and threads; a checkpoint reference with the test-time augmentation and the
+    multi-scale inference scales that the exported model has in its graph."""
     from edgeseg import runtime
 
     backend = runtime.backend_for(reference)
-    tta = (spec.tta if spec.tta != "none" else model_meta.extra.get("tta", "none")) if backend.name == "torch" else "none"
+    torch_ref = backend.name == "torch"
+    tta = (spec.tta if spec.tta != "none" else model_meta.extra.get("tta", "none")) if torch_ref else "none"
+    scales = (spec.scales or model_meta.extra.get("scales")) if torch_ref else None  # a multi-scale graph's fixed scales
     return RunnerSpec(device=spec.device, providers=spec.providers if backend.name == "onnxruntime" else None, threads=spec.threads,
-                      tta=tta or "none")
+                      tta=tta or "none", scales=tuple(scales) if scales else None)
 
 
 def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = DataSource(), reference=None, batch: int = 1,
