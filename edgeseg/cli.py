@@ -120,7 +120,7 @@ def data_cache(source, out_dir, verify, quiet):
 
     ds = source.open()
     if verify:
-        check_cache(ds, out_dir, verify_hashes=True)
+        check_cache(ds, out_dir, verify_hashes=True, option="--out")
         click.echo(f"{out_dir}: holds {ds.info.name}/{ds.split} ({len(ds)} samples) as its files are now")
         return 0
     manifest = build_cache(ds, out_dir, progress=not quiet)

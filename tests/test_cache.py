@@ -54,6 +54,9 @@ def test_cache_command_and_training_from_it(folder_dataset, tmp_path, cli_run):
     assert code == 0 and "cached 6 samples" in out, err
     code, out, err = cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--out", tmp_path / "c", "--verify")
     assert code == 0 and "as its files are now" in out, err
+    code, out, err = cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--split", "val", "--out", tmp_path / "c",
+                             "--verify")
+    assert code == 2 and f"--out {tmp_path / 'c'}: built from" in err, err  # said against the option given
     base = ["train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36", "--epochs", "1",
             "--batch", "2", "--quiet", "--pretrained", "none"]
     code, _, err = cli_run(*base, "--out", tmp_path / "plain")
@@ -85,7 +88,8 @@ def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_pa
     bad.write_bytes(saved)
     os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     check_cache(ds, tmp_path / "c", verify_hashes=True)  # the old cache, whole
-    for name, content in (("notes.txt", b"mine"), ("embeddings.npy", b"mine too")):  # arrays of the user's are not a cache
+    for name, content in (("notes.txt", b"mine"), ("embeddings.npy", b"mine too"),  # arrays of the user's are not a cache
+                          ("manifest.json", b'{"project": "mine"}')):  # nor a manifest of something else
         folder = tmp_path / f"other-{name}"
         folder.mkdir()
         (folder / name).write_bytes(content)

@@ -52,7 +52,7 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
     if not hasattr(ds, "sample_files"):
         raise DataError(f"data set '{ds.info.name}' is generated, not read from files; there is nothing to cache")
     out = Path(out)
-    if out.is_dir() and not (out / MANIFEST).is_file():
+    if out.is_dir() and not _is_cache(out):
         foreign = [p.name for p in out.iterdir() if p.name not in (STAGING, FolderLock.NAME) and not CACHE_FILE.fullmatch(p.name)]
         if foreign:
             raise DataError(f"--out {out}: holds other files ({', '.join(sorted(foreign)[:3])} ...) and no decoded cache; "
@@ -102,6 +102,15 @@ def _decode_into(ds: SegDataset, folder: Path, progress: bool) -> list[dict]:
     return samples
 
 
+def _is_cache(folder: Path) -> bool:
+    """Whether ``folder`` holds an edgeseg cache (of any version): its manifest says so, not its name."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(CACHE_FORMAT.rsplit("-v", 1)[0])
+
+
 def read_manifest(cache: Path) -> dict:
     path = Path(cache) / MANIFEST
     if not path.is_file():
@@ -118,11 +127,12 @@ def read_manifest(cache: Path) -> dict:
     return manifest
 
 
-def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False) -> dict:
-    """The manifest of ``cache`` when it holds ``ds`` as its files are now; else a DataError naming what changed."""
+def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option: str = "--cache") -> dict:
+    """The manifest of ``cache`` (given as ``option``) when it holds ``ds`` as its files are now; else a
+    DataError naming what changed."""
     cache = Path(cache)
     manifest = read_manifest(cache)
-    where = f"--cache {cache}"
+    where = f"{option} {cache}"
     if manifest.get("split") != ds.split or manifest.get("dataset") != ds.info.to_dict():
         raise DataError(f"{where}: built from {manifest.get('dataset', {}).get('name')}/{manifest.get('split')}, "
                         f"not {ds.info.name}/{ds.split}; give the cache of this split or rebuild it")

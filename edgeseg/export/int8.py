@@ -30,7 +30,7 @@ class Int8Options:
     calib_images: int = opt(300, excludes="calib_array", low=10, high=100_000, help="Calibration images (at least 10; 100+ advised).")
     calib_seed: int = opt(0, excludes="calib_array", low=0, high=2**32 - 1, help="Seed of the calibration images' choice.")
     calib_split: str = opt("train", excludes="calib_array", help="Split the calibration images come from.")
-    calib_array: str | None = opt(None, help="Pre-processed calibration inputs (.npy) instead of images.")
+    calib_array: str | None = opt(None, input=True, help="Pre-processed calibration inputs (.npy) instead of images.")
     budget: float = opt(0.5, low=0.0, high=100.0, flag="--int8-budget", help="mIoU points INT8 may lose against FP32.")
     fallback: bool = opt(True, flag="--no-fallback", invert=True, help="Quantise every layer; no float fallback of sensitive blocks.")
     sensitivity_images: int = opt(100, low=1, high=1_000_000, help="Val images for the INT8 sensitivity search (fewer make the mIoU "
