@@ -26,8 +26,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created like a plain open() would (0666 less the umask, applied by the kernel); mkstemp
     # would make it 0600.
+    name = path.name
+    while len(name.encode()) > 200:  # a name near the file system's limit (255 bytes) still leaves room for the temporary's
+        name = name[:-1]
     while True:
-        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp_path = path.parent / f".{name}.{secrets.token_hex(6)}.tmp"
         try:
             os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break

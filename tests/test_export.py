@@ -248,6 +248,10 @@ def test_a_failed_check_keeps_the_previous_export(tiny_checkpoint, tmp_path, mon
     rejected = onnx.load(str(tmp_path / "model.rejected.onnx"))
     assert next(o.version for o in rejected.opset_import if o.domain == "") == 18
     assert not list(tmp_path.glob(".model.onnx.previous")) and not list(tmp_path.glob(".edgeseg-stage-*"))
+    assert (tmp_path / "parity.rejected.json").is_file()
+    monkeypatch.undo()
+    export(tiny_checkpoint, tmp_path, images=2)  # a later export that passes: the rejects it replaces go
+    assert not list(tmp_path.glob("*.rejected.*"))
 
 
 @pytest.mark.parametrize("flag,module", [("--trt", "tensorrt"), ("--openvino", "openvino")])

@@ -27,3 +27,12 @@ def test_failed_write_keeps_old_content_and_leaves_no_temp(tmp_path):
         write_atomic(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_a_name_near_the_file_system_limit_is_written(tmp_path):
+    from edgeseg.fileio import write_json_atomic
+
+    for name in ("a" * 245 + ".json", "é" * 120 + ".json"):  # 250 and 245 bytes: the temporary name must stay under 255
+        write_json_atomic(tmp_path / name, {"ok": True})
+        assert (tmp_path / name).is_file()
+    assert not list(tmp_path.glob(".*.tmp"))

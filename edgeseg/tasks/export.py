@@ -108,7 +108,8 @@ def _one_format(fmt: Format, b: Build) -> dict:
                                        out / fmt.model_file, r.onnx.scales, r.onnx.tta, b.progress)
                 write_json_atomic(stage / gate.report, parity)
                 entry["parity"][gate.report] = parity
-                logger.info(parity_line(gate.what, parity) + f"; wrote {out / gate.report}")
+                where = out / (gate.report if parity["passed"] or gate.advisory else _rejected_name(gate.report))
+                logger.info(parity_line(gate.what, parity) + f"; wrote {where}")
                 interval = parity.get("delta_miou_interval")
                 if gate.one_sided and not gate.advisory and parity["passed"] and interval and interval[0] < -gate.max_delta_miou:
                     logger.warning(f"{fmt.model_file} is within its budget of {gate.max_delta_miou} mIoU on these {parity['n_images']} images, "
@@ -124,6 +125,8 @@ def _one_format(fmt: Format, b: Build) -> dict:
                                       f"(the new one is {_rejected_name(fmt.model_file)}, its report {_rejected_name(gate.report)}; "
                                       f"any previous {fmt.model_file} is kept)")
         _commit(stage, out, fmt)
+        for name in (fmt.model_file, *fmt.files[1:], *(gate.report for gate in fmt.gates(r))):  # an earlier run's rejects are stale now
+            (out / _rejected_name(name)).unlink(missing_ok=True)
         b.source_paths[fmt.name] = out / fmt.model_file
         return entry
     finally:
