@@ -154,33 +154,47 @@ class FolderLock:
 
     NAME = ".edgeseg.lock"
 
-    def __init__(self, folder: str | os.PathLike, what: str = "run folder"):
+    def __init__(self, folder: str | os.PathLike, what: str = "run folder", wait: float = 0.0):
         self.folder = Path(folder)
         self.path = self.folder / self.NAME
         self.what = what
+        self.wait = wait  # seconds to wait for another live process to let the folder go (a shared cache), else refuse at once
         self.held = False
 
     def __enter__(self) -> "FolderLock":
         import socket
+        import time
 
         from edgeseg.errors import ConfigError
 
         self.folder.mkdir(parents=True, exist_ok=True)
         me = f"{socket.gethostname()} {os.getpid()}\n"
-        for _ in range(2):
+        deadline, stale, said = time.monotonic() + self.wait, 0, False
+        while stale < 2:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
                 owner = self._owner()
+                if owner == (socket.gethostname(), os.getpid()):
+                    raise ConfigError(f"{self.folder}: this process already holds {self.path}") from None
+                busy = (owner is None and self._young()) or (owner is not None and self._alive(*owner))
+                if busy and time.monotonic() < deadline:
+                    if not said:
+                        import logging
+
+                        logging.getLogger(__name__).info(f"{self.folder}: waiting for process {owner[1] if owner else '?'}, which is "
+                                                         f"using this {self.what}")
+                        said = True
+                    time.sleep(1.0)
+                    continue
                 if owner is None and self._young():  # another process is between creating and writing the lock
                     raise ConfigError(f"{self.folder}: this {self.what} is being taken by another process ({self.path}); "
                                       "try again in a moment or use another folder") from None
-                if owner == (socket.gethostname(), os.getpid()):
-                    raise ConfigError(f"{self.folder}: this process already holds {self.path}") from None
                 if owner is not None and self._alive(*owner):
                     raise ConfigError(f"{self.folder}: this {self.what} is in use by process {owner[1]} on {owner[0]} "
                                       f"({self.path} holds it); wait for it to finish or use another folder") from None
                 self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                stale += 1
                 continue
             with os.fdopen(fd, "w") as fh:
                 fh.write(me)

@@ -36,3 +36,28 @@ def test_a_name_near_the_file_system_limit_is_written(tmp_path):
         write_json_atomic(tmp_path / name, {"ok": True})
         assert (tmp_path / name).is_file()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_folder_lock_can_wait_for_another_process_to_let_go(tmp_path):
+    """A shared cache folder (teacher labels): a second process waits for the first, then takes it;
+    without a wait it is refused at once, naming the holder."""
+    import subprocess
+    import sys
+    import time
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.fileio import FolderLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom edgeseg.fileio import FolderLock\n"
+                               f"with FolderLock({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(2)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="in use by process"):
+            with FolderLock(tmp_path):
+                pass
+        t0 = time.monotonic()
+        with FolderLock(tmp_path, wait=60) as lock:
+            assert lock.held and time.monotonic() - t0 > 0.5
+    finally:
+        holder.wait(timeout=30)

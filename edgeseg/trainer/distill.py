@@ -16,6 +16,7 @@ the KL averaged over pixels by the teacher's mass there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 TEACHER_FORMAT = "edgeseg-teacher-labels-v1"
 TOP_K = 3  # classes kept per pixel: the rest of a compact model's probability mass is a rounding error
 MANIFEST = "manifest.json"
+LABEL_WAIT_S = 6 * 3600.0  # how long a run waits for another labelling the same teacher-label folder
 
 
 def _image_record(ds: SegDataset, i: int) -> dict:
@@ -53,7 +55,7 @@ def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:
 
 
 def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: float, device: str = "auto", progress: bool = True,
-                        teacher_sha: str | None = None) -> dict:
+                        teacher_sha: str | None = None, locked: bool = False) -> dict:
     """Run ``teacher`` (a checkpoint, of SHA-256 ``teacher_sha`` where the caller has it) over every
     image of ``ds`` at native resolution with flip at test time; write its top-K classes and
     probabilities at ``temperature`` into ``out``."""
@@ -65,7 +67,7 @@ def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: f
     runner = runtime.load(teacher, RunnerSpec(device=device, tta="flip"))
     check_teacher_classes(runner.meta, ds, teacher)
     pre = Preprocess.from_meta(runner.meta)
-    with FolderLock(out, "teacher-label folder"):
+    with FolderLock(out, "teacher-label folder") if not locked else contextlib.nullcontext():
         (out / MANIFEST).unlink(missing_ok=True)
         bar = Progress(len(ds), "teacher labels", "img", enabled=progress)
         with runner:
@@ -174,13 +176,15 @@ def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str
     check_teacher_classes(load_checkpoint(path).check_weights(f"--teacher {path}").meta, ds, path)
     teacher_sha = teacher_sha or sha256_file(path)
     folder = cache_dir() / "teacher_labels" / labels_key(teacher_sha, ds, temperature)
-    try:
-        check_teacher_labels(folder, ds, temperature)
-        logger.info(f"teacher labels: {folder} (made earlier from {path.name})")
-    except (DataError, ConfigError):
-        logger.info(f"teacher labels: running {path.name} over {len(ds)} training images into {folder}")
-        with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the run must not depend on whether the labels existed
-            make_teacher_labels(path, ds, folder, temperature, device, progress, teacher_sha)
+    # Runs started together with one teacher share the folder: one labels, the others wait for it.
+    with FolderLock(folder, "teacher-label folder", wait=LABEL_WAIT_S):
+        try:
+            check_teacher_labels(folder, ds, temperature)
+            logger.info(f"teacher labels: {folder} (made earlier from {path.name})")
+        except (DataError, ConfigError):
+            logger.info(f"teacher labels: running {path.name} over {len(ds)} training images into {folder}")
+            with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the run must not depend on whether the labels existed
+                make_teacher_labels(path, ds, folder, temperature, device, progress, teacher_sha, locked=True)
     return folder
 
 
