@@ -236,3 +236,17 @@ def test_uint8_input_and_label_output_run_on_openvino(tiny_checkpoint, tmp_path)
     assert got["labels"].dtype == np.uint8 and got["labels"].shape == (2, 72, 96)
     assert (got["labels"] == want["labels"]).mean() > 0.999
     np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-3)
+
+
+def test_a_damaged_ir_is_one_line_on_the_process_stderr(tmp_path):
+    """OpenVINO tries every frontend on an IR it cannot read, and their parsers print to the
+    process's stderr; the command's stderr is still one line."""
+    import subprocess
+    import sys
+
+    (tmp_path / "bad.xml").write_text("<net")
+    (tmp_path / "bad.bin").write_bytes(b"\0" * 16)
+    launch = "from edgeseg.launch import main; main()"
+    proc = subprocess.run([sys.executable, "-c", launch, "eval", "--model", str(tmp_path / "bad.xml")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "OpenVINO cannot read the IR" in proc.stderr, proc.stderr

@@ -9,8 +9,11 @@ of its convolutions (``i8`` where a Q/DQ model was fused into integer kernels).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,30 @@ def check_ir_files(xml: Path, model=None) -> None:
                                  "copy both files of one export together, or re-export")
 
 
+@contextlib.contextmanager
+def native_stderr_held():
+    """Hold what native code writes to file descriptor 2 during the block; pass it on only when the
+    block succeeds (a failure is then said once, in edgeseg's own line)."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if ok:
+                held.seek(0)
+                text = held.read()
+                if text:
+                    sys.stderr.write(text.decode(errors="replace"))
+
+
 class OvRunner(BaseRunner):
     backend = "openvino"
 
@@ -95,7 +122,8 @@ class OvRunner(BaseRunner):
         if path.suffix.lower() in BACKENDS["openvino"].suffixes:
             check_ir_files(path)
             try:
-                model = ov.Core().read_model(str(path))
+                with native_stderr_held():  # a damaged IR is tried by every frontend, whose parsers print to the process's stderr
+                    model = ov.Core().read_model(str(path))
             except RuntimeError as exc:
                 raise ModelFileError(f"{path}: OpenVINO cannot read the IR ({_first_line(exc)}); is {path.with_suffix('.bin').name} "
                                      "the weights file written with it?") from None
