@@ -324,13 +324,18 @@ def _save_last(run: _Run, ckpt: Checkpoint) -> None:
     save_checkpoint(run.out / "last.pt", ckpt)
 
 
+def _val_count(cfg: TrainConfig, data) -> str:
+    n = len(data.val)
+    return f"{cfg.val_limit} of {n}" if cfg.val_limit and cfg.val_limit < n else str(n)
+
+
 def _announce(run: _Run, init_note: str) -> None:
     cfg, plan, say, mcfg = run.cfg, run.plan, run.say, run.meta.model
     if mcfg.output_res != tuple(cfg.res):
         ow, oh = mcfg.output_res
         say(f"output: scores at {ow}x{oh}" + (f", refined with the native {ow}x{oh} frame as guide" if cfg.refine != "none" else
                                               f" ({cfg.upscale}x the network resolution)"))
-    say(f"training {cfg.model} on {run.data.info.name} ({len(run.data.train)} train / {len(run.data.val)} val) at {cfg.res[0]}x{cfg.res[1]}, "
+    say(f"training {cfg.model} on {run.data.info.name} ({len(run.data.train)} train / {_val_count(cfg, run.data)} val) at {cfg.res[0]}x{cfg.res[1]}, "
         f"labels {cfg.labels} ({cfg.kernel}), {plan.epochs} epochs = {plan.total_steps} steps of {cfg.batch * run.dist_info.world}, "
         f"on {run.device}" + (f" x{run.dist_info.world}" if run.dist_info.enabled else ""))
     say(f"init: {init_note}")
