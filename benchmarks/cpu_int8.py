@@ -102,7 +102,7 @@ def quality(engines, ckpt: Path, data: str | None) -> dict:
 
 def latency(engines, iters: int, warmup: int, block: int, isolate: bool, data: str | None) -> dict:
     result = bench([str(p) for _, p, _ in engines], [e for _, _, e in engines], DataSource(data=data), iters=iters, warmup=warmup,
-                   progress=False, isolate=isolate, block=block)
+                   progress=False, isolate=isolate, block=block if isolate else None)
     labels = [label for label, _, _ in engines]
     base = result["results"][labels.index(BASELINE)]["model_only"]["p50_ms"]
     rows = {}

@@ -247,8 +247,8 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
         unused = [] if on else changed_flags(record)
         if unused:
             raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
-    unused = [] if job.verify or int8 else changed_flags(source)
-    if unused:  # the data set feeds the parity checks and INT8 calibration, and neither runs
+    unused = [] if job.verify or int8 else changed_flags(source) + (["--device"] if job.device != "cpu" else [])
+    if unused:  # the data set and device serve the parity checks and INT8 calibration, and neither runs
         raise click.BadParameter("has no effect with --no-verify and without --int8; leave one of them out", param_hint=unused[0])
     request = Request(checkpoint, out_dir if out_dir is not None else checkpoint.parent, job, onnx,
                       int8_opts if int8 else None, trt_opts if "tensorrt" in wanted else None)

@@ -85,7 +85,7 @@ def replace_problem(path: str | os.PathLike, kind: str) -> str | None:
     an existing file is replaced only by its own kind (a report written before), never a checkpoint,
     model or image of another kind given there by mistake."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() or path.stat().st_size == 0:  # an empty file (mktemp's) holds nothing to lose
         return None
     try:
         with open(path, "rb") as fh:
@@ -178,12 +178,13 @@ class FolderLock:
                 if owner == (socket.gethostname(), os.getpid()):
                     raise ConfigError(f"{self.folder}: this process already holds {self.path}") from None
                 busy = (owner is None and self._young()) or (owner is not None and self._alive(*owner))
-                if busy and time.monotonic() < deadline:
+                here = owner is None or owner[0] == socket.gethostname()  # another machine's lock cannot be told stale: not waited for
+                if busy and here and time.monotonic() < deadline:
                     if not said:
                         import logging
 
-                        logging.getLogger(__name__).info(f"{self.folder}: waiting for process {owner[1] if owner else '?'}, which is "
-                                                         f"using this {self.what}")
+                        logging.getLogger(__name__).info(f"{self.folder}: waiting for process {owner[1] if owner else '?'} on "
+                                                         f"{owner[0] if owner else 'this machine'}, which holds {self.path}")
                         said = True
                     time.sleep(1.0)
                     continue

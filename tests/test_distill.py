@@ -175,7 +175,8 @@ def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_fo
 
 @pytest.mark.parametrize("option,needs", [(dict(distill_weight=0.9), "--teacher"), (dict(distill_temperature=2.0), "--teacher"),
                                           (dict(sr_weight=0.5), "--sr-aux"), (dict(contrastive_pixels=50), "--contrastive-epochs"),
-                                          (dict(subset_seed=3), "--train-fraction")])
+                                          (dict(subset_seed=3), "--train-fraction"),
+                                          (dict(loss="kl", labels="nearest"), "--labels soft or onehot-bilinear")])
 def test_an_option_that_needs_another_is_refused_without_it(option, needs, tmp_path):
     with pytest.raises(ConfigError, match=f"applies only with {needs}"):
         cfg(tmp_path, tmp_path / "run", **option)
@@ -195,3 +196,8 @@ def test_a_resume_may_restate_an_option_whose_need_is_in_the_run(shared_folder, 
         train(cfg(shared_folder, tmp_path / "plain", sr_weight=0.5, epochs=1, resume=True))
     with pytest.raises(ConfigError, match="--sr-weight: applies only with --sr-aux"):  # --resume with no run to resume
         train(cfg(shared_folder, tmp_path / "new", sr_weight=0.5, epochs=1, resume=True))
+
+
+def test_an_option_with_what_it_needs_is_taken(tmp_path):
+    for option in (dict(loss="kl", labels="onehot-bilinear"), dict(loss="kl", labels="soft"), dict(sr_aux=True, sr_weight=0.5)):
+        cfg(tmp_path, tmp_path / "run", **option)

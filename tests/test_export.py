@@ -125,7 +125,7 @@ def test_export_cli_fails_with_exit_1_when_parity_thresholds_are_missed(cli_run,
     assert json.loads((tmp_path / "parity.rejected.json").read_text())["passed"] is False and not (tmp_path / "parity.json").exists()
 
 
-def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
+def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path, shared_folder):
     path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
     model = onnx.load(str(path))
     # no edgeseg metadata: runs, with a warning
@@ -136,6 +136,8 @@ def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path):
     code, _, err = cli_run("eval", "--model", tmp_path / "plain.onnx", "--dataset", "synthetic", "--limit", "1")
     assert code == 2 and "(5 classes) are not those of data set 'synthetic'" in err  # ran far enough to compare classes
     assert "no edgeseg metadata" in err
+    code, _, err = cli_run("eval", "--model", tmp_path / "plain.onnx", "--dataset", "folder", "--data", shared_folder, "--limit", "1")
+    assert code == 0, err  # as many classes, and no names of its own to compare
     # metadata and graph disagree on the input size: resized, or refused under --strict
     wrong = onnx.ModelProto()
     wrong.CopyFrom(model)

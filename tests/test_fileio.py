@@ -61,3 +61,17 @@ def test_a_folder_lock_can_wait_for_another_process_to_let_go(tmp_path):
             assert lock.held and time.monotonic() - t0 > 0.5
     finally:
         holder.wait(timeout=30)
+
+
+def test_a_lock_from_another_machine_is_not_waited_for(tmp_path):
+    import time
+
+    from edgeseg.errors import ConfigError
+    from edgeseg.fileio import FolderLock
+
+    (tmp_path / FolderLock.NAME).write_text("another-host 4242\n")
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="in use by process 4242 on another-host"):
+        with FolderLock(tmp_path, wait=60):
+            pass
+    assert time.monotonic() - t0 < 5

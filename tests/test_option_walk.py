@@ -220,6 +220,8 @@ def test_a_report_never_replaces_a_file_of_another_kind(cli_run, tmp_path):
     (tmp_path / "r.png").write_bytes(b"\x89PNG\r\n\x1a\n....")
     assert replace_problem(tmp_path / "r.json", "json") is None and replace_problem(tmp_path / "r.png", "png") is None
     assert replace_problem(tmp_path / "r.png", "json") and replace_problem(tmp_path / "r.json", "png")
+    (tmp_path / "empty").touch()  # mktemp's
+    assert replace_problem(tmp_path / "empty", "json") is None and replace_problem(tmp_path / "empty", "png") is None
 
 
 @pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))

@@ -220,8 +220,11 @@ def test_predict_on_a_video_file_writes_an_overlay_video(model_files, tmp_path, 
         assert (s.width, s.height) == (96, 72) and len(frames) == 8 and int(round(float(s.average_rate))) == 10
     assert len(list((tmp_path / "pred" / "drive_labels").glob("*.png"))) == 8
     # --every 2 halves the frames; an existing output is refused without --exist-ok
-    code, _, err = cli_run("predict", "--model", model_files["onnxruntime"], clip, "--out", tmp_path / "pred", "--quiet")
+    image = tmp_path / "still.png"
+    Image.fromarray(np.zeros((72, 96, 3), np.uint8)).save(image)
+    code, _, err = cli_run("predict", "--model", model_files["onnxruntime"], image, clip, "--out", tmp_path / "pred", "--quiet")
     assert code == 2 and "already exists" in err
+    assert not (tmp_path / "pred" / "still_label.png").exists()  # refused before the image's outputs were written
     code, _, err = cli_run("predict", "--model", model_files["torch"], clip, "--out", tmp_path / "pred", "--every", "2",
                            "--exist-ok", "--quiet")
     assert code == 0, err

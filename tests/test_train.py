@@ -299,3 +299,22 @@ def test_the_printed_continue_command_works_as_printed(cli_run, folder_dataset, 
     assert json.loads((out / "config.json").read_text())["seed"] == 5
     code, _, err = cli_run("train", "--out", out, "--resume", "--seed", "6", "--quiet")
     assert code == 2 and "--seed 5 (now 6)" in err
+
+
+def test_an_older_synthetic_run_holding_a_data_path_resumes(tmp_path):
+    """--data with synthetic is refused now; a run saved when it was ignored still resumes."""
+    cfg = TrainConfig(out=str(tmp_path / "r"), model="tiny", res=(64, 32), iters=2, train_limit=8, val_limit=2, progress=False,
+                      device="cpu", pretrained="none")
+    train(cfg, on_step=lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 1 else None)
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    ckpt["training"]["train_config"]["data"] = str(tmp_path / "somewhere")
+    torch.save(ckpt, tmp_path / "r" / "last.pt")
+    assert not train(TrainConfig(out=str(tmp_path / "r"), resume=True, progress=False)).get("interrupted")
+
+
+def test_a_failed_run_with_a_relative_out_keeps_the_folders_that_existed(folder_dataset, tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path / "runs")
+    with pytest.raises(ConfigError):
+        train(tiny_cfg(folder_dataset, "x/run1", teacher=str(tmp_path / "none.pt")))
+    assert (tmp_path / "runs").is_dir() and not (tmp_path / "runs" / "x").exists()

@@ -85,8 +85,13 @@ def native_stderr_held():
     block succeeds (a failure is then said once, in edgeseg's own line)."""
     import tempfile
 
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr (closed): nothing to hold back
+        yield
+        return
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         ok = False
@@ -99,7 +104,7 @@ def native_stderr_held():
             if ok:
                 held.seek(0)
                 text = held.read()
-                if text:
+                if text and sys.stderr is not None:
                     sys.stderr.write(text.decode(errors="replace"))
 
 

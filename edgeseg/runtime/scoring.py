@@ -32,7 +32,7 @@ def check_classes(meta, ds: SegDataset) -> None:
     model file names them (a model scored against another class list gives a meaningless mIoU)."""
     from edgeseg.data.base import classes_text
 
-    names = tuple(meta.class_names or ())
+    names = tuple(meta.class_names or ()) if meta.dataset else ()  # a model without edgeseg metadata names no classes
     if meta.num_classes != ds.info.num_classes or (names and names != tuple(ds.info.class_names)):
         model = classes_text(names) if names else f"{meta.num_classes} classes"
         raise ConfigError(f"the model's classes ({model}) are not those of data set '{ds.info.name}' "

@@ -8,9 +8,8 @@ engines timed in one process distort each other (their thread pools compete).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
-
 import time
+from datetime import datetime, timezone
 
 from edgeseg.data import DataSource
 from edgeseg.errors import ConfigError, DataError
@@ -53,7 +52,7 @@ def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1,
     from edgeseg import runtime
 
     models = [str(m) for m in models]
-    specs = _per_model(specs, len(models))
+    specs = threads_where_honoured(models, _per_model(specs, len(models)))
     isolate = len(models) > 1 if isolate is None else isolate
     if block is not None and not isolate:
         raise ConfigError("--block: applies only when models run in worker processes (several --model, without --in-process); "
@@ -94,6 +93,24 @@ def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1,
         result["p50_ratio_to_first"] = {(r["model"] if seen.count(r["model"]) == 1 else f"{r['model']} #{k + 1}"): r["p50_ratio_to_first"]
                                         for k, r in enumerate(rows)}
     return result
+
+
+def threads_where_honoured(models, specs) -> list:
+    """Side by side, one --threads is for the models whose backend takes it (not a TensorRT
+    engine's); given with no such model it stays, to be refused by name."""
+    from edgeseg import runtime
+    from edgeseg.errors import EdgesegError
+
+    def honours(model, spec) -> bool:
+        try:
+            return "threads" in runtime.backend_for(model, spec.backend).options
+        except EdgesegError:  # an unknown file type: refused by runtime.load, by name
+            return True
+
+    honoured = [honours(m, s) for m, s in zip(models, specs)]
+    if not any(honoured):
+        return list(specs)
+    return [s if ok or s.threads is None else s.with_(threads=None) for s, ok in zip(specs, honoured)]
 
 
 def _per_model(specs, n: int) -> list:

@@ -19,8 +19,9 @@ def reference_spec(spec: RunnerSpec, reference, model_meta) -> RunnerSpec:
     backend = runtime.backend_for(reference)
     torch_ref = backend.name == "torch"
     tta = (spec.tta if spec.tta != "none" else model_meta.extra.get("tta", "none")) if torch_ref else "none"
-    scales = (spec.scales or model_meta.extra.get("scales")) if torch_ref else None  # a multi-scale graph's fixed scales
-    return RunnerSpec(device=spec.device, providers=spec.providers if backend.name == "onnxruntime" else None, threads=spec.threads,
+    scales = model_meta.extra.get("scales") if torch_ref else None  # an exported multi-scale graph's fixed scales
+    threads = spec.threads if "threads" in backend.options else None  # the model's --threads, where the reference's backend takes it
+    return RunnerSpec(device=spec.device, providers=spec.providers if backend.name == "onnxruntime" else None, threads=threads,
                       tta=tta or "none", scales=tuple(scales) if scales else None)
 
 

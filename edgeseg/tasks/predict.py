@@ -130,6 +130,14 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     stems = _Stems()
     planned = [(path, stems(path.stem)) for path in images]
     check_image_outputs(planned, out_dir, exist_ok)
+    if videos:
+        from edgeseg.tasks.video import video_stem
+
+        planned_videos = [(video, stems(video_stem(video))) for video in videos]
+        for video, stem in planned_videos:  # refused before any image is written, as VideoJob would refuse it later
+            target = out_dir / f"{stem}_overlay.mp4"
+            if target.exists() and not exist_ok:
+                raise ConfigError(f"{target}: already exists; use --exist-ok to replace it or another --out")
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
@@ -153,9 +161,9 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
             raise
         bar.close()
         video_results = []
-        for video in videos:
-            from edgeseg.tasks.video import predict_video, video_stem
+        for video, stem in planned_videos if videos else ():
+            from edgeseg.tasks.video import predict_video
 
             video_results.append(predict_video(runner, video, out_dir, every=every, alpha=alpha, labels=labels, exist_ok=exist_ok,
-                                               progress=progress, stem=stems(video_stem(video))))
+                                               progress=progress, stem=stem))
     return {"images": len(images), "videos": video_results, "outputs": len(written), "out": str(out_dir)}

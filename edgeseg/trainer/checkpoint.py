@@ -63,6 +63,8 @@ def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_
         for f in fields(TrainConfig):
             if f.name not in saved and f.name in compared:
                 saved[f.name] = None if f.default is MISSING else _same(f.default)
+    if saved.get("dataset") == "synthetic":
+        saved["data"] = None  # ignored by synthetic in older runs, refused with it now: nothing to compare
     flags = {f.name: flag_of(f) for f in fields(TrainConfig)}
     inputs = {f.name for f in fields(TrainConfig) if f.metadata.get("input")}
     diffs = [f"{flags.get(k, k)} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"

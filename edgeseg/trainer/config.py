@@ -63,7 +63,8 @@ class TrainConfig:
     val_split: str = opt("val", help="Split to validate on.")
     labels: str = opt("soft", choices=LABEL_MODES, help="How labels reach the training resolution.")
     kernel: str = opt("area", choices=KERNELS, help="Resize kernel shared by image and soft label.")
-    loss: str = opt("ce", choices=tuple(SOFT_LOSSES), needs=("labels", ("soft",)), help="Loss for soft targets.")
+    loss: str = opt("ce", choices=tuple(SOFT_LOSSES), needs=("labels", ("soft", "onehot-bilinear")),
+                    help="Loss for soft targets (--labels soft or onehot-bilinear; nearest labels are hard).")
     class_weights: str = opt("none", choices=CLASS_WEIGHTS,
                              help="Loss weights from the training labels' class frequencies f: log = 1/ln(1.02+f) (ENet), sqrt = 1/sqrt(f).")
     model: str = opt(DEFAULT_MODEL, help="Architecture (see 'edgeseg models').")
@@ -170,6 +171,8 @@ class TrainConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             changes[f.name] = value
+        if changes.get("dataset", self.dataset) == "synthetic" and "data" not in given:
+            changes["data"] = None  # an older run may hold a --data that synthetic ignored then and refuses now
         merged = replace(self, **changes)
         check_needs(merged, given)  # what was given now must find what it needs, in the run or given with it
         return merged

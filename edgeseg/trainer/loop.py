@@ -87,26 +87,37 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, given=
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     prepare_out_dir(out, cfg.resume, cfg.exist_ok)
-    made = next((p for p in reversed([out, *out.absolute().parents]) if not p.exists()), None)  # the highest folder this run makes
+    absolute = out.absolute()
+    made = next((p for p in reversed([absolute, *absolute.parents]) if not p.exists()), None)  # the highest folder this run makes
     dist_info = init_distributed(device.type)
     try:
         if device.type == "cuda" and dist_info.enabled:
             device = torch.device("cuda", dist_info.local_rank)
         # rank 0 owns the run folder: a second 'edgeseg train --out' on it is refused while this one runs
         with FolderLock(out) if dist_info.is_main else nullcontext():
-            run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
-            return _fit(run, on_step)
-    except BaseException:
-        if made is not None and dist_info.is_main and not (out / "last.pt").exists():  # failed before a checkpoint: no run folder
-            shutil.rmtree(out, ignore_errors=True)
-            for folder in [out.absolute(), *out.absolute().parents]:  # and the empty folders made above it
-                if folder == made.parent:
-                    break
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-        raise
+            try:
+                run = _set_up(cfg, device, out, dist_info, logger.info if dist_info.is_main else (lambda *_: None))
+                return _fit(run, on_step)
+            except BaseException:
+                if made is not None and dist_info.is_main:  # (inside the lock: the folder is this run's)
+                    _remove_unfinished(absolute, made)
+                raise
     finally:
         cleanup(dist_info)
+
+
+def _remove_unfinished(out: Path, made: Path) -> None:
+    """A run that made its folder and failed before writing anything worth keeping (a checkpoint,
+    the contrastive phase's weights) leaves no folder: ``out`` goes, and the empty folders up to
+    ``made``, the highest one it made."""
+    if (out / "last.pt").exists() or (out / "contrastive.pt").exists():
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for folder in out.parents:
+        if not folder.is_relative_to(made):
+            break
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @dataclass
