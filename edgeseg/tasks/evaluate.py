@@ -60,11 +60,12 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
 
 def check_aspect(ds, indices, res: tuple[int, int]) -> None:
     """--strict: every scored image has the model input's aspect ratio (within 1 %, as predict checks)."""
+    from edgeseg.tasks.predict import aspect_differs
     from edgeseg.trainer.setup import frame_sizes
 
     sub = ds.subset(indices) if indices is not None else ds
     for w, h in sorted(frame_sizes(sub)):
-        if abs((w / h) / (res[0] / res[1]) - 1) > 0.01:
+        if aspect_differs((w, h), res):
             raise DataError(f"{ds.info.name}: {w}x{h} images have another aspect ratio than the model "
                             f"input {res[0]}x{res[1]} (--strict)")
 

@@ -52,19 +52,23 @@ def _save_png(path: Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def aspect_differs(size: tuple[int, int], res: tuple[int, int]) -> bool:
+    """Whether a (width, height) frame has another aspect ratio than the model input ``res`` (beyond 1 %)."""
+    return abs((size[0] / size[1]) / (res[0] / res[1]) - 1) > 0.01
+
+
 class _AspectCheck:
     """Images whose aspect ratio differs from the model input are resized anyway (with one
     warning), or refused under --strict."""
 
     def __init__(self, res, strict: bool):
-        self.ratio = res[0] / res[1]
         self.res = res
         self.strict = strict
         self.warned = False
 
     def __call__(self, shape, where) -> None:
         h, w = shape[:2]
-        if abs((w / h) / self.ratio - 1) <= 0.01:
+        if not aspect_differs((w, h), self.res):
             return
         msg = f"{where}: {w}x{h} image has another aspect ratio than the model input {self.res[0]}x{self.res[1]}"
         if self.strict:
@@ -93,16 +97,15 @@ class _Stems:
 def check_image_outputs(planned, out_dir: Path, exist_ok: bool) -> None:
     """Before any work: no output of an image (``<stem>_label.png``, ``<stem>_overlay.png`` in
     ``out_dir``) is one of the inputs, and none exists unless ``exist_ok`` says to replace it."""
-    from edgeseg.fileio import same_path
-
-    inputs = [path for path, _ in planned]
+    inputs = {(st.st_dev, st.st_ino): path for path, _ in planned for st in (path.stat(),)}  # links and other spellings alike
     for path, stem in planned:
         for target in (out_dir / f"{stem}_label.png", out_dir / f"{stem}_overlay.png"):
-            clash = next((i for i in inputs if same_path(i, target)), None)
+            st = target.stat() if target.exists() else None
+            clash = inputs.get((st.st_dev, st.st_ino)) if st is not None else None
             if clash is not None:
                 raise ConfigError(f"--out {out_dir}: the output {target.name} of {path} would replace the input {clash}; "
                                   "give --out a folder of its own")
-            if target.exists() and not exist_ok:
+            if st is not None and not exist_ok:
                 raise ConfigError(f"--out {out_dir}: {target.name} exists (an earlier run's?); use --exist-ok to replace "
                                   "the outputs, or another --out")
 
@@ -131,13 +134,11 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     planned = [(path, stems(path.stem)) for path in images]
     check_image_outputs(planned, out_dir, exist_ok)
     if videos:
-        from edgeseg.tasks.video import video_stem
+        from edgeseg.tasks.video import overlay_video_path, video_stem
 
         planned_videos = [(video, stems(video_stem(video))) for video in videos]
-        for video, stem in planned_videos:  # refused before any image is written, as VideoJob would refuse it later
-            target = out_dir / f"{stem}_overlay.mp4"
-            if target.exists() and not exist_ok:
-                raise ConfigError(f"{target}: already exists; use --exist-ok to replace it or another --out")
+        for _, stem in planned_videos:  # refused before any image is written
+            overlay_video_path(out_dir, stem, exist_ok)
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
@@ -150,9 +151,10 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
                 image = read_image(path)
                 check(image.shape, path)
                 label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
-                for target, picture in ((out_dir / f"{stem}_label.png", label), (out_dir / f"{stem}_overlay.png", None)):
+                for target, picture in ((out_dir / f"{stem}_label.png", label), (out_dir / f"{stem}_overlay.png",
+                                                                                   overlay(image, label, meta.palette, alpha))):
                     created += [] if target.exists() else [target]
-                    _save_png(target, picture if picture is not None else overlay(image, label, meta.palette, alpha))
+                    _save_png(target, picture)
                 written.append(stem)
                 bar.update()
         except (DataError, ConfigError):  # a bad image among good ones: the folder as it was, less what was replaced

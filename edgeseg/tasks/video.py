@@ -72,6 +72,14 @@ def open_source(source: str):
         raise DataError(f"{s}: cannot open this video source ({str(exc)[:160]})") from None
 
 
+def overlay_video_path(out_dir: Path, stem: str, exist_ok: bool) -> Path:
+    """``<stem>_overlay.mp4`` in ``out_dir``; one that exists is refused unless ``exist_ok``."""
+    path = Path(out_dir) / f"{stem}_overlay.mp4"
+    if path.exists() and not exist_ok:
+        raise ConfigError(f"{path}: already exists; use --exist-ok to replace it or another --out")
+    return path
+
+
 def video_stem(source: str) -> str:
     """The output name of a source: the file's stem, ``camera<N>``, or the URL made file-safe."""
     s = str(source)
@@ -104,10 +112,8 @@ class VideoJob:
         self.runner, self.source, self.every, self.alpha = runner, str(source), every, alpha
         self.reconnects, self.progress, self.max_frames = reconnects, progress, max_frames
         out_dir = Path(out_dir)
-        self.out_path = out_dir / f"{stem or video_stem(source)}_overlay.mp4"
+        self.out_path = overlay_video_path(out_dir, stem or video_stem(source), exist_ok)
         self.partial = self.out_path.with_name(self.out_path.name + ".partial")
-        if self.out_path.exists() and not exist_ok:
-            raise ConfigError(f"{self.out_path}: already exists; use --exist-ok to replace it or another --out")
         self.labels_dir = self.out_path.with_name(self.out_path.stem.replace("_overlay", "") + "_labels") if labels else None
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.labels_dir is not None:
