@@ -55,16 +55,14 @@ def check_resume_compatible(ckpt: Checkpoint, cfg_dict: dict, where: str, world_
     from dataclasses import MISSING, fields
 
     from edgeseg.records import flag_of
-    from edgeseg.trainer.config import TrainConfig, compared_fields
+    from edgeseg.trainer.config import TrainConfig, compared_fields, saved_options
 
     compared = compared_fields()
-    saved = dict((ckpt.training.train_config if ckpt.training else None) or {})
+    saved = saved_options(dict((ckpt.training.train_config if ckpt.training else None) or {}))
     if saved:
         for f in fields(TrainConfig):
             if f.name not in saved and f.name in compared:
                 saved[f.name] = None if f.default is MISSING else _same(f.default)
-    if saved.get("dataset") == "synthetic":
-        saved["data"] = None  # ignored by synthetic in older runs, refused with it now: nothing to compare
     flags = {f.name: flag_of(f) for f in fields(TrainConfig)}
     inputs = {f.name for f in fields(TrainConfig) if f.metadata.get("input")}
     diffs = [f"{flags.get(k, k)} {saved.get(k)!r} (now {cfg_dict.get(k)!r})"

@@ -163,6 +163,7 @@ class TrainConfig:
         given = set(given)
         if given & {"epochs", "iters"}:
             given |= {"epochs", "iters"}  # the schedule was given: take neither from the run
+        saved = saved_options(saved)
         changes = {}
         for f in fields(self):
             if f.metadata.get("resume") == "never" or f.name in given or f.name not in saved:
@@ -171,11 +172,17 @@ class TrainConfig:
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             changes[f.name] = value
-        if changes.get("dataset", self.dataset) == "synthetic" and "data" not in given:
-            changes["data"] = None  # an older run may hold a --data that synthetic ignored then and refuses now
         merged = replace(self, **changes)
         check_needs(merged, given)  # what was given now must find what it needs, in the run or given with it
         return merged
+
+
+def saved_options(saved: dict) -> dict:
+    """A run's saved options as this version reads them: an older run may hold a --data that the
+    synthetic data set ignored then and refuses now (dropped)."""
+    if saved.get("dataset") == "synthetic" and saved.get("data") is not None:
+        saved = {**saved, "data": None}
+    return saved
 
 
 def compared_fields() -> tuple[str, ...]:

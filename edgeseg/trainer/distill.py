@@ -16,7 +16,6 @@ the KL averaged over pixels by the teacher's mass there.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -55,10 +54,10 @@ def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:
 
 
 def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: float, device: str = "auto", progress: bool = True,
-                        teacher_sha: str | None = None, locked: bool = False) -> dict:
+                        teacher_sha: str | None = None) -> dict:
     """Run ``teacher`` (a checkpoint, of SHA-256 ``teacher_sha`` where the caller has it) over every
     image of ``ds`` at native resolution with flip at test time; write its top-K classes and
-    probabilities at ``temperature`` into ``out``."""
+    probabilities at ``temperature`` into ``out``. The caller holds ``out``'s FolderLock."""
     from edgeseg import runtime
     from edgeseg.progress import Progress
     from edgeseg.runtime.processing import Preprocess, upsample_scores
@@ -67,24 +66,23 @@ def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: f
     runner = runtime.load(teacher, RunnerSpec(device=device, tta="flip"))
     check_teacher_classes(runner.meta, ds, teacher)
     pre = Preprocess.from_meta(runner.meta)
-    with FolderLock(out, "teacher-label folder") if not locked else contextlib.nullcontext():
-        (out / MANIFEST).unlink(missing_ok=True)
-        bar = Progress(len(ds), "teacher labels", "img", enabled=progress)
-        with runner:
-            for i in range(len(ds)):
-                image = ds[i].image
-                logits = torch.from_numpy(runner.infer(pre([image]))["logits"])
-                prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0] / temperature, dim=0)
-                top = torch.topk(prob, k=min(TOP_K, prob.shape[0]), dim=0)
-                packed = torch.stack([v for k in range(top.values.shape[0]) for v in
-                                      (top.indices[k].to(torch.uint8), (top.values[k] * 255).round().to(torch.uint8))], -1)
-                np.save(out / f"{i:06d}.npy", packed.numpy(), allow_pickle=False)
-                bar.update()
-        bar.close()
-        manifest = {"format": TEACHER_FORMAT, "edgeseg_version": __version__, "teacher": str(teacher), "teacher_sha256": teacher_sha or sha256_file(teacher),
-                    "temperature": temperature, "top_k": TOP_K, "dataset": ds.info.to_dict(), "split": ds.split,
-                    "images": [_image_record(ds, i) for i in range(len(ds))]}
-        write_json_atomic(out / MANIFEST, manifest)
+    (out / MANIFEST).unlink(missing_ok=True)
+    bar = Progress(len(ds), "teacher labels", "img", enabled=progress)
+    with runner:
+        for i in range(len(ds)):
+            image = ds[i].image
+            logits = torch.from_numpy(runner.infer(pre([image]))["logits"])
+            prob = torch.softmax(upsample_scores(logits, image.shape[:2])[0] / temperature, dim=0)
+            top = torch.topk(prob, k=min(TOP_K, prob.shape[0]), dim=0)
+            packed = torch.stack([v for k in range(top.values.shape[0]) for v in
+                                  (top.indices[k].to(torch.uint8), (top.values[k] * 255).round().to(torch.uint8))], -1)
+            np.save(out / f"{i:06d}.npy", packed.numpy(), allow_pickle=False)
+            bar.update()
+    bar.close()
+    manifest = {"format": TEACHER_FORMAT, "edgeseg_version": __version__, "teacher": str(teacher), "teacher_sha256": teacher_sha or sha256_file(teacher),
+                "temperature": temperature, "top_k": TOP_K, "dataset": ds.info.to_dict(), "split": ds.split,
+                "images": [_image_record(ds, i) for i in range(len(ds))]}
+    write_json_atomic(out / MANIFEST, manifest)
     return manifest
 
 
@@ -184,7 +182,7 @@ def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str
         except (DataError, ConfigError):
             logger.info(f"teacher labels: running {path.name} over {len(ds)} training images into {folder}")
             with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the run must not depend on whether the labels existed
-                make_teacher_labels(path, ds, folder, temperature, device, progress, teacher_sha, locked=True)
+                make_teacher_labels(path, ds, folder, temperature, device, progress, teacher_sha)
     return folder
 
 
