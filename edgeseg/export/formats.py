@@ -254,7 +254,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("openvino-int8", ("model.int8.xml", "model.int8.bin"), "int8", _build_ir("int8", "model.int8.xml"), _ir_int8_gates,
            also_needs=("openvino", "int8")),
     Format("tensorrt", ("model.engine", "model.engine.json"), "onnx", _build_engine, _engine_gates, optional_files=("model.fp16.onnx",),
-           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=lambda: _trt_api()),
+           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=_trt_api),
 )}
 # The formats a user asks for by flag (the others follow: onnx always, openvino-int8 from --openvino --int8).
 FLAGS = {f.name: f.flag for f in FORMATS.values() if f.flag}

@@ -39,7 +39,7 @@ def resolve_providers(device: str = "auto", providers: list[str] | None = None) 
         if missing:
             hint = ' (install "edgeseg[gpu]" for CUDA and TensorRT providers)' if any(p != "CPUExecutionProvider" for p in missing) else ""
             raise ConfigError(f"--providers: {', '.join(missing)} not available in this onnxruntime; available: {', '.join(available)}{hint}")
-        on_gpu = any(p.startswith(("CUDA", "Tensorrt")) for p in chosen)
+        on_gpu = any(p in GPU_PROVIDERS for p in chosen)
         if device == "cpu" and on_gpu or device.startswith("cuda") and not on_gpu:
             raise ConfigError(f"--providers {','.join(chosen)}: run on {'a GPU' if on_gpu else 'the CPU'}, not --device {device}; "
                               "give one of the two, or both agreeing")
@@ -139,7 +139,7 @@ class OrtRunner(BaseRunner):
 
     def describe_impl(self) -> dict:
         threads = self.session.get_session_options().intra_op_num_threads if self.session is not None else self.threads
-        return {"device": "cuda" if any(p.startswith(("CUDA", "Tensorrt")) for p in (self.active_providers or self.providers)) else "cpu",
+        return {"device": "cuda" if any(p in GPU_PROVIDERS for p in (self.active_providers or self.providers)) else "cpu",
                 "providers": self.active_providers or list(self.providers), "threads": threads or None}
 
     def activate_impl(self) -> None:
