@@ -45,7 +45,8 @@ def opt(default=dataclasses.MISSING, *, help: str = "", choices=None, low=None, 
     ``input`` marks a text that may name a file or folder the command reads (no output may be it);
     ``needs`` names the field that must be set for this one to mean anything (``--distill-weight``
     needs ``--teacher``), or is ``(field, values)``: that field must hold one of ``values`` (``--loss``
-    needs ``--labels soft``): a value other than the default without it is refused, never ignored;
+    needs ``--labels soft``), or is a list of such conditions, all needed: a value other than the
+    default without them is refused, never ignored;
     ``excludes`` names a field that, set, makes this one meaningless (``--calib-images`` with
     ``--calib-array``): both given is refused.
     """
@@ -90,12 +91,21 @@ def changed_flags(record) -> list[str]:
             if f.metadata and f.metadata.get("cli", True) and getattr(record, f.name) != field_default(f)]
 
 
+def need_conditions(needs) -> list:
+    """An ``opt(needs=...)`` as its list of conditions, each a field name or ``(field, values)``."""
+    return list(needs) if isinstance(needs, list) else [needs]
+
+
 def needs_met(record, needs) -> bool:
-    """Whether ``record`` has what an ``opt(needs=...)`` asks: a set field, or a field holding one of the values."""
-    if isinstance(needs, tuple):
-        name, values = needs
-        return getattr(record, name) in values
-    return bool(getattr(record, needs))
+    """Whether ``record`` has what an ``opt(needs=...)`` asks: each condition's field set, or holding one of its values."""
+    for need in need_conditions(needs):
+        if isinstance(need, tuple):
+            name, values = need
+            if getattr(record, name) not in values:
+                return False
+        elif not getattr(record, need):
+            return False
+    return True
 
 
 def check_needs(record, names=None) -> None:
@@ -109,17 +119,20 @@ def check_needs(record, names=None) -> None:
         excludes = f.metadata.get("excludes") if f.metadata else None
         if excludes and getattr(record, f.name) != field_default(f) and getattr(record, excludes):
             raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[excludes])}; leave one of them out")
-        if not needs or getattr(record, f.name) == field_default(f) or needs_met(record, needs):
+        if not needs or getattr(record, f.name) == field_default(f):
             continue
-        if isinstance(needs, tuple):
-            name, values = needs
-            given = getattr(record, name)
-            allowed = ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
-            raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[name])} {allowed}"
-                              f" (here {given}); change {flag_of(fields[name])} or leave {flag_of(f)} out")
-        if fields[needs].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
-            raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[needs])}; leave one of them out")
-        raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[needs])}; add it or leave {flag_of(f)} out")
+        for need in need_conditions(needs):
+            if needs_met(record, need):
+                continue
+            if isinstance(need, tuple):
+                name, values = need
+                given = getattr(record, name)
+                allowed = ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
+                raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[name])} {allowed}"
+                                  f" (here {given}); change {flag_of(fields[name])} or leave {flag_of(f)} out")
+            if fields[need].metadata.get("invert"):  # the needed field is off through its flag (--no-verify)
+                raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[need])}; leave one of them out")
+            raise ConfigError(f"{flag_of(f)}: applies only with {flag_of(fields[need])}; add it or leave {flag_of(f)} out")
 
 
 def check_fields(record, needs: bool = True) -> None:

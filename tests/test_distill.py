@@ -86,6 +86,47 @@ def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
         assert float(distill_loss(torch.randn(2, 5, 6, 7), mass, mass.sum(1), T)) > 0.01
 
 
+def _kl_reference(z, mass, valid, T, w=None):
+    """The distillation term written out per pixel and class: sum w_c t_c log(t_c / q_c), over sum w_c m_c."""
+    w = torch.ones(z.shape[1]) if w is None else w
+    q = torch.softmax(z.double() / T, 1)
+    t = mass.double() / valid.double().unsqueeze(1)
+    wm = mass.double() * w.double().view(1, -1, 1, 1)
+    terms = torch.where(mass > 0, wm * (torch.log(t.clamp(min=1e-300)) - torch.log(q)), torch.zeros_like(wm))
+    return T**2 * terms.sum() / wm.sum()  # with no weights, the valid mass
+
+
+def test_distillation_loss_equals_its_written_out_form_with_and_without_class_weights():
+    from edgeseg.trainer.distill import distill_loss
+
+    g = torch.Generator().manual_seed(0)
+    z, mass = torch.randn(2, 5, 6, 7, generator=g), torch.softmax(torch.randn(2, 5, 6, 7, generator=g) * 3, 1)
+    mass = mass * torch.rand(2, 1, 6, 7, generator=g)  # partly void pixels
+    mass[:, 2] = torch.where(mass[:, 2] < 0.05, torch.zeros_like(mass[:, 2]), mass[:, 2])  # absent classes (0 log 0)
+    valid = mass.sum(1)
+    w = torch.tensor([0.5, 1.0, 4.0, 0.8, 2.0])
+    for T in (1.0, 2.5):
+        assert float(distill_loss(z, mass, valid, T)) == pytest.approx(float(_kl_reference(z, mass, valid, T)), rel=1e-5)
+        assert float(distill_loss(z, mass, valid, T, w)) == pytest.approx(float(_kl_reference(z, mass, valid, T, w)), rel=1e-5)
+        # equal weights are no weights; any weights move the minimum to q proportional to w * t, as in the label loss
+        assert float(distill_loss(z, mass, valid, T, torch.full((5,), 3.0))) == pytest.approx(float(distill_loss(z, mass, valid, T)), rel=1e-5)
+        at = (T * torch.log(mass * w.view(1, -1, 1, 1) + 1e-12)).requires_grad_()
+        distill_loss(at, mass, valid, T, w).backward()
+        assert float(at.grad.abs().max()) < 1e-5
+
+
+def test_class_weighted_distillation_trains_and_changes_the_weights(teacher, shared_folder, tmp_path, monkeypatch):
+    """--distill-class-weights is taken (the run differs from the unweighted one) and recorded in the run's config."""
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    kw = dict(teacher=str(teacher), class_weights="sqrt", epochs=1)
+    train(cfg(shared_folder, tmp_path / "plain", **kw))
+    train(cfg(shared_folder, tmp_path / "weighted", distill_class_weights=True, **kw))
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in ("plain", "weighted"))
+    assert all(torch.isfinite(v).all() for v in b["model"].values() if v.is_floating_point())
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
+    assert json.loads((tmp_path / "weighted" / "config.json").read_text())["distill_class_weights"] is True
+
+
 def test_sr_aux_and_teacher_train_resume_exactly_and_export_the_plain_graph(teacher, shared_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
     kw = dict(sr_aux=True, teacher=str(teacher), epochs=3)
@@ -176,7 +217,9 @@ def test_a_resume_refuses_another_teacher_under_the_same_path(teacher, shared_fo
 @pytest.mark.parametrize("option,needs", [(dict(distill_weight=0.9), "--teacher"), (dict(distill_temperature=2.0), "--teacher"),
                                           (dict(sr_weight=0.5), "--sr-aux"), (dict(contrastive_pixels=50), "--contrastive-epochs"),
                                           (dict(subset_seed=3), "--train-fraction"),
-                                          (dict(loss="kl", labels="nearest"), "--labels soft or onehot-bilinear")])
+                                          (dict(loss="kl", labels="nearest"), "--labels soft or onehot-bilinear"),
+                                          (dict(distill_class_weights=True, class_weights="sqrt"), "--teacher"),
+                                          (dict(distill_class_weights=True, teacher="t.pt"), "--class-weights log or sqrt")])
 def test_an_option_that_needs_another_is_refused_without_it(option, needs, tmp_path):
     with pytest.raises(ConfigError, match=f"applies only with {needs}"):
         cfg(tmp_path, tmp_path / "run", **option)

@@ -280,38 +280,53 @@ def _needs_cases():
                 yield command, record, f
 
 
-def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
-    """Each option from a record field declaring ``needs`` (a field to be set, or to hold one of
-    some values), given without what it needs: one line naming it, exit 2, no output folder."""
-    import dataclasses
-
+def _need_args(fields, need, met: bool) -> list:
+    """Command-line words that meet (``met``) or break one condition of an ``opt(needs=...)``."""
     from edgeseg.records import flag_of
 
+    if isinstance(need, tuple):  # the needed field holding one of the values, or one outside them
+        name, values = need
+        choices = fields[name].metadata["choices"]
+        return [flag_of(fields[name]), next(c for c in choices if (c in values) == met)]
+    f = fields[need]
+    if f.metadata.get("invert"):  # --no-verify breaks what --verify meets
+        return [] if met else [flag_of(f)]
+    if not met:
+        return []
+    value = _other_value(f)
+    return [flag_of(f)] + ([value] if value is not None else [])
+
+
+def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
+    """Each option from a record field declaring ``needs`` (a field to be set, or to hold one of
+    some values, or a list of such), given without one of what it needs and with the rest: one line
+    naming it and the missing option, exit 2, no output folder."""
+    import dataclasses
+
+    from edgeseg.records import flag_of, need_conditions
+
     cases = list(_needs_cases())
-    assert {"data", "loss", "distill_weight", "sr_weight", "min_agreement"} <= {f.name for _, _, f in cases}
+    assert {"data", "loss", "distill_weight", "sr_weight", "min_agreement", "distill_class_weights"} <= {f.name for _, _, f in cases}
     findings = []
     for command, record, f in cases:
         fields = {g.name: g for g in dataclasses.fields(record)}
-        needs = f.metadata["needs"]
-        value = _other_value(f)
-        out = tmp_path / f"{command}-{f.name}"
-        args = [command, "--out", out, flag_of(f)] + ([value] if value is not None else [])
-        if command == "export":
-            args += ["--model", tmp_path / "none.pt"]
-        if isinstance(needs, tuple):  # the needed field set to a value outside those it must hold
-            name, values = needs
-            need = fields[name]
-            args += [flag_of(need), next(c for c in need.metadata["choices"] if c not in values)]
-        else:
-            need = fields[needs]
-            args += [flag_of(need)] if need.metadata.get("invert") else []  # --no-verify
-        code, _, err = cli_run(*args)
-        lines = err.strip().splitlines()
-        said = (f"applies only with {flag_of(need)}" in err) or (f"has no effect with {flag_of(need)}" in err)
-        if code != 2 or len(lines) != 1 or flag_of(f) not in err or not said:
-            findings.append(f"{command} {args[3:]}: exit {code}: {err.strip()[:160]!r}")
-        if out.exists():
-            findings.append(f"{command} {args[3:]}: left {out}")
+        conditions = need_conditions(f.metadata["needs"])
+        for broken, need in enumerate(conditions):
+            value = _other_value(f)
+            out = tmp_path / f"{command}-{f.name}-{broken}"
+            args = [command, "--out", out, flag_of(f)] + ([value] if value is not None else [])
+            if command == "export":
+                args += ["--model", tmp_path / "none.pt"]
+            for i, other in enumerate(conditions):
+                args += _need_args(fields, other, met=i != broken)
+            missing = fields[need[0] if isinstance(need, tuple) else need]
+            code, _, err = cli_run(*args)
+            lines = err.strip().splitlines()
+            said = (f"applies only with {flag_of(missing)}" in err) or (f"has no effect with {flag_of(missing)}" in err)
+            if code != 2 or len(lines) != 1 or flag_of(f) not in err or not said:
+                findings.append(f"{command} {args[3:]}: exit {code}: {err.strip()[:160]!r}")
+            if out.exists():
+                findings.append(f"{command} {args[3:]}: left {out}")
     assert not findings, "\n".join(findings)
 
 

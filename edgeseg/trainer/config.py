@@ -117,6 +117,9 @@ class TrainConfig:
                                          "resolution with flip; the labels are kept in edgeseg's cache) or a folder of its labels.")
     distill_weight: float = opt(0.5, needs="teacher", low=0.0, high=1.0, help="With --teacher: loss = (1 - W) label loss + W T^2 KL(teacher || student).")
     distill_temperature: float = opt(1.0, needs="teacher", low=0.0, high=20.0, low_open=True, help="With --teacher: the softmax temperature T of both.")
+    distill_class_weights: bool = opt(False, needs=["teacher", ("class_weights", tuple(c for c in CLASS_WEIGHTS if c != "none"))],
+                                      help="With --teacher and --class-weights: weight the distillation term by the class weights "
+                                           "as the label loss is (by default it is unweighted).")
     sr_aux: bool = opt(False, help="Training only: a light branch reconstructs the window at native resolution from the network's "
                                    "features (DSRL); the exported model is the model without it.")
     sr_weight: float = opt(0.1, needs="sr_aux", low=0.0, high=100.0, help="With --sr-aux: the weight of its mean squared error (images normalised as the model's input).")

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import FolderLock, cache_dir, sha256_file, write_json_atomic
+from edgeseg.trainer.losses import soft_kl
 
 logger = logging.getLogger(__name__)
 
@@ -216,9 +216,10 @@ class WithTeacher(SegDataset):
         self.indices = [self.indices[i] for i in indices]
 
 
-def distill_loss(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``T^2 * KL(t || softmax(z / T))`` with ``t = mass / valid`` per pixel, averaged by ``valid``."""
-    logq = F.log_softmax(logits.float() / temperature, dim=1)
-    t = mass / valid.unsqueeze(1).clamp(min=1e-6)
-    plogt = torch.where(mass > 0, mass * torch.log(t.clamp(min=1e-6)), torch.zeros_like(mass))
-    return temperature**2 * (plogt - mass * logq).sum() / valid.sum().clamp(min=1e-6)
+def distill_loss(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, temperature: float,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``T^2 * KL(t || softmax(z / T))`` with ``t = mass / valid`` per pixel, averaged by ``valid``:
+    the soft label loss ``soft_kl`` at temperature T. With class weights ``weight``
+    (``--distill-class-weights``) it is weighted as the label loss is: the sum of ``w_c`` times each
+    class's term over the weighted teacher mass."""
+    return temperature**2 * soft_kl(logits.float() / temperature, mass, valid, weight)

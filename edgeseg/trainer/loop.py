@@ -194,7 +194,8 @@ class _Run:
         cfg, ignore, normalise = self.cfg, self.data.info.ignore_index, self.normalise()
         distill = cfg.distill_weight if cfg.teacher else 0.0
         sr = cfg.sr_weight if cfg.sr_aux else 0.0
-        return lambda out, target: training_loss(out, target, cfg.loss, ignore, self.loss_weight, distill, cfg.distill_temperature, sr, normalise)
+        return lambda out, target: training_loss(out, target, cfg.loss, ignore, self.loss_weight, distill, cfg.distill_temperature, sr, normalise,
+                                                       cfg.distill_class_weights)
 
 
 def weight_values(weight: torch.Tensor) -> list[float]:

@@ -81,9 +81,11 @@ def class_weights(counts, scheme: str) -> np.ndarray | None:
 
 
 def training_loss(out, target: dict, kind: str = "ce", ignore_index: int = 255, weight: torch.Tensor | None = None,
-                  distill_weight: float = 0.0, temperature: float = 1.0, sr_weight: float = 0.0, normalise=None) -> torch.Tensor:
+                  distill_weight: float = 0.0, temperature: float = 1.0, sr_weight: float = 0.0, normalise=None,
+                  distill_class_weights: bool = False) -> torch.Tensor:
     """The whole training loss: the label loss (compute_loss), with a teacher's map in ``target``
-    ``(1 - distill_weight) * label loss + distill_weight * T^2 KL(teacher || student)``, plus
+    ``(1 - distill_weight) * label loss + distill_weight * T^2 KL(teacher || student)`` (weighted by
+    ``weight`` as the label loss is where ``distill_class_weights``), plus
     ``sr_weight`` times the SR auxiliary's mean squared error where the output has one."""
     from edgeseg.trainer.distill import distill_loss
 
@@ -93,7 +95,8 @@ def training_loss(out, target: dict, kind: str = "ce", ignore_index: int = 255, 
     loss = compute_loss(out, target, kind, ignore_index, weight)
     if "teacher_mass" in target and distill_weight > 0:
         main = out["logits"] if isinstance(out, dict) else out
-        loss = (1 - distill_weight) * loss + distill_weight * distill_loss(main, target["teacher_mass"], target["teacher_valid"], temperature)
+        loss = (1 - distill_weight) * loss + distill_weight * distill_loss(main, target["teacher_mass"], target["teacher_valid"], temperature,
+                                                                             weight if distill_class_weights else None)
     if sr is not None and sr_weight > 0:
         loss = loss + sr_weight * F.mse_loss(sr.float(), normalise(target["sr"]))
     return loss
