@@ -112,8 +112,10 @@ def data_group():
               help="Folder for the decoded cache (one per split).")
 @click.option("--verify", is_flag=True, help="Check the cache in --out against the data set as it is now (every source file's size, "
               "time and SHA-256) instead of building it.")
+@click.option("--exist-ok", is_flag=True, cls=Needs, needs="verify", when=lambda verify: not verify,
+              help="Replace a cache of another data set, split or folder in --out (rebuilding the same one needs no flag).")
 @quiet_option
-def data_cache(source, out_dir, verify, quiet):
+def data_cache(source, out_dir, verify, exist_ok, quiet):
     """Decode a data set split once into raw arrays that training reads memory-mapped (--cache);
     a cache whose sources changed, of another version, or truncated is refused, never read."""
     from edgeseg.data.cache import build_cache, check_cache
@@ -123,7 +125,7 @@ def data_cache(source, out_dir, verify, quiet):
         check_cache(ds, out_dir, verify_hashes=True, option="--out")
         click.echo(f"{out_dir}: holds {ds.info.name}/{ds.split} ({len(ds)} samples) as its files are now")
         return 0
-    manifest = build_cache(ds, out_dir, progress=not quiet)
+    manifest = build_cache(ds, out_dir, progress=not quiet, replace=exist_ok)
     size = sum(f["size"] for rec in manifest["samples"] for f in rec["files"].values())
     click.echo(f"cached {len(ds)} samples of {ds.info.name}/{ds.split} in {out_dir} ({size / 2**20:.0f} MiB); train with --cache {out_dir}")
     return 0

@@ -193,8 +193,11 @@ class Needs(click.Option):
 def check_needs_options(ctx: click.Context) -> None:
     params = {p.name: p for p in ctx.command.params}
     for p in ctx.command.params:
-        if isinstance(p, Needs) and ctx.params.get(p.name) != p.default and not p.when(ctx.params.get(p.needs)):
+        if isinstance(p, Needs) and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT) \
+                and not p.when(ctx.params.get(p.needs)):
             need = params[p.needs]
+            if p.when(need.get_default(ctx)):  # met unless that option is given: --exist-ok with data cache --verify
+                raise click.BadParameter(f"has no effect with {need.opts[0]}; leave one of them out", param_hint=p.opts[0])
             what = p.what or (need.opts[0] if isinstance(need, click.Option) else need.name.upper())
             raise click.BadParameter(f"applies only with {what}; add it or leave {p.opts[0]} out", param_hint=p.opts[0])
 

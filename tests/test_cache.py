@@ -57,6 +57,12 @@ def test_cache_command_and_training_from_it(folder_dataset, tmp_path, cli_run):
     code, out, err = cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--split", "val", "--out", tmp_path / "c",
                              "--verify")
     assert code == 2 and f"--out {tmp_path / 'c'}: built from" in err, err  # said against the option given
+    val = ["data", "cache", "--dataset", "folder", "--data", folder_dataset, "--split", "val", "--quiet", "--out"]
+    code, _, err = cli_run(*val, tmp_path / "c")
+    assert code == 2 and "holds the decoded cache of" in err and "--exist-ok" in err and len(err.strip().splitlines()) == 1, err
+    cli_run("data", "cache", "--dataset", "folder", "--data", folder_dataset, "--out", tmp_path / "c3", "--quiet")
+    code, _, err = cli_run(*val, tmp_path / "c3", "--exist-ok")
+    assert code == 0 and json.loads((tmp_path / "c3" / "manifest.json").read_text())["split"] == "val", err
     base = ["train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "48x36", "--epochs", "1",
             "--batch", "2", "--quiet", "--pretrained", "none"]
     code, _, err = cli_run(*base, "--out", tmp_path / "plain")
@@ -99,6 +105,11 @@ def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_pa
     # a rebuild over a cache of more samples: the new files replace the old, the extra old ones go
     more = make_folder_dataset(tmp_path / "more", n_train=8)
     build_cache(build_dataset("folder", more, "train"), tmp_path / "c2", progress=False)
-    build_cache(ds, tmp_path / "c2", progress=False)
+    kept = sorted(p.name for p in (tmp_path / "c2").iterdir())
+    with pytest.raises(DataError, match="holds the decoded cache of more/train from .*more/train, not of data/train .*--exist-ok"):
+        build_cache(ds, tmp_path / "c2", progress=False)  # another data set's cache is not replaced unasked
+    assert sorted(p.name for p in (tmp_path / "c2").iterdir()) == kept
+    build_cache(build_dataset("folder", more, "train"), tmp_path / "c2", progress=False)  # the same one: a refresh
+    build_cache(ds, tmp_path / "c2", progress=False, replace=True)
     check_cache(ds, tmp_path / "c2", verify_hashes=True)
     assert sorted(p.name for p in (tmp_path / "c2").iterdir()) == before

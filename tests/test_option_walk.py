@@ -364,12 +364,15 @@ def test_every_command_option_that_needs_another_is_refused_without_it(cli_run, 
             if not isinstance(p, Needs):
                 continue
             seen += 1
-            value = "3" if p.default != 3 else "4"
-            code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], value)
+            value = [] if p.is_flag else ["3" if p.default != 3 else "4"]
+            need = next(q for q in cmd.params if q.name == p.needs)
+            breaks = [need.opts[0]] if p.when(need.get_default(click.Context(cmd))) else []  # met unless given (--exist-ok with --verify)
+            code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], *value, *breaks)
             lines = err.strip().splitlines()
-            if code != 2 or len(lines) != 1 or p.opts[0] not in err or "applies only with" not in err:
-                findings.append(f"{' '.join(path)} {p.opts[0]} {value}: exit {code}: {err.strip()[:160]!r}")
-    assert seen >= 3 and not findings, "\n".join(findings)
+            said = f"has no effect with {need.opts[0]}" if breaks else "applies only with"
+            if code != 2 or len(lines) != 1 or p.opts[0] not in err or said not in err:
+                findings.append(f"{' '.join(path)} {p.opts[0]} {value} {breaks}: exit {code}: {err.strip()[:160]!r}")
+    assert seen >= 4 and not findings, "\n".join(findings)
 
 
 def _other_value(f):

@@ -42,11 +42,33 @@ def _source_record(path: Path, with_hash: bool = True) -> dict:
     return rec
 
 
-def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
+def _holding(dataset: dict, split, folders) -> tuple[tuple, str]:
+    """What a cache holds (its data set, split and source folders): a key to compare, and its text."""
+    import os
+
+    folders = sorted(map(str, folders))
+    try:
+        where = os.path.commonpath(folders) if folders else "no files"
+    except ValueError:  # relative and absolute paths mixed
+        where = ", ".join(folders)
+    return (dataset.get("name"), dataset.get("class_names"), split, folders), f"{dataset.get('name')}/{split} from {where}"
+
+
+def _held_by(manifest: dict) -> tuple[tuple, str]:
+    """``_holding`` of a cache manifest, read defensively (any manifest that says it is a cache)."""
+    samples = manifest.get("samples") if isinstance(manifest.get("samples"), list) else []
+    folders = {str(Path(str(src.get("path", ""))).parent) for rec in samples if isinstance(rec, dict)
+               for src in rec.get("sources") or [] if isinstance(src, dict)}
+    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), dict) else {}
+    return _holding(dataset, manifest.get("split"), folders)
+
+
+def build_cache(ds: SegDataset, out: Path, progress: bool = True, replace: bool = False) -> dict:
     """Decode every sample of ``ds`` into ``out`` and return the manifest. A cache already there is
     replaced only once the new one is whole: samples are decoded into ``out/.building`` first, so
     a sample that fails to decode leaves the old cache as it was. A folder that holds other files
-    and no cache is refused."""
+    and no cache is refused; so is one holding the cache of another data set, split or folder of
+    files, unless ``replace`` (``--exist-ok``): rebuilding a cache of the same files is a refresh."""
     import shutil
 
     if not hasattr(ds, "sample_files"):
@@ -57,6 +79,12 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True) -> dict:
         if foreign:
             raise DataError(f"--out {out}: holds other files ({', '.join(sorted(foreign)[:3])} ...) and no decoded cache; "
                             "give an empty or new folder")
+    elif out.is_dir() and not replace:
+        theirs, said = _held_by(json.loads((out / MANIFEST).read_text()))
+        ours, wanted = _holding(ds.info.to_dict(), ds.split, {p.parent for i in range(len(ds)) for p in _sources(ds, i)})
+        if theirs != ours:
+            raise DataError(f"--out {out}: holds the decoded cache of {said}, not of {wanted}; "
+                            "give --exist-ok to replace it, or another folder")
     with FolderLock(out, "cache folder"):
         staging = out / STAGING
         shutil.rmtree(staging, ignore_errors=True)

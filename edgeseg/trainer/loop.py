@@ -352,8 +352,8 @@ def _announce(run: _Run, init_note: str) -> None:
         f"on {run.device}" + (f" x{run.dist_info.world}" if run.dist_info.enabled else ""))
     say(f"init: {init_note}")
     if cfg.teacher:
-        say(f"distilling from {cfg.teacher}: loss = {1 - cfg.distill_weight:g} x label loss + {cfg.distill_weight:g} x T^2 KL, "
-            f"T = {cfg.distill_temperature:g}")
+        say(f"distilling from {cfg.teacher}: loss = {1 - cfg.distill_weight:g} x label loss + {cfg.distill_weight:g} x T^2 KL"
+            f"{' (class-weighted)' if cfg.distill_class_weights else ''}, T = {cfg.distill_temperature:g}")
     if cfg.sr_aux:
         sw, sh = run.train_set.transform.sr_res
         say(f"SR auxiliary: reconstructing each window at {sw}x{sh} (weight {cfg.sr_weight:g}; training only, not in the model)")
