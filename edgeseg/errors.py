@@ -4,6 +4,8 @@ The CLI turns an ``EdgesegError`` into a one-line message and its ``exit_code``;
 anything else is a bug and keeps its traceback.
 """
 
+from pathlib import Path
+
 
 class EdgesegError(Exception):
     """A problem the user can fix: bad option, bad file, missing package."""
@@ -21,6 +23,14 @@ class DataError(EdgesegError):
 
 class ModelFileError(EdgesegError):
     """A checkpoint, ONNX model or engine cannot be used."""
+
+
+def model_file(path) -> Path:
+    """``path`` as a Path when it is a file; else the one line every model reader says."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: {'a folder' if path.is_dir() else 'not found'}; expected a model file")
+    return path
 
 
 class MissingDependencyError(EdgesegError):

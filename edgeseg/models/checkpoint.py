@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from edgeseg.data.base import DatasetInfo, default_palette
-from edgeseg.errors import ModelFileError
+from edgeseg.errors import ModelFileError, model_file
 from edgeseg.models.base import ModelConfig
 from edgeseg.models.meta import ModelMeta
 from edgeseg.records import from_plain
@@ -118,9 +118,7 @@ def _legacy_meta(d: dict, where: str) -> ModelMeta:
 
 def load_file(path: str | Path) -> dict:
     """Load a ``.pt``/``.pth`` file without executing code; one-line error otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: {'a folder' if path.is_dir() else 'not found'}; expected a model file")
+    path = model_file(path)
     try:
         with warnings.catch_warnings():  # torch warns at length before refusing; the one line below says it
             warnings.simplefilter("ignore")

@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeseg.errors import ModelFileError
+from edgeseg.errors import model_file
 from edgeseg.runtime.registry import BACKENDS, backend_for
 
 if TYPE_CHECKING:
@@ -25,9 +25,7 @@ def load(path: str | Path, spec: "RunnerSpec | None" = None, **fields) -> "BaseR
     from edgeseg.runtime.spec import RunnerSpec
 
     spec = (spec or RunnerSpec()).with_(**fields) if fields else (spec or RunnerSpec())
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: {'a folder' if path.is_dir() else 'not found'}; expected a model file")
+    path = model_file(path)
     backend = backend_for(path, spec.backend)
     spec.check_for(backend, path.name)
     module, cls = backend.runner.split(":")
