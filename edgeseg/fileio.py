@@ -130,6 +130,37 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def swap_in(stage: Path, out: Path, names, last=()) -> None:
+    """Replace the parts ``names`` (files or folders) of folder ``out`` with those staged in
+    ``stage`` (a folder inside ``out``: one file system, each move atomic). The old parts are moved
+    aside and the new moved in, then the old removed; ``last`` (in ``names``) are moved aside first
+    and in last, so a reader that trusts them (a manifest) never takes a half-swapped folder for a
+    whole one. On an error the folder is put back as it was (new parts out, old parts in) and the
+    error raised."""
+    import shutil
+
+    last = [n for n in last if n in names]
+    rest = [n for n in names if n not in last]
+    old = Path(stage) / ".old"
+    old.mkdir()
+    aside, arrived = [], []
+    try:
+        for name in last + rest:
+            if (out / name).exists():
+                os.replace(out / name, old / name)
+                aside.append(name)
+        for name in rest + last:
+            if (stage / name).exists():
+                os.replace(stage / name, out / name)
+                arrived.append(name)
+    except OSError:  # the folder as it was: the new parts back out, the old back in
+        for name, src, dst in [(n, out, stage) for n in reversed(arrived)] + [(n, old, out) for n in aside]:
+            with contextlib.suppress(OSError):
+                os.replace(src / name, dst / name)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -75,3 +75,47 @@ def test_a_lock_from_another_machine_is_not_waited_for(tmp_path):
         with FolderLock(tmp_path, wait=60):
             pass
     assert time.monotonic() - t0 < 5
+
+
+def test_swap_in_replaces_the_parts_whole_manifest_last_and_restores_them_on_a_failure(tmp_path, monkeypatch):
+    """``swap_in``: the staged parts replace the folder's, old parts not staged go, the ``last`` part
+    leaves first and arrives last; a move that fails part-way leaves the folder as it was (a new
+    part that had arrived would otherwise sit beside the old manifest, which may take it for its own)."""
+    import os
+
+    from edgeseg.fileio import swap_in
+
+    def folder():
+        out = tmp_path / "out"
+        out.mkdir()
+        for name, text in (("a.npy", "old a"), ("stale.npy", "old stale"), ("manifest.json", "old m"), ("mine.txt", "user")):
+            (out / name).write_text(text)
+        stage = out / ".stage"
+        stage.mkdir()
+        for name, text in (("a.npy", "new a"), ("b.npy", "new b"), ("manifest.json", "new m")):
+            (stage / name).write_text(text)
+        return out, stage
+
+    names = ["a.npy", "b.npy", "manifest.json", "stale.npy"]
+    out, stage = folder()
+    moves, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moves.append((os.path.basename(a), os.path.basename(os.path.dirname(b)))), replace(a, b)))
+    swap_in(stage, out, names, last=("manifest.json",))
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {"a.npy": "new a", "b.npy": "new b",
+                                                                           "manifest.json": "new m", "mine.txt": "user"}
+    assert moves[0] == ("manifest.json", ".old") and moves[-1] == ("manifest.json", "out") and not (stage / ".old").exists()
+
+    import shutil
+
+    shutil.rmtree(out)
+    out, stage = folder()
+    def failing(a, b):
+        if os.path.dirname(b) == str(out) and os.path.basename(a) == "b.npy":  # the second new part cannot arrive
+            raise OSError("disk full")
+        replace(a, b)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        swap_in(stage, out, names, last=("manifest.json",))
+    held = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+    assert held == {"a.npy": "old a", "stale.npy": "old stale", "manifest.json": "old m", "mine.txt": "user"}  # as it was

@@ -20,7 +20,7 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.data.base import Sample, SegDataset
 from edgeseg.errors import DataError
-from edgeseg.fileio import FolderLock, sha256_file, write_json_atomic
+from edgeseg.fileio import FolderLock, sha256_file, swap_in, write_json_atomic
 
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
@@ -91,21 +91,16 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True, replace: bool 
         staging.mkdir()
         try:
             samples = _decode_into(ds, staging, progress)  # a failure here leaves the old cache as it was
-            # The new cache is whole: it replaces the old one file by file (each rename atomic), the
-            # manifest removed first and written last, so an interruption in between leaves a folder
-            # that is refused, never one read as either cache; then the old cache's extra files go.
+            # The new cache is whole: it replaces the old one, the manifest moved aside first and in
+            # last, so an interruption in between leaves a folder that is refused, never one read as
+            # either cache; the old cache's files not in the new one go with it.
             manifest = {"format": CACHE_FORMAT, "edgeseg_version": __version__, "dataset": ds.info.to_dict(), "split": ds.split,
                         "samples": samples}
-            (out / MANIFEST).unlink(missing_ok=True)
-            new_names = {p.name for p in staging.iterdir()}
-            for name in sorted(new_names):
-                (staging / name).replace(out / name)
-            write_json_atomic(out / MANIFEST, manifest)
+            write_json_atomic(staging / MANIFEST, manifest)
+            parts = {p.name for p in staging.iterdir()} | {p.name for p in out.iterdir() if CACHE_FILE.fullmatch(p.name)} | {MANIFEST}
+            swap_in(staging, out, sorted(parts), last=(MANIFEST,))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        for stale in out.iterdir():
-            if CACHE_FILE.fullmatch(stale.name) and stale.name not in new_names:
-                stale.unlink()
     return manifest
 
 

@@ -9,7 +9,6 @@ checkpoints) take ``scales``.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from edgeseg.data.base import IGNORE_INDEX, read_image
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import write_json_atomic
+from edgeseg.fileio import swap_in, write_json_atomic
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess, check_finite, upsample_scores
 from edgeseg.tasks.predict import _save_png, collect_inputs
@@ -69,7 +68,7 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, spec=None, soft: b
             summary = {"images": len(paths), "labelled_fraction": round(kept / max(total, 1), 4), "threshold": threshold,
                        "soft": soft, "teacher": str(model), "out": str(out_dir)}
             write_json_atomic(stage / "autolabel.json", summary)
-            _swap_in(stage, out_dir)
+            swap_in(stage, out_dir, OWN, last=("classes.json", "autolabel.json"))
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return summary
@@ -96,25 +95,6 @@ def check_out_folder(out_dir: Path, exist_ok: bool) -> None:
                           "give a new or empty folder")
     if not exist_ok:
         raise ConfigError(f"--out {out_dir}: already holds a labelling (autolabel.json); use another --out or --exist-ok to replace it")
-
-
-def _swap_in(stage: Path, out_dir: Path) -> None:
-    """The staged labelling replaces the folder's earlier one: each old part moved aside, the new
-    moved in, then the old removed; classes.json and autolabel.json go in last."""
-    old = stage / ".old"
-    old.mkdir()
-    try:
-        for name in OWN:
-            if (out_dir / name).exists():
-                os.replace(out_dir / name, old / name)
-        for name in OWN:
-            if (stage / name).exists():
-                os.replace(stage / name, out_dir / name)
-    except OSError:  # put the earlier labelling back where the new one did not arrive
-        for name in OWN:
-            if (old / name).exists() and not (out_dir / name).exists():
-                os.replace(old / name, out_dir / name)
-        raise
 
 
 def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: bool, progress: bool) -> tuple[int, int]:
