@@ -44,12 +44,13 @@ def _check_plot(path: Path | None) -> None:
     require("matplotlib", "--plot")
 
 
-def write_json(path: Path | None, obj) -> None:
+def write_json(path: Path | None, obj: dict) -> None:
+    """A --json report, marked as one (so that the next run may replace it, and nothing else)."""
     if path is None:
         return
-    from edgeseg.fileio import write_json_atomic
+    from edgeseg.fileio import report_json, write_json_atomic
 
-    write_json_atomic(path, obj)
+    write_json_atomic(path, report_json(obj, click.get_current_context().command_path))
     click.echo(f"wrote {path}", err=True)
 
 

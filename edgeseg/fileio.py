@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -78,25 +79,39 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
 
 
 REPORT_KINDS = {"json": "a JSON file", "png": "a PNG image"}
+REPORT_KEY = "edgeseg_report"  # the first key of every JSON report: what wrote it
+REPORT_SOFTWARE = "edgeseg"  # a PNG report's Software text chunk starts with it
+_JSON_REPORT_HEAD = re.compile(rb'\s*\{\s*"' + REPORT_KEY.encode() + rb'"\s*:')
+
+
+def report_json(obj: dict, command: str) -> dict:
+    """``obj`` as a JSON report: ``REPORT_KEY`` first, naming the command, so that the report can be
+    told apart from every other JSON file (a data set's classes.json, a run's config.json)."""
+    return {REPORT_KEY: command, **{k: v for k, v in obj.items() if k != REPORT_KEY}}
 
 
 def replace_problem(path: str | os.PathLike, kind: str) -> str | None:
     """Why a report of ``kind`` ("json" or "png") must not replace the file at ``path``, or None:
-    an existing file is replaced only by its own kind (a report written before), never a checkpoint,
-    model or image of another kind given there by mistake."""
+    an existing file is replaced only by a report edgeseg wrote there before (a JSON file whose
+    first key is ``REPORT_KEY``, a PNG whose Software chunk says edgeseg), never a checkpoint,
+    model, label mask, image or JSON file of someone else's given there by mistake."""
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:  # an empty file (mktemp's) holds nothing to lose
         return None
     try:
         with open(path, "rb") as fh:
-            head = fh.read(64)
+            head = fh.read(256)
     except OSError:
         head = b""
-    # What the file starts with is enough to tell a report from a checkpoint, model or image.
-    ok = head.startswith(b"\x89PNG\r\n\x1a\n") if kind == "png" else head.lstrip()[:1] in (b"{", b"[")
+    # What the file starts with is enough: the mark comes first (JSON) or in a text chunk before the pixels (PNG).
+    if kind == "png":
+        ok = head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00" + REPORT_SOFTWARE.encode() in head
+    else:
+        ok = _JSON_REPORT_HEAD.match(head) is not None
     if ok:
         return None
-    return f"'{path}' exists and is not {REPORT_KINDS[kind]}; edgeseg replaces only a report of its own kind there: give a new path"
+    return (f"'{path}' exists and is not {REPORT_KINDS[kind]} edgeseg wrote as a report; edgeseg replaces only its own "
+            "report there: give a new path (or remove the file)")
 
 
 def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:

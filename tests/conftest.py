@@ -120,3 +120,14 @@ def _edgeseg_logging_propagates():
     log.handlers = [h for h in log.handlers if type(h).__name__ != "_EchoHandler"]
     log.propagate = True
     log.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_in_the_working_folder():
+    """Every test writes under its tmp_path: a command run by a test (a refused one above all) that
+    leaves a file or folder in the working folder fails that test, naming what it left."""
+    before = set(os.listdir("."))
+    yield
+    left = sorted(set(os.listdir(".")) - before - {".pytest_cache", ".ruff_cache", ".grimp_cache", "__pycache__"})
+    if left:
+        pytest.fail(f"left in the working folder {os.getcwd()}: {', '.join(left[:10])}", pytrace=False)

@@ -195,11 +195,14 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
 
-def test_a_report_never_replaces_a_file_of_another_kind(cli_run, tmp_path):
-    """Every --json and --plot of every command: an existing checkpoint, model or image of another
-    kind there is refused at the option and left as it was; a broken link is refused as one."""
-    victim = tmp_path / "last.pt"
-    victim.write_bytes(b"PK\x03\x04 a checkpoint")
+def test_a_report_never_replaces_a_file_it_did_not_write(cli_run, tmp_path):
+    """Every --json and --plot of every command: an existing checkpoint, a data set's JSON or label
+    PNG there (files of the report's kind that edgeseg did not write as a report) is refused at the
+    option and left as it was; a broken link is refused as one."""
+    victims = {tmp_path / "last.pt": b"PK\x03\x04 a checkpoint", tmp_path / "classes.json": b'{"names": ["a", "b"]}',
+               tmp_path / "mask.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR a label mask"}
+    for victim, data in victims.items():
+        victim.write_bytes(data)
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
     findings, seen = [], 0
@@ -207,21 +210,38 @@ def test_a_report_never_replaces_a_file_of_another_kind(cli_run, tmp_path):
         if p.type.report is None:
             continue
         seen += 1
-        for target, expect in ((victim, "is not"), (loop, "link to nothing")):
+        for target, expect in [(v, "is not") for v in victims] + [(loop, "link to nothing")]:
             code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], str(target))
             if code != 2 or expect not in err or err.strip().count("\n"):
                 findings.append(f"{' '.join(path)} {p.opts[0]} {target.name}: exit {code}: {err.strip()[:160]!r}")
-    assert victim.read_bytes() == b"PK\x03\x04 a checkpoint"
+    assert all(v.read_bytes() == data for v, data in victims.items())
     assert seen >= 5 and not findings, "\n".join(findings)
 
-    from edgeseg.fileio import replace_problem
+    from edgeseg.fileio import replace_problem, report_json, write_json_atomic
 
-    (tmp_path / "r.json").write_text('{"miou": 1}')
-    (tmp_path / "r.png").write_bytes(b"\x89PNG\r\n\x1a\n....")
+    write_json_atomic(tmp_path / "r.json", report_json({"miou": 1}, "edgeseg eval"))  # a report written before
+    (tmp_path / "r.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR.........\x00\x00\x00\x15tEXtSoftware\x00edgeseg 0.1.0")
     assert replace_problem(tmp_path / "r.json", "json") is None and replace_problem(tmp_path / "r.png", "png") is None
     assert replace_problem(tmp_path / "r.png", "json") and replace_problem(tmp_path / "r.json", "png")
     (tmp_path / "empty").touch()  # mktemp's
     assert replace_problem(tmp_path / "empty", "json") is None and replace_problem(tmp_path / "empty", "png") is None
+
+
+def test_a_report_written_by_a_command_is_replaced_by_the_next_run(cli_run, tmp_path, folder_dataset):
+    """The mark is what the writers write: eval's --json and --plot, run twice to the same paths."""
+    import json
+
+    pytest.importorskip("matplotlib")
+    from edgeseg.trainer import TrainConfig, train
+
+    train(TrainConfig(out=str(tmp_path / "run"), res=(24, 18), dataset="folder", data=str(folder_dataset), model="tiny", epochs=1,
+                      batch=2, progress=False, workers=0, device="cpu", pretrained="none"))
+    args = ["eval", "--model", tmp_path / "run" / "last.pt", "--limit", "1", "--quiet", "--json", tmp_path / "r.json",
+            "--plot", tmp_path / "r.png"]
+    for _ in range(2):
+        code, _, err = cli_run(*args)
+        assert code == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["edgeseg_report"] == "edgeseg eval"
 
 
 @pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.fileio import atomic_path
+from edgeseg import __version__
+from edgeseg.fileio import REPORT_SOFTWARE, atomic_path
 
 
 def _plt():
@@ -22,7 +23,8 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        # the Software chunk marks it as edgeseg's report (fileio.replace_problem), replaceable by the next
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": f"{REPORT_SOFTWARE} {__version__}"})
     return Path(path)
 
 
