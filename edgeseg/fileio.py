@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -15,6 +16,21 @@ from typing import Any, Callable, Iterator
 def cache_dir() -> Path:
     """Where derived artefacts (DUpsampling W, class centroids) are cached: $EDGESEG_CACHE or ~/.cache/edgeseg."""
     return Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg"))
+
+
+TEMP_TAG = "edgeseg"  # atomic_path's temporaries: .NAME.edgeseg-PID-HEX.tmp, so that only ours are ever cleaned up
+_TEMP_NAME = re.compile(r"\..+\." + TEMP_TAG + r"-(\d{1,9})-[0-9a-f]{12}\.tmp")
+
+
+def orphaned_temporaries(folder: Path) -> list[Path]:
+    """atomic_path's temporaries in ``folder`` whose writing process (on this machine) is gone: what
+    a killed write left. Other processes' temporaries, and files of the same look not ours, are kept."""
+    found = []
+    for p in Path(folder).glob(".*.tmp"):
+        m = _TEMP_NAME.fullmatch(p.name)
+        if m and not FolderLock._alive(socket.gethostname(), int(m.group(1))):
+            found.append(p)
+    return found
 
 
 @contextlib.contextmanager
@@ -31,7 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     while len(name.encode()) > 200:  # a name near the file system's limit (255 bytes) still leaves room for the temporary's
         name = name[:-1]
     while True:
-        tmp_path = path.parent / f".{name}.{secrets.token_hex(6)}.tmp"
+        tmp_path = path.parent / f".{name}.{TEMP_TAG}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
         try:
             os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break
@@ -204,7 +220,6 @@ class FolderLock:
         self.held = False
 
     def __enter__(self) -> "FolderLock":
-        import socket
         import time
 
         from edgeseg.errors import ConfigError
@@ -242,7 +257,7 @@ class FolderLock:
             with os.fdopen(fd, "w") as fh:
                 fh.write(me)
             self.held = True
-            for tmp in self.folder.glob(".*.tmp"):
+            for tmp in orphaned_temporaries(self.folder):
                 tmp.unlink(missing_ok=True)
             return self
         raise ConfigError(f"{self.folder}: could not take {self.path}; remove it if no edgeseg process uses the folder")
@@ -264,8 +279,6 @@ class FolderLock:
 
     @staticmethod
     def _alive(host: str, pid: int) -> bool:
-        import socket
-
         if host != socket.gethostname():
             return True  # another machine's process: cannot tell, so respect it
         try:

@@ -252,10 +252,14 @@ def test_a_run_folder_is_owned_by_one_process(folder_dataset, tmp_path):
     finally:
         live.kill()
         live.wait()
-    # the owner is gone: the lock is stale, taken over, and a killed writer's temp file is cleaned up
-    (out / ".last.pt.0123456789ab.tmp").write_bytes(b"partial")
+    # the owner is gone: the lock is stale, taken over, and a killed writer's temp file is cleaned up;
+    # a live writer's, and a user's file that only looks like a temporary, are kept
+    (out / f".last.pt.edgeseg-{live.pid}-0123456789ab.tmp").write_bytes(b"partial")
+    (out / f".best.pt.edgeseg-{os.getpid()}-0123456789ab.tmp").write_bytes(b"being written")
+    (out / ".draft.tmp").write_bytes(b"the user's")
     train(tiny_cfg(folder_dataset, out, epochs=1, exist_ok=True))
-    assert not (out / ".last.pt.0123456789ab.tmp").exists() and not (out / ".edgeseg.lock").exists()
+    assert not (out / f".last.pt.edgeseg-{live.pid}-0123456789ab.tmp").exists() and not (out / ".edgeseg.lock").exists()
+    assert (out / f".best.pt.edgeseg-{os.getpid()}-0123456789ab.tmp").exists() and (out / ".draft.tmp").read_bytes() == b"the user's"
     assert (out / "last.pt").is_file()
 
 
