@@ -232,6 +232,34 @@ def test_predict_on_a_video_file_writes_an_overlay_video(model_files, tmp_path, 
         assert sum(1 for _ in c.decode(video=0)) == 4
 
 
+def test_frame_labels_of_a_video_replace_only_earlier_frame_labels_and_only_when_whole(model_files, tmp_path, cli_run):
+    """predict --labels on a video: an existing <stem>_labels folder is refused without --exist-ok;
+    one holding a file predict did not write is refused even with it (and kept); with --exist-ok the
+    earlier frames give way whole, and a source that fails leaves the earlier frames as they were."""
+    pytest.importorskip("av", reason="video needs the 'video' extra")
+    clip = make_clip(tmp_path / "drive.mp4")
+    base = ["predict", "--model", model_files["onnxruntime"], "--out", tmp_path / "pred", "--labels", "--quiet"]
+    labels = tmp_path / "pred" / "drive_labels"
+    labels.mkdir(parents=True)
+    for n in range(12):  # an earlier, longer run's frames
+        (labels / f"{n:06d}.png").write_bytes(b"earlier")
+    code, _, err = cli_run(*base, clip)
+    assert code == 2 and "already holds frame labels" in err and len(err.strip().splitlines()) == 1, err
+    (labels / "notes.txt").write_text("mine")
+    code, _, err = cli_run(*base, clip, "--exist-ok")
+    assert code == 2 and "holds files predict did not write (notes.txt)" in err, err
+    assert (labels / "notes.txt").read_text() == "mine" and len(list(labels.glob("*.png"))) == 12
+    (labels / "notes.txt").unlink()
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
+    (tmp_path / "bad_labels").mkdir()
+    code, _, err = cli_run(*base[:4], tmp_path, *base[5:], tmp_path / "bad.mp4", "--exist-ok")  # --out is the folder holding bad_labels
+    assert code == 2 and "cannot open this video source" in err and (tmp_path / "bad_labels").is_dir()
+    code, _, err = cli_run(*base, clip, "--exist-ok")
+    assert code == 0, err
+    assert sorted(p.name for p in labels.iterdir()) == [f"{n:06d}.png" for n in range(8)]  # this run's frames, none of the earlier
+    assert not list((tmp_path / "pred").glob("*.partial"))
+
+
 def test_video_sources_that_cannot_be_used_are_one_line_errors(model_files, tmp_path, cli_run):
     pytest.importorskip("av", reason="video needs the 'video' extra")
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)

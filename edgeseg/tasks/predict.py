@@ -134,11 +134,11 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     planned = [(path, stems(path.stem)) for path in images]
     check_image_outputs(planned, out_dir, exist_ok)
     if videos:
-        from edgeseg.tasks.video import overlay_video_path, video_stem
+        from edgeseg.tasks.video import video_outputs, video_stem
 
         planned_videos = [(video, stems(video_stem(video))) for video in videos]
         for _, stem in planned_videos:  # refused before any image is written
-            overlay_video_path(out_dir, stem, exist_ok)
+            video_outputs(out_dir, stem, labels, exist_ok)
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)

@@ -72,12 +72,26 @@ def open_source(source: str):
         raise DataError(f"{s}: cannot open this video source ({str(exc)[:160]})") from None
 
 
-def overlay_video_path(out_dir: Path, stem: str, exist_ok: bool) -> Path:
-    """``<stem>_overlay.mp4`` in ``out_dir``; one that exists is refused unless ``exist_ok``."""
+FRAME_LABEL = re.compile(r"\d{6}\.png")  # what a labels folder of predict holds
+
+
+def video_outputs(out_dir: Path, stem: str, labels: bool, exist_ok: bool) -> tuple[Path, Path | None]:
+    """``<stem>_overlay.mp4`` in ``out_dir`` and, with ``labels``, the ``<stem>_labels`` folder of
+    frame labels. One that exists is refused unless ``exist_ok``; a labels folder holding files
+    predict did not write (anything but its frame PNGs) is refused even so: it is never emptied."""
     path = Path(out_dir) / f"{stem}_overlay.mp4"
     if path.exists() and not exist_ok:
         raise ConfigError(f"{path}: already exists; use --exist-ok to replace it or another --out")
-    return path
+    labels_dir = Path(out_dir) / f"{stem}_labels" if labels else None
+    if labels_dir is not None and (labels_dir.exists() or labels_dir.is_symlink()):
+        held = [p.name for p in labels_dir.iterdir()] if labels_dir.is_dir() and not labels_dir.is_symlink() else None
+        foreign = [n for n in held if not FRAME_LABEL.fullmatch(n)] if held is not None else [labels_dir.name]
+        if foreign:
+            raise ConfigError(f"{labels_dir}: holds files predict did not write ({', '.join(sorted(foreign)[:3])}); "
+                              "give another --out or move them")
+        if held and not exist_ok:
+            raise ConfigError(f"{labels_dir}: already holds frame labels; use --exist-ok to replace them or another --out")
+    return path, labels_dir
 
 
 def video_stem(source: str) -> str:
@@ -112,14 +126,11 @@ class VideoJob:
         self.runner, self.source, self.every, self.alpha = runner, str(source), every, alpha
         self.reconnects, self.progress, self.max_frames = reconnects, progress, max_frames
         out_dir = Path(out_dir)
-        self.out_path = overlay_video_path(out_dir, stem or video_stem(source), exist_ok)
+        self.out_path, self.labels_dir = video_outputs(out_dir, stem or video_stem(source), labels, exist_ok)
         self.partial = self.out_path.with_name(self.out_path.name + ".partial")
-        self.labels_dir = self.out_path.with_name(self.out_path.stem.replace("_overlay", "") + "_labels") if labels else None
+        # frame labels are written beside, then take the folder's name once the video is whole
+        self.labels_stage = self.labels_dir.with_name(self.labels_dir.name + ".partial") if labels else None
         out_dir.mkdir(parents=True, exist_ok=True)
-        if self.labels_dir is not None:
-            if exist_ok and self.labels_dir.is_dir():  # what --exist-ok replaces goes, all of it
-                shutil.rmtree(self.labels_dir)
-            self.labels_dir.mkdir(exist_ok=True)
         self.live = self.source.isdigit() or (is_stream(self.source) and Path(self.source.split("?")[0]).suffix.lower() not in VIDEO_SUFFIXES)
         self.pre = Preprocess.from_meta(runner.meta)
         self.decoded: queue.Queue = queue.Queue(maxsize=4)
@@ -265,6 +276,9 @@ class VideoJob:
     # -- the job
     def run(self) -> dict:
         container = self._open()
+        if self.labels_stage is not None:
+            shutil.rmtree(self.labels_stage, ignore_errors=True)  # a killed run's
+            self.labels_stage.mkdir()
         vstream = container.streams.video[0]
         self.rate = vstream.average_rate or vstream.guessed_rate or 25
         total = vstream.frames or None
@@ -300,11 +314,17 @@ class VideoJob:
             bar.close()
             if not ok or self.errors or self.written == 0:
                 self.partial.unlink(missing_ok=True)
+                if self.labels_stage is not None:
+                    shutil.rmtree(self.labels_stage, ignore_errors=True)
         if self.errors:
             raise self.errors[0]
         if self.written == 0:
             raise DataError(f"{self.source}: no frames could be decoded")
         self.partial.replace(self.out_path)
+        if self.labels_stage is not None:  # the earlier frame labels (checked to be only those) give way whole
+            if self.labels_dir.is_dir():
+                shutil.rmtree(self.labels_dir)
+            self.labels_stage.replace(self.labels_dir)
         wall = time.perf_counter() - t_start
         return {"source": self.source, "video": str(self.out_path), "frames": self.written, "every": self.every, "codec": self.codec,
                 "fps": round(self.written / wall, 2) if wall > 0 else None, "interrupted": interrupted,
@@ -328,7 +348,7 @@ class VideoJob:
                 if self.labels_dir is not None:
                     from PIL import Image
 
-                    with atomic_path(self.labels_dir / f"{n:06d}.png") as tmp:
+                    with atomic_path(self.labels_stage / f"{n:06d}.png") as tmp:
                         Image.fromarray(label).save(tmp, format="PNG")
                 n += 1
                 bar.update()
