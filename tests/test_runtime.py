@@ -111,6 +111,23 @@ def test_bench_and_predict(backend, model_files, tmp_path, cli_run, shared_folde
     assert np.array(Image.open(tmp_path / "pred" / "s1_overlay.png")).shape == (36, 48, 3)
 
 
+def test_bench_times_on_the_data_asked_for_or_says_what_stood_in(model_files, tmp_path, cli_run, monkeypatch):
+    """A --split (or --dataset, --data, --skip-bad) that cannot be opened is the user's error, never
+    timed on synthetic images instead; synthetic images stand in only for a model's own data set
+    that cannot be opened, and bench says so."""
+    base = ["bench", "--model", model_files["onnxruntime"], "--iters", "1", "--warmup", "0", "--quiet"]
+    code, _, err = cli_run(*base, "--split", "nonsense")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err  # not timed on synthetic images
+    from edgeseg.tasks import bench as bench_module
+
+    def unopenable(self, *a, **k):
+        raise bench_module.DataError("/moved/data: folder data set root not found")
+
+    monkeypatch.setattr(bench_module.DataSource, "open", unopenable)
+    code, out, err = cli_run(*base)
+    assert code == 0 and "end to end from synthetic images: the model's data set cannot be opened" in err, err
+
+
 def test_bench_two_models_side_by_side(model_files):
     from edgeseg.tasks.bench import bench
 
