@@ -175,7 +175,8 @@ def _next_run_dir(base: Path) -> Path:
 @click.option("--batch", type=count(1, 1024), default=1, show_default=True)
 @click.option("--limit", type=COUNT, default=None, help="Evaluate the first N images only.")
 @click.option("--boundary-band", type=Number(float, 0.0, 0.5), default=0.02, show_default=True,
-              help="Boundary IoU's band width as a share of the image diagonal (Cheng et al. 2021); 0 leaves it out.")
+              help="Boundary IoU's band width as a share of the image diagonal (Cheng et al. 2021); 0 leaves it out.",
+              cls=Needs, needs="reference", when=lambda reference: reference is None)  # parity scores mIoU only
 @runner_options()
 @json_option
 @plot_option
@@ -242,12 +243,13 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
         raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
     int8 = "int8" in wanted
     precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
-    job, _ = take(ExportOptions, kwargs, "job_", formats=wanted)
-    onnx, _ = take(OnnxOptions, kwargs, "onnx_")
-    int8_opts, _ = take(Int8Options, kwargs, "int8_")
-    trt_opts, _ = take(TrtOptions, kwargs, "trt_", precision=precision, fp16_fallback=bool(int8 and fp16))
-    for record, flag, on in ((int8_opts, "--int8", int8), (trt_opts, "--trt", "tensorrt" in wanted)):
-        unused = [] if on else changed_flags(record)
+    ctx = click.get_current_context()
+    job, _ = take(ExportOptions, kwargs, "job_", ctx=ctx, formats=wanted)
+    onnx, _ = take(OnnxOptions, kwargs, "onnx_", ctx=ctx)
+    int8_opts, int8_given = take(Int8Options, kwargs, "int8_", ctx=ctx)
+    trt_opts, trt_given = take(TrtOptions, kwargs, "trt_", ctx=ctx, precision=precision, fp16_fallback=bool(int8 and fp16))
+    for record, given, flag, on in ((int8_opts, int8_given, "--int8", int8), (trt_opts, trt_given, "--trt", "tensorrt" in wanted)):
+        unused = [] if on else changed_flags(record, given)
         if unused:
             raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
     unused = [] if job.verify or int8 else changed_flags(source) + (["--device"] if job.device != "cpu" else [])
@@ -289,14 +291,22 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
     return 0
 
 
+def _any_video(inputs) -> bool:
+    from edgeseg.tasks.video import names_video
+
+    return any(names_video(i) for i in inputs or ())
+
+
 @cli.command()
 @click.option("--model", "model_path", type=PATH, required=True)
 @click.argument("inputs", nargs=-1, type=INPUT_TEXT)
 @click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @runner_options(exclude=("scales", "tta"))
 @click.option("--alpha", type=Number(float, 0.0, 1.0), default=0.5, show_default=True, help="Overlay opacity.")
-@click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.")
-@click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.")
+@click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.",
+              cls=Needs, needs="inputs", when=lambda inputs: _any_video(inputs), what="a video input (file, camera or stream URL)")
+@click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.",
+              cls=Needs, needs="inputs", when=lambda inputs: _any_video(inputs), what="a video input (file, camera or stream URL)")
 @click.option("--exist-ok", is_flag=True, help="Replace outputs that exist (label and overlay PNGs, overlay videos and their label PNGs).")
 @quiet_option
 def predict(model_path, inputs, out_dir, spec, alpha, every, labels, exist_ok, quiet):

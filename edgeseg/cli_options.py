@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 
 from edgeseg.limits import size_problem
-from edgeseg.records import flag_of
+from edgeseg.records import check_needs, flag_of
 
 # --------------------------------------------------------------------------- option types
 
@@ -196,7 +196,7 @@ def check_needs_options(ctx: click.Context) -> None:
         if isinstance(p, Needs) and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT) \
                 and not p.when(ctx.params.get(p.needs)):
             need = params[p.needs]
-            if p.when(need.get_default(ctx)):  # met unless that option is given: --exist-ok with data cache --verify
+            if isinstance(need, click.Option) and p.when(need.get_default(ctx)):  # met unless that option is given: --exist-ok with data cache --verify
                 raise click.BadParameter(f"has no effect with {need.opts[0]}; leave one of them out", param_hint=p.opts[0])
             what = p.what or (need.opts[0] if isinstance(need, click.Option) else need.name.upper())
             raise click.BadParameter(f"applies only with {what}; add it or leave {p.opts[0]} out", param_hint=p.opts[0])
@@ -309,7 +309,10 @@ def take(cls, kwargs: dict, param_prefix: str = "", ctx: click.Context | None = 
             given.add(f.name)
         values[f.name] = _value(f, hints[f.name], raw)
     values.update(fixed)
-    return cls(**values), given
+    record = cls(**values)
+    if given and not getattr(record, "resume", False):  # (a resume checks its needs once merged with the run)
+        check_needs(record, given=given)  # an option typed at its default still needs what it needs
+    return record, given
 
 
 def _value(f, tp, raw):

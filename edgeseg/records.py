@@ -85,10 +85,11 @@ def field_default(f: dataclasses.Field):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def changed_flags(record) -> list[str]:
-    """The command-line names of ``record``'s fields that differ from their defaults."""
+def changed_flags(record, given=()) -> list[str]:
+    """The command-line names of ``record``'s fields that differ from their defaults or were
+    ``given`` (field names typed on the command line, at their default or not)."""
     return [flag_of(f) for f in dataclasses.fields(record)
-            if f.metadata and f.metadata.get("cli", True) and getattr(record, f.name) != field_default(f)]
+            if f.metadata and f.metadata.get("cli", True) and (getattr(record, f.name) != field_default(f) or f.name in given)]
 
 
 def need_conditions(needs) -> list:
@@ -108,18 +109,19 @@ def needs_met(record, needs) -> bool:
     return True
 
 
-def check_needs(record, names=None) -> None:
-    """Refuse a field (of ``names``: default, all) set to other than its default without what it
-    needs (``opt(needs=...)``), in one line naming both options."""
+def check_needs(record, names=None, given=()) -> None:
+    """Refuse a field (of ``names``: default, all) set to other than its default, or ``given`` on
+    the command line even at its default, without what it needs (``opt(needs=...)``), in one line
+    naming both options."""
     fields = {f.name: f for f in dataclasses.fields(record)}
     for f in fields.values():
         needs = f.metadata.get("needs") if f.metadata else None
         if names is not None and f.name not in names:
             continue
         excludes = f.metadata.get("excludes") if f.metadata else None
-        if excludes and getattr(record, f.name) != field_default(f) and getattr(record, excludes):
+        if excludes and (getattr(record, f.name) != field_default(f) or f.name in given) and getattr(record, excludes):
             raise ConfigError(f"{flag_of(f)}: has no effect with {flag_of(fields[excludes])}; leave one of them out")
-        if not needs or getattr(record, f.name) == field_default(f):
+        if not needs or (getattr(record, f.name) == field_default(f) and f.name not in given):
             continue
         for need in need_conditions(needs):
             if needs_met(record, need):

@@ -319,9 +319,11 @@ def _need_args(fields, need, met: bool) -> list:
 
 def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, tmp_path):
     """Each option from a record field declaring ``needs`` (a field to be set, or to hold one of
-    some values, or a list of such), given without one of what it needs and with the rest: one line
-    naming it and the missing option, exit 2, no output folder."""
+    some values, or a list of such), given without one of what it needs and with the rest, at a
+    value of its own and at its default typed out: one line naming it and the missing option, exit
+    2, no output folder."""
     import dataclasses
+    import itertools
 
     from edgeseg.records import flag_of, need_conditions
 
@@ -331,8 +333,9 @@ def test_every_record_option_that_needs_another_is_refused_without_it(cli_run, t
     for command, record, f in cases:
         fields = {g.name: g for g in dataclasses.fields(record)}
         conditions = need_conditions(f.metadata["needs"])
-        for broken, need in enumerate(conditions):
-            value = _other_value(f)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        typed = [_other_value(f)] + ([_typed(default)] if default is not None and not isinstance(default, bool) else [])
+        for (broken, need), value in itertools.product(enumerate(conditions), typed):  # a value, and the default typed out
             out = tmp_path / f"{command}-{f.name}-{broken}"
             args = [command, "--out", out, flag_of(f)] + ([value] if value is not None else [])
             if command == "export":
@@ -384,15 +387,23 @@ def test_every_command_option_that_needs_another_is_refused_without_it(cli_run, 
             if not isinstance(p, Needs):
                 continue
             seen += 1
-            value = [] if p.is_flag else ["3" if p.default != 3 else "4"]
+            default = p.get_default(click.Context(cmd))
+            value = [] if p.is_flag else [str(default) if isinstance(default, (int, float)) else "3"]  # its default, typed out
             need = next(q for q in cmd.params if q.name == p.needs)
-            breaks = [need.opts[0]] if p.when(need.get_default(click.Context(cmd))) else []  # met unless given (--exist-ok with --verify)
+            breaks = []  # met unless given (--exist-ok with --verify): give it
+            if isinstance(need, click.Option) and p.when(need.get_default(click.Context(cmd))):
+                breaks = [need.opts[0]] + ([] if need.is_flag else [str(tmp_path / "given")])  # met unless given (--exist-ok with --verify)
             code, _, err = cli_run(*base_args(path, cmd, tmp_path), p.opts[0], *value, *breaks)
             lines = err.strip().splitlines()
             said = f"has no effect with {need.opts[0]}" if breaks else "applies only with"
             if code != 2 or len(lines) != 1 or p.opts[0] not in err or said not in err:
                 findings.append(f"{' '.join(path)} {p.opts[0]} {value} {breaks}: exit {code}: {err.strip()[:160]!r}")
     assert seen >= 4 and not findings, "\n".join(findings)
+
+
+def _typed(value) -> str:
+    """A field's value as typed on a command line (a pair as A,B)."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _other_value(f):
@@ -442,9 +453,9 @@ def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tm
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    for flag in (["--every", "3"], ["--labels"]):
+    for flag in (["--every", "3"], ["--every", "1"], ["--labels"]):  # (--every 1 is its default, typed out)
         code, _, err = cli_run("predict", "--model", tmp_path / "none.pt", tmp_path / "a.png", "--out", tmp_path / "o", *flag)
-        assert code == 2 and f"{flag[0]}: applies only to video inputs" in err and err.count("\n") == 1, err
+        assert code == 2 and f"{flag[0]}: applies only with a video input" in err and err.count("\n") == 1, err
     for extra in ([], ["--model", tmp_path / "other.pt", "--in-process"]):
         code, _, err = cli_run("bench", "--model", tmp_path / "none.pt", "--block", "3", *extra)
         assert code == 2 and "--block: applies only when models run in worker processes" in err, err

@@ -37,6 +37,13 @@ STREAM_TIMEOUT = 10.0  # seconds a stream may send nothing (opening or reading) 
 _DONE = object()
 
 
+def names_video(source: str) -> bool:
+    """Whether an input of predict names a video (a file by its suffix, a camera index, a stream
+    URL), from its text alone: what a video-only option is checked against before anything runs."""
+    s = str(source)
+    return is_stream(s) or s.isdigit() or Path(s).suffix.lower() in VIDEO_SUFFIXES
+
+
 def is_stream(source: str) -> bool:
     return str(source).lower().startswith(STREAM_SCHEMES)
 
