@@ -192,6 +192,42 @@ def swap_in(stage: Path, out: Path, names, last=()) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def shape_problem(obj: Any, shape: Any, at: str = "") -> str | None:
+    """Where JSON data read from a file differs from ``shape``, or None. ``shape`` is a type (str,
+    int, float, bool, dict, list), a tuple of shapes (any of them), ``[shape]`` (a list of such),
+    or a dict of keys to shapes (those keys at least; the key ``str`` stands for every key)."""
+    where = at or "the top level"
+    if isinstance(shape, tuple):
+        problems = [shape_problem(obj, s, at) for s in shape]
+        return None if any(p is None for p in problems) else problems[0]
+    if isinstance(shape, dict):
+        if not isinstance(obj, dict):
+            return f"{where}: expected a mapping, found {type(obj).__name__}"
+        for key, sub in shape.items():
+            for k in (obj if key is str else [key]):
+                if k not in obj:
+                    return f"{at + '.' if at else ''}{k}: missing"
+                problem = shape_problem(obj[k], sub, f"{at + '.' if at else ''}{k}")
+                if problem:
+                    return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(obj, list):
+            return f"{where}: expected a list, found {type(obj).__name__}"
+        for i, item in enumerate(obj):
+            problem = shape_problem(item, shape[0], f"{at}[{i}]")
+            if problem:
+                return problem
+        return None
+    if shape is float:
+        ok = isinstance(obj, (int, float)) and not isinstance(obj, bool)
+    elif shape is int:
+        ok = isinstance(obj, int) and not isinstance(obj, bool)
+    else:
+        ok = isinstance(obj, shape)
+    return None if ok else f"{where}: expected {getattr(shape, '__name__', shape)}, found {type(obj).__name__}"
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

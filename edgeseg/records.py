@@ -241,6 +241,18 @@ def _coerce(tp, value, key: str):
     return value
 
 
+def coerce_field(cls, name: str, value):
+    """``value`` (read from a file) as record ``cls``'s field ``name`` holds it, or ValueError
+    saying what was expected; a field annotated as a bare tuple or list must hold a list."""
+    tp = _hints(cls)[name]
+    if tp in (tuple, list) and not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list, got {value!r:.60}")
+    try:
+        return _coerce(tp, value, name)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _build(cls, data: dict, where: str):
     hints = _hints(cls)
     kwargs = {}

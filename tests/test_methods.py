@@ -50,6 +50,18 @@ def test_w_is_cached_and_loaded_into_the_head(tmp_path, caplog):
     assert not model.head.reconstruct.weight.requires_grad  # fixed unless finetune_w
     with pytest.raises(ValueError, match="W has shape"):
         model.head.set_w(a[:, :8])
+    # a damaged cache file, or one of another shape, is said and fitted again, never trusted
+    from edgeseg.fileio import cache_dir
+
+    (cached,) = (cache_dir() / "dupsample").glob("*.npz")
+    for damage in (b"not a zip", None):
+        if damage is None:
+            np.savez(cached, W=np.zeros((3, 3), np.float32), n_blocks=np.array(1))
+        else:
+            cached.write_bytes(damage)
+        caplog.clear()
+        assert torch.equal(fitted_w(train, (128, 64), 8, 16, "soft", "area"), a)
+        assert any("computing it again" in m for m in caplog.messages), caplog.messages
 
 
 def test_dupsample_head_reconstructs_blocks_with_pixel_shuffle():

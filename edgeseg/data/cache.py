@@ -20,12 +20,15 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.data.base import Sample, SegDataset
 from edgeseg.errors import DataError
-from edgeseg.fileio import FolderLock, sha256_file, swap_in, write_json_atomic
+from edgeseg.fileio import FolderLock, sha256_file, shape_problem, swap_in, write_json_atomic
 
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
 PARTS = ("image", "label", "soft")
 CACHE_FILE = re.compile(r"\d{6}\.(image|label|soft)\.npy")  # the files a cache holds besides its manifest
+MANIFEST_SHAPE = {"dataset": {"name": str, "class_names": [str]}, "split": str,
+                  "samples": [{"name": str, "sources": [{"path": str, "size": int, "mtime_ns": int, "sha256": str}],
+                               "files": {str: {"name": str, "size": int}}}]}
 STAGING = ".building"  # where a cache is decoded before it replaces the one in the folder
 
 
@@ -147,6 +150,9 @@ def read_manifest(cache: Path) -> dict:
                         f"this edgeseg reads {CACHE_FORMAT}; rebuild it with: edgeseg data cache")
     if manifest.get("edgeseg_version") != __version__:
         raise DataError(f"{path}: built by edgeseg {manifest.get('edgeseg_version')}, this is {__version__}; rebuild it with: edgeseg data cache")
+    problem = shape_problem(manifest, MANIFEST_SHAPE)
+    if problem:
+        raise DataError(f"{path}: damaged ({problem}); rebuild the cache with: edgeseg data cache")
     return manifest
 
 

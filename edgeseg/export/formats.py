@@ -183,10 +183,23 @@ def _build_engine(b: Build) -> dict:
 
 
 def _calibration_sha(out_dir: Path) -> str | None:
+    """The calibration set's hash in the INT8 report beside the engine (written by this export)."""
     import json
 
+    from edgeseg.errors import ModelFileError
+    from edgeseg.fileio import shape_problem
+
     report = out_dir / "int8_report.json"
-    return json.loads(report.read_text()).get("calibration_sha256") if report.is_file() else None
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{report}: damaged ({exc}); export with --int8 again") from None
+    problem = shape_problem(data, {"calibration_sha256": (str, type(None))})
+    if problem:
+        raise ModelFileError(f"{report}: damaged ({problem}); export with --int8 again")
+    return data["calibration_sha256"]
 
 
 def _onnx_gates(r: Request) -> list[Gate]:

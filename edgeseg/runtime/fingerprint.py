@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from edgeseg.errors import ModelFileError
+from edgeseg.fileio import shape_problem
 
 
 def fingerprint_path(engine_path: Path) -> Path:
@@ -34,7 +35,20 @@ def read_fingerprint(engine_path: Path) -> dict:
         raise ModelFileError(f"{path}: unreadable engine fingerprint ({exc})") from None
     if not isinstance(fp, dict) or not isinstance(fp.get("meta", {}), dict):
         raise ModelFileError(f"{path}: expected a JSON object written by 'edgeseg export --trt', found {type(fp).__name__}")
+    # what is read from it: optional keys, each of its kind where present
+    present = {k: v for k, v in FINGERPRINT_SHAPE.items() if k in fp}
+    build = fp.get("build_options")
+    problem = shape_problem(fp, present) or (shape_problem(build, {"max_batch": int}, "build_options")
+                                             if isinstance(build, dict) and "max_batch" in build else None)
+    if problem is None and isinstance(build, dict) and "max_batch" in build and not 1 <= build["max_batch"] <= 1 << 16:
+        problem = f"build_options.max_batch: {build['max_batch']} is not a batch size"
+    if problem:
+        raise ModelFileError(f"{path}: damaged engine fingerprint ({problem}); rebuild with 'edgeseg export --trt'")
     return fp
+
+
+FINGERPRINT_SHAPE = {"meta": dict, "build_options": dict, "engine_sha256": str, "precision": str,
+                     "tensorrt": str, "gpu": (str, type(None)), "compute_capability": (str, type(None))}
 
 
 def check_fingerprint(path: Path, fp: dict, trt_version: str, gpu: dict) -> None:

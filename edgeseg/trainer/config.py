@@ -7,13 +7,14 @@ share it)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from edgeseg.data import DATASETS, KERNELS, LABEL_MODES
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.limits import check_size
 from edgeseg.models import DEFAULT_MODEL, MODELS, check_model_options
 from edgeseg.models.native import REFINES, UPSCALES
-from edgeseg.records import check_fields, check_needs, flag_of, opt
+from edgeseg.records import check_fields, check_needs, coerce_field, flag_of, opt
 from edgeseg.trainer.data import AUGMENT_ON
 from edgeseg.trainer.epoch import AMP_MODES
 from edgeseg.trainer.losses import CLASS_WEIGHTS, SOFT_LOSSES
@@ -171,12 +172,18 @@ class TrainConfig:
         for f in fields(self):
             if f.metadata.get("resume") == "never" or f.name in given or f.name not in saved:
                 continue
-            value = saved[f.name]
+            try:  # a checkpoint is a file: its saved options are read as their fields' types, or refused
+                value = coerce_field(TrainConfig, f.name, saved[f.name])
+            except ValueError as exc:
+                raise ModelFileError(f"{Path(self.out) / 'last.pt'}: its saved option {flag_of(f)} is damaged ({exc})") from None
             if isinstance(value, list):
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
             changes[f.name] = value
-        merged = replace(self, **changes)
-        check_needs(merged, given)  # what was given now must find what it needs, in the run or given with it
+        try:
+            merged = replace(self, **changes)
+        except (TypeError, ValueError) as exc:  # (ConfigError, a value out of bounds, says which option)
+            raise ModelFileError(f"{Path(self.out) / 'last.pt'}: its saved options cannot be used ({str(exc)[:120]})") from None
+        check_needs(merged, names=given, given=given)  # what was given now must find what it needs, in the run or given with it
         return merged
 
 

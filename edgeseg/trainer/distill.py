@@ -27,7 +27,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import FolderLock, cache_dir, sha256_file, write_json_atomic
+from edgeseg.fileio import FolderLock, cache_dir, sha256_file, shape_problem, write_json_atomic
 from edgeseg.trainer.losses import soft_kl
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> di
         raise DataError(f"{path}: damaged ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != TEACHER_FORMAT:
         raise DataError(f"{path}: not a teacher-label folder of this edgeseg ({TEACHER_FORMAT})")
+    problem = shape_problem(manifest, {"dataset": {"class_names": [str]}, "temperature": float, "top_k": int, "images": [dict]})
+    if problem:
+        raise DataError(f"{path}: damaged ({problem}); make the labels again from the teacher checkpoint")
     if manifest.get("dataset", {}).get("class_names") != list(ds.info.class_names):
         raise ConfigError(f"--teacher {folder}: labels of other classes than {ds.info.name}'s")
     if manifest.get("temperature") != temperature:

@@ -7,8 +7,6 @@ are skipped. The trainer sets it on a fresh ``DUpsampleHead`` before training.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 
 import torch
@@ -59,23 +57,27 @@ def gram_from_dataset(ds, res: tuple[int, int], r: int, label_mode: str, kernel:
 
 
 def fitted_w(ds, res, r: int, channels: int, label_mode: str, kernel: str, limit: int | None = None, progress: bool = True) -> torch.Tensor:
-    """W for this data set and resolution, from the cache when it was fitted before."""
-    from edgeseg.fileio import atomic_path, cache_dir
+    """W for this data set and resolution, from the cache when it was fitted before (a cache file
+    that is damaged or of another shape is said and fitted again, never trusted)."""
+    import numpy as np
 
+    from edgeseg.data.label_stats import cached_label_stats
+
+    C = ds.info.num_classes
     n_labels = len(ds) if limit is None else min(limit, len(ds))
-    key = hashlib.sha256(json.dumps([ds.fingerprint(limit), list(res), r, channels, label_mode, kernel]).encode()).hexdigest()[:20]
-    path = cache_dir() / "dupsample" / f"{ds.info.name}-{res[0]}x{res[1]}-r{r}-c{channels}-{key}.pt"
-    if path.is_file():
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        logger.info(f"DUpsampling W from cache {path}")
-        return obj["W"]
-    gram, n_blocks = gram_from_dataset(ds, res, r, label_mode, kernel, limit, progress)
-    if n_blocks == 0:
-        from edgeseg.errors import DataError
 
-        raise DataError(f"DUpsampling: no {r}x{r} label block of {ds.info.name}/{ds.split} at {res[0]}x{res[1]} is free of void")
-    W = fit_w(gram, channels)
-    with atomic_path(path) as tmp:
-        torch.save({"W": W, "n_blocks": n_blocks, "key": key}, tmp)
-    logger.info(f"DUpsampling W fitted on {n_blocks} blocks of {n_labels} labels; cached at {path}")
-    return W
+    def compute() -> dict:
+        gram, n_blocks = gram_from_dataset(ds, res, r, label_mode, kernel, limit, progress)
+        if n_blocks == 0:
+            from edgeseg.errors import DataError
+
+            raise DataError(f"DUpsampling: no {r}x{r} label block of {ds.info.name}/{ds.split} at {res[0]}x{res[1]} is free of void")
+        logger.info(f"DUpsampling W fitted on {n_blocks} blocks of {n_labels} labels")
+        return {"W": fit_w(gram, channels).numpy(), "n_blocks": np.array(n_blocks)}
+
+    def valid(arrays) -> bool:
+        W = arrays.get("W")
+        return W is not None and W.dtype == np.float32 and W.shape == (C * r * r, min(channels, C * r * r)) and bool(np.isfinite(W).all())
+
+    arrays = cached_label_stats(ds, "dupsample", [list(res), r, channels, label_mode, kernel, ds.fingerprint(limit)], compute, valid)
+    return torch.from_numpy(np.ascontiguousarray(arrays["W"]))

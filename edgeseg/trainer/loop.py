@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, TrainingStopped
+from edgeseg.errors import ConfigError, DataError, TrainingStopped
 from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
@@ -286,9 +286,25 @@ def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
     run.start_epoch, run.skip_batches, run.best = saved.epoch, saved.step_in_epoch, saved.best_miou
     run.carried_loss = saved.epoch_loss_sum if saved.step_in_epoch else 0.0
     metrics = run.out / "metrics.jsonl"
-    history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
-    run.history = [h for h in history if h["epoch"] <= run.start_epoch]
+    run.history = [h for h in _read_history(metrics) if h["epoch"] <= run.start_epoch]
     run.last_ok = run.out / "last.pt"
+
+
+def _read_history(metrics: Path) -> list[dict]:
+    """A run's metrics.jsonl, an epoch's record a line; a damaged line is one error naming it."""
+    history = []
+    for n, line in enumerate(metrics.read_text(errors="replace").splitlines() if metrics.is_file() else [], 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or isinstance(record.get("epoch"), bool) or not isinstance(record.get("epoch"), int):
+            raise DataError(f"{metrics}: line {n} is not an epoch's record; the run's history is damaged "
+                            "(remove the damaged lines to resume)")
+        history.append(record)
+    return history
 
 
 def _contrastive(run: _Run) -> str:

@@ -1,0 +1,139 @@
+"""Files edgeseg wrote and reads back (a decoded cache's manifest, a teacher-label manifest, an
+engine's fingerprint, an INT8 report, a run's saved options and metrics history), damaged in
+their structure: every value replaced, one at a time, by one of another kind. Reading must
+either take the file or refuse it as an edgeseg error (one line, exit 2), never fail with
+another exception. A property over every key of each file, not a list of cases."""
+
+import copy
+import json
+
+import pytest
+
+from edgeseg.errors import EdgesegError
+
+WRONG = (None, 1, -1, 2.5, True, "x", [], [1], {}, {"x": 1})
+
+
+def mutations(obj, limit_lists: int = 1):
+    """``obj`` with one value (at any depth; the first ``limit_lists`` items of each list) replaced
+    by each value of ``WRONG`` of another kind: (path, mutated copy)."""
+    def paths(node, at=()):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield at + (k,)
+                yield from paths(v, at + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node[:limit_lists]):
+                yield at + (i,)
+                yield from paths(v, at + (i,))
+
+    for path in list(paths(obj)):
+        for wrong in WRONG:
+            new = copy.deepcopy(obj)
+            parent = new
+            for key in path[:-1]:
+                parent = parent[key]
+            if type(parent[path[-1]]) is type(wrong) and parent[path[-1]] == wrong:
+                continue
+            parent[path[-1]] = wrong
+            yield path, new
+
+
+def _each_refused_or_taken(original, write, read, limit_lists: int = 1) -> int:
+    findings, n = [], 0
+    for path, damaged in mutations(original, limit_lists):
+        n += 1
+        write(damaged)
+        try:
+            read()
+        except EdgesegError as exc:
+            if "\n" in str(exc):
+                findings.append(f"{path}: a message of several lines: {exc}")
+        except Exception as exc:  # noqa: BLE001 - what this test looks for
+            findings.append(f"{path}: {type(exc).__name__}: {str(exc)[:120]}")
+    assert not findings, f"{len(findings)} of {n} damaged files were not refused cleanly:\n" + "\n".join(findings[:20])
+    return n
+
+
+def test_a_decoded_cache_manifest_damaged_anywhere_is_refused(folder_dataset, tmp_path):
+    from edgeseg.data import build_dataset
+    from edgeseg.data.cache import build_cache, cached_dataset
+
+    ds = build_dataset("folder", folder_dataset, "train")
+    build_cache(ds, tmp_path / "c", progress=False)
+    manifest = tmp_path / "c" / "manifest.json"
+    original = json.loads(manifest.read_text())
+    n = _each_refused_or_taken(original, lambda m: manifest.write_text(json.dumps(m)), lambda: cached_dataset(ds, tmp_path / "c", True))
+    assert n > 100
+
+
+def test_a_teacher_label_manifest_damaged_anywhere_is_refused(tiny_checkpoint, shared_folder, tmp_path, monkeypatch):
+    from edgeseg.data import build_dataset
+    from edgeseg.trainer.distill import check_teacher_labels, teacher_labels
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    ds = build_dataset("folder", shared_folder, "train")
+    folder = teacher_labels(str(tiny_checkpoint), ds, 1.0, "cpu", False)
+    manifest = folder / "manifest.json"
+    original = json.loads(manifest.read_text())
+    n = _each_refused_or_taken(original, lambda m: manifest.write_text(json.dumps(m)), lambda: check_teacher_labels(folder, ds, 1.0))
+    assert n > 50
+
+
+def test_an_engine_fingerprint_and_an_int8_report_damaged_anywhere_are_refused(tmp_path):
+    from edgeseg.export.formats import _calibration_sha
+    from edgeseg.fileio import sha256_file
+    from edgeseg.runtime import fingerprint
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"engine")
+    fp = {"format": "edgeseg-engine-v1", "tensorrt": "10.3.0", "gpu": "NVIDIA H100", "compute_capability": "9.0", "cuda": "12.4",
+          "precision": "int8", "int8_mode": "qdq", "strongly_typed": False, "input_shape": [1, 3, 36, 48],
+          "engine_sha256": sha256_file(engine),
+          "onnx": "model.int8.onnx", "calibration_sha256": "ab" * 32, "build_options": {"max_batch": 4, "workspace_gib": 2.0},
+          "meta": {"edgeseg.num_classes": "5"}}
+    path = fingerprint.fingerprint_path(engine)
+
+    def read():
+        got = fingerprint.read_fingerprint(engine)
+        fingerprint.check_fingerprint(engine, got, "10.3.0", {"gpu": "NVIDIA H100", "compute_capability": "9.0"})
+        fingerprint.check_engine_file(engine, got)
+        int(got.get("build_options", {}).get("max_batch", 1))  # what the runner reads of it
+
+    _each_refused_or_taken(fp, lambda m: path.write_text(json.dumps(m)), read)
+    report = tmp_path / "int8_report.json"
+    _each_refused_or_taken({"calibration_sha256": "ab" * 32, "images": 300}, lambda m: report.write_text(json.dumps(m)),
+                           lambda: _calibration_sha(tmp_path))
+
+
+def test_a_runs_saved_options_damaged_anywhere_are_refused_on_resume(tmp_path):
+    """Every saved option of a run's train_config given a value of another kind: --resume takes the
+    run (the value is of the option's type) or refuses it in one line, before any training."""
+    from edgeseg.records import to_plain
+    from edgeseg.trainer import TrainConfig
+
+    saved = to_plain(TrainConfig(out=str(tmp_path / "run"), model="tiny", res=(48, 36), teacher="t.pt", sr_aux=True,
+                                 model_options=(("upscale_input", 2),)))
+    resume = TrainConfig(out=str(tmp_path / "run"), resume=True)
+
+    def read():
+        merged = resume.resumed(current[0], given={"out", "resume"})
+        assert isinstance(merged, TrainConfig)
+
+    current = [saved]
+    n = _each_refused_or_taken(saved, lambda m: current.__setitem__(0, m), read, limit_lists=2)
+    assert n > 300
+
+
+def test_a_damaged_metrics_history_is_refused_on_resume(tmp_path):
+    from edgeseg.trainer.loop import _read_history
+
+    metrics = tmp_path / "metrics.jsonl"
+    good = [{"epoch": 1, "train_loss": 1.5, "val_miou": 3.0}, {"epoch": 2, "train_loss": 1.2}]
+    metrics.write_text("\n".join(json.dumps(r) for r in good) + "\n")
+    assert [r["epoch"] for r in _read_history(metrics)] == [1, 2]
+    _each_refused_or_taken(good, lambda m: metrics.write_text("\n".join(json.dumps(r) for r in m) + "\n"),
+                           lambda: _read_history(metrics), limit_lists=2)
+    metrics.write_text('{"epoch": 1}\n{"epo')  # a line cut short
+    with pytest.raises(EdgesegError, match="line 2"):
+        _read_history(metrics)
