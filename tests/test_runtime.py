@@ -277,6 +277,17 @@ def test_frame_labels_of_a_video_replace_only_earlier_frame_labels_and_only_when
     assert not list((tmp_path / "pred").glob("*.partial"))
 
 
+def test_strict_refuses_a_video_of_another_aspect_ratio_as_it_does_images(model_files, tmp_path, cli_run):
+    pytest.importorskip("av", reason="video needs the 'video' extra")
+    clip = make_clip(tmp_path / "wide.mp4", size=(96, 48))  # 2:1 against the model's 4:3
+    base = ["predict", "--model", model_files["onnxruntime"], clip, "--quiet"]
+    code, _, err = cli_run(*base, "--out", tmp_path / "strict", "--strict")
+    assert code == 2 and "another aspect ratio than the model input" in err and "(--strict)" in err, err
+    assert not list((tmp_path / "strict").glob("*.mp4*"))
+    code, _, err = cli_run(*base, "--out", tmp_path / "loose")
+    assert code == 0 and (tmp_path / "loose" / "wide_overlay.mp4").is_file(), err
+
+
 def test_video_sources_that_cannot_be_used_are_one_line_errors(model_files, tmp_path, cli_run):
     pytest.importorskip("av", reason="video needs the 'video' extra")
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)

@@ -322,3 +322,16 @@ def test_a_failed_run_with_a_relative_out_keeps_the_folders_that_existed(folder_
     with pytest.raises(ConfigError):
         train(tiny_cfg(folder_dataset, "x/run1", teacher=str(tmp_path / "none.pt")))
     assert (tmp_path / "runs").is_dir() and not (tmp_path / "runs" / "x").exists()
+
+
+def test_mixed_precision_asked_for_on_a_cpu_is_refused_not_dropped(cli_run, folder_dataset, tmp_path):
+    """--amp fp16/bf16 on a CPU run: one line, exit 2, no run folder left (it trained in float32 with a
+    note before); --amp auto takes what the device has."""
+    base = ["train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "24x18", "--epochs", "1",
+            "--batch", "2", "--quiet", "--pretrained", "none", "--device", "cpu"]
+    for mode in ("fp16", "bf16"):
+        code, _, err = cli_run(*base, "--out", tmp_path / mode, "--amp", mode)
+        assert code == 2 and f"--amp {mode}: mixed precision applies on CUDA only" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / mode).exists()
+    code, _, err = cli_run(*base, "--out", tmp_path / "auto", "--amp", "auto")
+    assert code == 0 and "applies to CUDA only" in err, err

@@ -57,9 +57,9 @@ def aspect_differs(size: tuple[int, int], res: tuple[int, int]) -> bool:
     return abs((size[0] / size[1]) / (res[0] / res[1]) - 1) > 0.01
 
 
-class _AspectCheck:
-    """Images whose aspect ratio differs from the model input are resized anyway (with one
-    warning), or refused under --strict."""
+class AspectCheck:
+    """Images (and video frames) whose aspect ratio differs from the model input are resized anyway
+    (with one warning), or refused under --strict."""
 
     def __init__(self, res, strict: bool):
         self.res = res
@@ -142,7 +142,7 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     runner = runtime.load(model, spec).activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
-    check = _AspectCheck(tuple(meta.input_res), spec.strict)
+    check = AspectCheck(tuple(meta.input_res), spec.strict)
     written, created = [], []
     with FolderLock(out_dir, "output folder"), runner:
         bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
@@ -167,5 +167,6 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
             from edgeseg.tasks.video import predict_video
 
             video_results.append(predict_video(runner, video, out_dir, every=every, alpha=alpha, labels=labels, exist_ok=exist_ok,
+                                               strict=spec.strict,
                                                progress=progress, stem=stem))
     return {"images": len(images), "videos": video_results, "outputs": len(written), "out": str(out_dir)}

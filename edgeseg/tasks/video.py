@@ -126,7 +126,10 @@ class VideoJob:
     """One source through the model into ``<stem>_overlay.mp4`` (and, with ``labels``, a label PNG per frame)."""
 
     def __init__(self, runner, source: str, out_dir: Path, stem: str | None = None, every: int = 1, alpha: float = 0.5,
-                 labels: bool = False, exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None):
+                 labels: bool = False, exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None,
+                 strict: bool = False):
+        from edgeseg.tasks.predict import AspectCheck
+
         if not 1 <= every <= MAX_EVERY:
             raise ConfigError(f"--every: expected a whole number from 1 to {MAX_EVERY}, got {every}")
         self.av = _av()
@@ -140,6 +143,7 @@ class VideoJob:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.live = self.source.isdigit() or (is_stream(self.source) and Path(self.source.split("?")[0]).suffix.lower() not in VIDEO_SUFFIXES)
         self.pre = Preprocess.from_meta(runner.meta)
+        self.aspect = AspectCheck(tuple(runner.meta.input_res), strict)  # frames of a source share one size: the first is checked
         self.decoded: queue.Queue = queue.Queue(maxsize=4)
         self.encoded: queue.Queue = queue.Queue(maxsize=4)
         self.times = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
@@ -346,6 +350,8 @@ class VideoJob:
                 image = self.decoded.get()
                 if image is _DONE:
                     return False
+                if n == 0:
+                    self.aspect(image.shape, self.source)
                 t0 = time.perf_counter()
                 label = native_labels(self.runner.infer(self.pre([image])), [image.shape[:2]], self.runner.name)[0].numpy().astype(np.uint8)
                 self.times["infer"] += time.perf_counter() - t0
@@ -366,7 +372,8 @@ class VideoJob:
 
 def predict_video(runner, source: str, out_dir: Path, every: int = 1, alpha: float = 0.5, labels: bool = False,
                   exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None,
-                  stem: str | None = None) -> dict:
+                  stem: str | None = None, strict: bool = False) -> dict:
     """Segment ``source`` frame by frame with an active ``runner``; write ``<stem>_overlay.mp4``
-    (same frame rate divided by ``every``, same size) and, with ``labels``, a label PNG per frame."""
-    return VideoJob(runner, source, out_dir, stem, every, alpha, labels, exist_ok, reconnects, progress, max_frames).run()
+    (same frame rate divided by ``every``, same size) and, with ``labels``, a label PNG per frame;
+    ``strict``: a source whose frames have another aspect ratio than the model input is refused."""
+    return VideoJob(runner, source, out_dir, stem, every, alpha, labels, exist_ok, reconnects, progress, max_frames, strict).run()
