@@ -308,6 +308,31 @@ def test_derived_artefacts_of_an_older_model_are_dropped_not_restored(tiny_check
     assert not (tmp_path / "model.int8.onnx").exists() and (tmp_path / "model.int8.rejected.onnx").is_file()
 
 
+def test_a_new_model_onnx_never_strands_or_silently_removes_formats_built_from_the_old_one(tiny_checkpoint, tmp_path):
+    """Formats built from an earlier model.onnx (an engine built on its device, an INT8 model) that
+    this export does not rebuild: a new, different model.onnx is refused before anything is replaced,
+    unless --exist-ok (then they go, with their reports); a report not written again (--no-verify)
+    goes with the model it described."""
+    from edgeseg.errors import ConfigError
+    from edgeseg.fileio import sha256_file
+
+    export(tiny_checkpoint, tmp_path, images=2)  # model.onnx and parity.json
+    derived = {"model.engine": b"built on a Jetson", "model.engine.json": b"{}", "parity.engine.json": b"{}",
+               "model.int8.onnx": b"int8", "int8_report.json": b"{}"}
+    for name, data in derived.items():
+        (tmp_path / name).write_bytes(data)
+    before = sha256_file(tmp_path / "model.onnx")
+    export(tiny_checkpoint, tmp_path, images=2)  # the same model.onnx again: nothing is stale
+    assert sha256_file(tmp_path / "model.onnx") == before and all((tmp_path / n).is_file() for n in derived)
+    with pytest.raises(ConfigError, match="holds model.int8.onnx, int8_report.json, model.engine, model.engine.json ... built from "
+                                          "the earlier model.onnx.*--exist-ok"):
+        export(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), images=2)
+    assert sha256_file(tmp_path / "model.onnx") == before and all((tmp_path / n).read_bytes() == d for n, d in derived.items())
+    export(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), verify=False, exist_ok=True)
+    assert sha256_file(tmp_path / "model.onnx") != before
+    assert not any((tmp_path / n).exists() for n in derived) and not (tmp_path / "parity.json").exists()
+
+
 def fail_parity_of(monkeypatch, suffix: str) -> None:
     """Make the export's parity check fail for the artefact whose name ends with ``suffix``."""
     from edgeseg.tasks import export as export_task
@@ -321,3 +346,17 @@ def fail_parity_of(monkeypatch, suffix: str) -> None:
         return parity
 
     monkeypatch.setattr(export_task, "verify_parity", check)
+
+
+def test_every_parity_report_a_format_writes_is_declared_with_it():
+    """Format.reports lists what its gates write (a replaced model's reports are removed by it)."""
+    from pathlib import Path
+
+    from edgeseg.export.formats import FORMATS, ExportOptions, Request
+    from edgeseg.export.int8 import Int8Options
+    from edgeseg.export.trt_build import TrtOptions
+
+    for trt in (TrtOptions(precision="fp32"), TrtOptions(precision="fp16"), TrtOptions(precision="int8")):
+        r = Request(Path("x.pt"), Path("."), ExportOptions(formats=tuple(FORMATS)), int8=Int8Options(), trt=trt)
+        for fmt in FORMATS.values():
+            assert {g.report for g in fmt.gates(r)} <= set(fmt.reports), fmt.name

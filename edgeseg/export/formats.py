@@ -38,6 +38,9 @@ class ExportOptions:
     min_agreement: float = opt(FP32_MIN_AGREEMENT, needs="verify", low=0.0, high=100.0, help="Minimum pixel agreement of FP32 exports (percent).")
     max_delta_miou: float = opt(FP32_MAX_DELTA_MIOU, needs="verify", low=0.0, high=100.0, help="Maximum |delta mIoU| of FP32 exports (points).")
     device: str = opt("cpu", help="Where checkpoints and ONNX models run for the checks: cpu or cuda[:N].")
+    exist_ok: bool = opt(False, help="Where this export replaces model.onnx, remove the formats the folder holds that were built from "
+                                     "the earlier one and are not rebuilt now (INT8 model, IR, engine); without it such an export "
+                                     "is refused before anything is replaced.")
     formats: tuple[str, ...] = opt(("onnx",), cli=False)  # the rows of FORMATS to write (onnx always)
 
     def __post_init__(self):
@@ -111,6 +114,7 @@ class Format:
     flag: str | None = None  # the command-line flag that asks for it (None: always written, or follows from others)
     help: str = ""
     preflight: Callable[[], object] | None = None  # refuses, before anything is written, what it lacks (its package)
+    reports: tuple[str, ...] = ()  # every parity report its gates may write (they describe its model file)
 
     def requested(self, r: Request) -> bool:
         return (r.wants(self.name) or bool(self.also_needs)) and all(r.wants(n) for n in self.also_needs)
@@ -257,17 +261,19 @@ def _trt_api():
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", ("model.onnx",), None, _build_onnx, _onnx_gates),
+    Format("onnx", ("model.onnx",), None, _build_onnx, _onnx_gates, reports=("parity.json",)),
     Format("int8", ("model.int8.onnx", "int8_report.json"), "onnx", _build_int8, _int8_gates,
-           optional_files=("calibration.cache", "calibration.cache.json"), flag="--int8",
+           optional_files=("calibration.cache", "calibration.cache.json"), flag="--int8", reports=("parity.int8.json",),
            help="Also write model.int8.onnx (Q/DQ, calibrated on the training split) and calibration.cache."),
     Format("openvino", ("model.xml", "model.bin"), "onnx", _build_ir("onnx", "model.xml"), _ir_gates, flag="--openvino",
            help='Also write OpenVINO IR of each ONNX model (model.xml/.bin, model.int8.xml/.bin), each with a parity check '
-                '(needs: pip install "edgeseg[openvino]").', preflight=lambda: _require("openvino", "--openvino")),
+                '(needs: pip install "edgeseg[openvino]").', preflight=lambda: _require("openvino", "--openvino"),
+           reports=("parity.openvino.json", "parity.openvino.default.json")),
     Format("openvino-int8", ("model.int8.xml", "model.int8.bin"), "int8", _build_ir("int8", "model.int8.xml"), _ir_int8_gates,
-           also_needs=("openvino", "int8")),
+           also_needs=("openvino", "int8"), reports=("parity.openvino.int8.json",)),
     Format("tensorrt", ("model.engine", "model.engine.json"), "onnx", _build_engine, _engine_gates, optional_files=("model.fp16.onnx",),
-           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=_trt_api),
+           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=_trt_api,
+           reports=("parity.engine.json",)),
 )}
 # The formats a user asks for by flag (the others follow: onnx always, openvino-int8 from --openvino --int8).
 FLAGS = {f.name: f.flag for f in FORMATS.values() if f.flag}

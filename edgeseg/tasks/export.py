@@ -102,6 +102,8 @@ def _one_format(fmt: Format, b: Build) -> dict:
     b.stage = stage
     try:
         entry = {"files": [str(out / f) for f in fmt.files], "details": fmt.build(b), "parity": {}}
+        if fmt.source is None:
+            _refuse_to_strand(stage, out, fmt, r)
         if r.job.verify:
             for gate in fmt.gates(r):
                 parity = verify_parity(stage / fmt.model_file, r.checkpoint, b.meta, gate, b.data, r.job.device, None,
@@ -125,6 +127,9 @@ def _one_format(fmt: Format, b: Build) -> dict:
                                       f"(the new one is {_rejected_name(fmt.model_file)}, its report {_rejected_name(gate.report)}; "
                                       f"any previous {fmt.model_file} is kept)")
         _commit(stage, out, fmt)
+        for report in fmt.reports:  # an earlier report not written again (--no-verify) described the model just replaced
+            if report not in entry["parity"]:
+                (out / report).unlink(missing_ok=True)
         for name in (fmt.model_file, *fmt.files[1:], *(gate.report for gate in fmt.gates(r))):  # an earlier run's rejects are stale now
             (out / _rejected_name(name)).unlink(missing_ok=True)
         b.source_paths[fmt.name] = out / fmt.model_file
@@ -156,12 +161,30 @@ def _keep_rejected(stage: Path, out: Path, fmt: Format, gate: Gate) -> None:
             os.replace(stage / name, out / _rejected_name(name))
 
 
+def _derived_files(out: Path, fmt: Format) -> list[str]:
+    return [f for f in fmt.files + fmt.optional_files + fmt.reports if (out / f).is_file()]
+
+
+def _refuse_to_strand(stage: Path, out: Path, fmt: Format, r: Request) -> None:
+    """A new model.onnx that differs from the one in ``out`` makes what was built from that one
+    stale: formats rebuilt in this run replace theirs; the others (an engine built on its device,
+    say) are removed only with --exist-ok, else the export is refused before anything is replaced."""
+    if r.job.exist_ok or not (out / fmt.model_file).is_file() or sha256_file(out / fmt.model_file) == sha256_file(stage / fmt.model_file):
+        return
+    stranded = [f for other in FORMATS.values() if other.source is not None and not other.requested(r) for f in _derived_files(out, other)]
+    if stranded:
+        raise ConfigError(f"{out}: holds {', '.join(stranded[:4])}{' ...' if len(stranded) > 4 else ''} built from the earlier "
+                          f"{fmt.model_file}, which this export replaces with another; export them again in this run (their flags), "
+                          "give --exist-ok to remove them, or use another --out")
+
+
 def _drop_derived(out: Path) -> None:
-    """Remove the formats built from an earlier model.onnx (rebuilt later in this run where asked for)."""
+    """Remove the formats built from an earlier model.onnx (rebuilt later in this run where asked for),
+    with their reports."""
     for fmt in FORMATS.values():
         if fmt.source is None:
             continue
-        present = [f for f in fmt.files + fmt.optional_files if (out / f).is_file()]
+        present = _derived_files(out, fmt)
         for f in present:
             (out / f).unlink()
         if present:
