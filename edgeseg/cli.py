@@ -244,7 +244,7 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
     int8 = "int8" in wanted
     precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
     ctx = click.get_current_context()
-    job, _ = take(ExportOptions, kwargs, "job_", ctx=ctx, formats=wanted)
+    job, job_given = take(ExportOptions, kwargs, "job_", ctx=ctx, formats=wanted)
     onnx, _ = take(OnnxOptions, kwargs, "onnx_", ctx=ctx)
     int8_opts, int8_given = take(Int8Options, kwargs, "int8_", ctx=ctx)
     trt_opts, trt_given = take(TrtOptions, kwargs, "trt_", ctx=ctx, precision=precision, fp16_fallback=bool(int8 and fp16))
@@ -252,8 +252,10 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
         unused = [] if on else changed_flags(record, given)
         if unused:
             raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
-    unused = [] if job.verify or int8 else changed_flags(source) + (["--device"] if job.device != "cpu" else [])
-    if unused:  # the data set and device serve the parity checks and INT8 calibration, and neither runs
+    if not job.verify and ("device" in job_given or job.device != "cpu"):  # the device runs the parity checks only
+        raise click.BadParameter("has no effect with --no-verify (it runs the parity checks); leave one of them out", param_hint="--device")
+    unused = [] if job.verify or int8 else changed_flags(source)
+    if unused:  # the data set serves the parity checks and INT8 calibration, and neither runs
         raise click.BadParameter("has no effect with --no-verify and without --int8; leave one of them out", param_hint=unused[0])
     request = Request(checkpoint, out_dir if out_dir is not None else checkpoint.parent, job, onnx,
                       int8_opts if int8 else None, trt_opts if "tensorrt" in wanted else None)

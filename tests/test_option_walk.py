@@ -466,3 +466,16 @@ def test_options_for_inputs_or_modes_a_run_does_not_have_are_refused(cli_run, tm
         assert code == 2 and said in err and err.count("\n") == 1, err
     code, _, err = cli_run("bench", "--model", tmp_path / "none.pt", "--in-process")
     assert code == 2 and "--in-process" in err and "several --model" in err, err
+
+
+def test_export_options_serving_only_the_checks_are_refused_with_no_verify(cli_run, tmp_path):
+    """--device runs the parity checks only: with --no-verify it is refused, with --int8 too and at
+    its default typed out; the data set also serves INT8 calibration, so it is refused only without --int8."""
+    base = ["export", "--model", tmp_path / "none.pt", "--out", tmp_path / "o", "--no-verify"]
+    for extra, flag in ((["--device", "cpu"], "--device"), (["--int8", "--device", "cuda:1"], "--device"),
+                        (["--split", "train"], "--split")):
+        code, _, err = cli_run(*base, *extra)
+        assert code == 2 and flag in err and "has no effect with --no-verify" in err and err.count("\n") == 1, (extra, err)
+    code, _, err = cli_run(*base, "--int8", "--split", "train")
+    assert code == 2 and "has no effect" not in err, err  # taken (then the missing checkpoint is what is refused)
+    assert not (tmp_path / "o").exists()

@@ -344,3 +344,17 @@ def test_a_fingerprint_of_the_wrong_json_type_is_one_error(tmp_path):
     (tmp_path / "m.engine.json").write_text("[1, 2, 3]")
     with pytest.raises(ModelFileError, match="m.engine.json: expected a JSON object"):
         TrtRunner.from_file(engine)
+
+
+def test_int8_with_fp16_fallback_is_refused_where_tensorrt_has_no_precision_flags(trt, cli_run, tiny_checkpoint, tmp_path):
+    """--trt --int8 --fp16 on a TensorRT whose networks are strongly typed (11 on) cannot run float
+    layers in FP16: refused before anything is written, never dropped; elsewhere it builds."""
+    from edgeseg.runtime.trt_api import TrtApi
+
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "o", "--trt", "--int8", "--fp16", "--no-verify",
+                           "--calib-images", "10", "--sensitivity-images", "2", "--quiet")
+    if TrtApi.load().has_precision_flags:
+        assert code == 0, err
+    else:
+        assert code == 2 and "--fp16 with --int8: TensorRT" in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "o" / "model.onnx").exists()

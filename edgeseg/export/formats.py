@@ -113,7 +113,7 @@ class Format:
     also_needs: tuple[str, ...] = ()  # other formats that must be asked for too (openvino-int8: int8)
     flag: str | None = None  # the command-line flag that asks for it (None: always written, or follows from others)
     help: str = ""
-    preflight: Callable[[], object] | None = None  # refuses, before anything is written, what it lacks (its package)
+    preflight: Callable[[Request], object] | None = None  # refuses, before anything is written, what it lacks (its package)
     reports: tuple[str, ...] = ()  # every parity report its gates may write (they describe its model file)
 
     def requested(self, r: Request) -> bool:
@@ -260,6 +260,15 @@ def _trt_api():
     return TrtApi.load()
 
 
+def _trt_preflight(r: Request) -> None:
+    """TensorRT importable, and able to build what was asked: from TensorRT 11 networks are strongly
+    typed, so an INT8 engine's float layers run in the ONNX model's precision (no FP16 fallback)."""
+    api = _trt_api()
+    if r.trt is not None and r.trt.fp16_fallback and not api.has_precision_flags:
+        raise ConfigError(f"--fp16 with --int8: TensorRT {api.trt.__version__} builds strongly typed networks, whose float "
+                          "layers keep the ONNX model's precision; leave --fp16 out")
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", ("model.onnx",), None, _build_onnx, _onnx_gates, reports=("parity.json",)),
     Format("int8", ("model.int8.onnx", "int8_report.json"), "onnx", _build_int8, _int8_gates,
@@ -267,12 +276,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            help="Also write model.int8.onnx (Q/DQ, calibrated on the training split) and calibration.cache."),
     Format("openvino", ("model.xml", "model.bin"), "onnx", _build_ir("onnx", "model.xml"), _ir_gates, flag="--openvino",
            help='Also write OpenVINO IR of each ONNX model (model.xml/.bin, model.int8.xml/.bin), each with a parity check '
-                '(needs: pip install "edgeseg[openvino]").', preflight=lambda: _require("openvino", "--openvino"),
+                '(needs: pip install "edgeseg[openvino]").', preflight=lambda r: _require("openvino", "--openvino"),
            reports=("parity.openvino.json", "parity.openvino.default.json")),
     Format("openvino-int8", ("model.int8.xml", "model.int8.bin"), "int8", _build_ir("int8", "model.int8.xml"), _ir_int8_gates,
            also_needs=("openvino", "int8"), reports=("parity.openvino.int8.json",)),
     Format("tensorrt", ("model.engine", "model.engine.json"), "onnx", _build_engine, _engine_gates, optional_files=("model.fp16.onnx",),
-           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=_trt_api,
+           flag="--trt", help="Build a TensorRT engine (model.engine and model.engine.json).", preflight=lambda r: _trt_preflight(r),
            reports=("parity.engine.json",)),
 )}
 # The formats a user asks for by flag (the others follow: onnx always, openvino-int8 from --openvino --int8).

@@ -78,7 +78,7 @@ def _preflight(request: Request, source: DataSource) -> None:
     ckpt = load_checkpoint(request.checkpoint)
     for fmt in FORMATS.values():
         if fmt.preflight is not None and fmt.requested(request):
-            fmt.preflight()
+            fmt.preflight(request)
     ckpt.check_weights(str(request.checkpoint))
     if request.int8 is not None:
         from edgeseg.export.int8 import calibration_dataset
