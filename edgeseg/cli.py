@@ -93,7 +93,8 @@ def labels_check(source, res, modes, limit, dup_stride, dup_channels, json_path,
     from edgeseg.tasks.labels_check import check_labels_job, format_check
 
     _check_plot(plot_path)
-    result, ds, dup = check_labels_job(source, res, modes, limit, dup_stride, dup_channels, progress=not quiet)
+    result, ds, dup = check_labels_job(source, res, modes, limit, dup_stride, dup_channels, progress=not quiet,
+                                       plot_index=plot_index if plot_path is not None else None)
     click.echo(format_check(result, ds, source.split))
     if plot_path is not None:
         from edgeseg.tasks.labels_check import plot_kept

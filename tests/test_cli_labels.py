@@ -120,3 +120,11 @@ def test_eval_and_labels_check_draw_pictures(cli_run, tiny_checkpoint, shared_fo
         assert im.format == "PNG"
     code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--plot", tmp_path / "e.jpg")
     assert code == 2 and "--plot" in err and ".png" in err
+
+
+def test_a_plot_index_beyond_the_images_is_refused_before_the_check_runs(cli_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, out, err = cli_run("labels", "check", "--limit", "2", "--res", "64x32", "--plot", tmp_path / "p.png", "--plot-index", "5",
+                             "--json", tmp_path / "r.json", "--quiet")
+    assert code == 2 and "--plot-index 5: synthetic/val has 2 images" in err and len(err.strip().splitlines()) == 1, err
+    assert out == "" and not (tmp_path / "r.json").exists()  # refused before the table, not after it

@@ -360,3 +360,13 @@ def test_every_parity_report_a_format_writes_is_declared_with_it():
         r = Request(Path("x.pt"), Path("."), ExportOptions(formats=tuple(FORMATS)), int8=Int8Options(), trt=trt)
         for fmt in FORMATS.values():
             assert {g.report for g in fmt.gates(r)} <= set(fmt.reports), fmt.name
+
+
+def test_a_check_device_this_machine_lacks_is_refused_before_anything_is_built(cli_run, tiny_checkpoint, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a machine with CUDA has cuda:0")
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path / "o", "--device", "cuda:2", "--quiet")
+    assert code == 2 and "--device cuda:2: no CUDA device" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -16,9 +16,12 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available to PyTorch on this machine (use --device cpu or auto)")
+        raise ConfigError(f"--device {device}: no CUDA device is available to PyTorch on this machine (use --device cpu or auto)")
     if device != "cpu" and not device.startswith("cuda"):
         raise ConfigError(f"--device: expected auto, cpu or cuda[:N]; got '{device}'")
+    index = device.partition(":")[2]
+    if index.isdigit() and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
     return torch.device(device)
 
 

@@ -76,6 +76,10 @@ def _preflight(request: Request, source: DataSource) -> None:
     from edgeseg.models import load_checkpoint
 
     ckpt = load_checkpoint(request.checkpoint)
+    if request.job.verify:  # the checks run the checkpoint there: a device this machine lacks is refused before the build
+        from edgeseg.runtime.torch_runner import resolve_device
+
+        resolve_device(request.job.device)
     for fmt in FORMATS.values():
         if fmt.preflight is not None and fmt.requested(request):
             fmt.preflight(request)

@@ -95,9 +95,10 @@ def format_check(result: dict, ds: SegDataset, split: str) -> str:
 
 
 def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None = None, dup_stride: int = 16, dup_channels: int = 64,
-                     progress: bool = True) -> tuple[dict, SegDataset, dict | None]:
+                     progress: bool = True, plot_index: int | None = None) -> tuple[dict, SegDataset, dict | None]:
     """``edgeseg labels check``: ``modes`` (comma-separated) on ``source`` (a DataSource) at ``res``;
-    the result, the data set and the fitted DUpsampling W (for the dupsample modes)."""
+    the result, the data set and the fitted DUpsampling W (for the dupsample modes). ``plot_index``:
+    the image --plot will draw, checked before the work."""
     from edgeseg.data import build_dataset
     from edgeseg.errors import ConfigError
     from edgeseg.limits import check_size
@@ -111,6 +112,8 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
     ds = build_dataset(source.dataset or "synthetic", source.data, source.split, source.skip_bad)
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
+    if plot_index is not None:
+        _check_plot_index(ds, plot_index)
     dup = None
     if set(chosen) & set(DUP_MODES):
         from edgeseg.trainer.dupsample_w import fitted_w
@@ -120,15 +123,20 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
     return check_labels(ds, res, chosen, progress=progress, dup=dup), ds, dup
 
 
+def _check_plot_index(ds: SegDataset, index: int) -> None:
+    from edgeseg.errors import ConfigError
+
+    if index >= len(ds):
+        raise ConfigError(f"--plot-index {index}: {ds.info.name}/{ds.split} has {len(ds)} images (with --limit, the first --limit)")
+
+
 def plot_kept(ds: SegDataset, res: tuple[int, int], modes, index: int, path, dup: dict | None = None):
     """Draw what each label mode keeps of image ``index`` to ``path``."""
     import torch
 
-    from edgeseg.errors import ConfigError
     from edgeseg.tasks.plots import plot_label_modes
 
-    if index >= len(ds):
-        raise ConfigError(f"--plot-index {index}: {ds.info.name}/{ds.split} has {len(ds)} images")
+    _check_plot_index(ds, index)
     label = ds[index].label
     kept = {m: kept_label(torch.from_numpy(label), m, res, ds.info, dup).numpy() for m in modes}
     return plot_label_modes(label, kept, ds.info.palette, ds.info.class_names, res, path)
