@@ -124,7 +124,7 @@ def data_cache(source, out_dir, verify, exist_ok, quiet):
 
     ds = source.open()
     if verify:
-        check_cache(ds, out_dir, verify_hashes=True, option="--out")
+        check_cache(ds, out_dir, verify_hashes=True, option="--out", progress=not quiet)
         click.echo(f"{out_dir}: holds {ds.info.name}/{ds.split} ({len(ds)} samples) as its files are now")
         return 0
     manifest = build_cache(ds, out_dir, progress=not quiet, replace=exist_ok)

@@ -156,9 +156,11 @@ def read_manifest(cache: Path) -> dict:
     return manifest
 
 
-def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option: str = "--cache") -> dict:
+def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option: str = "--cache", progress: bool = False) -> dict:
     """The manifest of ``cache`` (given as ``option``) when it holds ``ds`` as its files are now; else a
-    DataError naming what changed."""
+    DataError naming what changed. ``progress``: a bar over the samples (re-hashing is slow)."""
+    from edgeseg.progress import Progress
+
     cache = Path(cache)
     manifest = read_manifest(cache)
     where = f"{option} {cache}"
@@ -168,7 +170,9 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
     samples = manifest.get("samples") or []
     if len(samples) != len(ds) or any(rec.get("name") != ds.sample_name(i) for i, rec in enumerate(samples)):
         raise DataError(f"{where}: holds {len(samples)} samples, the data set {len(ds)} (or other names); rebuild it with: edgeseg data cache")
+    bar = Progress(len(samples), "verify cache", "img", enabled=progress and verify_hashes)
     for i, rec in enumerate(samples):
+        bar.update()
         sources = [str(p) for p in _sources(ds, i)]
         if sources != [s["path"] for s in rec["sources"]]:
             raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache")
@@ -182,6 +186,7 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
             path = cache / part["name"]
             if not path.is_file() or path.stat().st_size != part["size"]:
                 raise DataError(f"{path}: missing or truncated; rebuild the cache with: edgeseg data cache")
+    bar.close()
     return manifest
 
 
