@@ -335,3 +335,21 @@ def test_mixed_precision_asked_for_on_a_cpu_is_refused_not_dropped(cli_run, fold
         assert not (tmp_path / mode).exists()
     code, _, err = cli_run(*base, "--out", tmp_path / "auto", "--amp", "auto")
     assert code == 0 and "applies to CUDA only" in err, err
+
+
+def test_exist_ok_retires_the_earlier_runs_files_at_the_first_checkpoint(folder_dataset, tmp_path, caplog):
+    """--exist-ok over an earlier run: its best.pt and contrastive.pt stop standing beside this run's
+    checkpoints at the first of them (this run's best.pt is its own), and exports made from the
+    earlier run are named; a file of the user's is kept."""
+    import logging
+
+    out = tmp_path / "run"
+    train(tiny_cfg(folder_dataset, out, epochs=1, seed=1))
+    old_best = (out / "best.pt").read_bytes()
+    for name, data in (("contrastive.pt", b"earlier"), ("model.onnx", b"earlier export"), ("notes.txt", b"mine")):
+        (out / name).write_bytes(data)
+    caplog.set_level(logging.INFO, logger="edgeseg")
+    train(tiny_cfg(folder_dataset, out, epochs=1, seed=2, exist_ok=True))
+    assert not (out / "contrastive.pt").exists() and (out / "notes.txt").read_bytes() == b"mine"
+    assert (out / "best.pt").read_bytes() != old_best  # this run's own
+    assert any("model.onnx were exported from the earlier run's checkpoints" in m for m in caplog.messages), caplog.messages

@@ -350,9 +350,25 @@ def _save_last(run: _Run, ckpt: Checkpoint) -> None:
     leaves an earlier run's files (--exist-ok) as they were, config.json included."""
     if run.config_doc is not None:
         run.out.mkdir(parents=True, exist_ok=True)
+        if not run.cfg.resume:
+            _retire_earlier_run(run)
         write_json_atomic(run.out / "config.json", run.config_doc)
         run.config_doc = None
     save_checkpoint(run.out / "last.pt", ckpt)
+
+
+def _retire_earlier_run(run: _Run) -> None:
+    """With --exist-ok, an earlier run's files that this one does not write again stop describing the
+    folder's model at this run's first checkpoint: its best.pt and contrastive.pt go (this run writes
+    its own), and exports made from its checkpoints are named, to be made again."""
+    for name in ("best.pt",) + (("contrastive.pt",) if not run.cfg.contrastive_epochs else ()):
+        if (run.out / name).is_file():
+            (run.out / name).unlink()
+            run.say(f"removed {name} of the earlier run in {run.out}")
+    exports = sorted(p.name for p in run.out.glob("model*") if p.suffix in (".onnx", ".xml", ".engine"))
+    if exports:
+        logger.warning(f"{run.out}: {', '.join(exports)} were exported from the earlier run's checkpoints, not this run's; "
+                       "export again (edgeseg export --model ... --exist-ok)")
 
 
 def _val_count(cfg: TrainConfig, data) -> str:
