@@ -324,6 +324,8 @@ def test_a_new_model_onnx_never_strands_or_silently_removes_formats_built_from_t
     before = sha256_file(tmp_path / "model.onnx")
     export(tiny_checkpoint, tmp_path, images=2)  # the same model.onnx again: nothing is stale
     assert sha256_file(tmp_path / "model.onnx") == before and all((tmp_path / n).is_file() for n in derived)
+    export(tiny_checkpoint, tmp_path, verify=False)  # nor its parity report, not written again
+    assert (tmp_path / "parity.json").is_file()
     with pytest.raises(ConfigError, match="holds model.int8.onnx, int8_report.json, model.engine, model.engine.json ... built from "
                                           "the earlier model.onnx.*--exist-ok"):
         export(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), images=2)

@@ -130,8 +130,9 @@ def _one_format(fmt: Format, b: Build) -> dict:
                     raise CheckFailed(f"{out / fmt.model_file} fails parity with {r.checkpoint.name}: {'; '.join(parity['failures'])} "
                                       f"(the new one is {_rejected_name(fmt.model_file)}, its report {_rejected_name(gate.report)}; "
                                       f"any previous {fmt.model_file} is kept)")
+        replaced = not (out / fmt.model_file).is_file() or sha256_file(out / fmt.model_file) != sha256_file(stage / fmt.model_file)
         _commit(stage, out, fmt)
-        for report in fmt.reports:  # an earlier report not written again (--no-verify) described the model just replaced
+        for report in fmt.reports if replaced else ():  # an earlier report not written again (--no-verify) described another model
             if report not in entry["parity"]:
                 (out / report).unlink(missing_ok=True)
         for name in (fmt.model_file, *fmt.files[1:], *(gate.report for gate in fmt.gates(r))):  # an earlier run's rejects are stale now
