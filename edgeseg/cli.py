@@ -17,7 +17,6 @@ import click
 from edgeseg import __version__
 from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
-from edgeseg.records import changed_flags
 from edgeseg.trainer.config import TrainConfig
 
 
@@ -233,31 +232,20 @@ def export(checkpoint, out_dir, fp16, source, quiet, **kwargs):
     --trt adds model.engine and model.engine.json. Each file takes its name only after its check
     passes; a check that misses its threshold exits with code 1 and keeps the previous file.
     """
-    from edgeseg.export.formats import FLAGS, ExportOptions, Request
+    from edgeseg.export.formats import FLAGS, ExportOptions, Request, refuse_unused_options
     from edgeseg.export.int8 import Int8Options
     from edgeseg.export.onnx_export import OnnxOptions
     from edgeseg.export.trt_build import TrtOptions
     from edgeseg.tasks.export import export_model
 
     wanted = tuple(name for name in FLAGS if kwargs.pop(f"format_{name}"))
-    if fp16 and "tensorrt" not in wanted:
-        raise click.BadParameter("--fp16 applies to TensorRT engines; add --trt", param_hint="--fp16")
-    int8 = "int8" in wanted
+    int8, ctx = "int8" in wanted, click.get_current_context()
     precision = "int8" if int8 else ("fp16" if fp16 else "fp32")
-    ctx = click.get_current_context()
     job, job_given = take(ExportOptions, kwargs, "job_", ctx=ctx, formats=wanted)
     onnx, _ = take(OnnxOptions, kwargs, "onnx_", ctx=ctx)
     int8_opts, int8_given = take(Int8Options, kwargs, "int8_", ctx=ctx)
     trt_opts, trt_given = take(TrtOptions, kwargs, "trt_", ctx=ctx, precision=precision, fp16_fallback=bool(int8 and fp16))
-    for record, given, flag, on in ((int8_opts, int8_given, "--int8", int8), (trt_opts, trt_given, "--trt", "tensorrt" in wanted)):
-        unused = [] if on else changed_flags(record, given)
-        if unused:
-            raise click.BadParameter(f"applies only with {flag}; add {flag} or leave {unused[0]} out", param_hint=unused[0])
-    if not job.verify and ("device" in job_given or job.device != "cpu"):  # the device runs the parity checks only
-        raise click.BadParameter("has no effect with --no-verify (it runs the parity checks); leave one of them out", param_hint="--device")
-    unused = [] if job.verify or int8 else changed_flags(source)
-    if unused:  # the data set serves the parity checks and INT8 calibration, and neither runs
-        raise click.BadParameter("has no effect with --no-verify and without --int8; leave one of them out", param_hint=unused[0])
+    refuse_unused_options(wanted, fp16, (job, job_given), (int8_opts, int8_given), (trt_opts, trt_given), source)
     request = Request(checkpoint, out_dir if out_dir is not None else checkpoint.parent, job, onnx,
                       int8_opts if int8 else None, trt_opts if "tensorrt" in wanted else None)
     export_model(request, source, progress=not quiet)
@@ -290,6 +278,8 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
                                  param_hint="--in-process")
     result = run_bench(list(models), specs, source, batch, iters, warmup, progress=not quiet, isolate=False if in_process else None, block=block)
     click.echo(format_bench(result))
+    if result["images_note"]:
+        click.echo(f"note: end to end from synthetic images: {result['images_note']}", err=True)
     write_json(json_path, result)
     return 0
 

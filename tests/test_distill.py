@@ -77,7 +77,7 @@ def test_bad_teachers_and_options_are_refused_before_any_step(teacher, shared_fo
 
 
 def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
-    from edgeseg.trainer.distill import distill_loss
+    from edgeseg.trainer.losses import distill_loss
 
     z = torch.randn(2, 5, 6, 7)
     for T in (1.0, 3.0):
@@ -97,7 +97,7 @@ def _kl_reference(z, mass, valid, T, w=None):
 
 
 def test_distillation_loss_equals_its_written_out_form_with_and_without_class_weights():
-    from edgeseg.trainer.distill import distill_loss
+    from edgeseg.trainer.losses import distill_loss
 
     g = torch.Generator().manual_seed(0)
     z, mass = torch.randn(2, 5, 6, 7, generator=g), torch.softmax(torch.randn(2, 5, 6, 7, generator=g) * 3, 1)

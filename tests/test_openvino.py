@@ -209,11 +209,17 @@ def test_a_failed_ir_check_keeps_the_previous_ir(tiny_checkpoint, tmp_path, monk
     runtime.load(tmp_path / "model.xml")  # and its pair still matches
 
 
-def test_an_ir_left_from_an_earlier_onnx_model_is_removed(tiny_checkpoint, tmp_path):
+def test_an_ir_left_from_an_earlier_onnx_model_is_refused_then_removed_with_exist_ok(tiny_checkpoint, tmp_path):
+    from edgeseg.errors import ConfigError
+
     export(tiny_checkpoint, tmp_path, images=2, progress=False, openvino=True)
     assert (tmp_path / "model.xml").is_file()
-    export(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False)  # a new model.onnx, no --openvino
+    with pytest.raises(ConfigError, match="holds model.xml, model.bin, parity.openvino.json built from the earlier model.onnx"):
+        export(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False)  # a new model.onnx, no --openvino
+    assert (tmp_path / "model.xml").is_file()
+    export(tiny_checkpoint, tmp_path, OnnxOptions(tta="flip"), verify=False, exist_ok=True)
     assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
+    assert not (tmp_path / "parity.openvino.json").exists()
 
 
 def test_an_ir_with_a_blank_weights_hash_is_refused(exported, tmp_path):

@@ -17,7 +17,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.export.int8 import Int8Options
 from edgeseg.export.onnx_export import OnnxOptions
 from edgeseg.export.trt_build import TrtOptions
-from edgeseg.records import check_fields, opt
+from edgeseg.records import changed_flags, check_fields, opt
 from edgeseg.runtime.spec import RunnerSpec
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,23 @@ class ExportOptions:
         if self.device == "auto":
             object.__setattr__(self, "device", "cpu")
         RunnerSpec(device=self.device)  # the device's spelling, checked once
+
+
+def refuse_unused_options(wanted, fp16: bool, job, int8, trt, source) -> None:
+    """An export's options that would have no effect, refused by name: ``job``, ``int8`` and ``trt``
+    are (record, names given on the command line); ``source`` the DataSource."""
+    (job, job_given), (int8_opts, int8_given), (trt_opts, trt_given) = job, int8, trt
+    if fp16 and "tensorrt" not in wanted:
+        raise ConfigError("--fp16 applies to TensorRT engines; add --trt")
+    for record, given, flag, on in ((int8_opts, int8_given, "--int8", "int8" in wanted), (trt_opts, trt_given, "--trt", "tensorrt" in wanted)):
+        unused = [] if on else changed_flags(record, given)
+        if unused:
+            raise ConfigError(f"{unused[0]}: applies only with {flag}; add {flag} or leave {unused[0]} out")
+    if not job.verify and ("device" in job_given or job.device != "cpu"):  # the device runs the parity checks only
+        raise ConfigError("--device: has no effect with --no-verify (it runs the parity checks); leave one of them out")
+    unused = [] if job.verify or "int8" in wanted else changed_flags(source)
+    if unused:  # the data set serves the parity checks and INT8 calibration, and neither runs
+        raise ConfigError(f"{unused[0]}: has no effect with --no-verify and without --int8; leave one of them out")
 
 
 @dataclass(frozen=True)

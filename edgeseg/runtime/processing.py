@@ -8,6 +8,7 @@ native size (bilinear, half-pixel centres), takes the argmax and colourises.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeseg.data.window import axis_taps, resize_window_image
+from edgeseg.errors import DataError
 from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD
 
 
@@ -51,8 +53,6 @@ class Preprocess:
         out = []
         for img in images:
             if self.min_res is not None and (img.shape[1] < self.min_res[0] or img.shape[0] < self.min_res[1]):
-                from edgeseg.errors import DataError
-
                 raise DataError(f"a {img.shape[1]}x{img.shape[0]} frame is smaller than the model's network resolution "
                                 f"{self.min_res[0]}x{self.min_res[1]}; this guided model refines up to {w}x{h} frames")
             H, W = img.shape[:2]
@@ -299,3 +299,29 @@ def colourise(label: np.ndarray, palette: Sequence[Sequence[int]], ignore_index:
 def overlay(image: np.ndarray, label: np.ndarray, palette, alpha: float = 0.5) -> np.ndarray:
     colours = colourise(label, palette).astype(np.float32)
     return np.clip(image.astype(np.float32) * (1 - alpha) + colours * alpha, 0, 255).astype(np.uint8)
+
+
+def aspect_differs(size: tuple[int, int], res: tuple[int, int]) -> bool:
+    """Whether a (width, height) frame has another aspect ratio than the model input ``res`` (beyond 1 %)."""
+    return abs((size[0] / size[1]) / (res[0] / res[1]) - 1) > 0.01
+
+
+class AspectCheck:
+    """Images (and video frames) whose aspect ratio differs from the model input are resized anyway
+    (with one warning), or refused under --strict."""
+
+    def __init__(self, res, strict: bool):
+        self.res = res
+        self.strict = strict
+        self.warned = False
+
+    def __call__(self, shape, where) -> None:
+        h, w = shape[:2]
+        if not aspect_differs((w, h), self.res):
+            return
+        msg = f"{where}: {w}x{h} image has another aspect ratio than the model input {self.res[0]}x{self.res[1]}"
+        if self.strict:
+            raise DataError(msg + " (--strict)")
+        if not self.warned:
+            logging.getLogger(__name__).warning(f"{msg}; resizing it anyway (later such images are not reported)")
+            self.warned = True

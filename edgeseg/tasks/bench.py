@@ -7,7 +7,6 @@ engines timed in one process distort each other (their thread pools compete).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from datetime import datetime, timezone
@@ -17,8 +16,6 @@ from edgeseg.errors import ConfigError, DataError
 from edgeseg.runtime.processing import Preprocess, native_labels
 from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.runtime.timing import latency_stats, machine, time_interleaved
-
-logger = logging.getLogger(__name__)
 
 STAGES = ("pre", "network", "post")  # the parts of an end-to-end call, timed inside it
 DEFAULT_BLOCK = 10  # iterations a worker runs per turn
@@ -38,7 +35,6 @@ def _bench_images(meta, source: DataSource, batch):
             ds = source.open(meta.dataset, meta.dataset_root)
         except (ConfigError, DataError) as exc:
             why = f"the model's data set cannot be opened ({exc}); give --dataset/--data to time on yours"
-            logger.warning(f"end to end from synthetic images: {why}")
             ds = Synthetic("val")
     return [ds[i % len(ds)].image for i in range(batch)], ds.info.name, why
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import atomic_path
 from edgeseg.progress import Progress
-from edgeseg.runtime.processing import Preprocess, native_labels, overlay
+from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
 
-logger = logging.getLogger(__name__)
 
 def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
     """Image files (folders expanded) and video sources (files, camera indices, stream URLs).
@@ -50,32 +48,6 @@ def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
 def _save_png(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-
-
-def aspect_differs(size: tuple[int, int], res: tuple[int, int]) -> bool:
-    """Whether a (width, height) frame has another aspect ratio than the model input ``res`` (beyond 1 %)."""
-    return abs((size[0] / size[1]) / (res[0] / res[1]) - 1) > 0.01
-
-
-class AspectCheck:
-    """Images (and video frames) whose aspect ratio differs from the model input are resized anyway
-    (with one warning), or refused under --strict."""
-
-    def __init__(self, res, strict: bool):
-        self.res = res
-        self.strict = strict
-        self.warned = False
-
-    def __call__(self, shape, where) -> None:
-        h, w = shape[:2]
-        if not aspect_differs((w, h), self.res):
-            return
-        msg = f"{where}: {w}x{h} image has another aspect ratio than the model input {self.res[0]}x{self.res[1]}"
-        if self.strict:
-            raise DataError(msg + " (--strict)")
-        if not self.warned:
-            logger.warning(f"{msg}; resizing it anyway (later such images are not reported)")
-            self.warned = True
 
 
 class _Stems:

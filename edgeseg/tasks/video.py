@@ -26,7 +26,7 @@ from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import atomic_path
 from edgeseg.limits import check_size
 from edgeseg.progress import Progress
-from edgeseg.runtime.processing import Preprocess, native_labels, overlay
+from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,6 @@ class VideoJob:
     def __init__(self, runner, source: str, out_dir: Path, stem: str | None = None, every: int = 1, alpha: float = 0.5,
                  labels: bool = False, exist_ok: bool = False, reconnects: int = 3, progress: bool = True, max_frames: int | None = None,
                  strict: bool = False):
-        from edgeseg.tasks.predict import AspectCheck
 
         if not 1 <= every <= MAX_EVERY:
             raise ConfigError(f"--every: expected a whole number from 1 to {MAX_EVERY}, got {every}")

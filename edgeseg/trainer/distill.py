@@ -28,7 +28,6 @@ from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import FolderLock, cache_dir, sha256_file, shape_problem, write_json_atomic
-from edgeseg.trainer.losses import soft_kl
 
 logger = logging.getLogger(__name__)
 
@@ -217,12 +216,3 @@ class WithTeacher(SegDataset):
 
     def _keep(self, indices) -> None:
         self.indices = [self.indices[i] for i in indices]
-
-
-def distill_loss(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, temperature: float,
-                 weight: torch.Tensor | None = None) -> torch.Tensor:
-    """``T^2 * KL(t || softmax(z / T))`` with ``t = mass / valid`` per pixel, averaged by ``valid``:
-    the soft label loss ``soft_kl`` at temperature T. With class weights ``weight``
-    (``--distill-class-weights``) it is weighted as the label loss is: the sum of ``w_c`` times each
-    class's term over the weighted teacher mass."""
-    return temperature**2 * soft_kl(logits.float() / temperature, mass, valid, weight)

@@ -87,8 +87,6 @@ def training_loss(out, target: dict, kind: str = "ce", ignore_index: int = 255, 
     ``(1 - distill_weight) * label loss + distill_weight * T^2 KL(teacher || student)`` (weighted by
     ``weight`` as the label loss is where ``distill_class_weights``), plus
     ``sr_weight`` times the SR auxiliary's mean squared error where the output has one."""
-    from edgeseg.trainer.distill import distill_loss
-
     sr = out.pop("sr", None) if isinstance(out, dict) else None
     if isinstance(out, dict) and set(out) == {"logits"}:
         out = out["logits"]
@@ -113,3 +111,12 @@ def compute_loss(logits, target: dict, kind: str = "ce", ignore_index: int = 255
     if "label" in target:
         return hard_cross_entropy(logits, target["label"], ignore_index, weight)
     return SOFT_LOSSES[kind](logits, target["mass"], target["valid"], weight)
+
+
+def distill_loss(logits: torch.Tensor, mass: torch.Tensor, valid: torch.Tensor, temperature: float,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``T^2 * KL(t || softmax(z / T))`` with ``t = mass / valid`` per pixel, averaged by ``valid``:
+    the soft label loss ``soft_kl`` at temperature T. With class weights ``weight``
+    (``--distill-class-weights``) it is weighted as the label loss is: the sum of ``w_c`` times each
+    class's term over the weighted teacher mass."""
+    return temperature**2 * soft_kl(logits.float() / temperature, mass, valid, weight)
