@@ -88,7 +88,7 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
     probe_file = probe_in / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
     try:
         os.close(os.open(probe_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        probe_file.unlink(missing_ok=True)  # a FolderLock taken meanwhile may have swept it (.*.tmp)
+        probe_file.unlink(missing_ok=True)
     except OSError as exc:
         return f"cannot write in '{probe_in}' ({exc.strerror or exc})"
     return None
@@ -127,7 +127,7 @@ def replace_problem(path: str | os.PathLike, kind: str) -> str | None:
     if ok:
         return None
     return (f"'{path}' exists and is not {REPORT_KINDS[kind]} edgeseg wrote as a report; edgeseg replaces only its own "
-            "report there: give a new path (or remove the file)")
+            "report there (reports are marked since 2026-12-07): give a new path (or remove the file)")
 
 
 def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -349,7 +349,14 @@ def test_exist_ok_retires_the_earlier_runs_files_at_the_first_checkpoint(folder_
     for name, data in (("contrastive.pt", b"earlier"), ("model.onnx", b"earlier export"), ("notes.txt", b"mine")):
         (out / name).write_bytes(data)
     caplog.set_level(logging.INFO, logger="edgeseg")
-    train(tiny_cfg(folder_dataset, out, epochs=1, seed=2, exist_ok=True))
+    seen = []
+
+    def after_the_first_checkpoint(step):  # epoch 2 of 3 steps each, before this run's first validation (val_every 2)
+        if step == 5:
+            seen.append((out / "best.pt").exists())
+
+    train(tiny_cfg(folder_dataset, out, epochs=2, val_every=2, seed=2, exist_ok=True), on_step=after_the_first_checkpoint)
+    assert seen == [False]  # the earlier run's best.pt went with this run's first checkpoint
     assert not (out / "contrastive.pt").exists() and (out / "notes.txt").read_bytes() == b"mine"
     assert (out / "best.pt").read_bytes() != old_best  # this run's own
     assert any("model.onnx were exported from the earlier run's checkpoints" in m for m in caplog.messages), caplog.messages

@@ -49,7 +49,7 @@ def _holding(dataset: dict, split, folders) -> tuple[tuple, str]:
     """What a cache holds (its data set, split and source folders): a key to compare, and its text."""
     import os
 
-    folders = sorted(map(str, folders))
+    folders = sorted({str(Path(f).resolve()) for f in folders})  # the same files, however --data was spelled
     try:
         where = os.path.commonpath(folders) if folders else "no files"
     except ValueError:  # relative and absolute paths mixed

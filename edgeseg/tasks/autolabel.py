@@ -99,7 +99,7 @@ def check_out_folder(out_dir: Path, exist_ok: bool) -> None:
 
 def _label_all(runner, pre, paths, seen, out_dir: Path, threshold: float, soft: bool, progress: bool) -> tuple[int, int]:
     meta = runner.meta
-    # Written into a staging folder and swapped in whole (``_swap_in``): images of an earlier run
+    # Written into a staging folder and swapped in whole (``fileio.swap_in``): images of an earlier run
     # not in this one, and soft/ from a run with --soft, would otherwise be trained on as if current.
     for sub in ("images", "masks") + (("soft",) if soft else ()):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)

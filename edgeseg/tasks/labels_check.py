@@ -127,7 +127,7 @@ def _check_plot_index(ds: SegDataset, index: int) -> None:
     from edgeseg.errors import ConfigError
 
     if index >= len(ds):
-        raise ConfigError(f"--plot-index {index}: {ds.info.name}/{ds.split} has {len(ds)} images (with --limit, the first --limit)")
+        raise ConfigError(f"--plot-index {index}: {ds.info.name}/{ds.split} has {len(ds)} images (counted from 0, within --limit)")
 
 
 def plot_kept(ds: SegDataset, res: tuple[int, int], modes, index: int, path, dup: dict | None = None):

@@ -41,7 +41,7 @@ def names_video(source: str) -> bool:
     """Whether an input of predict names a video (a file by its suffix, a camera index, a stream
     URL), from its text alone: what a video-only option is checked against before anything runs."""
     s = str(source)
-    return is_stream(s) or s.isdigit() or Path(s).suffix.lower() in VIDEO_SUFFIXES
+    return is_stream(s) or (s.isdigit() and not Path(s).exists()) or Path(s).suffix.lower() in VIDEO_SUFFIXES
 
 
 def is_stream(source: str) -> bool:
@@ -90,6 +90,9 @@ def video_outputs(out_dir: Path, stem: str, labels: bool, exist_ok: bool) -> tup
     if path.exists() and not exist_ok:
         raise ConfigError(f"{path}: already exists; use --exist-ok to replace it or another --out")
     labels_dir = Path(out_dir) / f"{stem}_labels" if labels else None
+    stage = Path(out_dir) / f"{stem}_labels.partial"  # a killed run's frames, removed when this one starts
+    if labels and stage.is_dir() and any(not FRAME_LABEL.fullmatch(p.name) for p in stage.iterdir()):
+        raise ConfigError(f"{stage}: holds files predict did not write; give another --out or move them")
     if labels_dir is not None and (labels_dir.exists() or labels_dir.is_symlink()):
         held = [p.name for p in labels_dir.iterdir()] if labels_dir.is_dir() and not labels_dir.is_symlink() else None
         foreign = [n for n in held if not FRAME_LABEL.fullmatch(n)] if held is not None else [labels_dir.name]
@@ -332,8 +335,11 @@ class VideoJob:
             raise DataError(f"{self.source}: no frames could be decoded")
         self.partial.replace(self.out_path)
         if self.labels_stage is not None:  # the earlier frame labels (checked to be only those) give way whole
-            if self.labels_dir.is_dir():
-                shutil.rmtree(self.labels_dir)
+            if self.labels_dir.is_dir():  # its frame labels only: a file put there since the check stays, and so does the folder
+                for frame in self.labels_dir.iterdir():
+                    if FRAME_LABEL.fullmatch(frame.name):
+                        frame.unlink()
+                self.labels_dir.rmdir()
             self.labels_stage.replace(self.labels_dir)
         wall = time.perf_counter() - t_start
         return {"source": self.source, "video": str(self.out_path), "frames": self.written, "every": self.every, "codec": self.codec,

@@ -85,6 +85,9 @@ def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None, given=
     differ from their defaults) are taken from the run being continued (TrainConfig.resumed)."""
     cfg = resumed_config(cfg, given)
     device = resolve_device(cfg.device)
+    if cfg.amp in ("bf16", "fp16") and device.type != "cuda" and not cfg.resume:  # asked for, and cannot be had
+        raise ConfigError(f"--amp {cfg.amp}: mixed precision applies on CUDA only, and this run is on {device.type}; "
+                          "leave --amp out (or --amp auto: mixed precision where the device has it)")
     out = Path(cfg.out)
     prepare_out_dir(out, cfg.resume, cfg.exist_ok)
     absolute = out.absolute()
@@ -237,9 +240,6 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     plan = plan_steps(cfg, len(data.train), dist_info.world)
     optimizer = build_optimizer(cfg.optimizer, param_groups(net, cfg.weight_decay), cfg.lr)
     autocast = amp_dtype(cfg.amp, device)
-    if cfg.amp in ("bf16", "fp16") and device.type != "cuda" and not cfg.resume:  # asked for, and cannot be had
-        raise ConfigError(f"--amp {cfg.amp}: mixed precision applies on CUDA only, and this run is on {device.type}; "
-                          "leave --amp out (or --amp auto: mixed precision where the device has it)")
     if cfg.amp != "off" and device.type != "cuda":  # auto, or a CUDA run resumed here
         say(f"note: --amp {cfg.amp} applies to CUDA only; training in float32 on {device.type}")
     weight = loss_weights(cfg, data, ckpt, device, cfg.progress and dist_info.is_main)
