@@ -290,16 +290,17 @@ def _any_video(inputs) -> bool:
     return any(names_video(i) for i in inputs or ())
 
 
+VIDEO_ONLY = dict(cls=Needs, needs="inputs", when=_any_video, what="a video input (file, camera or stream URL)")
+
+
 @cli.command()
 @click.option("--model", "model_path", type=PATH, required=True)
 @click.argument("inputs", nargs=-1, type=INPUT_TEXT)
 @click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Folder for <name>_label.png and <name>_overlay.png.")
 @runner_options(exclude=("scales", "tta"))
 @click.option("--alpha", type=Number(float, 0.0, 1.0), default=0.5, show_default=True, help="Overlay opacity.")
-@click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.",
-              cls=Needs, needs="inputs", when=lambda inputs: _any_video(inputs), what="a video input (file, camera or stream URL)")
-@click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.",
-              cls=Needs, needs="inputs", when=lambda inputs: _any_video(inputs), what="a video input (file, camera or stream URL)")
+@click.option("--every", type=count(1, 100_000), default=1, show_default=True, help="Video: segment every Nth frame.", **VIDEO_ONLY)
+@click.option("--labels", "labels", is_flag=True, help="Video: also write a label PNG per frame.", **VIDEO_ONLY)
 @click.option("--exist-ok", is_flag=True, help="Replace outputs that exist (label and overlay PNGs, overlay videos and their label PNGs).")
 @quiet_option
 def predict(model_path, inputs, out_dir, spec, alpha, every, labels, exist_ok, quiet):

@@ -76,7 +76,7 @@ def test_cache_command_and_training_from_it(folder_dataset, tmp_path, cli_run):
     assert code == 2 and "manifest.json: damaged" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_path):
+def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_path, monkeypatch):
     """Rebuilding a cache over a good one and failing on a bad image leaves the old cache whole
     (it still verifies); a folder of other files is not taken as a cache folder."""
     from conftest import make_folder_dataset
@@ -113,3 +113,9 @@ def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_pa
     build_cache(ds, tmp_path / "c2", progress=False, replace=True)
     check_cache(ds, tmp_path / "c2", verify_hashes=True)
     assert sorted(p.name for p in (tmp_path / "c2").iterdir()) == before
+    # the same files under another spelling of the root are the same cache; a damaged cache is rebuilt unasked
+    monkeypatch.chdir(tmp_path)
+    build_cache(build_dataset("folder", "data/../data", "train"), tmp_path / "c2", progress=False)
+    manifest = tmp_path / "c2" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "samples": [1]}))
+    build_cache(build_dataset("folder", more, "train"), tmp_path / "c2", progress=False)

@@ -50,20 +50,20 @@ def _holding(dataset: dict, split, folders) -> tuple[tuple, str]:
     import os
 
     folders = sorted({str(Path(f).resolve()) for f in folders})  # the same files, however --data was spelled
-    try:
-        where = os.path.commonpath(folders) if folders else "no files"
-    except ValueError:  # relative and absolute paths mixed
-        where = ", ".join(folders)
-    return (dataset.get("name"), dataset.get("class_names"), split, folders), f"{dataset.get('name')}/{split} from {where}"
+    where = os.path.commonpath(folders) if folders else "no files"
+    return (dataset["name"], dataset["class_names"], split, folders), f"{dataset['name']}/{split} from {where}"
 
 
-def _held_by(manifest: dict) -> tuple[tuple, str]:
-    """``_holding`` of a cache manifest, read defensively (any manifest that says it is a cache)."""
-    samples = manifest.get("samples") if isinstance(manifest.get("samples"), list) else []
-    folders = {str(Path(str(src.get("path", ""))).parent) for rec in samples if isinstance(rec, dict)
-               for src in rec.get("sources") or [] if isinstance(src, dict)}
-    dataset = manifest.get("dataset") if isinstance(manifest.get("dataset"), dict) else {}
-    return _holding(dataset, manifest.get("split"), folders)
+def _refuse_another_cache(ds: SegDataset, out: Path) -> None:
+    """``out`` holds a cache: refused when it is of another data set, split or folder of files (a
+    damaged one holds nothing to keep: it is rebuilt, as its own refusal says)."""
+    held = json.loads((out / MANIFEST).read_text())
+    if shape_problem(held, MANIFEST_SHAPE):
+        return
+    theirs, said = _holding(held["dataset"], held["split"], {Path(src["path"]).parent for rec in held["samples"] for src in rec["sources"]})
+    ours, wanted = _holding(ds.info.to_dict(), ds.split, {p.parent for i in range(len(ds)) for p in _sources(ds, i)})
+    if theirs != ours:
+        raise DataError(f"--out {out}: holds the decoded cache of {said}, not of {wanted}; give --exist-ok to replace it, or another folder")
 
 
 def build_cache(ds: SegDataset, out: Path, progress: bool = True, replace: bool = False) -> dict:
@@ -83,11 +83,7 @@ def build_cache(ds: SegDataset, out: Path, progress: bool = True, replace: bool 
             raise DataError(f"--out {out}: holds other files ({', '.join(sorted(foreign)[:3])} ...) and no decoded cache; "
                             "give an empty or new folder")
     elif out.is_dir() and not replace:
-        theirs, said = _held_by(json.loads((out / MANIFEST).read_text()))
-        ours, wanted = _holding(ds.info.to_dict(), ds.split, {p.parent for i in range(len(ds)) for p in _sources(ds, i)})
-        if theirs != ours:
-            raise DataError(f"--out {out}: holds the decoded cache of {said}, not of {wanted}; "
-                            "give --exist-ok to replace it, or another folder")
+        _refuse_another_cache(ds, out)
     with FolderLock(out, "cache folder"):
         staging = out / STAGING
         shutil.rmtree(staging, ignore_errors=True)
@@ -175,7 +171,7 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
         bar.update()
         sources = [str(p) for p in _sources(ds, i)]
         if sources != [s["path"] for s in rec["sources"]]:
-            raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache")
+            raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache --exist-ok")
         for src in rec["sources"]:
             now = _source_record(Path(src["path"]), with_hash=verify_hashes) if Path(src["path"]).is_file() else None
             same = now is not None and now["size"] == src["size"] and now["mtime_ns"] == src["mtime_ns"] and \

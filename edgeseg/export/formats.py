@@ -37,7 +37,7 @@ class ExportOptions:
     verify_images: int = opt(32, needs="verify", low=1, high=1_000_000, help="Images for the parity checks.")
     min_agreement: float = opt(FP32_MIN_AGREEMENT, needs="verify", low=0.0, high=100.0, help="Minimum pixel agreement of FP32 exports (percent).")
     max_delta_miou: float = opt(FP32_MAX_DELTA_MIOU, needs="verify", low=0.0, high=100.0, help="Maximum |delta mIoU| of FP32 exports (points).")
-    device: str = opt("cpu", help="Where checkpoints and ONNX models run for the checks: cpu or cuda[:N].")
+    device: str = opt("cpu", needs="verify", help="Where checkpoints and ONNX models run for the checks: cpu or cuda[:N].")
     exist_ok: bool = opt(False, help="Where this export replaces model.onnx, remove the formats the folder holds that were built from "
                                      "the earlier one and are not rebuilt now (INT8 model, IR, engine); without it such an export "
                                      "is refused before anything is replaced.")
@@ -57,15 +57,13 @@ class ExportOptions:
 def refuse_unused_options(wanted, fp16: bool, job, int8, trt, source) -> None:
     """An export's options that would have no effect, refused by name: ``job``, ``int8`` and ``trt``
     are (record, names given on the command line); ``source`` the DataSource."""
-    (job, job_given), (int8_opts, int8_given), (trt_opts, trt_given) = job, int8, trt
+    (job, _), (int8_opts, int8_given), (trt_opts, trt_given) = job, int8, trt
     if fp16 and "tensorrt" not in wanted:
         raise ConfigError("--fp16 applies to TensorRT engines; add --trt")
     for record, given, flag, on in ((int8_opts, int8_given, "--int8", "int8" in wanted), (trt_opts, trt_given, "--trt", "tensorrt" in wanted)):
         unused = [] if on else changed_flags(record, given)
         if unused:
             raise ConfigError(f"{unused[0]}: applies only with {flag}; add {flag} or leave {unused[0]} out")
-    if not job.verify and ("device" in job_given or job.device != "cpu"):  # the device runs the parity checks only
-        raise ConfigError("--device: has no effect with --no-verify (it runs the parity checks); leave one of them out")
     unused = [] if job.verify or "int8" in wanted else changed_flags(source)
     if unused:  # the data set serves the parity checks and INT8 calibration, and neither runs
         raise ConfigError(f"{unused[0]}: has no effect with --no-verify and without --int8; leave one of them out")
@@ -150,6 +148,7 @@ class Build:
     stage: Path
     meta: object
     source_paths: dict[str, Path] = field(default_factory=dict)
+    replaced: set[str] = field(default_factory=set)  # formats whose earlier model file this run replaced with another
     progress: bool = True
     data: object = None  # the DataSource the checks and calibration read
 

@@ -59,14 +59,13 @@ def export_model(request: Request, source: DataSource = DataSource(), progress: 
     out = request.out_dir
     with FolderLock(out, "export folder"):
         _clean_up_earlier_runs(out)
-        previous_onnx = sha256_file(out / "model.onnx") if (out / "model.onnx").is_file() else None
         build = Build(request, stage=out, meta=None, data=source, progress=progress)
         result = {"out": str(out), "formats": {}}
         for fmt in FORMATS.values():
             if not fmt.requested(request):
                 continue
             result["formats"][fmt.name] = _one_format(fmt, build)
-            if fmt.name == "onnx" and previous_onnx not in (None, sha256_file(out / "model.onnx")):
+            if fmt.name == "onnx" and "onnx" in build.replaced:
                 _drop_derived(out)  # built from the model.onnx just replaced
     return result
 
@@ -106,8 +105,10 @@ def _one_format(fmt: Format, b: Build) -> dict:
     b.stage = stage
     try:
         entry = {"files": [str(out / f) for f in fmt.files], "details": fmt.build(b), "parity": {}}
-        if fmt.source is None:
-            _refuse_to_strand(stage, out, fmt, r)
+        before = sha256_file(out / fmt.model_file) if (out / fmt.model_file).is_file() else None
+        changed = before != sha256_file(stage / fmt.model_file)  # (each hashed once: the checks below and export_model use it)
+        if fmt.source is None and before is not None and changed:
+            _refuse_to_strand(out, fmt, r)
         if r.job.verify:
             for gate in fmt.gates(r):
                 parity = verify_parity(stage / fmt.model_file, r.checkpoint, b.meta, gate, b.data, r.job.device, None,
@@ -130,9 +131,10 @@ def _one_format(fmt: Format, b: Build) -> dict:
                     raise CheckFailed(f"{out / fmt.model_file} fails parity with {r.checkpoint.name}: {'; '.join(parity['failures'])} "
                                       f"(the new one is {_rejected_name(fmt.model_file)}, its report {_rejected_name(gate.report)}; "
                                       f"any previous {fmt.model_file} is kept)")
-        replaced = not (out / fmt.model_file).is_file() or sha256_file(out / fmt.model_file) != sha256_file(stage / fmt.model_file)
         _commit(stage, out, fmt)
-        for report in fmt.reports if replaced else ():  # an earlier report not written again (--no-verify) described another model
+        if before is not None and changed:
+            b.replaced.add(fmt.name)
+        for report in fmt.reports if changed else ():  # an earlier report not written again (--no-verify) described another model
             if report not in entry["parity"]:
                 (out / report).unlink(missing_ok=True)
         for name in (fmt.model_file, *fmt.files[1:], *(gate.report for gate in fmt.gates(r))):  # an earlier run's rejects are stale now
@@ -170,11 +172,11 @@ def _derived_files(out: Path, fmt: Format) -> list[str]:
     return [f for f in fmt.files + fmt.optional_files + fmt.reports if (out / f).is_file()]
 
 
-def _refuse_to_strand(stage: Path, out: Path, fmt: Format, r: Request) -> None:
+def _refuse_to_strand(out: Path, fmt: Format, r: Request) -> None:
     """A new model.onnx that differs from the one in ``out`` makes what was built from that one
     stale: formats rebuilt in this run replace theirs; the others (an engine built on its device,
     say) are removed only with --exist-ok, else the export is refused before anything is replaced."""
-    if r.job.exist_ok or not (out / fmt.model_file).is_file() or sha256_file(out / fmt.model_file) == sha256_file(stage / fmt.model_file):
+    if r.job.exist_ok:
         return
     stranded = [f for other in FORMATS.values() if other.source is not None and not other.requested(r) for f in _derived_files(out, other)]
     if stranded:

@@ -17,14 +17,14 @@ from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, o
 def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
     """Image files (folders expanded) and video sources (files, camera indices, stream URLs).
     Inputs are kept as given until they are known to be paths: a URL is not a path."""
-    from edgeseg.tasks.video import VIDEO_SUFFIXES, is_stream
+    from edgeseg.tasks.video import VIDEO_SUFFIXES, names_live_source
 
     images, videos = [], []
     for item in inputs:
         s = str(item)
         if not s.strip():
             raise DataError("predict: an input is an empty string; expected an image, folder, video, camera index or stream URL")
-        if is_stream(s) or (s.isdigit() and not Path(s).exists()):
+        if names_live_source(s):
             videos.append(s)
             continue
         p = Path(s)

@@ -37,11 +37,16 @@ STREAM_TIMEOUT = 10.0  # seconds a stream may send nothing (opening or reading) 
 _DONE = object()
 
 
-def names_video(source: str) -> bool:
-    """Whether an input of predict names a video (a file by its suffix, a camera index, a stream
-    URL), from its text alone: what a video-only option is checked against before anything runs."""
+def names_live_source(source: str) -> bool:
+    """A camera index (digits that are no path here) or a stream URL: a video that is no file."""
     s = str(source)
-    return is_stream(s) or (s.isdigit() and not Path(s).exists()) or Path(s).suffix.lower() in VIDEO_SUFFIXES
+    return is_stream(s) or (s.isdigit() and not Path(s).exists())
+
+
+def names_video(source: str) -> bool:
+    """Whether an input of predict names a video (a camera, a stream, a file by its suffix), from
+    its text alone: what a video-only option is checked against before anything runs."""
+    return names_live_source(source) or Path(str(source)).suffix.lower() in VIDEO_SUFFIXES
 
 
 def is_stream(source: str) -> bool:
