@@ -37,6 +37,9 @@ def test_teacher_labels_are_made_once_checked_and_reused(teacher, shared_folder,
     monkeypatch.setattr(distill, "make_teacher_labels", lambda *a, **k: made.append(1) or real(*a, **k))
     folder = distill.teacher_labels(str(teacher), ds, 1.0, "cpu", progress=False)
     assert distill.teacher_labels(str(teacher), ds, 1.0, "cpu", progress=False) == folder and made == [1]  # reused
+    monkeypatch.chdir(shared_folder.parent)  # the same images named by a relative --data: the same labels
+    relative = build_dataset("folder", shared_folder.name, "train")
+    assert distill.teacher_labels(str(teacher), relative, 1.0, "cpu", progress=False) == folder and made == [1]
     sample = distill.WithTeacher(ds, folder)[0]
     assert sample.teacher.shape == sample.label.shape + (2 * distill.TOP_K,)
     probs = sample.teacher[..., 1::2].astype(int).sum(-1)

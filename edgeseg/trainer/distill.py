@@ -42,8 +42,8 @@ def _image_record(ds: SegDataset, i: int) -> dict:
     path = Path(files(i)[0]) if files is not None else None
     if path is None:
         return {"name": ds.sample_name(i)}
-    st = path.stat()
-    return {"name": ds.sample_name(i), "image": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    st = path.stat()  # the resolved path: --data spelled relative or absolute names the same images
+    return {"name": ds.sample_name(i), "image": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:
