@@ -8,7 +8,6 @@ exits 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import click
 from edgeseg import __version__
 from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
+from edgeseg.progress import configure_logging, end_line
 from edgeseg.trainer.config import TrainConfig
 
 
@@ -354,27 +354,13 @@ def models(classes):
 # --------------------------------------------------------------------------- entry point
 
 
-class _EchoHandler(logging.Handler):
-    """edgeseg's log records as plain lines on stderr ("warning: " before warnings); the stream is
-    looked up at each record, so redirected or captured stderr gets them."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        click.echo(f"warning: {msg}" if record.levelno >= logging.WARNING else msg, err=True)
-
-
-def configure_logging() -> None:
-    """Library modules log to ``logging.getLogger("edgeseg.<module>")``; the command line shows them."""
-    root = logging.getLogger("edgeseg")
-    root.handlers = [h for h in root.handlers if not isinstance(h, _EchoHandler)] + [_EchoHandler()]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def main(argv=None) -> None:
     configure_logging()
     try:
-        rv = cli.main(args=argv, prog_name="edgeseg", standalone_mode=False)
+        try:
+            rv = cli.main(args=argv, prog_name="edgeseg", standalone_mode=False)
+        finally:
+            end_line()  # a bar's line left open on a terminal ends before the error
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

@@ -1,11 +1,14 @@
-"""A small progress bar on stderr: count, rate, ETA and free-form fields.
+"""Terminal output on stderr: a small progress bar (count, rate, ETA and free-form fields) and
+edgeseg's log records as plain lines.
 
-On a terminal it redraws one line; otherwise (logs, CI) it prints a line every
-``every_s`` seconds and at the end, so logs stay short.
+On a terminal a bar redraws one line; otherwise (logs, CI) it prints a line every ``every_s``
+seconds and at the end, so logs stay short. A message printed while a bar's line is open on a
+terminal (a warning, an error that stops the command) first ends that line (``end_line``).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Iterable, Iterator, TypeVar
@@ -18,6 +21,18 @@ def _fmt_time(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+_open_line = None  # the terminal stream whose last write was a bar's redraw without its newline
+
+
+def end_line() -> None:
+    """End a bar's line left open on a terminal, so that the next message starts a line of its own."""
+    global _open_line
+    if _open_line is not None:
+        _open_line.write("\n")
+        _open_line.flush()
+        _open_line = None
 
 
 class Progress:
@@ -60,9 +75,11 @@ class Progress:
         return "  ".join(parts)
 
     def _draw(self, final: bool) -> None:
+        global _open_line
         line = self._line()
         if self.tty:
             self.stream.write("\r\x1b[K" + line + ("\n" if final else ""))
+            _open_line = None if final else self.stream
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
@@ -85,3 +102,23 @@ def track(items: Iterable[T], total: int | None = None, desc: str = "", unit: st
             bar.update()
     finally:
         bar.close()
+
+
+class _EchoHandler(logging.Handler):
+    """edgeseg's log records as plain lines on stderr ("warning: " before warnings); the stream is
+    looked up at each record, so redirected or captured stderr gets them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import click
+
+        msg = record.getMessage()
+        end_line()
+        click.echo(f"warning: {msg}" if record.levelno >= logging.WARNING else msg, err=True)
+
+
+def configure_logging() -> None:
+    """Library modules log to ``logging.getLogger("edgeseg.<module>")``; the command line shows them."""
+    root = logging.getLogger("edgeseg")
+    root.handlers = [h for h in root.handlers if not isinstance(h, _EchoHandler)] + [_EchoHandler()]
+    root.setLevel(logging.INFO)
+    root.propagate = False
