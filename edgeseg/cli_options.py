@@ -196,10 +196,13 @@ def check_needs_options(ctx: click.Context) -> None:
         if isinstance(p, Needs) and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT) \
                 and not p.when(ctx.params.get(p.needs)):
             need = params[p.needs]
+            # worded as the records' refusals are (records.check_needs): "--x: applies only with ..."
             if isinstance(need, click.Option) and p.when(need.get_default(ctx)):  # met unless that option is given: --exist-ok with data cache --verify
-                raise click.BadParameter(f"has no effect with {need.opts[0]}; leave one of them out", param_hint=p.opts[0])
-            what = p.what or (need.opts[0] if isinstance(need, click.Option) else need.name.upper())
-            raise click.BadParameter(f"applies only with {what}; add it or leave {p.opts[0]} out", param_hint=p.opts[0])
+                raise click.UsageError(f"{p.opts[0]}: has no effect with {need.opts[0]}; leave one of them out", ctx)
+            if p.what:
+                raise click.UsageError(f"{p.opts[0]}: applies only with {p.what}; leave {p.opts[0]} out", ctx)
+            what = need.opts[0] if isinstance(need, click.Option) else need.name.upper()
+            raise click.UsageError(f"{p.opts[0]}: applies only with {what}; add it or leave {p.opts[0]} out", ctx)
 
 
 class Command(click.Command):
