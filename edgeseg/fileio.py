@@ -9,13 +9,50 @@ import os
 import re
 import secrets
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgeseg.errors import ConfigError, EdgesegError
+
+CACHE_ENV = "EDGESEG_CACHE"
+
 
 def cache_dir() -> Path:
-    """Where derived artefacts (DUpsampling W, class centroids) are cached: $EDGESEG_CACHE or ~/.cache/edgeseg."""
-    return Path(os.environ.get("EDGESEG_CACHE", Path.home() / ".cache" / "edgeseg"))
+    """Where derived artefacts (DUpsampling W, class centroids, teacher labels) are cached:
+    $EDGESEG_CACHE (an absolute folder) or ~/.cache/edgeseg."""
+    value = os.environ.get(CACHE_ENV)
+    if value is None:
+        return Path.home() / ".cache" / "edgeseg"
+    path = Path(value).expanduser()
+    if not value.strip() or not path.is_absolute():  # empty or relative: it would be the working folder, or move with it
+        raise ConfigError(f"${CACHE_ENV}={value!r}: expected an absolute folder path for edgeseg's cache (or leave it unset)")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"${CACHE_ENV}={value}: is a file; expected a folder for edgeseg's cache")
+    return path
+
+
+class NotAFileError(EdgesegError):
+    """An output path names something other than a regular file: a link, a device, a pipe, a socket."""
+
+
+def not_regular_problem(path: str | os.PathLike) -> str | None:
+    """Why edgeseg must not write a file at ``path`` (a whole new file renamed over it), or None:
+    something there that is not a regular file would be replaced by one (a symbolic link and its
+    target would part; a device such as /dev/null or a named pipe would become a plain file)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # unreadable: the write itself says why
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return (f"'{path}' is a symbolic link (to '{os.readlink(path)}'); edgeseg writes files whole and would replace "
+                "the link: give the path of the file itself")
+    what = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"'{path}' is {what}, not a regular file; give a file path"
 
 
 TEMP_TAG = "edgeseg"  # atomic_path's temporaries: .NAME.edgeseg-PID-HEX.tmp, so that only ours are ever cleaned up
@@ -40,6 +77,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On error the temporary file is removed and ``path`` keeps its old content.
     """
     path = Path(path)
+    if problem := not_regular_problem(path):
+        raise NotAFileError(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created like a plain open() would (0666 less the umask, applied by the kernel); mkstemp
     # would make it 0600.
@@ -57,6 +96,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        if problem := not_regular_problem(path):  # put there while the file was being written
+            raise NotAFileError(problem)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -73,6 +114,8 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
     if path.exists() or path.is_symlink():
         if kind == "file" and path.is_dir():
             return f"'{path}' is a folder; expected a file name"
+        if kind == "file" and (problem := not_regular_problem(path)):
+            return problem
         if kind == "folder" and not path.is_dir():
             return f"'{path}' is a file; expected a folder"
     probe_in = path if kind == "folder" and path.is_dir() else None

@@ -119,3 +119,41 @@ def test_swap_in_replaces_the_parts_whole_manifest_last_and_restores_them_on_a_f
         swap_in(stage, out, names, last=("manifest.json",))
     held = {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
     assert held == {"a.npy": "old a", "stale.npy": "old stale", "manifest.json": "old m", "mine.txt": "user"}  # as it was
+
+
+def test_an_atomic_write_never_replaces_a_link_a_pipe_or_a_device(tmp_path):
+    """Whatever writer it serves: a symbolic link (and so its target), a named pipe are left as they
+    are and the write refused in words; a regular file is replaced."""
+    import stat
+
+    from edgeseg.fileio import NotAFileError, atomic_path, write_json_atomic
+
+    (tmp_path / "target.json").write_text("keep")
+    (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
+    os.mkfifo(tmp_path / "pipe.json")
+    for name, said in (("link.json", "is a symbolic link"), ("pipe.json", "is a named pipe")):
+        with pytest.raises(NotAFileError, match=said):
+            write_json_atomic(tmp_path / name, {"a": 1})
+    assert (tmp_path / "target.json").read_text() == "keep" and (tmp_path / "link.json").is_symlink()
+    assert stat.S_ISFIFO((tmp_path / "pipe.json").lstat().st_mode)
+    with pytest.raises(NotAFileError, match="is a symbolic link"):  # a link put there while the file was written
+        with atomic_path(tmp_path / "late.json") as tmp:
+            tmp.write_text("new")
+            (tmp_path / "late.json").symlink_to(tmp_path / "target.json")
+    assert (tmp_path / "target.json").read_text() == "keep" and not list(tmp_path.glob(".*.tmp"))
+    write_json_atomic(tmp_path / "target.json", {"a": 1})
+    assert (tmp_path / "target.json").read_text().startswith("{")
+
+
+def test_the_cache_folder_from_the_environment_must_be_an_absolute_folder(tmp_path, monkeypatch):
+    from edgeseg.errors import ConfigError
+    from edgeseg.fileio import cache_dir
+
+    (tmp_path / "a-file").write_text("x")
+    for value, said in (("", "expected an absolute folder"), ("relative/cache", "expected an absolute folder"),
+                        (str(tmp_path / "a-file"), "is a file")):
+        monkeypatch.setenv("EDGESEG_CACHE", value)
+        with pytest.raises(ConfigError, match=r"\$EDGESEG_CACHE"):
+            cache_dir()
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache"

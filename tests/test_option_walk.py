@@ -5,7 +5,9 @@ option (not later by some file check). A new option is walked as soon as it exis
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 from pathlib import Path
 
 import click
@@ -150,6 +152,8 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     findings = []
     (tmp_path / "a-file").write_text("keep")
     (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-link").symlink_to(tmp_path / "a-file")
+    os.mkfifo(tmp_path / "a-pipe")
     for cpath, cmd, p in output_options():
         if " ".join(cpath) != path:
             continue
@@ -168,6 +172,8 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
 
         wrong = tmp_path / ("a-folder" if p.type.kind == "file" else "a-file")
         cases = [((p.opts[0], str(wrong)), p.opts[0]), ((p.opts[0], str(tmp_path / "a-file" / "x" / "y.png")), p.opts[0])]
+        if p.type.kind == "file":  # what a whole new file renamed over it would destroy: a link (and its target), a pipe
+            cases += [((p.opts[0], str(tmp_path / "a-link")), "is a symbolic link"), ((p.opts[0], str(tmp_path / "a-pipe")), "is a named pipe")]
         for q in cmd.params:  # the output given as each input and as each other output
             if q is p or not isinstance(q.type, (click.Path, InputText)):
                 continue
@@ -190,7 +196,8 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
             said = said or (expect == "is also" and p.type.report is not None and "exists and is not" in lines[0])  # refused for its kind first
             if code != 2 or len(lines) != 1 or not said or "Traceback" in err:
                 findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
-    assert (tmp_path / "a-file").read_text() == "keep"
+    assert (tmp_path / "a-file").read_text() == "keep" and (tmp_path / "a-link").is_symlink()
+    assert stat.S_ISFIFO((tmp_path / "a-pipe").lstat().st_mode)
     assert not (tmp_path / "same.png").exists() or (tmp_path / "same.png").read_text() == "keep"
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
