@@ -360,3 +360,29 @@ def test_exist_ok_retires_the_earlier_runs_files_at_the_first_checkpoint(folder_
     assert not (out / "contrastive.pt").exists() and (out / "notes.txt").read_bytes() == b"mine"
     assert (out / "best.pt").read_bytes() != old_best  # this run's own
     assert any("model.onnx were exported from the earlier run's checkpoints" in m for m in caplog.messages), caplog.messages
+
+
+def test_input_paths_given_relative_name_the_same_files_from_any_working_folder(cli_run, tmp_path, monkeypatch):
+    """A run's data, cache and weights given relative are saved absolute: a --resume or an eval from
+    another working folder (holding a data set of the same name) uses the run's own data, and a cache
+    built with one spelling of --data serves another."""
+    from conftest import make_folder_dataset
+
+    make_folder_dataset(tmp_path / "a" / "data", n_train=4, n_val=2)
+    make_folder_dataset(tmp_path / "b" / "data", n_train=6, n_val=3)
+    monkeypatch.chdir(tmp_path / "a")
+    code, _, err = cli_run("data", "cache", "--dataset", "folder", "--data", "data", "--out", "cache", "--quiet")
+    assert code == 0, err
+    run = tmp_path / "run"
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", "data", "--cache", "cache", "--model", "tiny", "--res", "24x18",
+                           "--epochs", "2", "--batch", "2", "--pretrained", "none", "--out", run, "--quiet")
+    assert code == 0, err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"] == str(tmp_path / "a" / "data") and saved["cache"] == str(tmp_path / "a" / "cache")
+    monkeypatch.chdir(tmp_path / "b")
+    code, out, err = cli_run("eval", "--model", run / "last.pt")
+    assert code == 0 and str(tmp_path / "a" / "data") in out + err and "2 images" in out + err, out + err
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", tmp_path / "a" / "data", "--cache", tmp_path / "a" / "cache",
+                           "--model", "tiny", "--res", "24x18", "--epochs", "1", "--batch", "2", "--pretrained", "none",
+                           "--out", tmp_path / "run2", "--quiet")
+    assert code == 0, err  # the cache built from the relative spelling serves the absolute one

@@ -60,6 +60,7 @@ def build_dataset(name: str = "synthetic", root: str | Path | None = None, split
         raise ConfigError(f"--data {root}: the synthetic data set is generated and has no root folder; "
                           "give --dataset with --data, or leave --data out")
     ds = DATASETS[name](Path(root) if root is not None else None, split, skip_bad)
+    ds.root = str(Path(root).resolve()) if root is not None else None
     if skip_bad:
         ds.validate(skip_bad=True)
     if len(ds) == 0:

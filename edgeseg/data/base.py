@@ -184,6 +184,7 @@ class SegDataset:
     info: DatasetInfo
     split: str
     skipped: int = 0
+    root: str | None = None  # the folder it was read from (build_dataset), for saying which data was used
 
     def __len__(self) -> int:
         raise NotImplementedError

@@ -33,8 +33,8 @@ STAGING = ".building"  # where a cache is decoded before it replaces the one in 
 
 
 def _sources(ds: SegDataset, i: int) -> list[Path]:
-    files = getattr(ds, "sample_files", None)
-    return [Path(p) for p in files(i)] if files is not None else []
+    files = getattr(ds, "sample_files", None)  # resolved: the same files however --data was spelled, from any working folder
+    return [Path(p).resolve() for p in files(i)] if files is not None else []
 
 
 def _source_record(path: Path, with_hash: bool = True) -> dict:
@@ -170,7 +170,7 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
     for i, rec in enumerate(samples):
         bar.update()
         sources = [str(p) for p in _sources(ds, i)]
-        if sources != [s["path"] for s in rec["sources"]]:
+        if sources != [str(Path(s["path"]).resolve()) for s in rec["sources"]]:
             raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache --exist-ok")
         for src in rec["sources"]:
             now = _source_record(Path(src["path"]), with_hash=verify_hashes) if Path(src["path"]).is_file() else None

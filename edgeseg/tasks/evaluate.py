@@ -54,7 +54,7 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
         report = compare_runners(runner, ref_runner, ds, indices=indices, batch=batch, progress=progress)
         summary = report["model"]
         summary["parity"] = {**report["parity"], "reference_model": str(reference)}
-    summary.update(model=str(model), dataset=ds.info.name, split=source.split, skipped=ds.skipped, ran=runner.describe())
+    summary.update(model=str(model), dataset=ds.info.name, data=ds.root, split=source.split, skipped=ds.skipped, ran=runner.describe())
     return summary
 
 
@@ -93,7 +93,8 @@ def format_eval(result: dict) -> str:
     prec = (result.get("ran") or {}).get("precision_report")
     if prec:
         backend += f" ({prec['inference_precision']}; convolutions: " + ", ".join(f"{n} {k}" for k, n in prec["convolutions"].items()) + ")"
-    lines = [f"{backend} on {result['dataset']}/{result['split']}: {result['n_images']} images, "
+    where = f" ({result['data']})" if result.get("data") else ""
+    lines = [f"{backend} on {result['dataset']}/{result['split']}{where}: {result['n_images']} images, "
              f"model input {result['res'][0]}x{result['res'][1]}, scored at native resolution",
              format_table(rows, columns),
              f"mIoU {result['miou']:.2f}  pixel accuracy {result['pixel_acc']:.2f}"

@@ -6,6 +6,7 @@ share it)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -148,6 +149,12 @@ class TrainConfig:
         if self.model not in MODELS:
             raise ConfigError(f"--model: unknown model '{self.model}'; expected one of: {', '.join(sorted(MODELS))}")
         check_model_options(self.model, dict(self.model_options))
+        # Input paths absolute: a run's saved options (--resume, eval's data set) name the same files from any working folder.
+        object.__setattr__(self, "extra_data", tuple(_absolute(p) for p in self.extra_data))
+        for name in ("data", "teacher", "cache"):
+            object.__setattr__(self, name, _absolute(getattr(self, name)))
+        if self.pretrained not in PRETRAINED_WORDS:
+            object.__setattr__(self, "pretrained", _absolute(self.pretrained))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -198,6 +205,14 @@ def saved_options(saved: dict) -> dict:
 def compared_fields() -> tuple[str, ...]:
     """The options a resumed run must share with the run it continues."""
     return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("resume") == "compare")
+
+
+PRETRAINED_WORDS = ("auto", "imagenet", "none")  # --pretrained values that are not files
+
+
+def _absolute(path):
+    """``path`` made absolute (links kept, '..' folded), None and empty strings as they are."""
+    return os.path.abspath(path) if path is not None and str(path).strip() else path
 
 
 def _field(name: str):
