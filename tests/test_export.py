@@ -37,6 +37,7 @@ def test_export_writes_metadata_and_passes_checker_and_parity(tiny_checkpoint, t
     assert meta.res == (48, 36) and len(meta.source_sha256) == 64 and meta.class_names == tuple("abcde") and meta.edgeseg_version
     assert meta.model.name == "tiny" and meta.dataset_root is None  # an exported model does not carry the data's location
     parity = json.loads((tmp_path / "parity.json").read_text())
+    assert parity.pop("edgeseg_report") == "edgeseg export"  # marked as edgeseg's report: a re-export may replace it
     assert parity == parity_of(result) and parity["passed"] and parity["pixel_agreement"] == 100.0
     assert parity["max_abs_logit_diff"] < 1e-4 and parity["n_images"] == 3
 
@@ -317,8 +318,8 @@ def test_a_new_model_onnx_never_strands_or_silently_removes_formats_built_from_t
     from edgeseg.fileio import sha256_file
 
     export(tiny_checkpoint, tmp_path, images=2)  # model.onnx and parity.json
-    derived = {"model.engine": b"built on a Jetson", "model.engine.json": b"{}", "parity.engine.json": b"{}",
-               "model.int8.onnx": b"int8", "int8_report.json": b"{}"}
+    derived = {"model.engine": b"built on a Jetson", "model.engine.json": b'{"meta": {"edgeseg.meta": "{}"}}',  # as edgeseg writes them
+               "parity.engine.json": b'{"edgeseg_report": "edgeseg export"}', "model.int8.onnx": b"int8 edgeseg.meta", "int8_report.json": b"{}"}
     for name, data in derived.items():
         (tmp_path / name).write_bytes(data)
     before = sha256_file(tmp_path / "model.onnx")
@@ -333,6 +334,37 @@ def test_a_new_model_onnx_never_strands_or_silently_removes_formats_built_from_t
     export(tiny_checkpoint, tmp_path, OnnxOptions(opset=18), verify=False, exist_ok=True)
     assert sha256_file(tmp_path / "model.onnx") != before
     assert not any((tmp_path / n).exists() for n in derived) and not (tmp_path / "parity.json").exists()
+
+
+def test_export_never_replaces_or_removes_files_it_did_not_write(tiny_checkpoint, tmp_path, cli_run):
+    """A folder holding, under export's names, a model without edgeseg's record or a JSON file that
+    is not a parity report: refused in one line before anything is written (kept byte for byte),
+    replaced with --exist-ok; a .NAME.previous beside a file of another name is left alone."""
+    import onnx
+
+    foreign = {"model.onnx": onnx.helper.make_model(onnx.helper.make_graph([], "theirs", [], [])).SerializeToString(),
+               "parity.json": b'{"my": 1}', "model.xml": b"<net/>", "notes.json": b"mine", ".notes.json.previous": b"OLD BACKUP"}
+    for name, data in foreign.items():
+        out = tmp_path / name.strip(".").replace(".", "-")
+        out.mkdir()
+        (out / name).write_bytes(data)
+        if name == ".notes.json.previous":
+            (out / "notes.json").write_bytes(b"mine")
+        code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", out, "--no-verify", "--quiet")
+        if name.endswith("notes.json.previous") or name == "notes.json":
+            assert code == 0, err
+            assert (out / "notes.json").read_bytes() == b"mine" and (out / "model.onnx").is_file()
+            continue
+        assert code == 2 and err.count("\n") == 1 and f"holds {name} under the names export writes" in err, err
+        assert (out / name).read_bytes() == data and sorted(p.name for p in out.iterdir()) == [name]
+        code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", out, "--no-verify", "--exist-ok", "--quiet")
+        assert code == 0, err
+        assert (out / "model.onnx").read_bytes() != foreign["model.onnx"]
+        code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", out, "--no-verify", "--quiet")
+        if name == "model.xml":  # not a name this export wrote: still someone else's
+            assert code == 2 and (out / name).read_bytes() == data, err
+        else:
+            assert code == 0, err  # what it wrote is its own from then on
 
 
 def fail_parity_of(monkeypatch, suffix: str) -> None:

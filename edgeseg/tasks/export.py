@@ -7,6 +7,7 @@ removes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,7 +17,8 @@ from pathlib import Path
 from edgeseg.data import DataSource
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.formats import FORMATS, Build, Format, Gate, Request
-from edgeseg.fileio import FolderLock, sha256_file, write_json_atomic
+from edgeseg.fileio import FolderLock, replace_problem, report_json, sha256_file, write_json_atomic
+from edgeseg.models.meta import PROPS_KEY
 from edgeseg.runtime.registry import EXPORTED_SUFFIXES
 from edgeseg.runtime.spec import RunnerSpec
 from edgeseg.tasks.parity import compare_runners, parity_failures
@@ -58,6 +60,8 @@ def export_model(request: Request, source: DataSource = DataSource(), progress: 
     _preflight(request, source)
     out = request.out_dir
     with FolderLock(out, "export folder"):
+        if not request.job.exist_ok:
+            _refuse_foreign_files(out)
         _clean_up_earlier_runs(out)
         build = Build(request, stage=out, meta=None, data=source, progress=progress)
         result = {"out": str(out), "formats": {}}
@@ -113,7 +117,7 @@ def _one_format(fmt: Format, b: Build) -> dict:
             for gate in fmt.gates(r):
                 parity = verify_parity(stage / fmt.model_file, r.checkpoint, b.meta, gate, b.data, r.job.device, None,
                                        out / fmt.model_file, r.onnx.scales, r.onnx.tta, b.progress)
-                write_json_atomic(stage / gate.report, parity)
+                write_json_atomic(stage / gate.report, report_json(parity, "edgeseg export"))
                 entry["parity"][gate.report] = parity
                 where = out / (gate.report if parity["passed"] or gate.advisory else _rejected_name(gate.report))
                 logger.info(parity_line(gate.what, parity) + f"; wrote {where}")
@@ -198,13 +202,60 @@ def _drop_derived(out: Path) -> None:
             logger.info(f"removed {', '.join(present)}: built from an earlier model.onnx")
 
 
+def _export_names() -> set[str]:
+    return {f for fmt in FORMATS.values() for f in fmt.files + fmt.optional_files + fmt.reports}
+
+
 def _clean_up_earlier_runs(out: Path) -> None:
     """Staging folders of an export that was killed, and the ``.<file>.previous`` copies that
-    edgeseg 0.1.0 kept of a file being replaced (the last checked one: put back)."""
+    edgeseg 0.1.0 kept of a file of its own being replaced (the last checked one: put back)."""
     for stale in out.glob(STAGE_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)
-    for previous in out.glob(".*.previous"):
-        os.replace(previous, out / previous.name[1 : -len(".previous")])
+    for name in _export_names():
+        previous = out / f".{name}.previous"
+        if previous.is_file():
+            os.replace(previous, out / name)
+
+
+def _marked(path: Path) -> bool:
+    """Whether ``path`` carries edgeseg's model record (ONNX metadata, an IR's rt_info, an engine's
+    fingerprint all hold the key), searched in its bytes without parsing it."""
+    key = PROPS_KEY.encode()
+    tail = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            if key in tail + chunk:
+                return True
+            tail = chunk[-len(key):]
+    return False
+
+
+def _ours_report(path: Path) -> bool:
+    """A parity report edgeseg wrote: marked (since 2026-12-07), or of a parity report's shape before."""
+    if replace_problem(path, "json") is None:
+        return True
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and {"pixel_agreement", "delta_miou", "passed"} <= obj.keys()
+
+
+def _refuse_foreign_files(out: Path) -> None:
+    """Export writes, replaces and removes files of fixed names in ``out``: without --exist-ok, one of
+    those names held by a file edgeseg did not write (a model without edgeseg's record, a JSON file
+    that is not a parity report) is refused before anything is written, never replaced or deleted."""
+    foreign = []
+    for fmt in FORMATS.values():
+        present = [f for f in fmt.files + fmt.optional_files if (out / f).exists()]
+        mark = next(f for f in fmt.files if Path(f).suffix in (".onnx", ".xml", ".json"))  # the file holding the record
+        if present and not ((out / mark).is_file() and _marked(out / mark)):
+            foreign += present
+        foreign += [f for f in fmt.reports if (out / f).exists() and not ((out / f).is_file() and _ours_report(out / f))]
+    if foreign:
+        raise ConfigError(f"{out}: holds {', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''} under the names export writes, "
+                          "not written by edgeseg (no edgeseg model record or report mark); export replaces only its own files: "
+                          "give --exist-ok to replace them, or use another --out")
 
 
 def parity_line(what: str, p: dict) -> str:
