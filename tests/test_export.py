@@ -126,6 +126,38 @@ def test_export_cli_fails_with_exit_1_when_parity_thresholds_are_missed(cli_run,
     assert json.loads((tmp_path / "parity.rejected.json").read_text())["passed"] is False and not (tmp_path / "parity.json").exists()
 
 
+def test_foreign_onnx_models_edgeseg_cannot_feed_or_label_are_refused_in_one_line(cli_run, tmp_path):
+    """Graphs without edgeseg metadata: a grey, a float16, a float NHWC input, 300 classes: each one
+    line naming the file and what it takes, exit 2 (a traceback from onnxruntime or the palette before)."""
+    from onnx import TensorProto, helper
+
+    from edgeseg import runtime
+    from edgeseg.errors import ModelFileError
+
+    def graph(name, elem, shape, classes, layout_nhwc=False):
+        x = helper.make_tensor_value_info("x", elem, shape)
+        y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, 18, 24])
+        channels = shape[3] if layout_nhwc else shape[1]
+        w = helper.make_tensor("w", TensorProto.FLOAT, [classes, channels, 1, 1], [0.1] * classes * channels)
+        nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT)]
+        if layout_nhwc:
+            nodes.append(helper.make_node("Transpose", ["xf"], ["xt"], perm=[0, 3, 1, 2]))
+        nodes.append(helper.make_node("Conv", ["xt" if layout_nhwc else "xf", "w"], ["logits"]))
+        model = helper.make_model(helper.make_graph(nodes, name, [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(model, str(tmp_path / f"{name}.onnx"))
+        return tmp_path / f"{name}.onnx"
+
+    cases = {"grey": (TensorProto.FLOAT, [1, 1, 18, 24], 3, False), "half": (TensorProto.FLOAT16, [1, 3, 18, 24], 3, False),
+             "float_nhwc": (TensorProto.FLOAT, [1, 18, 24, 3], 3, True), "many": (TensorProto.FLOAT, [1, 3, 18, 24], 300, False)}
+    for name, (elem, shape, classes, nhwc) in cases.items():
+        path = graph(name, elem, shape, classes, nhwc)
+        with pytest.raises(ModelFileError, match=f"{name}.onnx: .*(edgeseg feeds 3-channel images|at most 254 classes)"):
+            runtime.load(path)
+        code, _, err = cli_run("eval", "--model", path, "--limit", "1")
+        assert code == 2 and err.count("\n") <= 2 and "Traceback" not in err and f"{name}.onnx" in err, err
+    assert runtime.load(graph("fine", TensorProto.FLOAT, [1, 3, 18, 24], 3)).meta.num_classes == 3  # and one it can run
+
+
 def test_bad_model_files(cli_run, tiny_checkpoint, tmp_path, shared_folder):
     path, _ = export_onnx(tiny_checkpoint, tmp_path / "m.onnx")
     model = onnx.load(str(path))

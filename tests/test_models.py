@@ -109,3 +109,29 @@ def test_train_options_default_to_the_config_they_fill():
         assert value == default, f"--{name.replace('_', '-')}: {p.default!r} vs TrainConfig {default!r}"
         checked += 1
     assert checked >= 20 and TrainConfig().model == DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("where, value, said", [
+    (("data", "palette", 0), [300, 0, 0], "palette"), (("data", "palette"), [[1, 2, 3]], "palette of 1 colours"),
+    (("data", "ignore_index"), 2, "void value 2 is a class"), (("data", "ignore_index"), 300, "void value 300"),
+    (("model", "kernel"), "cubic", "resampling kernel 'cubic'"), (("model", "std"), [0.0, 1.0, 1.0], "input std"),
+    (("model", "mean"), [1.0, 2.0], "mean"), (("model", "upscale"), 3, "upscale 3"),
+])
+def test_a_model_description_every_reader_could_not_run_is_refused_as_the_file_is_read(tiny_checkpoint, tmp_path, where, value, said):
+    """One check for every reader of a model description (checkpoint, ONNX metadata, IR, engine
+    fingerprint): a palette colour out of range or too short, a void value that is a class, an
+    unknown kernel, zero std ... refused naming the file, before any image (tracebacks, or classes
+    drawn black, before)."""
+    from edgeseg import runtime
+    from edgeseg.models import load_checkpoint
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    node = ckpt["meta"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match=said):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="bad.pt"):
+        runtime.load(tmp_path / "bad.pt")

@@ -18,7 +18,7 @@ import torch
 from edgeseg.data.base import DatasetInfo, default_palette
 from edgeseg.errors import ModelFileError, model_file
 from edgeseg.models.base import ModelConfig
-from edgeseg.models.meta import ModelMeta
+from edgeseg.models.meta import ModelMeta, naming
 from edgeseg.records import from_plain
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint-v2"
@@ -69,8 +69,9 @@ class Checkpoint:
         """Parse a loaded checkpoint dict (this format or edgeseg 0.1.0's); a missing or mistyped
         entry is a one-line error naming it."""
         legacy = d.get("format") == LEGACY_FORMAT
-        meta = _legacy_meta(d, where) if legacy else ModelMeta.read(d.get("meta"), where) if isinstance(d.get("meta"), dict) \
-            else _missing(where, "meta")
+        with naming(where):
+            meta = _legacy_meta(d, where) if legacy else ModelMeta.read(d.get("meta"), where) if isinstance(d.get("meta"), dict) \
+                else _missing(where, "meta")
         if not isinstance(d.get("model"), dict):
             _missing(where, "model")
         state = {k: d[k] for k in _TRAINING_KEYS if k in d} if legacy else d.get("training")

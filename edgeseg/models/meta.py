@@ -9,6 +9,7 @@ this record existed (edgeseg 0.1.0: flat ``edgeseg.<field>`` keys) are read by
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field, replace
 
@@ -52,6 +53,9 @@ class ModelMeta:
                                  f"{self.data.num_classes} ({', '.join(self.data.class_names[:6])}); the file is damaged")
         if self.input_layout not in INPUT_LAYOUTS:
             raise ModelFileError(f"model description: input layout '{self.input_layout}'; expected one of {', '.join(INPUT_LAYOUTS)}")
+        problem = description_problem(self.model, self.data)
+        if problem:
+            raise ModelFileError(f"model description: {problem}; the file is damaged or not edgeseg's")
 
     # -- what the rest of edgeseg reads
     @property
@@ -132,7 +136,8 @@ class ModelMeta:
     @classmethod
     def read(cls, plain: dict, where: str) -> "ModelMeta":
         """The record from plain data written by :meth:`to_plain`."""
-        return from_plain(cls, {k: v for k, v in plain.items() if k != "format"}, where)
+        with naming(where):
+            return from_plain(cls, {k: v for k, v in plain.items() if k != "format"}, where)
 
     @classmethod
     def from_props(cls, props: dict[str, str], where: str) -> "ModelMeta | None":
@@ -144,7 +149,8 @@ class ModelMeta:
             flat = {k[len("edgeseg."):]: json.loads(v) for k, v in props.items() if k.startswith("edgeseg.")}
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: edgeseg metadata is damaged ({exc}); re-export the model") from None
-        return _from_flat(flat, where) if flat else None
+        with naming(where):
+            return _from_flat(flat, where) if flat else None
 
     @classmethod
     def foreign(cls, num_classes: int, res: tuple[int, int], input_layout: str, outputs: tuple[str, ...]) -> "ModelMeta":
@@ -152,6 +158,48 @@ class ModelMeta:
         names = tuple(f"class{i}" for i in range(num_classes))
         return cls(ModelConfig("", num_classes, res=tuple(res)), DatasetInfo("", names, default_palette(num_classes)),
                    input_layout=input_layout, outputs=outputs)
+
+
+MAX_CLASSES = 254  # label masks are 8-bit with a void value of their own
+
+
+@contextlib.contextmanager
+def naming(where: str):
+    """A description refused as it is made ("model description: ...") names the file it came from."""
+    try:
+        yield
+    except ModelFileError as exc:
+        if str(exc).startswith("model description:"):
+            raise ModelFileError(f"{where}: {exc}") from None
+        raise
+
+
+def description_problem(model: ModelConfig, data: DatasetInfo) -> str | None:
+    """What in a model description could not be run as it says, or None: every field the runners,
+    pre- and post-processing and the label writers read (class count, palette, void value,
+    kernel, normalisation, output options)."""
+    import math
+
+    from edgeseg.data.resample import KERNELS
+    from edgeseg.models.native import REFINES, UPSCALES
+
+    n = model.num_classes
+    if not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+        return f"{n} classes; expected 1 to {MAX_CLASSES} (label masks are 8-bit)"
+    if not isinstance(data.ignore_index, int) or not n <= data.ignore_index <= 255:
+        return f"void value {data.ignore_index} is {'a class' if isinstance(data.ignore_index, int) and 0 <= data.ignore_index < n else 'not a label value'}; expected {n} to 255"
+    if len(data.palette) < n or any(len(c) != 3 or any(not isinstance(v, int) or not 0 <= v <= 255 for v in c) for c in data.palette):
+        return f"a palette of {len(data.palette)} colours for {n} classes, or a colour that is not three values 0 to 255"
+    if model.kernel not in KERNELS:
+        return f"resampling kernel '{model.kernel}'; expected one of {', '.join(KERNELS)}"
+    if model.refine not in REFINES or model.upscale not in UPSCALES:
+        return f"refine '{model.refine}', upscale {model.upscale}; expected refine in {', '.join(REFINES)} and upscale in {UPSCALES}"
+    for what, values in (("mean", model.mean), ("std", model.std)):
+        if len(values) != 3 or any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            return f"input {what} {tuple(values)}; expected three finite numbers"
+    if any(v <= 0 for v in model.std):
+        return f"input std {tuple(model.std)}; expected three numbers above 0"
+    return None
 
 
 def _from_flat(d: dict, where: str) -> ModelMeta:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, ModelFileError
-from edgeseg.models.meta import ModelMeta
+from edgeseg.models.meta import MAX_CLASSES, ModelMeta
 from edgeseg.runtime.base import BaseRunner
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ def resolve_providers(device: str = "auto", providers: list[str] | None = None) 
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
+ONNX_FLOAT, ONNX_UINT8 = 1, 2  # onnx.TensorProto element types
+ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
 def read_onnx(path: Path):
     import onnx
     from google.protobuf.message import DecodeError
@@ -80,11 +84,21 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
     h, w = (dims[1], dims[2]) if nhwc else (dims[2], dims[3])
     if h is None or w is None:
         raise ModelFileError(f"{path}: the input's height and width are not fixed ({dims}); edgeseg needs a static input size")
+    # What edgeseg feeds: 3-channel images, float32 N,C,H,W or uint8 N,H,W,C (normalised inside the graph).
+    if (dims[3] if nhwc else dims[1]) not in (3, None) or elem not in (ONNX_FLOAT, ONNX_UINT8) or (elem == ONNX_UINT8) != nhwc:
+        raise ModelFileError(f"{path}: its input takes {dims} {ONNX_TYPES.get(elem, f'type {elem}')}; edgeseg feeds 3-channel images "
+                             "as float32 (N, 3, H, W) or uint8 (N, H, W, 3)")
+    if meta is not None and (elem == ONNX_UINT8) != (meta.input_layout == "nhwc-uint8"):
+        raise ModelFileError(f"{path}: its metadata says input layout {meta.input_layout} but the graph takes "
+                             f"{ONNX_TYPES.get(elem)} {dims}; re-export the model")
     if meta is None:
         out_dims = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
         n = out_dims[1] if len(out_dims) == 4 and out_dims[1] else None
         if n is None:
             raise ModelFileError(f"{path}: no edgeseg metadata and the output is not (N, C, H, W) logits; cannot run it")
+        if n > MAX_CLASSES:
+            raise ModelFileError(f"{path}: no edgeseg metadata and its output has {n} channels; edgeseg writes 8-bit labels "
+                                 f"of at most {MAX_CLASSES} classes")
         logger.warning(f"{path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
                        "normalisation (x - 127) / 128 and the area kernel")
         layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
