@@ -137,3 +137,60 @@ def test_a_damaged_metrics_history_is_refused_on_resume(tmp_path):
     metrics.write_text('{"epoch": 1}\n{"epo')  # a line cut short
     with pytest.raises(EdgesegError, match="line 2"):
         _read_history(metrics)
+
+
+def test_a_checkpoints_model_description_damaged_anywhere_is_refused_or_runs(tiny_checkpoint, tmp_path):
+    """Every value of a checkpoint's model description (classes, palette, void value, kernel,
+    normalisation, sizes ...) replaced by one of another kind: the checkpoint is refused in one line
+    as it is read, or the model it describes runs and its labels can be drawn."""
+    import numpy as np
+    import torch
+
+    from edgeseg import runtime
+    from edgeseg.runtime.processing import Preprocess, native_labels, overlay
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    path = tmp_path / "damaged.pt"
+    image = np.full((27, 36, 3), 100, np.uint8)  # another size than the model's: resampled with its kernel
+
+    def write(meta):
+        torch.save({**ckpt, "meta": meta}, path)
+
+    def read():  # what predict does with a model
+        runner = runtime.load(path)
+        with runner:
+            label = native_labels(runner.infer(Preprocess.from_meta(runner.meta)([image])), [image.shape[:2]], runner.name)[0]
+        overlay(image, label.numpy().astype(np.uint8), runner.meta.palette, 0.5)
+
+    assert _each_refused_or_taken(ckpt["meta"], write, read, limit_lists=3) > 200
+
+
+def test_a_checkpoints_training_state_damaged_is_refused_on_resume(folder_dataset, tmp_path):
+    """The optimiser, schedule, scaler and random state of a run's last.pt replaced by values of
+    another kind: --resume refuses in one line naming the file (a ValueError from torch before)."""
+    import os
+    import signal
+
+    import torch
+
+    from edgeseg.trainer import TrainConfig, train
+
+    cfg = dict(out=str(tmp_path / "run"), res=(24, 18), dataset="folder", data=str(folder_dataset), model="tiny", epochs=2, batch=2,
+               progress=False, workers=0, device="cpu", pretrained="none")
+    train(TrainConfig(**cfg), on_step=lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 1 else None)
+    last = tmp_path / "run" / "last.pt"
+    good = torch.load(last, weights_only=True)
+    findings = []
+    for key in ("optimizer", "scheduler", "rng", "scaler"):
+        for wrong in (None, "x", [1], {}, {"state": {}, "param_groups": []}):
+            damaged = {**good, "training": {**good["training"], key: wrong}}
+            torch.save(damaged, last)
+            try:
+                train(TrainConfig(**{**cfg, "resume": True}))
+            except EdgesegError as exc:
+                if "\n" in str(exc):
+                    findings.append(f"{key}={wrong!r}: several lines")
+            except Exception as exc:  # noqa: BLE001 - what this test looks for
+                findings.append(f"{key}={wrong!r}: {type(exc).__name__}: {str(exc)[:100]}")
+            torch.save(good, last)
+    assert not findings, "\n".join(findings)

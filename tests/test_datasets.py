@@ -145,3 +145,26 @@ def test_subset_is_independent_of_its_source(shared_folder):
             assert [sub.sample_name(i) for i in range(2)] == names
             sub.subset([1])
             assert len(sub) == 2
+
+
+@pytest.mark.parametrize("value", [256, 267, 40000])
+def test_16_bit_label_values_above_255_are_refused_by_every_data_set_kind(tmp_path, value):
+    """A 16-bit mask's values are never cast into 8 bits first (CamVid read 256 as Sky, 267 as void)."""
+    from PIL import Image
+
+    def sixteen(path, shape):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lab = np.zeros(shape, np.uint16)
+        lab[0, 0] = value
+        Image.fromarray(lab).save(path)
+
+    camvid_layout(tmp_path / "camvid", n=1)
+    sixteen(tmp_path / "camvid" / "trainannot" / "f0.png", (12, 16))
+    write_png(tmp_path / "cs/leftImg8bit/val/ulm/ulm_000001_000019_leftImg8bit.png", np.zeros((2, 4, 3), np.uint8))
+    sixteen(tmp_path / "cs/gtFine/val/ulm/ulm_000001_000019_gtFine_labelIds.png", (2, 4))
+    write_png(tmp_path / "folder/images/a.png", np.zeros((4, 4, 3), np.uint8))
+    sixteen(tmp_path / "folder/masks/a.png", (4, 4))
+    (tmp_path / "folder/classes.json").write_text(json.dumps({"names": ["x", "y"]}))
+    for kind, root, split in (("camvid", "camvid", "train"), ("cityscapes", "cs", "val"), ("folder", "folder", "train")):
+        with pytest.raises(DataError, match=rf"\.png: label values 0\.\.{value}; expected 8-bit values"):
+            build_dataset(kind, tmp_path / root, split)[0]

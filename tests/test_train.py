@@ -386,3 +386,17 @@ def test_input_paths_given_relative_name_the_same_files_from_any_working_folder(
                            "--model", "tiny", "--res", "24x18", "--epochs", "1", "--batch", "2", "--pretrained", "none",
                            "--out", tmp_path / "run2", "--quiet")
     assert code == 0, err  # the cache built from the relative spelling serves the absolute one
+
+
+@pytest.mark.parametrize("env, said", [({"WORLD_SIZE": "abc"}, "$WORLD_SIZE='abc'"), ({"WORLD_SIZE": "2"}, "$RANK is not set"),
+                                       ({"WORLD_SIZE": "2", "RANK": "2"}, "$RANK='2': expected a whole number from 0 to 1"),
+                                       ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "$LOCAL_RANK='-1'")])
+def test_a_launcher_environment_that_cannot_be_used_is_one_line_naming_the_variable(cli_run, folder_dataset, tmp_path, monkeypatch, env, said):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "24x18", "--epochs", "1",
+                           "--pretrained", "none", "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "run").exists()

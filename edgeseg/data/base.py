@@ -273,6 +273,9 @@ class FileDataset(SegDataset):
                 f"{lab_path}: label is {raw.shape[1]}x{raw.shape[0]} but its image {img_path.name} is "
                 f"{image.shape[1]}x{image.shape[0]}; expected the same size"
             )
+        if raw.dtype != np.uint8 and raw.size and (raw.min() < 0 or raw.max() > 255):  # before any data set's mapping casts it
+            raise DataError(f"{lab_path}: label values {int(raw.min())}..{int(raw.max())}; expected 8-bit values "
+                            f"(classes 0..{self.info.num_classes - 1} and a void value)")
         label = self.map_label(raw, lab_path)
         check_label_values(label, self.info, lab_path)
         return Sample(image, label.astype(np.uint8, copy=False), self.sample_name(i))

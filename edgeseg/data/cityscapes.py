@@ -45,11 +45,7 @@ class Cityscapes(FileDataset):
         return self.pairs[i][0].name[: -len(_IMG_SUFFIX)]
 
     def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        if raw.dtype != np.uint8:
-            if raw.min() < 0 or raw.max() > 255:
-                raise DataError(f"{path}: labelIds outside 0..255; expected a gtFine_labelIds PNG")
-            raw = raw.astype(np.uint8)
-        return LUT[raw]
+        return LUT[raw.astype(np.uint8, copy=False)]  # (values above 255 refused by FileDataset.load)
 
 
 def build(root: Path, split: str, skip_bad: bool = False) -> Cityscapes:

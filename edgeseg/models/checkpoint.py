@@ -58,10 +58,7 @@ class Checkpoint:
     def check_weights(self, where: str) -> "Checkpoint":
         """A model must be sane to be run, exported or taught from: finite weights (its class list and
         recorded sizes are checked when its description is read). Returns itself."""
-        for name, tensor in self.weights.items():
-            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise ModelFileError(f"{where}: weight '{name}' holds NaN or infinite values; the model is broken (retrain, or use "
-                                     "an earlier checkpoint)")
+        check_weight_values(self.weights, where)
         return self
 
     @classmethod
@@ -167,10 +164,23 @@ def describe_key_mismatch(missing, unexpected, shape_errors=()) -> str:
     return "; ".join(parts)
 
 
+def check_weight_values(weights: dict, where: str) -> None:
+    """Every weight a tensor, every floating one finite; else a ModelFileError naming the first that is not
+    (every weights reader: --model, --pretrained, --teacher, --resume)."""
+    for name, tensor in weights.items():
+        if not torch.is_tensor(tensor):
+            raise ModelFileError(f"{where}: weight '{name}' is a {type(tensor).__name__}, not a tensor; the file is damaged "
+                                 "or not a weights file")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{where}: weight '{name}' holds NaN or infinite values; the model is broken (retrain, or use "
+                                 "an earlier checkpoint)")
+
+
 def strict_load(module: torch.nn.Module, state: dict, where: str, ignore_prefixes=()) -> None:
     """Load ``state`` into ``module`` requiring the same keys and shapes; lists what differs."""
     own = module.state_dict()
     given = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_prefixes))}
+    check_weight_values(given, where)
     missing = set(own) - set(given)
     unexpected = set(given) - set(own)
     shapes = [f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(given)

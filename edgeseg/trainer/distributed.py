@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from edgeseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -24,12 +26,28 @@ class DistInfo:
         return self.rank == 0
 
 
+def _env_count(name: str, default: int | None, high: int, set_by: str = "torchrun") -> int:
+    """An integer the launcher puts in the environment, in [0, high), or a one-line ConfigError naming it."""
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ConfigError(f"${name} is not set; a distributed run needs WORLD_SIZE, RANK and LOCAL_RANK as {set_by} sets them")
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
+    if not 0 <= number < high:
+        raise ConfigError(f"${name}={value!r}: expected a whole number from 0 to {high - 1} (as {set_by} sets it)")
+    return number
+
+
 def init_distributed(device_type: str) -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_count("WORLD_SIZE", 1, 1_000_001)
     if world <= 1:
         return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank = _env_count("RANK", None, world)
+    local_rank = _env_count("LOCAL_RANK", 0, world)
     if not dist.is_initialized():
         # Stop flags and confusion matrices are reduced on the CPU: gloo carries those, NCCL the gradients.
         backend = "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
-from edgeseg.errors import ConfigError, DataError, TrainingStopped
+from edgeseg.errors import ConfigError, DataError, ModelFileError, TrainingStopped
 from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
@@ -276,11 +276,16 @@ def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info:
 def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
     """Optimiser, schedule, scaler, RNG and where the run stood, from ``ckpt`` (--resume)."""
     saved = ckpt.training
-    run.optimizer.load_state_dict(saved.optimizer)
-    run.schedule.load_state_dict(saved.scheduler)
-    if saved.scaler:
-        run.scaler.load_state_dict(saved.scaler)
-    set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
+    try:  # a checkpoint is a file: state that does not fit this run (damaged, or edited) is refused by name
+        run.optimizer.load_state_dict(saved.optimizer)
+        run.schedule.load_state_dict(saved.scheduler)
+        if saved.scaler:
+            run.scaler.load_state_dict(saved.scaler)
+        set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise ModelFileError(f"{run.out / 'last.pt'}: its training state (optimiser, schedule, scaler or random state) cannot be "
+                             f"restored ({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}); resume from an earlier "
+                             "copy, or start a new run from its weights with --pretrained") from None
     if run.dist_info.rank:
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + run.dist_info.rank)
     if saved.step >= run.plan.total_steps:
