@@ -205,7 +205,27 @@ def check_needs_options(ctx: click.Context) -> None:
             raise click.UsageError(f"{p.opts[0]}: applies only with {what}; add it or leave {p.opts[0]} out", ctx)
 
 
+def refuse_repeated_options(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """An option that takes one value given more than once (``--res 48x36 ... --res 24x18``, ``--verify
+    --no-verify``) is refused by name: click would keep the last without a word."""
+    try:
+        _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+    except click.UsageError:
+        return  # the parse proper says what is wrong
+    counts: dict[int, int] = {}
+    for param in order:
+        counts[id(param)] = counts.get(id(param), 0) + 1
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.multiple and not param.count and counts.get(id(param), 0) > 1:
+            raise click.UsageError(f"{param.opts[0]}: given {counts[id(param)]} times; give it once", ctx)
+
+
 class Command(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:
+            refuse_repeated_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         check_needs_options(ctx)
         check_distinct_paths(ctx)

@@ -486,3 +486,29 @@ def test_export_options_serving_only_the_checks_are_refused_with_no_verify(cli_r
     code, _, err = cli_run(*base, "--int8", "--split", "train")
     assert code == 2 and "has no effect" not in err, err  # taken (then the missing checkpoint is what is refused)
     assert not (tmp_path / "o").exists()
+
+
+def test_every_option_that_takes_one_value_is_refused_when_given_twice(cli_run, tmp_path):
+    """click keeps the last of a repeated option without a word; every single-value option of every
+    command (flags and their --no- forms too) given twice is refused by name; repeatable ones are not."""
+    from edgeseg.cli_options import refuse_repeated_options
+
+    missed, checked = [], 0
+    for path, cmd in commands():
+        ctx = click.Context(cmd, info_name=path[-1])
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.hidden or p.opts[0] == "--help":
+                continue
+            once = [p.opts[0]] if p.is_flag else [p.opts[0], "1"]
+            twice = once + ([p.secondary_opts[0]] if p.secondary_opts else once)
+            try:
+                refuse_repeated_options(cmd, ctx, twice)
+                refused = False
+            except click.UsageError as exc:
+                refused = f"{p.opts[0]}: given 2 times" in exc.format_message()
+            if refused == (p.multiple or p.count):
+                missed.append(f"edgeseg {' '.join(path)} {' '.join(twice)}")
+            checked += 1
+    assert not missed and checked > 150, missed
+    code, _, err = cli_run("train", "--res", "48x36", "--epochs", "1", "--res", "24x18", "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "--res: given 2 times; give it once" in err and not (tmp_path / "run").exists()
