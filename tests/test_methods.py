@@ -461,3 +461,25 @@ def test_extra_data_of_other_classes_is_refused_naming_the_option(shared_folder,
     with pytest.raises(DataError, match=r"--extra-data .*other: data set .* has other classes \(p, q, r, s, t; 5 classes\) than"):
         train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(shared_folder), model="tiny",
                           epochs=1, batch=4, progress=False, workers=0, device="cpu", extra_data=(str(other),)))
+
+
+@pytest.mark.parametrize("bad", ["1,1e9", "1,nan", "1,inf", "1,0.001", "1,-1", "0.5,2", ""])
+def test_every_option_that_takes_scales_refuses_the_same_values(bad):
+    """Scales are checked in one place (models.msa.parse_scales) for the runner's --scales, export's
+    --scales and the --model-opt train/infer scales: one bound, no silent clamp at run time."""
+    from edgeseg.errors import ConfigError
+    from edgeseg.export.onnx_export import OnnxOptions
+    from edgeseg.models import check_model_options
+    from edgeseg.runtime.spec import RunnerSpec
+
+    values = [float(v) for v in bad.split(",") if v]
+    for make in (lambda: RunnerSpec(scales=bad), lambda: OnnxOptions(scales=bad),
+                 lambda: check_model_options("tiny-msa", {"infer_scales": values}) or parse(values)):
+        with pytest.raises(ConfigError, match="scale"):
+            make()
+
+
+def parse(values):
+    from edgeseg.models.msa import parse_scales
+
+    return parse_scales(values)

@@ -46,7 +46,7 @@ class OnnxOptions:
         if self.scales is not None:
             from edgeseg.models.msa import parse_scales
 
-            parse_scales(self.scales)
+            parse_scales(self.scales, "--scales")
 
 
 class ExportWrapper(nn.Module):

@@ -17,6 +17,7 @@ from edgeseg.models.checkpoint import (
     strict_load,
 )
 from edgeseg.models.meta import ModelMeta
+from edgeseg.models.msa import SCALE_RANGE
 
 
 def _encoder(cfg: ModelConfig, variant: str):
@@ -127,7 +128,7 @@ OPTION_BOUNDS: dict[str, tuple[float, float, str]] = {
     "drop_connect": (0.0, 0.9, "the encoder's drop-connect rate"),
     "inter": (1, 1024, "LR-ASPP's channels"), "width": (1, 1024, "the decoder's channels"), "channels": (1, 1024, "DUpsampling's channels"),
     "stride": (2, 64, "DUpsampling's output stride"), "attention_width": (1, 1024, "the attention head's channels"),
-    "train_scales": (0.0625, 8.0, "a scale"), "infer_scales": (0.0625, 8.0, "a scale"),
+    "train_scales": (*SCALE_RANGE, "a scale"), "infer_scales": (*SCALE_RANGE, "a scale"),
     "upscale_width": (1, MAX_STAGE_CHANNELS, "the up-sampler's channels"),
     "upscale_input": (0, MAX_STAGE_CHANNELS, "the stride-1 stage's channels (0: none)"),
     "refine_radius": (1, 8, "the box filters' radius"), "guide_channels": (0, 1, "0 (one guide per class) or 1 (one shared guide)"),

@@ -42,17 +42,27 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def parse_scales(value) -> tuple[float, ...]:
+SCALE_RANGE = (0.0625, 8.0)  # every scale of every option that takes scales (training, inference, export)
+
+
+def parse_scales(value, flag: str = "scales") -> tuple[float, ...]:
+    """Scales (``0.5,1.0,2.0`` or a list) checked in the one place every option that takes them
+    uses: finite numbers within SCALE_RANGE, including 1.0 (the target scale); sorted high to low."""
+    import math
+
     from edgeseg.errors import ConfigError
 
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
+    items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
     try:
-        scales = tuple(float(v) for v in value)
+        scales = tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise ConfigError(f"scales must be numbers like 0.5,1.0; got {value!r}") from None
-    if not scales or 1.0 not in scales or any(s <= 0 for s in scales):
-        raise ConfigError(f"scales must be positive and include 1.0 (the target scale); got {list(scales)}")
+        raise ConfigError(f"{flag}: expected numbers like 0.5,1.0; got {value!r}") from None
+    low, high = SCALE_RANGE
+    bad = [s for s in scales if not (math.isfinite(s) and low <= s <= high)]
+    if not scales or bad:
+        raise ConfigError(f"{flag}: expected scales from {low:g} to {high:g} like 0.5,1.0; got {bad[0] if bad else 'none'}")
+    if 1.0 not in scales:
+        raise ConfigError(f"{flag}: must include 1.0 (the target scale); got {','.join(f'{s:g}' for s in scales)}")
     return tuple(sorted(set(scales), reverse=True))
 
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, replace
 
 from edgeseg.errors import ConfigError
+from edgeseg.models.msa import parse_scales
 from edgeseg.models.tta import TTA_MODES
 from edgeseg.records import check_fields, opt
 from edgeseg.runtime.ov_runner import PRECISIONS as OV_PRECISIONS
@@ -32,8 +33,7 @@ class RunnerSpec:
                                      "with native bf16]; the precision that ran is reported.")
     strict: bool = opt(False, help="Refuse models whose input size differs from their metadata, and images whose aspect "
                                    "ratio differs from the model input.")
-    scales: tuple[float, ...] | None = opt(None, low=0.0, high=8.0, low_open=True,
-                                           help="Inference scales of a multi-scale attention model, e.g. 0.5,1.0,2.0.")
+    scales: tuple[float, ...] | None = opt(None, help="Inference scales of a multi-scale attention model, e.g. 0.5,1.0,2.0.")
     tta: str = opt("none", choices=TTA_MODES, help="Test-time augmentation: flip averages the scores of the image and its "
                                                    "mirror image (about 2x the time).")
 
@@ -42,7 +42,7 @@ class RunnerSpec:
             object.__setattr__(self, "providers", tuple(p.strip() for p in (self.providers.split(",") if isinstance(self.providers, str)
                                                                              else self.providers) if p.strip()) or None)
         if self.scales is not None:
-            object.__setattr__(self, "scales", _scales(self.scales))
+            object.__setattr__(self, "scales", parse_scales(self.scales, "--scales"))
         if self.backend == "auto":
             object.__setattr__(self, "backend", None)
         if self.precision == "auto":
@@ -54,8 +54,6 @@ class RunnerSpec:
             raise ConfigError(f"--device: expected auto, cpu or cuda[:N]; got '{self.device}'")
         if self.threads is not None and self.threads > max_threads():
             raise ConfigError(f"--threads {self.threads}: at most {max_threads()} ({MAX_THREADS_PER_CPU} per CPU of this machine)")
-        if self.scales is not None and 1.0 not in self.scales:
-            raise ConfigError(f"--scales: must include 1.0 (the target scale); got {','.join(f'{s:g}' for s in self.scales)}")
 
     def with_(self, **changes) -> "RunnerSpec":
         return replace(self, **changes)
@@ -83,12 +81,3 @@ def _text(value) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
-def _scales(value) -> tuple[float, ...]:
-    items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
-    try:
-        scales = tuple(float(v) for v in items)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--scales: expected numbers like 0.5,1.0; got {value!r}") from None
-    if not scales:
-        raise ConfigError("--scales: expected numbers like 0.5,1.0; got none")
-    return tuple(sorted(set(scales), reverse=True))
