@@ -400,3 +400,14 @@ def test_a_launcher_environment_that_cannot_be_used_is_one_line_naming_the_varia
                            "--pretrained", "none", "--out", tmp_path / "run", "--quiet")
     assert code == 2 and err.count("\n") == 1 and said in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_one_image_batches_a_model_cannot_train_on_are_refused_before_any_work(cli_run, folder_dataset, tmp_path):
+    """--batch 1 where the deepest features are one pixel: batch normalisation fails on the first step
+    (a traceback before); refused in one line, no run folder; at a size it can train on, it trains."""
+    base = ["train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--epochs", "1", "--batch", "1",
+            "--pretrained", "none", "--train-limit", "2", "--val-limit", "1", "--quiet"]
+    code, _, err = cli_run(*base, "--res", "1x1", "--out", tmp_path / "r1")
+    assert code == 2 and err.count("\n") == 1 and "--batch 1 at --res 1x1" in err and not (tmp_path / "r1").exists(), err
+    code, _, err = cli_run(*base, "--res", "48x36", "--out", tmp_path / "r2")
+    assert code == 0, err

@@ -222,6 +222,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         data = TrainData(WithTeacher(data.train, folder), data.val)
     meta = model_meta(cfg, data)
     model = build_model(meta.model)
+    _check_one_image_batches(model, meta, cfg)
     ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
     init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
                  else initial_weights(model, cfg, data, cfg.progress and dist_info.is_main))
@@ -271,6 +272,25 @@ def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info:
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res, sr_res=native_frame_size(data.train, "--sr-aux") if cfg.sr_aux else None)
     return TrainingSet(data.train, transform, cfg.seed, cfg.class_uniform, centroids, on_device=on_device)
+
+
+def _check_one_image_batches(model: nn.Module, meta, cfg: TrainConfig) -> None:
+    """--batch 1 (per process): a training step on one image whose deepest features are one pixel
+    fails inside batch normalisation; found with one step of a copy on a blank image, before any work."""
+    if cfg.batch != 1:
+        return
+    import copy
+
+    w, h = meta.model.input_res
+    probe = copy.deepcopy(model).train()
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, 3, h, w))
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise ConfigError(f"--batch 1 at --res {cfg.res[0]}x{cfg.res[1]}: {cfg.model}'s deepest features are a single pixel, and batch "
+                          "normalisation cannot train on one value per channel; use --batch 2 or more, or a larger --res") from None
 
 
 def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
