@@ -168,3 +168,17 @@ def test_16_bit_label_values_above_255_are_refused_by_every_data_set_kind(tmp_pa
     for kind, root, split in (("camvid", "camvid", "train"), ("cityscapes", "cs", "val"), ("folder", "folder", "train")):
         with pytest.raises(DataError, match=rf"\.png: label values 0\.\.{value}; expected 8-bit values"):
             build_dataset(kind, tmp_path / root, split)[0]
+
+
+def test_a_folder_with_split_folders_never_serves_another_split_in_place_of_the_one_asked_for(tmp_path):
+    """ROOT/train/images exists, ROOT/nosuch does not: refused naming the splits it has (the root's
+    own images/ or nothing were read before); a flat folder serves any split."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "split", n_train=2, n_val=1)
+    with pytest.raises(DataError, match="no split 'nosuch'.*its splits: train, val"):
+        build_dataset("folder", root, "nosuch")
+    write_png(tmp_path / "flat/images/a.png", np.zeros((4, 4, 3), np.uint8))
+    write_png(tmp_path / "flat/masks/a.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "flat/classes.json").write_text(json.dumps({"names": ["x", "y"]}))
+    assert len(build_dataset("folder", tmp_path / "flat", "val")) == 1

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -411,3 +412,18 @@ def test_one_image_batches_a_model_cannot_train_on_are_refused_before_any_work(c
     assert code == 2 and err.count("\n") == 1 and "--batch 1 at --res 1x1" in err and not (tmp_path / "r1").exists(), err
     code, _, err = cli_run(*base, "--res", "48x36", "--out", tmp_path / "r2")
     assert code == 0, err
+
+
+def test_training_on_a_flat_folder_says_validation_is_on_training_images_and_a_folder_given_twice_is_refused(cli_run, tmp_path):
+    from conftest import write_png
+
+    for i in range(4):
+        write_png(tmp_path / "flat/images" / f"{i}.png", np.full((18, 24, 3), 40 * i, np.uint8))
+        write_png(tmp_path / "flat/masks" / f"{i}.png", np.full((18, 24), i % 2, np.uint8))
+    (tmp_path / "flat/classes.json").write_text(json.dumps({"names": ["x", "y"]}))
+    base = ["train", "--dataset", "folder", "--data", tmp_path / "flat", "--model", "tiny", "--res", "24x18", "--epochs", "1",
+            "--batch", "2", "--pretrained", "none", "--quiet"]
+    code, _, err = cli_run(*base, "--out", tmp_path / "r1")
+    assert code == 0 and "validation scores are on training images" in err, err
+    code, _, err = cli_run(*base, "--extra-data", tmp_path / "flat", "--out", tmp_path / "r2")
+    assert code == 2 and "--extra-data" in err and "the same folder as --data" in err and not (tmp_path / "r2").exists(), err

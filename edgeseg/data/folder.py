@@ -112,7 +112,12 @@ class Folder(FileDataset):
 def build(root: Path, split: str, skip_bad: bool = False) -> Folder:
     require_dir(root, "folder data set root")
     info, file_ignore = read_classes(root / "classes.json")
-    base = root / split if (root / split / "images").is_dir() else root
+    base = root / split
+    if not (base / "images").is_dir():
+        splits = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "images").is_dir())
+        if splits:  # split folders, not the one asked for: never another split, or the root, in its place
+            raise DataError(f"{root}: no split '{split}' ({root}/{split}/images/ not found); its splits: {', '.join(splits)}")
+        base = root  # the flat layout: one set of images, whichever split is asked for (the trainer says so)
     image_dir = require_dir(base / "images", f"images/ folder (expected {root}/images/ or {root}/{split}/images/)")
     mask_dir = require_dir(base / "masks", "masks/ folder")
     images = {p.stem: p for p in list_files(image_dir)}

@@ -3,6 +3,7 @@ initial or restored weights, class weights, and the step plan."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from edgeseg.trainer.checkpoint import check_resume_compatible
 from edgeseg.trainer.config import TrainConfig, default_epochs
 from edgeseg.trainer.data import fraction_indices
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TrainData:
@@ -36,6 +39,16 @@ class TrainData:
 def build_data(cfg: TrainConfig) -> TrainData:
     """The training split (limited, subsampled, extended as the options say) and the val split."""
     train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
+    val_ds = build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad)
+    if _image_files(train_ds) & _image_files(val_ds):
+        logger.warning(f"--data {cfg.data}: the training split '{cfg.train_split}' and the validation split '{cfg.val_split}' share "
+                       "images (a folder without split folders serves both): validation scores are on training images")
+    seen = {str(Path(cfg.data).resolve()): "--data"} if cfg.data else {}
+    for path in cfg.extra_data:  # a folder counted twice would weigh its images twice, without a word
+        key = str(Path(path).resolve())
+        if key in seen:
+            raise ConfigError(f"--extra-data {path}: the same folder as {seen[key]}; give each data set once")
+        seen[key] = f"--extra-data {path}"
     if cfg.cache:
         from edgeseg.data.cache import cached_dataset
 
@@ -57,7 +70,12 @@ def build_data(cfg: TrainConfig) -> TrainData:
             train_ds = ConcatDataset([train_ds] + extra)
         except DataError as exc:  # the one class check, said against the option
             raise DataError(f"--extra-data {', '.join(cfg.extra_data)}: {exc}") from None
-    return TrainData(train_ds, build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad))
+    return TrainData(train_ds, val_ds)
+
+
+def _image_files(ds: SegDataset) -> set[str]:
+    files = getattr(ds, "sample_files", None)
+    return {str(Path(files(i)[0]).resolve()) for i in range(len(ds))} if files is not None else set()
 
 
 def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
