@@ -203,6 +203,33 @@ def test_predict_never_replaces_inputs_or_earlier_outputs_unasked(model_files, t
         predict(model_files["torch"], [tmp_path / "bad"], tmp_path / "o2", progress=False)
     assert not (tmp_path / "o2").exists() or not [p for p in (tmp_path / "o2").iterdir() if p.suffix == ".png"]
     assert (tmp_path / "o" / "a_label.png").read_bytes() == before
+    # --exist-ok, and a bad image after a good one: the earlier outputs stay as they were (the good one's were replaced before)
+    earlier = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    (tmp_path / "o" / "a_label.png").write_bytes(b"an earlier run's")
+    earlier["a_label.png"] = b"an earlier run's"
+    with pytest.raises(DataError, match="z.png"):
+        predict(model_files["torch"], [tmp_path / "bad"], tmp_path / "o", progress=False, exist_ok=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == earlier  # nothing staged left either
+
+
+def test_predict_interrupted_keeps_the_finished_pairs_whole_and_says_how_many(model_files, tmp_path, monkeypatch, caplog):
+    from edgeseg.tasks import predict as predict_task
+
+    for name in "abc":
+        Image.fromarray(np.full((36, 48, 3), 50, np.uint8)).save(tmp_path / f"{name}.png")
+    real, calls = predict_task.overlay, []
+
+    def interrupt_on_the_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(predict_task, "overlay", interrupt_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        predict_task.predict(model_files["torch"], [tmp_path / n for n in ("a.png", "b.png", "c.png")], tmp_path / "o", progress=False)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_label.png", "a_overlay.png", "b_label.png", "b_overlay.png"]
+    assert "interrupted: wrote 2 of 3 label and overlay pairs" in caplog.text
 
 
 def make_clip(path, frames=8, size=(96, 72), rate=10):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +14,10 @@ from PIL import Image
 from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import atomic_path
-from edgeseg.progress import Progress
+from edgeseg.progress import Progress, end_line
 from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
+
+logger = logging.getLogger(__name__)
 
 
 def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
@@ -48,6 +54,21 @@ def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
 def _save_png(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
+
+
+STAGE_PREFIX = ".edgeseg-predict-"
+
+
+def _move_in(stage: Path | None, out_dir: Path, stems: list[str]) -> None:
+    """The staged outputs of ``stems`` into ``out_dir`` (each file whole: written, synced, renamed), then the stage goes."""
+    if stage is None:
+        return
+    for stem in stems:
+        for name in (f"{stem}_label.png", f"{stem}_overlay.png"):
+            with open(stage / name, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(stage / name, out_dir / name)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 class _Stems:
@@ -115,24 +136,33 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
     check = AspectCheck(tuple(meta.input_res), spec.strict)
-    written, created = [], []
+    written = []
     with FolderLock(out_dir, "output folder"), runner:
+        # Outputs are staged and moved in once every image is done: a bad image among good ones leaves the
+        # folder as it was (earlier outputs that --exist-ok would replace included); Ctrl-C keeps what is done.
+        for stale in out_dir.glob(STAGE_PREFIX + "*"):  # a killed run's (the lock says none is running)
+            shutil.rmtree(stale, ignore_errors=True)
+        stage = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGE_PREFIX)) if images else None
         bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
         try:
             for path, stem in planned:
                 image = read_image(path)
                 check(image.shape, path)
                 label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
-                for target, picture in ((out_dir / f"{stem}_label.png", label), (out_dir / f"{stem}_overlay.png",
-                                                                                   overlay(image, label, meta.palette, alpha))):
-                    created += [] if target.exists() else [target]
-                    _save_png(target, picture)
+                Image.fromarray(label).save(stage / f"{stem}_label.png", format="PNG")
+                Image.fromarray(overlay(image, label, meta.palette, alpha)).save(stage / f"{stem}_overlay.png", format="PNG")
                 written.append(stem)
                 bar.update()
-        except (DataError, ConfigError):  # a bad image among good ones: the folder as it was, less what was replaced
-            for target in created:
-                target.unlink(missing_ok=True)
+        except KeyboardInterrupt:
+            _move_in(stage, out_dir, written)
+            end_line()
+            logger.warning(f"interrupted: wrote {len(written)} of {len(planned)} label and overlay pairs to {out_dir}")
             raise
+        except BaseException:
+            if stage is not None:
+                shutil.rmtree(stage, ignore_errors=True)
+            raise
+        _move_in(stage, out_dir, written)
         bar.close()
         video_results = []
         for video, stem in planned_videos if videos else ():
