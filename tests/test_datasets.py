@@ -182,3 +182,15 @@ def test_a_folder_with_split_folders_never_serves_another_split_in_place_of_the_
     write_png(tmp_path / "flat/masks/a.png", np.zeros((4, 4), np.uint8))
     (tmp_path / "flat/classes.json").write_text(json.dumps({"names": ["x", "y"]}))
     assert len(build_dataset("folder", tmp_path / "flat", "val")) == 1
+
+
+def test_a_1_bit_mask_reads_as_classes_0_and_1(tmp_path):
+    from PIL import Image
+
+    from edgeseg.data.base import read_label
+
+    bits = np.zeros((4, 6), bool)
+    bits[1:3, 2:5] = True
+    Image.fromarray(bits).convert("1").save(tmp_path / "m.png")
+    assert Image.open(tmp_path / "m.png").mode == "1"
+    np.testing.assert_array_equal(read_label(tmp_path / "m.png"), bits.astype(np.uint8))

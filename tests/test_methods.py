@@ -483,3 +483,19 @@ def parse(values):
     from edgeseg.models.msa import parse_scales
 
     return parse_scales(values)
+
+
+def test_dupsampling_channels_beyond_its_blocks_are_refused_by_the_model_and_by_labels_check(cli_run, folder_dataset, tmp_path):
+    """C' above r*r*C cannot be fitted (W's columns are principal components of r x r blocks of C
+    scores): training failed inside set_w, and labels check cut it to r*r*C without a word."""
+    from edgeseg.errors import ConfigError
+    from edgeseg.models import ModelConfig, build_model
+
+    with pytest.raises(ConfigError, match="channels=1024: 1024 channels, but a 2x2 block of 5 class scores holds 20"):
+        build_model(ModelConfig("lite0-dupsample", 5, options={"stride": 2, "channels": 1024}))
+    build_model(ModelConfig("lite0-dupsample", 5, options={"stride": 2, "channels": 20}))
+    code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", folder_dataset, "--split", "train", "--res", "24x18",
+                           "--modes", "dupsample", "--dup-stride", "2", "--dup-channels", "4096")
+    assert code == 2 and err.count("\n") == 1 and "--dup-channels 4096" in err, err
+    code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", folder_dataset, "--res", "24x18", "--modes", ",")
+    assert code == 2 and "--modes: no mode in ','" in err, err

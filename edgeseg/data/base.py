@@ -146,10 +146,12 @@ def read_label(path: Path) -> np.ndarray:
             im.load()
             if im.mode in ("L", "P"):
                 return np.array(im, dtype=np.uint8)
+            if im.mode == "1":  # a 1-bit mask: classes 0 and 1 (PIL reads it as booleans)
+                return np.array(im).astype(np.uint8)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 return np.array(im).astype(np.int64)
             raise DataError(
-                f"{path}: label image has mode {im.mode}; expected a single-channel (L, P or 16-bit) PNG of class indices"
+                f"{path}: label image has mode {im.mode}; expected a single-channel (1-bit, L, P or 16-bit) PNG of class indices"
             )
     except FileNotFoundError:
         raise DataError(f"{path}: label file not found") from None

@@ -49,6 +49,16 @@ class DUpsampleFusion(nn.Module):
         return self.fuse(torch.cat(parts, dim=1))
 
 
+def channels_problem(channels: int, stride: int, num_classes: int) -> str | None:
+    """Why C' cannot be fitted, or None: W's columns are principal components of the r x r blocks of
+    C class scores, so there are at most r*r*C of them."""
+    most = num_classes * stride * stride
+    if channels > most:
+        return (f"{channels} channels, but a {stride}x{stride} block of {num_classes} class scores holds {most} values, "
+                f"so DUpsampling compresses it into at most {most}")
+    return None
+
+
 class DUpsampleHead(nn.Module):
     """C' channels at stride r -> class scores at r times the resolution, through W."""
 
@@ -56,6 +66,10 @@ class DUpsampleHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, stride: int = 16, channels: int = 64, finetune_w: bool = False):
         super().__init__()
+        if problem := channels_problem(channels, stride, num_classes):
+            from edgeseg.errors import ConfigError
+
+            raise ConfigError(f"--model-opt channels={channels}: {problem}")
         self.r = stride
         self.num_classes = num_classes
         self.proj = nn.Conv2d(in_channels, channels, 1)

@@ -108,8 +108,14 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
     known = list(CHECK_MODES) + list(DUP_MODES)
     unknown = [m for m in chosen if m not in known]
     if unknown or not chosen:
-        raise ConfigError(f"--modes: unknown mode(s) {unknown}; expected a comma-separated subset of {', '.join(known)}")
+        said = f"unknown mode(s) {', '.join(unknown)}" if unknown else f"no mode in {modes!r}"
+        raise ConfigError(f"--modes: {said}; expected a comma-separated subset of {', '.join(known)}")
     ds = build_dataset(source.dataset or "synthetic", source.data, source.split, source.skip_bad)
+    if any(m in DUP_MODES for m in chosen):
+        from edgeseg.models.dupsample import channels_problem
+
+        if problem := channels_problem(dup_channels, dup_stride, ds.info.num_classes):
+            raise ConfigError(f"--dup-channels {dup_channels}: {problem}")
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
     if plot_index is not None:
