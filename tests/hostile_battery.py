@@ -144,7 +144,8 @@ def main() -> None:
     for opt in ("upscale_input=-1", "upscale_input=1e300", "upscale_width=0", "upscale_width=100000"):
         # a 24x18 network so that the 2x output fits the 48x36 frames and the option itself is what is refused
         cases.append((f"train --upscale 2 --model-opt {opt}",
-                      train_base + ["--out", tmp / f"t-{len(cases)}", "--res", "24x18", "--upscale", "2", "--model-opt", opt],
+                      [("24x18" if a == "48x36" else a) for a in train_base]  # (--res given once: a repeat is refused)
+                      + ["--out", tmp / f"t-{len(cases)}", "--upscale", "2", "--model-opt", opt],
                       f"error:--model-opt {opt.split('=')[0]}="))
     cases.append(("train --model-opt guide_kernel=3 without --refine guided",
                   train_base + ["--out", tmp / f"t-{len(cases)}", "--model-opt", "guide_kernel=3"], "error"))

@@ -72,8 +72,9 @@ def test_bad_teachers_and_options_are_refused_before_any_step(teacher, shared_fo
                           (["--teacher", teacher, "--distill-weight", "1.5"], "'--distill-weight': 1.5: expected a number in [0, 1]"),
                           (["--teacher", teacher, "--distill-weight", "nan"], "'--distill-weight': nan: expected a finite number"),
                           (["--teacher", teacher, "--distill-temperature", "0"], "--distill-temperature"),
-                          (["--sr-aux", "--model", "tiny-msa"], "--sr-aux: model 'tiny-msa' has its own output stage")]:
-        code, _, err = cli_run(*base, "--out", tmp_path / f"r{len(extra)}{extra[-1]}".replace("/", "_"), *extra)
+                          (["--sr-aux"], "--sr-aux: model 'tiny-msa' has its own output stage")]:
+        args = [*base[:6], "tiny-msa", *base[7:]] if extra[0] == "--sr-aux" else base  # the model given once: a repeat is refused
+        code, _, err = cli_run(*args, "--out", tmp_path / f"r{len(extra)}{extra[-1]}".replace("/", "_"), *extra)
         assert code == 2 and expect in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (extra, err)
     code, _, err = cli_run(*base[:4], three, *base[5:], "--out", tmp_path / "cls", "--teacher", teacher)
     assert code == 2 and "a teacher must be trained on the same classes" in err, err

@@ -427,3 +427,9 @@ def test_training_on_a_flat_folder_says_validation_is_on_training_images_and_a_f
     assert code == 0 and "validation scores are on training images" in err, err
     code, _, err = cli_run(*base, "--extra-data", tmp_path / "flat", "--out", tmp_path / "r2")
     assert code == 2 and "--extra-data" in err and "the same folder as --data" in err and not (tmp_path / "r2").exists(), err
+
+
+def test_a_warm_up_as_long_as_the_run_is_refused(cli_run, folder_dataset, tmp_path):
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "24x18", "--epochs", "1",
+                           "--batch", "2", "--pretrained", "none", "--warmup", "1000000", "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "--warmup 1000000: the run has 3 steps" in err and not (tmp_path / "run").exists(), err

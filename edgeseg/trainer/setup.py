@@ -100,9 +100,12 @@ def model_meta(cfg: TrainConfig, data: TrainData) -> ModelMeta:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
     native = native_frame_size(data.train) if cfg.refine != "none" else None
-    if cfg.upscale > 1:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
-        sizes = frame_sizes(data.train)
-        smallest = (min(w for w, _ in sizes), min(h for _, h in sizes))
+    sizes = frame_sizes(data.train)
+    smallest = (min(w for w, _ in sizes), min(h for _, h in sizes)) if sizes else None
+    if smallest and (cfg.res[0] > smallest[0] or cfg.res[1] > smallest[1]):
+        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]} is above the {smallest[0]}x{smallest[1]} frames of {info.name}: the network "
+                       "trains on up-sampled images and sees no detail they do not have")
+    if cfg.upscale > 1 and smallest:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
         if cfg.res[0] * cfg.upscale > smallest[0] or cfg.res[1] * cfg.upscale > smallest[1]:
             raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
                               f"the native {smallest[0]}x{smallest[1]} frames of {info.name}; use a smaller --upscale or --res")
@@ -191,4 +194,7 @@ def plan_steps(cfg: TrainConfig, n_train: int, world: int) -> StepPlan:
         raise ConfigError(f"--batch {cfg.batch} x {world} process(es) is larger than the {n_train} training samples")
     total = cfg.iters if cfg.iters is not None else (cfg.epochs or default_epochs(cfg.dataset)) * steps_per_epoch
     warmup = cfg.warmup if cfg.warmup is not None else min(200, total // 20)
+    if warmup >= total:
+        raise ConfigError(f"--warmup {warmup}: the run has {total} steps, so the learning rate would never reach --lr; "
+                          f"give fewer than {total} warm-up steps")
     return StepPlan(steps_per_epoch, total, math.ceil(total / steps_per_epoch), warmup)
