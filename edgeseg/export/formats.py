@@ -38,9 +38,10 @@ class ExportOptions:
     min_agreement: float = opt(FP32_MIN_AGREEMENT, needs="verify", low=0.0, high=100.0, help="Minimum pixel agreement of FP32 exports (percent).")
     max_delta_miou: float = opt(FP32_MAX_DELTA_MIOU, needs="verify", low=0.0, high=100.0, help="Maximum |delta mIoU| of FP32 exports (points).")
     device: str = opt("cpu", needs="verify", help="Where checkpoints and ONNX models run for the checks: cpu or cuda[:N].")
-    exist_ok: bool = opt(False, help="Where this export replaces model.onnx, remove the formats the folder holds that were built from "
-                                     "the earlier one and are not rebuilt now (INT8 model, IR, engine); without it such an export "
-                                     "is refused before anything is replaced.")
+    exist_ok: bool = opt(False, help="Replace files under export's names that edgeseg did not write, and where this export replaces "
+                                     "model.onnx, remove the formats the folder holds that were built from the earlier one and are "
+                                     "not rebuilt now (INT8 model, IR, engine); without it such an export is refused before anything "
+                                     "is replaced.")
     formats: tuple[str, ...] = opt(("onnx",), cli=False)  # the rows of FORMATS to write (onnx always)
 
     def __post_init__(self):
