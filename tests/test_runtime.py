@@ -516,3 +516,18 @@ def test_a_model_scored_against_another_class_list_of_the_same_length_is_refused
     (other / "classes.json").write_text(json.dumps({"names": ["e", "d", "c", "b", "a"], "ignore_index": 255}))
     with pytest.raises(ConfigError, match=r"the model's classes \(a, b, c, d, e; 5 classes\) are not those of data set"):
         evaluate_model(model_files[backend], source=DataSource("folder", str(other)), progress=False)
+
+
+def test_predict_turns_a_photo_as_its_exif_orientation_says(model_files, tmp_path):
+    """A camera's JPEG stored landscape with orientation 6 (shown portrait): its label and overlay
+    are portrait, as the photo is seen; a data set's images are read as stored."""
+    from edgeseg.data.base import read_image
+    from edgeseg.tasks.predict import predict
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(np.full((36, 48, 3), 90, np.uint8)).save(tmp_path / "photo.jpg", exif=exif)
+    predict(model_files["torch"], [tmp_path / "photo.jpg"], tmp_path / "o", progress=False)
+    assert Image.open(tmp_path / "o" / "photo_label.png").size == (36, 48)
+    assert Image.open(tmp_path / "o" / "photo_overlay.png").size == (36, 48)
+    assert read_image(tmp_path / "photo.jpg").shape == (36, 48, 3)

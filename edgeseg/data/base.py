@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgeseg.errors import DataError
 
@@ -99,18 +99,22 @@ def _check_header(im, path: Path) -> None:
         raise DataError(f"{path}: the header claims {problem}; refusing to decode it")
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, upright: bool = False) -> np.ndarray:
     """An RGB image as uint8 HxWx3, or a DataError naming the file.
 
     16-bit images are reduced to 8 bits by their top byte (value >> 8), stated here because a
     plain conversion would clip them to 255 (``read_image.reduced`` counts them, so a command can
-    say so once); headers above the size bound (edgeseg.limits) are refused.
+    say so once); headers above the size bound (edgeseg.limits) are refused. ``upright``: turned
+    as its EXIF orientation says, as viewers show a camera's photo (predict); a data set's images
+    are read as stored, the pixels their masks were drawn on.
     """
     try:
         with open_image(path) as im:
             if any(";16" in str(getattr(t, "args", "")) for t in (im.tile or ())):  # 16-bit colour: the decoder keeps the top byte
                 _note_reduced(path)
             im.load()
+            if upright:
+                im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
                 _note_reduced(path)
                 grey = (np.array(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)

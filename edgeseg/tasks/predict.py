@@ -146,7 +146,7 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
         bar = Progress(len(images), "predict", "img", enabled=progress and bool(images))
         try:
             for path, stem in planned:
-                image = read_image(path)
+                image = read_image(path, upright=True)  # a camera's photo as viewers show it
                 check(image.shape, path)
                 label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
                 Image.fromarray(label).save(stage / f"{stem}_label.png", format="PNG")
