@@ -70,6 +70,25 @@ def orphaned_temporaries(folder: Path) -> list[Path]:
     return found
 
 
+def check_replaceable(paths) -> None:
+    """Refuse, before any of them is touched, to replace something at ``paths`` that is not a regular
+    file or folder (not_regular_problem): every writer that moves staged files into place calls it."""
+    for path in paths:
+        if problem := not_regular_problem(path):
+            raise NotAFileError(problem)
+
+
+def move_in(moves) -> None:
+    """Move staged files into place (``(staged, final)`` pairs, in order; one file system, each
+    rename atomic): each synced first, every destination checked before the first move."""
+    moves = list(moves)
+    check_replaceable(dst for _, dst in moves)
+    for src, dst in moves:
+        with open(src, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(src, dst)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success.
@@ -213,6 +232,7 @@ def swap_in(stage: Path, out: Path, names, last=()) -> None:
     error raised."""
     import shutil
 
+    check_replaceable(out / n for n in names)
     last = [n for n in last if n in names]
     rest = [n for n in names if n not in last]
     old = Path(stage) / ".old"

@@ -375,7 +375,8 @@ def test_export_never_replaces_or_removes_files_it_did_not_write(tiny_checkpoint
     import onnx
 
     foreign = {"model.onnx": onnx.helper.make_model(onnx.helper.make_graph([], "theirs", [], [])).SerializeToString(),
-               "parity.json": b'{"my": 1}', "model.xml": b"<net/>", "notes.json": b"mine", ".notes.json.previous": b"OLD BACKUP"}
+               "parity.json": b'{"my": 1}', "model.xml": b"<net/>", "notes.json": b"mine", ".notes.json.previous": b"OLD BACKUP",
+               "model.rejected.onnx": b"mine", "parity.rejected.json": b'{"mine": 1}'}
     for name, data in foreign.items():
         out = tmp_path / name.strip(".").replace(".", "-")
         out.mkdir()
@@ -397,6 +398,21 @@ def test_export_never_replaces_or_removes_files_it_did_not_write(tiny_checkpoint
             assert code == 2 and (out / name).read_bytes() == data, err
         else:
             assert code == 0, err  # what it wrote is its own from then on
+
+
+def test_an_export_folder_of_edgeseg_0_1_0_is_its_own(tiny_checkpoint, tmp_path, cli_run):
+    """0.1.0 marked its models with flat edgeseg.<field> keys, not the record: still edgeseg's files."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "v0_1_0"
+    (tmp_path / "model.onnx").write_bytes((fixtures / "tiny.onnx").read_bytes())
+    (tmp_path / "model.xml").write_bytes((fixtures / "tiny.xml").read_bytes())
+    (tmp_path / "model.bin").write_bytes((fixtures / "tiny.bin").read_bytes())
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--no-verify", "--exist-ok", "--quiet")
+    assert code == 0, err  # (--exist-ok: the IR built from the replaced model.onnx goes)
+    (tmp_path / "model.onnx").write_bytes((fixtures / "tiny.onnx").read_bytes())
+    code, _, err = cli_run("export", "--model", tiny_checkpoint, "--out", tmp_path, "--no-verify", "--quiet")
+    assert code == 0, err
 
 
 def fail_parity_of(monkeypatch, suffix: str) -> None:

@@ -157,3 +157,32 @@ def test_the_cache_folder_from_the_environment_must_be_an_absolute_folder(tmp_pa
             cache_dir()
     monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
     assert cache_dir() == tmp_path / "cache"
+
+
+def test_every_writer_that_moves_staged_files_into_place_refuses_a_link_there(cli_run, tiny_checkpoint, shared_folder, tmp_path):
+    """export, predict (with --exist-ok), autolabel and data cache (with --exist-ok) move whole staged
+    files into their folder: a symbolic link under one of their names is refused in one line and left
+    as it was (with its target), never replaced by a file."""
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "target").write_bytes(b"keep")
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(tmp_path / "im.png")
+    runs = {
+        "export": ("model.onnx", ["export", "--model", tiny_checkpoint, "--no-verify"]),
+        "predict": ("im_label.png", ["predict", "--model", tiny_checkpoint, tmp_path / "im.png", "--exist-ok"]),
+        "autolabel": ("classes.json", ["autolabel", "--model", tiny_checkpoint, "--images", tmp_path / "im.png", "--exist-ok"]),
+        "cache": (None, ["data", "cache", "--dataset", "folder", "--data", shared_folder, "--exist-ok"]),  # a sample's file
+    }
+    for what, (name, args) in runs.items():
+        out = tmp_path / what
+        if what in ("autolabel", "cache"):  # a folder of their own from an earlier run (they refuse any other)
+            assert cli_run(*args, "--out", out, "--quiet")[0] == 0
+            name = name or sorted(p.name for p in out.iterdir() if p.name != "manifest.json" and p.is_file())[0]
+            (out / name).unlink()
+        else:
+            out.mkdir()
+        (out / name).symlink_to(tmp_path / "target")
+        code, _, err = cli_run(*args, "--out", out, "--quiet")
+        assert code == 2 and err.count("\n") == 1 and "is a symbolic link" in err, (what, err)
+        assert (out / name).is_symlink() and (tmp_path / "target").read_bytes() == b"keep", what

@@ -17,7 +17,7 @@ from pathlib import Path
 from edgeseg.data import DataSource
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.formats import FORMATS, Build, Format, Gate, Request
-from edgeseg.fileio import FolderLock, replace_problem, report_json, sha256_file, write_json_atomic
+from edgeseg.fileio import FolderLock, check_replaceable, move_in, replace_problem, report_json, sha256_file, write_json_atomic
 from edgeseg.models.meta import PROPS_KEY
 from edgeseg.runtime.registry import EXPORTED_SUFFIXES
 from edgeseg.runtime.spec import RunnerSpec
@@ -60,6 +60,8 @@ def export_model(request: Request, source: DataSource = DataSource(), progress: 
     _preflight(request, source)
     out = request.out_dir
     with FolderLock(out, "export folder"):
+        # a link, pipe or device under a name export writes is never replaced, --exist-ok or not
+        check_replaceable(out / name for name in _export_names() | {_rejected_name(n) for n in _export_names()})
         if not request.job.exist_ok:
             _refuse_foreign_files(out)
         _clean_up_earlier_runs(out)
@@ -155,10 +157,7 @@ def _commit(stage: Path, out: Path, fmt: Format) -> None:
     a silent mix."""
     staged = [p for p in stage.iterdir() if p.is_file()]
     model = stage / fmt.model_file
-    for path in sorted(staged, key=lambda p: p == model):
-        with open(path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(path, out / path.name)
+    move_in((path, out / path.name) for path in sorted(staged, key=lambda p: p == model))
 
 
 def _rejected_name(name: str) -> str:
@@ -217,16 +216,20 @@ def _clean_up_earlier_runs(out: Path) -> None:
             os.replace(previous, out / name)
 
 
+# What marks a model file as edgeseg's (ONNX metadata, an IR's rt_info and an engine's fingerprint all
+# hold it): the record's key, or edgeseg 0.1.0's flat version key.
+MODEL_MARKS = (PROPS_KEY.encode(), b"edgeseg.edgeseg_version")
+
+
 def _marked(path: Path) -> bool:
-    """Whether ``path`` carries edgeseg's model record (ONNX metadata, an IR's rt_info, an engine's
-    fingerprint all hold the key), searched in its bytes without parsing it."""
-    key = PROPS_KEY.encode()
+    """Whether ``path`` carries edgeseg's model record, searched in its bytes without parsing it."""
+    keep = max(len(m) for m in MODEL_MARKS)
     tail = b""
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
-            if key in tail + chunk:
+            if any(m in tail + chunk for m in MODEL_MARKS):
                 return True
-            tail = chunk[-len(key):]
+            tail = chunk[-keep:]
     return False
 
 
@@ -251,7 +254,10 @@ def _refuse_foreign_files(out: Path) -> None:
         mark = next(f for f in fmt.files if Path(f).suffix in (".onnx", ".xml", ".json"))  # the file holding the record
         if present and not ((out / mark).is_file() and _marked(out / mark)):
             foreign += present
-        foreign += [f for f in fmt.reports if (out / f).exists() and not ((out / f).is_file() and _ours_report(out / f))]
+        rejected = [_rejected_name(f) for f in fmt.files if Path(f).suffix in (".onnx", ".xml", ".bin")]
+        foreign += [f for f in rejected if (out / f).exists() and not (Path(f).suffix == ".bin" or _marked(out / f))]
+        reports = list(fmt.reports) + [_rejected_name(f) for f in fmt.reports]
+        foreign += [f for f in reports if (out / f).exists() and not ((out / f).is_file() and _ours_report(out / f))]
     if foreign:
         raise ConfigError(f"{out}: holds {', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''} under the names export writes, "
                           "not written by edgeseg (no edgeseg model record or report mark); export replaces only its own files: "

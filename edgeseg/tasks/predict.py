@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from PIL import Image
 
 from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import atomic_path
+from edgeseg.fileio import atomic_path, check_replaceable, move_in
 from edgeseg.progress import Progress, end_line
 from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
 
@@ -63,12 +62,10 @@ def _move_in(stage: Path | None, out_dir: Path, stems: list[str]) -> None:
     """The staged outputs of ``stems`` into ``out_dir`` (each file whole: written, synced, renamed), then the stage goes."""
     if stage is None:
         return
-    for stem in stems:
-        for name in (f"{stem}_label.png", f"{stem}_overlay.png"):
-            with open(stage / name, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(stage / name, out_dir / name)
-    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        move_in((stage / name, out_dir / name) for stem in stems for name in (f"{stem}_label.png", f"{stem}_overlay.png"))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 class _Stems:
@@ -93,6 +90,7 @@ def check_image_outputs(planned, out_dir: Path, exist_ok: bool) -> None:
     inputs = {(st.st_dev, st.st_ino): path for path, _ in planned for st in (path.stat(),)}  # links and other spellings alike
     for path, stem in planned:
         for target in (out_dir / f"{stem}_label.png", out_dir / f"{stem}_overlay.png"):
+            check_replaceable([target])  # a link, pipe or device there is never replaced, --exist-ok or not
             st = target.stat() if target.exists() else None
             clash = inputs.get((st.st_dev, st.st_ino)) if st is not None else None
             if clash is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import atomic_path
+from edgeseg.fileio import atomic_path, check_replaceable, move_in
 from edgeseg.limits import check_size
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
@@ -92,6 +92,7 @@ def video_outputs(out_dir: Path, stem: str, labels: bool, exist_ok: bool) -> tup
     frame labels. One that exists is refused unless ``exist_ok``; a labels folder holding files
     predict did not write (anything but its frame PNGs) is refused even so: it is never emptied."""
     path = Path(out_dir) / f"{stem}_overlay.mp4"
+    check_replaceable([path, path.with_name(path.name + ".partial")])  # a link, pipe or device there: never written through or replaced
     if path.exists() and not exist_ok:
         raise ConfigError(f"{path}: already exists; use --exist-ok to replace it or another --out")
     labels_dir = Path(out_dir) / f"{stem}_labels" if labels else None
@@ -300,6 +301,7 @@ class VideoJob:
         vstream = container.streams.video[0]
         self.rate = vstream.average_rate or vstream.guessed_rate or 25
         total = vstream.frames or None
+        self.partial.unlink(missing_ok=True)  # a killed run's (a link there was refused up front): never written through
         out = self.av.open(str(self.partial), "w", format="mp4")
         self.codec = "libx264" if "libx264" in self.av.codecs_available else "mpeg4"
         decoder = threading.Thread(target=self._decode, args=(container,), name="edgeseg-decode", daemon=True)
@@ -338,7 +340,7 @@ class VideoJob:
             raise self.errors[0]
         if self.written == 0:
             raise DataError(f"{self.source}: no frames could be decoded")
-        self.partial.replace(self.out_path)
+        move_in([(self.partial, self.out_path)])
         if self.labels_stage is not None:  # the earlier frame labels (checked to be only those) give way whole
             if self.labels_dir.is_dir():  # its frame labels only: a file put there since the check stays, and so does the folder
                 for frame in self.labels_dir.iterdir():
