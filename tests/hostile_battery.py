@@ -275,7 +275,8 @@ def broken_model_cases(tmp: Path, ckpt: Path, onnx_path: Path, data: Path, img: 
                                                  "--verify-images", "2", "--quiet"], f"error:{say}"),
                       (f"bench broken {name}", ["bench", "--model", m, "--iters", "1", "--warmup", "0", "--quiet"], f"error:{say}"),
                       (f"train --teacher broken {name}", ["train", "--dataset", "folder", "--data", data, "--model", "tiny", "--res", "48x36",
-                                                          "--epochs", "1", "--out", d / f"t-{name}", "--teacher", m, "--quiet"],
+                                                          "--epochs", "1", "--batch", "2", "--out", d / f"t-{name}", "--teacher", m,
+                                                          "--quiet"],
                        f"error:{say}")]
     return cases
 

@@ -477,6 +477,7 @@ def test_every_option_that_takes_scales_refuses_the_same_values(bad):
                  lambda: check_model_options("tiny-msa", {"infer_scales": values}) or parse(values)):
         with pytest.raises(ConfigError, match="scale"):
             make()
+    check_model_options("tiny-msa", {"infer_scales": 1.0})  # one scale, as --model-opt infer_scales=1 reads
 
 
 def parse(values):

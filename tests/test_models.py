@@ -135,3 +135,20 @@ def test_a_model_description_every_reader_could_not_run_is_refused_as_the_file_i
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(ModelFileError, match="bad.pt"):
         runtime.load(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("options, said", [({"channels": 5000, "stride": 2}, "channels=5000"), ({"nonsense": 1}, "no such option"),
+                                           ({"upscale_width": -3}, "upscale_width=-3")])
+def test_a_checkpoints_model_options_that_cannot_be_built_are_refused_naming_the_file(tmp_path, options, said):
+    from edgeseg import runtime
+
+    from test_export import fake_checkpoint
+
+    model = "lite0-dupsample" if "channels" in options else "tiny"
+    ckpt = fake_checkpoint(tmp_path / "m.pt", model, 5, (48, 36))
+    raw = torch.load(ckpt, weights_only=True)
+    raw["meta"]["model"]["options"] = options
+    torch.save(raw, ckpt)
+    with pytest.raises(ModelFileError, match=f"m.pt: its model cannot be built .*{said}"):
+        runtime.load(ckpt)
+

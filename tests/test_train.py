@@ -426,7 +426,7 @@ def test_training_on_a_flat_folder_says_validation_is_on_training_images_and_a_f
     code, _, err = cli_run(*base, "--out", tmp_path / "r1")
     assert code == 0 and "validation scores are on training images" in err, err
     code, _, err = cli_run(*base, "--extra-data", tmp_path / "flat", "--out", tmp_path / "r2")
-    assert code == 2 and "--extra-data" in err and "the same folder as --data" in err and not (tmp_path / "r2").exists(), err
+    assert code == 2 and "--extra-data" in err and "also in --data's training split" in err and not (tmp_path / "r2").exists(), err
 
 
 def test_a_warm_up_as_long_as_the_run_is_refused(cli_run, folder_dataset, tmp_path):

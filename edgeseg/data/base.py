@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgeseg.errors import DataError
 
 IGNORE_INDEX = 255
+MAX_CLASSES = 254  # label masks are 8-bit, with a void value of their own
 
 
 @dataclass(frozen=True)

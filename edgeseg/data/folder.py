@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeseg.data.base import (
     IGNORE_INDEX,
+    MAX_CLASSES,
     DatasetInfo,
     FileDataset,
     default_palette,
@@ -42,8 +43,8 @@ def read_classes(path: Path) -> tuple[DatasetInfo, int]:
         raise DataError(f"{path}: key 'names' must be a non-empty list of class names")
     if len(set(names)) != len(names):
         raise DataError(f"{path}: key 'names' has duplicate class names")
-    if len(names) > 254:
-        raise DataError(f"{path}: {len(names)} classes; at most 254 are supported")
+    if len(names) > MAX_CLASSES:
+        raise DataError(f"{path}: {len(names)} classes; at most {MAX_CLASSES} are supported (label masks are 8-bit)")
     ignore = doc.get("ignore_index", IGNORE_INDEX)
     if not isinstance(ignore, int) or isinstance(ignore, bool) or not (0 <= ignore <= 255) or ignore < len(names):
         raise DataError(

@@ -17,7 +17,9 @@ from edgeseg.models.checkpoint import (
     strict_load,
 )
 from edgeseg.models.meta import ModelMeta
-from edgeseg.models.msa import SCALE_RANGE
+from edgeseg.models.msa import parse_scales
+
+SCALE_OPTIONS = ("train_scales", "infer_scales")
 
 
 def _encoder(cfg: ModelConfig, variant: str):
@@ -128,7 +130,6 @@ OPTION_BOUNDS: dict[str, tuple[float, float, str]] = {
     "drop_connect": (0.0, 0.9, "the encoder's drop-connect rate"),
     "inter": (1, 1024, "LR-ASPP's channels"), "width": (1, 1024, "the decoder's channels"), "channels": (1, 1024, "DUpsampling's channels"),
     "stride": (2, 64, "DUpsampling's output stride"), "attention_width": (1, 1024, "the attention head's channels"),
-    "train_scales": (*SCALE_RANGE, "a scale"), "infer_scales": (*SCALE_RANGE, "a scale"),
     "upscale_width": (1, MAX_STAGE_CHANNELS, "the up-sampler's channels"),
     "upscale_input": (0, MAX_STAGE_CHANNELS, "the stride-1 stage's channels (0: none)"),
     "refine_radius": (1, 8, "the box filters' radius"), "guide_channels": (0, 1, "0 (one guide per class) or 1 (one shared guide)"),
@@ -153,6 +154,9 @@ def check_model_options(name: str, options: dict) -> None:
         ok = (isinstance(value, bool) if kind is bool else
               all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (not whole or float(v).is_integer())
                   for v in values))
+        if key in SCALE_OPTIONS:  # checked where every option that takes scales is
+            parse_scales(value, f"--model-opt {key}")
+            continue
         if not ok:
             raise ConfigError(f"--model-opt {key}={value!r}: expected {'a list of numbers' if kind is list else kind.__name__}")
         if key in OPTION_BOUNDS:
@@ -265,10 +269,12 @@ def model_from_checkpoint(ckpt, where: str = "checkpoint", scales=None, tta: str
             raise ConfigError(f"--scales applies to multi-scale attention models (*-msa); {where} holds '{cfg.name}'")
         from dataclasses import replace
 
-        from edgeseg.models.msa import parse_scales
-
-        cfg = replace(cfg, options={**cfg.options, "infer_scales": list(parse_scales(scales))})
-    model = build_model(cfg)
+        cfg = replace(cfg, options={**cfg.options, "infer_scales": list(parse_scales(scales, "--scales"))})
+    try:  # the file's architecture options, checked as the command line's are: refused naming the file
+        check_model_options(cfg.name, cfg.options)
+        model = build_model(cfg)
+    except ConfigError as exc:
+        raise ModelFileError(f"{where}: its model cannot be built as it describes ({exc})") from None
     strict_load(model, ckpt.weights, where)
     from edgeseg.models.tta import with_tta
 

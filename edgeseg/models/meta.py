@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from edgeseg import __version__
-from edgeseg.data.base import IGNORE_INDEX, DatasetInfo, default_palette
+from edgeseg.data.base import IGNORE_INDEX, MAX_CLASSES, DatasetInfo, default_palette
 from edgeseg.errors import ModelFileError
 from edgeseg.limits import size_problem
 from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD, ModelConfig
@@ -158,9 +158,6 @@ class ModelMeta:
         names = tuple(f"class{i}" for i in range(num_classes))
         return cls(ModelConfig("", num_classes, res=tuple(res)), DatasetInfo("", names, default_palette(num_classes)),
                    input_layout=input_layout, outputs=outputs)
-
-
-MAX_CLASSES = 254  # label masks are 8-bit with a void value of their own
 
 
 @contextlib.contextmanager

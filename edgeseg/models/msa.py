@@ -52,7 +52,8 @@ def parse_scales(value, flag: str = "scales") -> tuple[float, ...]:
 
     from edgeseg.errors import ConfigError
 
-    items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else \
+        [value] if isinstance(value, (int, float)) else value  # (--model-opt infer_scales=1 reads as one number)
     try:
         scales = tuple(float(v) for v in items)
     except (TypeError, ValueError):
@@ -70,8 +71,8 @@ class MultiScaleAttentionModel(SegModel):
     def __init__(self, config, encoder, decoder, head, attention: nn.Module, train_scales: Sequence[float], infer_scales: Sequence[float]):
         super().__init__(config, encoder, decoder, head)
         self.attention = attention
-        self.train_scales = parse_scales(train_scales)
-        self.infer_scales = parse_scales(infer_scales)
+        self.train_scales = parse_scales(train_scales, "--model-opt train_scales")
+        self.infer_scales = parse_scales(infer_scales, "--model-opt infer_scales")
 
     def single_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and attention at the input size of ``x``."""

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ConfigError, ModelFileError
-from edgeseg.models.meta import MAX_CLASSES, ModelMeta
+from edgeseg.data.base import MAX_CLASSES
+from edgeseg.models.meta import ModelMeta
 from edgeseg.runtime.base import BaseRunner
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:
                                  f"of at most {MAX_CLASSES} classes")
         logger.warning(f"{path} has no edgeseg metadata; assuming {n} classes, input {w}x{h}, "
                        "normalisation (x - 127) / 128 and the area kernel")
-        layout = "nhwc-uint8" if (nhwc and elem == 2) else "nchw"
+        layout = "nhwc-uint8" if (nhwc and elem == ONNX_UINT8) else "nchw"
         return ModelMeta.foreign(n, (w, h), layout, (model.graph.output[0].name,) if model.graph.output[0].name in ("logits", "labels")
                                  else ("logits",))
     if tuple(meta.input_res) != (w, h):

@@ -21,6 +21,7 @@ import numpy as np
 from edgeseg.errors import ModelFileError
 from edgeseg.models.meta import ModelMeta
 from edgeseg.optional import require
+from edgeseg.progress import end_line
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.registry import BACKENDS
 
@@ -105,6 +106,7 @@ def native_stderr_held():
                 held.seek(0)
                 text = held.read()
                 if text and sys.stderr is not None:
+                    end_line()
                     sys.stderr.write(text.decode(errors="replace"))
 
 

@@ -27,6 +27,7 @@ from edgeseg.errors import ConfigError, DataError, ModelFileError, TrainingStopp
 from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
+from edgeseg.models.checkpoint import strict_load
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import Preprocess
 from edgeseg.runtime.scoring import evaluate
@@ -210,6 +211,11 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
     data = build_data(cfg)
     if data.train.skipped or data.val.skipped:
         say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
+    # What can be refused from the options and the data alone, before the teacher labels a split or W is fitted.
+    plan = plan_steps(cfg, len(data.train), dist_info.world)
+    meta = model_meta(cfg, data)
+    model = build_model(meta.model)
+    _check_one_image_batches(model, meta, cfg)
     teacher_sha = None
     if cfg.teacher:
         from edgeseg.trainer.distill import WithTeacher, check_same_teacher, teacher_labels, teacher_sha256
@@ -220,9 +226,6 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
         folder = teacher_labels(cfg.teacher, data.train, cfg.distill_temperature, str(device), cfg.progress and dist_info.is_main,
                                 teacher_sha)
         data = TrainData(WithTeacher(data.train, folder), data.val)
-    meta = model_meta(cfg, data)
-    model = build_model(meta.model)
-    _check_one_image_batches(model, meta, cfg)
     ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
     init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
                  else initial_weights(model, cfg, data, cfg.progress and dist_info.is_main))
@@ -232,13 +235,12 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
 
         net = sr_net(model, native_frame_size(data.train, "--sr-aux"))
         if ckpt is not None and (ckpt.training.aux or {}).get("sr_head"):
-            net.head.load_state_dict(ckpt.training.aux["sr_head"])
+            strict_load(net.head, ckpt.training.aux["sr_head"], f"{out / 'last.pt'} (its SR head)")
     net.to(device).to(memory_format=torch.channels_last)
     train_model = net
     if dist_info.enabled:
         train_model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     workers = cfg.workers if cfg.workers is not None else (min(8, max((os.cpu_count() or 1) - 1, 0)) if device.type == "cuda" else 0)
-    plan = plan_steps(cfg, len(data.train), dist_info.world)
     optimizer = build_optimizer(cfg.optimizer, param_groups(net, cfg.weight_decay), cfg.lr)
     autocast = amp_dtype(cfg.amp, device)
     if cfg.amp != "off" and device.type != "cuda":  # auto, or a CUDA run resumed here
@@ -284,7 +286,7 @@ def _check_one_image_batches(model: nn.Module, meta, cfg: TrainConfig) -> None:
     w, h = meta.model.input_res
     probe = copy.deepcopy(model).train()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # (dropout draws: the run must not depend on the probe)
             probe(torch.zeros(1, 3, h, w))
     except ValueError as exc:
         if "Expected more than 1 value per channel" not in str(exc):
@@ -302,6 +304,8 @@ def _restore_state(run: _Run, ckpt: Checkpoint) -> None:
         if saved.scaler:
             run.scaler.load_state_dict(saved.scaler)
         set_rng_state(saved.rng)  # rank 0's state; other ranks draw their own stream from it
+    except torch.cuda.OutOfMemoryError:
+        raise  # the device's limit, not a damaged file
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{run.out / 'last.pt'}: its training state (optimiser, schedule, scaler or random state) cannot be "
                              f"restored ({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}); resume from an earlier "

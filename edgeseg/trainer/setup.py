@@ -43,12 +43,6 @@ def build_data(cfg: TrainConfig) -> TrainData:
     if _image_files(train_ds) & _image_files(val_ds):
         logger.warning(f"--data {cfg.data}: the training split '{cfg.train_split}' and the validation split '{cfg.val_split}' share "
                        "images (a folder without split folders serves both): validation scores are on training images")
-    seen = {str(Path(cfg.data).resolve()): "--data"} if cfg.data else {}
-    for path in cfg.extra_data:  # a folder counted twice would weigh its images twice, without a word
-        key = str(Path(path).resolve())
-        if key in seen:
-            raise ConfigError(f"--extra-data {path}: the same folder as {seen[key]}; give each data set once")
-        seen[key] = f"--extra-data {path}"
     if cfg.cache:
         from edgeseg.data.cache import cached_dataset
 
@@ -61,11 +55,18 @@ def build_data(cfg: TrainConfig) -> TrainData:
         from edgeseg.data.base import ConcatDataset
 
         extra = []
+        seen = {f: "--data's training split" for f in _image_files(train_ds)}
         for path in cfg.extra_data:
             try:
                 extra.append(build_dataset("folder", path, cfg.train_split, cfg.skip_bad))
             except (DataError, ConfigError) as exc:  # said against the option that named the folder
                 raise type(exc)(f"--extra-data {exc}") from None
+            files = _image_files(extra[-1])
+            twice = sorted(files & seen.keys())  # an image in two of the sets would weigh twice in training, without a word
+            if twice:
+                raise ConfigError(f"--extra-data {path}: {len(twice)} of its images are also in {seen[twice[0]]} "
+                                  f"({Path(twice[0]).name} ...); give each image once")
+            seen.update((f, f"--extra-data {path}") for f in files)
         try:
             train_ds = ConcatDataset([train_ds] + extra)
         except DataError as exc:  # the one class check, said against the option
@@ -100,12 +101,13 @@ def model_meta(cfg: TrainConfig, data: TrainData) -> ModelMeta:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
     native = native_frame_size(data.train) if cfg.refine != "none" else None
-    sizes = frame_sizes(data.train)
-    smallest = (min(w for w, _ in sizes), min(h for _, h in sizes)) if sizes else None
-    if smallest and (cfg.res[0] > smallest[0] or cfg.res[1] > smallest[1]):
-        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]} is above the {smallest[0]}x{smallest[1]} frames of {info.name}: the network "
-                       "trains on up-sampled images and sees no detail they do not have")
-    if cfg.upscale > 1 and smallest:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
+    first = frame_sizes(data.train.subset([0])).pop()  # (one header: every frame's would be read on every run)
+    if cfg.res[0] > first[0] or cfg.res[1] > first[1]:
+        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]} is above the frames of {info.name} ({first[0]}x{first[1]}, its first training "
+                       "image): the network trains on up-sampled images and sees no detail they do not have")
+    if cfg.upscale > 1:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
+        sizes = frame_sizes(data.train)
+        smallest = (min(w for w, _ in sizes), min(h for _, h in sizes))
         if cfg.res[0] * cfg.upscale > smallest[0] or cfg.res[1] * cfg.upscale > smallest[1]:
             raise ConfigError(f"--upscale {cfg.upscale}: the output {cfg.res[0] * cfg.upscale}x{cfg.res[1] * cfg.upscale} exceeds "
                               f"the native {smallest[0]}x{smallest[1]} frames of {info.name}; use a smaller --upscale or --res")
