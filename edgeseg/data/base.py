@@ -298,6 +298,13 @@ class FileDataset(SegDataset):
         return [self.pairs[i][0]] + [p for p in self.label_files(i) if p.is_file()]
 
 
+def resolved_files(ds: SegDataset, i: int) -> list[Path]:
+    """The files sample ``i`` of ``ds`` is read from (image first), resolved: the same files however
+    --data was spelled, from any working folder; none for generated data."""
+    files = getattr(ds, "sample_files", None)
+    return [Path(p).resolve() for p in files(i)] if files is not None else []
+
+
 class ConcatDataset(SegDataset):
     """Several data sets with the same classes, one after the other (e.g. labels plus auto-labels)."""
 

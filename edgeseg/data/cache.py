@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg import __version__
-from edgeseg.data.base import Sample, SegDataset
+from edgeseg.data.base import Sample, SegDataset, resolved_files
 from edgeseg.errors import DataError
 from edgeseg.fileio import FolderLock, sha256_file, shape_problem, swap_in, write_json_atomic
 
@@ -33,8 +33,7 @@ STAGING = ".building"  # where a cache is decoded before it replaces the one in 
 
 
 def _sources(ds: SegDataset, i: int) -> list[Path]:
-    files = getattr(ds, "sample_files", None)  # resolved: the same files however --data was spelled, from any working folder
-    return [Path(p).resolve() for p in files(i)] if files is not None else []
+    return resolved_files(ds, i)
 
 
 def _source_record(path: Path, with_hash: bool = True) -> dict:

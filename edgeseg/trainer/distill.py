@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from edgeseg import __version__
-from edgeseg.data.base import SegDataset, classes_text
+from edgeseg.data.base import SegDataset, classes_text, resolved_files
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import FolderLock, cache_dir, sha256_file, shape_problem, write_json_atomic
 
@@ -38,12 +38,11 @@ LABEL_WAIT_S = 6 * 3600.0  # how long a run waits for another labelling the same
 
 
 def _image_record(ds: SegDataset, i: int) -> dict:
-    files = getattr(ds, "sample_files", None)
-    path = Path(files(i)[0]) if files is not None else None
-    if path is None:
+    files = resolved_files(ds, i)
+    if not files:
         return {"name": ds.sample_name(i)}
-    st = path.stat()  # the resolved path: --data spelled relative or absolute names the same images
-    return {"name": ds.sample_name(i), "image": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    st = files[0].stat()
+    return {"name": ds.sample_name(i), "image": str(files[0]), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data import build_dataset
-from edgeseg.data.base import DatasetInfo, SegDataset
+from edgeseg.data.base import DatasetInfo, SegDataset, resolved_files
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
@@ -75,8 +75,7 @@ def build_data(cfg: TrainConfig) -> TrainData:
 
 
 def _image_files(ds: SegDataset) -> set[str]:
-    files = getattr(ds, "sample_files", None)
-    return {str(Path(files(i)[0]).resolve()) for i in range(len(ds))} if files is not None else set()
+    return {str(files[0]) for i in range(len(ds)) if (files := resolved_files(ds, i))}
 
 
 def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
