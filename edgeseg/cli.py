@@ -16,7 +16,7 @@ import click
 from edgeseg import __version__
 from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
 from edgeseg.errors import EdgesegError
-from edgeseg.progress import configure_logging, end_line
+from edgeseg.progress import configure_logging, end_line, one_line
 from edgeseg.trainer.config import TrainConfig
 
 
@@ -368,17 +368,17 @@ def main(argv=None) -> None:
         sys.exit(130)
     except click.exceptions.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        click.echo(one_line(f"error: {exc.format_message()}{hint}"), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(one_line(f"error: {exc.format_message()}"), err=True)
         sys.exit(exc.exit_code)
     except EdgesegError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(one_line(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:  # where an output cannot be written: read-only, full disk, a file in the way
         where = exc.filename if exc.filename is not None else "an output file"
-        click.echo(f"error: {where}: {exc.strerror or exc}; check the path and free space", err=True)
+        click.echo(one_line(f"error: {where}: {exc.strerror or exc}; check the path and free space"), err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)

@@ -24,6 +24,13 @@ def _fmt_time(seconds: float) -> str:
 
 
 _open_line = None  # the terminal stream whose last write was a bar's redraw without its newline
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped: a message quoting a user's path or value (a
+    file name with a newline in it, an escape sequence) stays one line and cannot redraw the terminal."""
+    return str(text).translate(_CONTROL)
 
 
 def end_line() -> None:
@@ -111,7 +118,7 @@ class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         import click
 
-        msg = record.getMessage()
+        msg = one_line(record.getMessage())
         end_line()
         click.echo(f"warning: {msg}" if record.levelno >= logging.WARNING else msg, err=True)
 

@@ -57,3 +57,14 @@ def test_the_error_that_stops_a_command_mid_bar_starts_a_line_of_its_own(monkeyp
     assert exit_.value.code == 2
     lines = term.getvalue().split("\n")
     assert lines[-2] == "error: images/0001.png: unreadable" and "work  1/10" in lines[-3]
+
+
+def test_a_message_quoting_a_name_with_control_characters_stays_one_line(cli_run, tmp_path):
+    """A path with a newline or an escape sequence in it, quoted by an error or a warning, is escaped:
+    the message stays one line and cannot redraw the terminal."""
+    odd = tmp_path / "a\nb\x1b[2J"
+    odd.mkdir()
+    code, _, err = cli_run("eval", "--model", odd / "m.pt")
+    assert code == 2 and err.count("\n") == 1 and "a\\nb\\x1b[2J" in err and "\x1b" not in err, repr(err)
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", odd / "data", "--out", tmp_path / "run")
+    assert code == 2 and err.count("\n") == 1 and "\\n" in err, repr(err)
