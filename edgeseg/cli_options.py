@@ -93,6 +93,8 @@ class OutputPath(NonEmptyPath):
         from edgeseg.fileio import output_path_problem, replace_problem
 
         path = super().convert(value, param, ctx)
+        if value == "-":  # the shell's word for standard output: never a file named '-' written without a word
+            self.fail(f"'-' (standard output) is not taken here; give a {self.kind} path (./- for a file of that name)", param, ctx)
         problem = output_path_problem(path, self.kind, self.probe)
         if problem is None and self.report is not None:  # a report replaces only a report of its kind
             problem = replace_problem(path, self.report)

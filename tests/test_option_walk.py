@@ -172,6 +172,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
 
         wrong = tmp_path / ("a-folder" if p.type.kind == "file" else "a-file")
         cases = [((p.opts[0], str(wrong)), p.opts[0]), ((p.opts[0], str(tmp_path / "a-file" / "x" / "y.png")), p.opts[0])]
+        cases.append(((p.opts[0], "-"), "standard output"))  # never a file named '-' in the working folder
         if p.type.kind == "file":  # what a whole new file renamed over it would destroy: a link (and its target), a pipe
             cases += [((p.opts[0], str(tmp_path / "a-link")), "is a symbolic link"), ((p.opts[0], str(tmp_path / "a-pipe")), "is a named pipe")]
         for q in cmd.params:  # the output given as each input and as each other output
