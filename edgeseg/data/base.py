@@ -351,7 +351,7 @@ def check_label_values(label: np.ndarray, info: DatasetInfo, where) -> None:
 
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise DataError(f"{path}: {what} not found")
+        raise DataError(f"{path}: {what} not found" + ("; it is a file, not a folder" if path.exists() else ""))
     return path
 
 
