@@ -76,13 +76,14 @@ def test_resume_continues_exactly_where_it_stopped(folder_dataset, tmp_path):
     assert [r["val_miou"] for r in lines] == [r["val_miou"] for r in straight]
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C, and a scheduler's or container's stop
+def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path, stop):
     train(tiny_cfg(folder_dataset, tmp_path / "straight"))
     out = tmp_path / "interrupted"
 
     def interrupt_at(step):
         if step == 4:  # second step of epoch 2
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), stop)
 
     result = train(tiny_cfg(folder_dataset, out), on_step=interrupt_at)
     assert result["interrupted"] and result["step"] == 4

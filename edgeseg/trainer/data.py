@@ -155,8 +155,9 @@ def prepare_batch(batch, transform: TrainTransform, device: torch.device, on_dev
 
 
 def _worker_init(_):
-    # Ctrl-C is handled by the main process, which stops between steps and saves.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and SIGTERM are handled by the main process, which stops between steps and saves.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

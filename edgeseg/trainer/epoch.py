@@ -20,12 +20,16 @@ from edgeseg.trainer.losses import compute_loss
 from edgeseg.trainer.schedule import LRSchedule
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's or container's stop (Slurm, docker stop)
+
+
 class StopFlag:
-    """Ctrl-C sets the flag and the loop stops after the current step; a second Ctrl-C aborts."""
+    """Ctrl-C (or SIGTERM) sets the flag and the loop stops after the current step, saving where it
+    stood; a second one aborts."""
 
     def __init__(self):
         self.set = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
         def handler(signum, frame):
@@ -34,14 +38,14 @@ class StopFlag:
             self.set = True
 
         try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self._previous = None
+            self._previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        except ValueError:  # not the main thread: leave the signals alone
+            self._previous = {}
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 AMP_MODES = ("off", "auto", "bf16", "fp16")
