@@ -195,6 +195,14 @@ def test_contrastive_pretraining_runs_before_training(folder_dataset, tmp_path):
     assert not any(k.startswith("head.") for k in changed)
 
 
+def test_contrastive_pretraining_that_finds_no_pairs_says_it_learnt_nothing(folder_dataset, tmp_path, caplog):
+    from edgeseg.trainer import TrainConfig, train
+
+    train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(folder_dataset), model="tiny", epochs=1,
+                      batch=2, progress=False, workers=0, device="cpu", contrastive_epochs=1, contrastive_pixels=2, contrastive_threshold=1.0))
+    assert "no step sampled two pixels of one class and one of another" in caplog.text
+
+
 # ------------------------------------------------------------------ auto-labelling
 def test_autolabel_respects_the_threshold_and_trains(tiny_checkpoint, shared_folder, tmp_path):
     from edgeseg.models import load_checkpoint, model_from_checkpoint

@@ -128,8 +128,14 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
     main = dist_info is None or dist_info.is_main
     scaler = torch.amp.GradScaler(device.type, enabled=False)
 
+    # steps whose sampled pixels hold two of one class and one of another: without both the loss is 0 and teaches nothing
+    paired = {"steps": 0, "with_pairs": 0}
+
     def loss_fn(z: torch.Tensor, target: dict) -> torch.Tensor:
         zs, ys = sample_pixels(z, grid_labels(target, grid, num_classes, threshold), max_pixels, gen)
+        paired["steps"] += 1
+        counts = torch.unique(ys, return_counts=True)[1]
+        paired["with_pairs"] += int(len(counts) > 1 and int(counts.max()) > 1)
         return contrastive_loss(zs, ys, temperature)
 
     history = []
@@ -148,6 +154,11 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
         history.append(record)
         if main:
             logger.info(f"contrastive epoch {epoch + 1}: loss {record['loss']:.4f}, {record['img_per_s']:.1f} img/s")
+            if paired["steps"] and not paired["with_pairs"]:
+                logger.warning(f"contrastive epoch {epoch + 1}: no step sampled two pixels of one class and one of another that pass "
+                               f"--contrastive-threshold {threshold:g}, so the loss was 0 and the encoder learnt nothing; lower the "
+                               "threshold or give more --contrastive-pixels")
+        paired.update(steps=0, with_pairs=0)
     if out is not None and main:
         from edgeseg.fileio import atomic_path
 
