@@ -516,6 +516,8 @@ def test_a_model_scored_against_another_class_list_of_the_same_length_is_refused
     (other / "classes.json").write_text(json.dumps({"names": ["e", "d", "c", "b", "a"], "ignore_index": 255}))
     with pytest.raises(ConfigError, match=r"the model's classes \(a, b, c, d, e; 5 classes\) are not those of data set"):
         evaluate_model(model_files[backend], source=DataSource("folder", str(other)), progress=False)
+    with pytest.raises(ConfigError, match=r"the model's classes \(a, b, c, d, e; 5 classes\) are not those of data set"):
+        evaluate_model(model_files[backend], source=DataSource("folder", str(other)), progress=False, reference=model_files["torch"])
 
 
 def test_predict_turns_a_photo_as_its_exif_orientation_says(model_files, tmp_path):

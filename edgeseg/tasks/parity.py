@@ -17,11 +17,13 @@ from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import Progress
 from edgeseg.runtime.base import BaseRunner
 from edgeseg.runtime.processing import Preprocess, native_labels
-from edgeseg.runtime.scoring import iterate_batches
+from edgeseg.runtime.scoring import check_classes, iterate_batches
 
 
 
 def compare_runners(model: BaseRunner, reference: BaseRunner, ds: SegDataset, indices=None, batch: int = 1, progress: bool = True) -> dict:
+    check_classes(model.meta, ds)  # each scored against the labels: their classes must be the data set's, as plain eval checks
+    check_classes(reference.meta, ds)
     if model.meta.num_classes != reference.meta.num_classes:
         from edgeseg.errors import ConfigError
 
