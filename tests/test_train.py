@@ -434,3 +434,21 @@ def test_a_warm_up_as_long_as_the_run_is_refused(cli_run, folder_dataset, tmp_pa
     code, _, err = cli_run("train", "--dataset", "folder", "--data", folder_dataset, "--model", "tiny", "--res", "24x18", "--epochs", "1",
                            "--batch", "2", "--pretrained", "none", "--warmup", "1000000", "--out", tmp_path / "run", "--quiet")
     assert code == 2 and err.count("\n") == 1 and "--warmup 1000000: the run has 3 steps" in err and not (tmp_path / "run").exists(), err
+
+
+def test_a_resume_on_a_training_split_that_changed_is_refused(tmp_path):
+    """The schedule and epochs were planned on the split the run began with: a split that grew, shrank
+    or holds other images is refused by name (it resumed with the schedule recomputed, or did nothing)."""
+    import shutil
+
+    from conftest import make_folder_dataset
+
+    data = make_folder_dataset(tmp_path / "data", n_train=6)
+    out = tmp_path / "run"
+    train(tiny_cfg(data, out), on_step=lambda step: os.kill(os.getpid(), signal.SIGINT) if step == 2 else None)
+    for name in ("0", "1"):  # two more images (copies under new names)
+        for kind, suffix in (("images", ".png"), ("masks", ".png")):
+            src = sorted((data / "train" / kind).iterdir())[0]
+            shutil.copy(src, data / "train" / kind / f"extra{name}{suffix}")
+    with pytest.raises(ConfigError, match=r"the training split changed since .* \(it had 6 samples, now 8"):
+        train(tiny_cfg(data, out, resume=True))

@@ -179,6 +179,7 @@ class _Run:
             cfg["class_weight_values"] = weight_values(self.loss_weight)
         if self.teacher_sha256 is not None:
             cfg["teacher_sha256"] = self.teacher_sha256
+        cfg["train_samples"] = split_key(self.data.train)
         return cfg
 
     def loader(self, epoch: int, seed: int | None = None, skip: int = 0):
@@ -200,6 +201,14 @@ class _Run:
         sr = cfg.sr_weight if cfg.sr_aux else 0.0
         return lambda out, target: training_loss(out, target, cfg.loss, ignore, self.loss_weight, distill, cfg.distill_temperature, sr, normalise,
                                                        cfg.distill_class_weights)
+
+
+def split_key(ds) -> dict:
+    """What identifies a training split for --resume: its sample count and the hash of its names in order."""
+    import hashlib
+
+    names = "\n".join(ds.sample_name(i) for i in range(len(ds)))
+    return {"count": len(ds), "names_sha256": hashlib.sha256(names.encode()).hexdigest()}
 
 
 def weight_values(weight: torch.Tensor) -> list[float]:
@@ -227,6 +236,10 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
                                 teacher_sha)
         data = TrainData(WithTeacher(data.train, folder), data.val)
     ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
+    started = ((ckpt.training.train_config or {}).get("train_samples") if ckpt is not None else None)
+    if started is not None and started != split_key(data.train):  # its schedule and epochs were planned on that split
+        raise ConfigError(f"--resume: the training split changed since {out} started (it had {started.get('count')} samples, now "
+                          f"{len(data.train)}, or other names); resume on the same data, or train into a new --out")
     init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
                  else initial_weights(model, cfg, data, cfg.progress and dist_info.is_main))
     net = model
