@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -219,8 +220,23 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON of ``obj``: a NaN or infinite number (a metric of a class with no pixels) is
+    written as null, which every JSON reader takes (Python's default writes NaN, which strict ones refuse)."""
+    def finite(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [finite(v) for v in o]
+        return o
+
+    return json.dumps(finite(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return write_text_atomic(path, json_text(obj) + "\n")
 
 
 def swap_in(stage: Path, out: Path, names, last=()) -> None:

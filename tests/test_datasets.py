@@ -194,3 +194,27 @@ def test_a_1_bit_mask_reads_as_classes_0_and_1(tmp_path):
     Image.fromarray(bits).convert("1").save(tmp_path / "m.png")
     assert Image.open(tmp_path / "m.png").mode == "1"
     np.testing.assert_array_equal(read_label(tmp_path / "m.png"), bits.astype(np.uint8))
+
+
+def test_a_split_with_no_labelled_pixel_is_refused_by_train_and_eval(cli_run, tiny_checkpoint, tmp_path):
+    """All-void labels (an auto-labelling at threshold 1): training learnt nothing and reported a val
+    mIoU of nan, eval printed nan and wrote NaN into JSON; each now one line, exit 2."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "void", n_train=2, n_val=2)
+    for mask in root.glob("*/masks/*.png"):
+        write_png(mask, np.full((36, 48), 255, np.uint8))
+    code, _, err = cli_run("train", "--dataset", "folder", "--data", root, "--model", "tiny", "--res", "24x18", "--epochs", "1",
+                           "--batch", "2", "--pretrained", "none", "--out", tmp_path / "run", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "holds no labelled pixel" in err, err
+    code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--dataset", "folder", "--data", root, "--json", tmp_path / "e.json")
+    assert code == 2 and "holds no labelled pixel" in err and not (tmp_path / "e.json").exists(), err
+
+
+def test_json_written_by_edgeseg_is_strict_json(tmp_path):
+    """A metric of a class with no pixels is NaN in Python: written as null, never as NaN."""
+    from edgeseg.fileio import write_json_atomic
+
+    write_json_atomic(tmp_path / "r.json", {"miou": float("nan"), "per_class": {"a": float("inf"), "b": 1.5}, "l": [float("-inf")]})
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}")) == \
+        {"miou": None, "per_class": {"a": None, "b": 1.5}, "l": [None]}

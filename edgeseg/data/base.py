@@ -298,6 +298,16 @@ class FileDataset(SegDataset):
         return [self.pairs[i][0]] + [p for p in self.label_files(i) if p.is_file()]
 
 
+def check_labelled(ds: SegDataset, what: str) -> None:
+    """Refuse a split whose labels are all void (an auto-labelling at threshold 1, say): training on it
+    learns nothing and scoring it gives no number. Stops at the first labelled pixel (the first image, as a rule)."""
+    for i in range(len(ds)):
+        if bool((ds[i].label != ds.info.ignore_index).any()):
+            return
+    raise DataError(f"{what}: {ds.info.name}/{ds.split} holds no labelled pixel in its {len(ds)} images (every pixel is void); "
+                    "nothing to learn from or score")
+
+
 def resolved_files(ds: SegDataset, i: int) -> list[Path]:
     """The files sample ``i`` of ``ds`` is read from (image first), resolved: the same files however
     --data was spelled, from any working folder; none for generated data."""

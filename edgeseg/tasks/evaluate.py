@@ -4,6 +4,7 @@ a reference, report parity in task terms."""
 from __future__ import annotations
 
 from edgeseg.data import DataSource
+from edgeseg.data.base import check_labelled
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.metrics import BOUNDARY_RATIO
 from edgeseg.runtime.scoring import evaluate
@@ -42,6 +43,7 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
     saved_root = runner.meta.dataset_root or (ref_runner.meta.dataset_root if ref_runner else None)
     ds = source.open(runner.meta.dataset, saved_root)
     indices = list(range(min(limit, len(ds)))) if limit else None
+    check_labelled(ds.subset(indices) if indices is not None else ds, "--split")
     if spec.strict:
         check_aspect(ds, indices, tuple(runner.meta.input_res))
     if ref_runner is None:

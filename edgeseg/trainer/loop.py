@@ -24,7 +24,7 @@ import torch.nn as nn
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
 from edgeseg.errors import ConfigError, DataError, ModelFileError, TrainingStopped
-from edgeseg.fileio import FolderLock, write_json_atomic, write_text_atomic
+from edgeseg.fileio import FolderLock, json_text, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
 from edgeseg.models.checkpoint import strict_load
@@ -522,6 +522,6 @@ def _save_epoch(run: _Run, epoch: int, record: dict, improved: bool, writer) -> 
     run.last_ok = out / "last.pt"
     if improved:
         save_checkpoint(out / "best.pt", run.checkpoint(epoch + 1, 0))
-    write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in run.history))
+    write_text_atomic(out / "metrics.jsonl", "".join(json_text(h, indent=None) + "\n" for h in run.history))
     if writer is not None:
         log_epoch(writer, record, run.model, run.meta, run.data.val, run.device)

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data import build_dataset
-from edgeseg.data.base import DatasetInfo, SegDataset, resolved_files
+from edgeseg.data.base import DatasetInfo, SegDataset, check_labelled, resolved_files
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
@@ -40,6 +40,8 @@ def build_data(cfg: TrainConfig) -> TrainData:
     """The training split (limited, subsampled, extended as the options say) and the val split."""
     train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
     val_ds = build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad)
+    check_labelled(train_ds, "--train-split")
+    check_labelled(val_ds, "--val-split")
     if _image_files(train_ds) & _image_files(val_ds):
         logger.warning(f"--data {cfg.data}: the training split '{cfg.train_split}' and the validation split '{cfg.val_split}' share "
                        "images (a folder without split folders serves both): validation scores are on training images")
