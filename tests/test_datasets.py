@@ -218,3 +218,19 @@ def test_json_written_by_edgeseg_is_strict_json(tmp_path):
     write_json_atomic(tmp_path / "r.json", {"miou": float("nan"), "per_class": {"a": float("inf"), "b": 1.5}, "l": [float("-inf")]})
     assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}")) == \
         {"miou": None, "per_class": {"a": None, "b": 1.5}, "l": [None]}
+
+
+def test_two_files_of_one_name_stem_are_refused_naming_both(tmp_path):
+    """s0.jpg and s0.png beside each other: which pairs with the mask was an accident of sorting (the
+    other was dropped without a word)."""
+    from conftest import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "dup", n_train=2, n_val=1)
+    first = sorted((root / "train" / "images").iterdir())[0]
+    (first.with_suffix(".jpg")).write_bytes(first.read_bytes())
+    with pytest.raises(DataError, match=rf"{first.stem}.jpg and {first.stem}.png share the name stem"):
+        build_dataset("folder", root, "train")
+    camvid_layout(tmp_path / "camvid", n=2)
+    (tmp_path / "camvid" / "train" / "f0.jpg").write_bytes((tmp_path / "camvid" / "train" / "f0.png").read_bytes())
+    with pytest.raises(DataError, match="f0.jpg and f0.png share"):
+        build_dataset("camvid", tmp_path / "camvid", "train")

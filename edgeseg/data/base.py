@@ -392,3 +392,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 def list_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def files_by_stem(folder: Path, suffixes=IMAGE_SUFFIXES) -> dict[str, Path]:
+    """The files of ``folder`` by name stem, the key that pairs an image with its mask; two files of one
+    stem (s0.jpg and s0.png) are refused by name: which of them pairs with the mask would be an accident."""
+    found: dict[str, Path] = {}
+    for p in list_files(folder, suffixes):
+        if p.stem in found:
+            raise DataError(f"{folder}: {found[p.stem].name} and {p.name} share the name stem '{p.stem}', which pairs an image "
+                            "with its mask; keep one of them")
+        found[p.stem] = p
+    return found

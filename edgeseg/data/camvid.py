@@ -10,7 +10,7 @@ from edgeseg.data.base import (
     IGNORE_INDEX,
     DatasetInfo,
     FileDataset,
-    list_files,
+    files_by_stem,
     pair_by_key,
     require_dir,
 )
@@ -44,8 +44,8 @@ def build(root: Path, split: str, skip_bad: bool = False) -> CamVid:
     require_dir(root, "CamVid root folder")
     image_dir = require_dir(root / split, f"CamVid split folder '{split}' (expected {root}/{split}/ and {root}/{split}annot/)")
     label_dir = require_dir(root / f"{split}annot", f"CamVid label folder '{split}annot'")
-    images = {p.stem: p for p in list_files(image_dir)}
-    labels = {p.stem: p for p in list_files(label_dir, (".png",))}
+    images = files_by_stem(image_dir)
+    labels = files_by_stem(label_dir, (".png",))
     if not images:
         raise DataError(f"{image_dir}: no images found (expected PNG files)")
     pairs, skipped = pair_by_key(images, labels, image_dir, label_dir, skip_bad)

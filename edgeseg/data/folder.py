@@ -21,7 +21,7 @@ from edgeseg.data.base import (
     DatasetInfo,
     FileDataset,
     default_palette,
-    list_files,
+    files_by_stem,
     pair_by_key,
     require_dir,
 )
@@ -121,8 +121,8 @@ def build(root: Path, split: str, skip_bad: bool = False) -> Folder:
         base = root  # the flat layout: one set of images, whichever split is asked for (the trainer says so)
     image_dir = require_dir(base / "images", f"images/ folder (expected {root}/images/ or {root}/{split}/images/)")
     mask_dir = require_dir(base / "masks", "masks/ folder")
-    images = {p.stem: p for p in list_files(image_dir)}
-    masks = {p.stem: p for p in list_files(mask_dir, (".png",))}
+    images = files_by_stem(image_dir)
+    masks = files_by_stem(mask_dir, (".png",))
     if not images:
         raise DataError(f"{image_dir}: no images found (expected PNG or JPEG files)")
     pairs, skipped = pair_by_key(images, masks, image_dir, mask_dir, skip_bad)
