@@ -533,3 +533,20 @@ def test_predict_turns_a_photo_as_its_exif_orientation_says(model_files, tmp_pat
     assert Image.open(tmp_path / "o" / "photo_label.png").size == (36, 48)
     assert Image.open(tmp_path / "o" / "photo_overlay.png").size == (36, 48)
     assert read_image(tmp_path / "photo.jpg").shape == (36, 48, 3)
+
+
+def test_folder_inputs_refuse_an_output_folder_inside_them_and_say_what_they_leave_out(model_files, tmp_path, cli_run):
+    """predict and autolabel read a folder with its sub-folders: an --out inside it would have its
+    outputs read as inputs by the next run (label maps segmented as photos); files of other types are
+    said, not skipped in silence; WebP and TIFF images are read."""
+    images = tmp_path / "in"
+    images.mkdir()
+    for suffix in (".png", ".webp", ".tif"):
+        Image.fromarray(np.full((36, 48, 3), 80, np.uint8)).save(images / f"a{suffix[1:]}{suffix}")
+    (images / "notes.txt").write_text("not an image")
+    for command in (["predict", "--model", model_files["torch"], images], ["autolabel", "--model", model_files["torch"], "--images", images]):
+        code, _, err = cli_run(*command, "--out", images / "out", "--quiet")
+        assert code == 2 and err.count("\n") == 1 and "inside the input folder" in err, err
+    code, out, err = cli_run("predict", "--model", model_files["torch"], images, "--out", tmp_path / "out", "--quiet")
+    assert code == 0 and "1 file(s) that are not images" in err and "notes.txt" in err, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_label.png")) == ["apng_label.png", "atif_label.png", "awebp_label.png"]

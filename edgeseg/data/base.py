@@ -387,7 +387,7 @@ def pair_by_key(
     return pairs, skipped
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:

@@ -44,7 +44,7 @@ def autolabel(model, images, out_dir, threshold: float = 0.9, spec=None, soft: b
     spec = spec or RunnerSpec()
     if not 0 <= threshold <= 1:  # NaN included
         raise ConfigError(f"--threshold: expected a probability in [0, 1], got {threshold}")
-    paths, videos = collect_inputs(images if isinstance(images, (list, tuple)) else [images])
+    paths, videos = collect_inputs(images if isinstance(images, (list, tuple)) else [images], out_dir)
     if videos:
         raise ConfigError(f"autolabel takes images and folders; got video {videos[0]}")
     seen: dict[str, Path] = {}

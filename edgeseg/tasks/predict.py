@@ -19,9 +19,11 @@ from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, o
 logger = logging.getLogger(__name__)
 
 
-def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
-    """Image files (folders expanded) and video sources (files, camera indices, stream URLs).
-    Inputs are kept as given until they are known to be paths: a URL is not a path."""
+def collect_inputs(inputs, out_dir=None, out_option: str = "--out") -> tuple[list[Path], list[str]]:
+    """Image files (folders expanded, with their sub-folders) and video sources (files, camera indices,
+    stream URLs). Inputs are kept as given until they are known to be paths: a URL is not a path. An
+    ``out_dir`` inside an input folder is refused (its outputs would be read as inputs by the next
+    run); a folder's files of other types are said, not skipped in silence."""
     from edgeseg.tasks.video import VIDEO_SUFFIXES, names_live_source
 
     images, videos = [], []
@@ -34,9 +36,17 @@ def collect_inputs(inputs) -> tuple[list[Path], list[str]]:
             continue
         p = Path(s)
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if out_dir is not None and (Path(out_dir).resolve() == p.resolve() or p.resolve() in Path(out_dir).resolve().parents):
+                raise ConfigError(f"{out_option} {out_dir}: inside the input folder {p}, whose images (with its sub-folders) are read; "
+                                  f"the outputs would be read as inputs by the next run: give {out_option} outside it")
+            files = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
+            found = sorted(q for q in files if q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")
+            others = sorted(q.name for q in files if q.suffix.lower() not in IMAGE_SUFFIXES)
+            if others:
+                logger.warning(f"{p}: {len(others)} file(s) that are not images ({', '.join(IMAGE_SUFFIXES)}) left out: "
+                               f"{', '.join(others[:3])}{' ...' if len(others) > 3 else ''}")
             images += found
         elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
@@ -114,7 +124,7 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
     spec = spec or RunnerSpec()
     if not (0.0 <= alpha <= 1.0):  # NaN included
         raise ConfigError(f"--alpha: expected a number in [0, 1], got {alpha}")
-    images, videos = collect_inputs(inputs)
+    images, videos = collect_inputs(inputs, out_dir)
     if not images and not videos:
         raise ConfigError("predict: give at least one image, folder or video")
     video_only = [flag for flag, on in (("--every", every != 1), ("--labels", labels)) if on]
