@@ -508,3 +508,19 @@ def test_dupsampling_channels_beyond_its_blocks_are_refused_by_the_model_and_by_
     assert code == 2 and err.count("\n") == 1 and "--dup-channels 4096" in err, err
     code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", folder_dataset, "--res", "24x18", "--modes", ",")
     assert code == 2 and "--modes: no mode in ','" in err, err
+
+
+def test_class_uniform_says_which_classes_it_can_never_centre_a_crop_on(tmp_path, caplog, monkeypatch):
+    from conftest import make_folder_dataset, write_png
+
+    from edgeseg.trainer import TrainConfig, train
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    root = make_folder_dataset(tmp_path / "thin", n_train=2, n_val=1)
+    for mask in root.glob("*/masks/*.png"):  # class 0 everywhere, class 1 one pixel: never a centroid
+        label = np.zeros((36, 48), np.uint8)
+        label[5, 5] = 1
+        write_png(mask, label)
+    train(TrainConfig(out=str(tmp_path / "run"), res=(48, 36), dataset="folder", data=str(root), model="tiny", epochs=1, batch=2,
+                      progress=False, workers=0, device="cpu", pretrained="none", class_uniform=0.5))
+    assert "--class-uniform 0.5: b, c, d, e have no centroid" in caplog.text

@@ -283,6 +283,14 @@ def _training_set(cfg: TrainConfig, data: TrainData, meta: ModelMeta, dist_info:
         from edgeseg.data.class_uniform import cached_centroids
 
         centroids = cached_centroids(data.train, progress=cfg.progress and dist_info.is_main)
+        missing = [data.info.class_names[c] for c, v in sorted(centroids.items()) if not len(v)]
+        if missing and dist_info.is_main:  # an option that does nothing (for some classes, or all) is said
+            from edgeseg.data.class_uniform import GRID, MIN_PIXELS
+
+            logger.warning(f"--class-uniform {cfg.class_uniform:g}: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''} "
+                           f"{'has' if len(missing) == 1 else 'have'} no centroid (fewer than {MIN_PIXELS} pixels in every tile of a "
+                           f"{GRID}x{GRID} grid over every label), so {'no crop is' if len(missing) == len(centroids) else 'they are never'} "
+                           "centred on them")
     mcfg = meta.model
     transform = TrainTransform(mcfg.input_res, data.info, cfg.labels, cfg.kernel, Augment(tuple(cfg.scale), cfg.hflip, cfg.jitter),
                                target_res=mcfg.output_res, sr_res=native_frame_size(data.train, "--sr-aux") if cfg.sr_aux else None)
