@@ -119,3 +119,21 @@ def test_a_failed_rebuild_keeps_the_cache_and_a_foreign_folder_is_refused(tmp_pa
     manifest = tmp_path / "c2" / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "samples": [1]}))
     build_cache(build_dataset("folder", more, "train"), tmp_path / "c2", progress=False)
+
+
+def test_a_source_replaced_with_one_of_the_same_size_and_time_is_stale(folder_dataset, tmp_path):
+    """rsync -t and the like keep size and modification time: the change time tells (a cache built
+    from an old mask trained on it without a word); --verify's hashes decide on content."""
+    from edgeseg.data import build_dataset
+    from edgeseg.data.cache import build_cache, check_cache
+
+    ds = build_dataset("folder", folder_dataset, "train")
+    build_cache(ds, tmp_path / "c", progress=False)
+    mask = ds.label_files(0)[0]
+    before = mask.stat()
+    mask.write_bytes(mask.read_bytes())  # rewritten (its content could be another of the same length)
+    os.utime(mask, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (mask.stat().st_size, mask.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(DataError, match="changed since the cache was built"):
+        check_cache(ds, tmp_path / "c")
+    check_cache(ds, tmp_path / "c", verify_hashes=True)  # the same bytes: the hashes say so

@@ -213,10 +213,11 @@ class SegDataset:
 
     def fingerprint(self, limit: int | None = None) -> str:
         """A hash of what the labels of the first ``limit`` samples are: names, classes and each
-        label file's size and modification time, so caches built from labels notice edits."""
+        label file's size, modification and change times (a file replaced with one of the same size and
+        modification time changes the last), so caches built from labels notice edits."""
         items = []
         for i in range(len(self) if limit is None else min(limit, len(self))):
-            files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.label_files(i) if p.is_file()]
+            files = [(p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for p in self.label_files(i) if p.is_file() for st in [p.stat()]]
             items.append([self.sample_name(i), files])
         blob = json.dumps([self.info.name, self.split, list(self.info.class_names), self.info.ignore_index, items])
         return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -37,8 +37,8 @@ def _sources(ds: SegDataset, i: int) -> list[Path]:
 
 
 def _source_record(path: Path, with_hash: bool = True) -> dict:
-    st = path.stat()
-    rec = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    st = path.stat()  # ctime too: a file replaced with one of the same size and modification time (rsync -t) changes it
+    rec = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
     if with_hash:
         rec["sha256"] = sha256_file(path)
     return rec
@@ -173,8 +173,9 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
             raise DataError(f"{where}: sample {rec['name']} was cached from other files; rebuild it with: edgeseg data cache --exist-ok")
         for src in rec["sources"]:
             now = _source_record(Path(src["path"]), with_hash=verify_hashes) if Path(src["path"]).is_file() else None
-            same = now is not None and now["size"] == src["size"] and now["mtime_ns"] == src["mtime_ns"] and \
-                (not verify_hashes or now["sha256"] == src["sha256"])
+            # re-hashed (--verify), the content decides; else size and times (ctime: not in caches built before it was recorded)
+            same = now is not None and now["size"] == src["size"] and (
+                now["sha256"] == src["sha256"] if verify_hashes else all(now[k] == src[k] for k in ("mtime_ns", "ctime_ns") if k in src))
             if not same:
                 raise DataError(f"{where}: {src['path']} changed since the cache was built (stale); rebuild it with: edgeseg data cache")
         for part in rec["files"].values():
