@@ -128,3 +128,11 @@ def test_a_plot_index_beyond_the_images_is_refused_before_the_check_runs(cli_run
                              "--json", tmp_path / "r.json", "--quiet")
     assert code == 2 and "--plot-index 5: synthetic/val has 2 images" in err and len(err.strip().splitlines()) == 1, err
     assert out == "" and not (tmp_path / "r.json").exists()  # refused before the table, not after it
+
+
+def test_labels_check_names_a_stride_above_the_resolution_and_says_when_it_up_samples(cli_run, folder_dataset):
+    code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", folder_dataset, "--split", "train", "--res", "47x35",
+                           "--modes", "dupsample", "--dup-stride", "64", "--dup-channels", "8")
+    assert code == 2 and err.count("\n") == 1 and "--dup-stride 64: larger than --res 47x35" in err, err
+    code, _, err = cli_run("labels", "check", "--dataset", "folder", "--data", folder_dataset, "--res", "96x72", "--modes", "nearest")
+    assert code == 0 and "--res 96x72 is above the frames" in err, err

@@ -9,11 +9,15 @@ targets can reach at native resolution.
 
 from __future__ import annotations
 
+import logging
+
 from edgeseg.data.base import SegDataset
 from edgeseg.data.resample import downsample_labels
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import track
 from edgeseg.runtime.processing import scores_to_labels
+
+logger = logging.getLogger(__name__)
 
 # mode name -> (downsample_labels mode, kernel)
 CHECK_MODES = {
@@ -116,8 +120,17 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
 
         if problem := channels_problem(dup_channels, dup_stride, ds.info.num_classes):
             raise ConfigError(f"--dup-channels {dup_channels}: {problem}")
+        if dup_stride > min(res):
+            raise ConfigError(f"--dup-stride {dup_stride}: larger than --res {res[0]}x{res[1]}, so no {dup_stride}x{dup_stride} label "
+                              "block fits; give a smaller stride or a larger --res")
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
+    from edgeseg.trainer.setup import frame_sizes
+
+    first = frame_sizes(ds.subset([0])).pop()
+    if res[0] > first[0] or res[1] > first[1]:  # as train says it
+        logger.warning(f"--res {res[0]}x{res[1]} is above the frames of {ds.info.name} ({first[0]}x{first[1]}, its first image): "
+                       "labels are up-sampled, and every mode keeps them all")
     if plot_index is not None:
         _check_plot_index(ds, plot_index)
     dup = None

@@ -194,7 +194,9 @@ def plan_steps(cfg: TrainConfig, n_train: int, world: int) -> StepPlan:
     per_step = cfg.batch * world
     steps_per_epoch = n_train // per_step
     if steps_per_epoch < 1:
-        raise ConfigError(f"--batch {cfg.batch} x {world} process(es) is larger than the {n_train} training samples")
+        cut = [flag for flag, given in (("--train-fraction", cfg.train_fraction is not None), ("--train-limit", bool(cfg.train_limit))) if given]
+        raise ConfigError(f"--batch {cfg.batch} x {world} process(es) is larger than the {n_train} training samples"
+                          + (f" left by {' and '.join(cut)}" if cut else ""))
     total = cfg.iters if cfg.iters is not None else (cfg.epochs or default_epochs(cfg.dataset)) * steps_per_epoch
     warmup = cfg.warmup if cfg.warmup is not None else min(200, total // 20)
     if warmup >= total:
