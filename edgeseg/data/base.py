@@ -299,6 +299,13 @@ class FileDataset(SegDataset):
         return [self.pairs[i][0]] + [p for p in self.label_files(i) if p.is_file()]
 
 
+def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
+    """The (width, height) frame sizes in a data set (read from file headers)."""
+    if not ds.label_files(0):  # generated data: one frame size
+        return {tuple(ds[0].label.shape[::-1])}
+    return {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
+
+
 def check_labelled(ds: SegDataset, what: str) -> None:
     """Refuse a split whose labels are all void (an auto-labelling at threshold 1, say): training on it
     learns nothing and scoring it gives no number. Stops at the first labelled pixel (the first image, as a rule)."""

@@ -63,7 +63,7 @@ def evaluate_model(model, spec: RunnerSpec = RunnerSpec(), source: DataSource = 
 def check_aspect(ds, indices, res: tuple[int, int]) -> None:
     """--strict: every scored image has the model input's aspect ratio (within 1 %, as predict checks)."""
     from edgeseg.runtime.processing import aspect_differs
-    from edgeseg.trainer.setup import frame_sizes
+    from edgeseg.data.base import frame_sizes
 
     sub = ds.subset(indices) if indices is not None else ds
     for w, h in sorted(frame_sizes(sub)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from edgeseg.data.base import SegDataset
+from edgeseg.data.base import SegDataset, frame_sizes
 from edgeseg.data.resample import downsample_labels
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import track
@@ -125,8 +125,6 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
                               "block fits; give a smaller stride or a larger --res")
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
-    from edgeseg.trainer.setup import frame_sizes
-
     first = frame_sizes(ds.subset([0])).pop()
     if res[0] > first[0] or res[1] > first[1]:  # as train says it
         logger.warning(f"--res {res[0]}x{res[1]} is above the frames of {ds.info.name} ({first[0]}x{first[1]}, its first image): "

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data import build_dataset
-from edgeseg.data.base import DatasetInfo, SegDataset, check_labelled, resolved_files
+from edgeseg.data.base import DatasetInfo, SegDataset, check_labelled, frame_sizes, resolved_files
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
@@ -78,15 +78,6 @@ def build_data(cfg: TrainConfig) -> TrainData:
 
 def _image_files(ds: SegDataset) -> set[str]:
     return {str(files[0]) for i in range(len(ds)) if (files := resolved_files(ds, i))}
-
-
-def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
-    """The (width, height) frame sizes in a data set (read from file headers)."""
-    from edgeseg.data.base import image_size
-
-    if not ds.label_files(0):  # generated data: one frame size
-        return {tuple(ds[0].label.shape[::-1])}
-    return {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
 
 
 def native_frame_size(ds: SegDataset, option: str = "--refine guided") -> tuple[int, int]:
