@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from edgeseg import __version__
 from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
@@ -276,7 +277,9 @@ def bench(models, batch, iters, warmup, in_process, block, source, specs, json_p
     if in_process and len(models) == 1:
         raise click.BadParameter("applies only to several --model (one model runs in this process anyway); leave it out",
                                  param_hint="--in-process")
-    result = run_bench(list(models), specs, source, batch, iters, warmup, progress=not quiet, isolate=False if in_process else None, block=block)
+    named = any(click.get_current_context().get_parameter_source(n) == ParameterSource.COMMANDLINE for n in ("dataset", "data", "split", "skip_bad"))
+    result = run_bench(list(models), specs, source, batch, iters, warmup, progress=not quiet, isolate=False if in_process else None, block=block,
+                       named=named)
     click.echo(format_bench(result))
     if result["images_note"]:
         click.echo(f"note: end to end from synthetic images: {result['images_note']}", err=True)

@@ -126,6 +126,8 @@ def test_bench_times_on_the_data_asked_for_or_says_what_stood_in(model_files, tm
     monkeypatch.setattr(bench_module.DataSource, "open", unopenable)
     code, out, err = cli_run(*base)
     assert code == 0 and "end to end from synthetic images: the model's data set cannot be opened" in err, err
+    code, out, err = cli_run(*base, "--split", "val")  # typed, at its default: asked for, so refused, not replaced
+    assert code == 2 and "/moved/data: folder data set root not found" in err and err.count("\n") == 1, err
 
 
 def test_bench_two_models_side_by_side(model_files):

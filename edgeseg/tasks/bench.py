@@ -21,14 +21,14 @@ STAGES = ("pre", "network", "post")  # the parts of an end-to-end call, timed in
 DEFAULT_BLOCK = 10  # iterations a worker runs per turn
 
 
-def _bench_images(meta, source: DataSource, batch):
+def _bench_images(meta, source: DataSource, batch, named: bool = False):
     """Real native images for end-to-end timing: the given data set (its errors are the user's),
     else the model's own where it can be opened, else synthetic street scenes. Returns the
     images, where they came from, and why synthetic scenes stood in (None when they did not)."""
     from edgeseg.data.synthetic import Synthetic
 
     why = None
-    if source != DataSource():  # a data set, root, split or --skip-bad named: what it opens is what was asked for
+    if named or source != DataSource():  # a data set, root, split or --skip-bad named (even at its default): what it opens is what was asked for
         ds = source.open(meta.dataset, meta.dataset_root)
     else:
         try:
@@ -40,7 +40,7 @@ def _bench_images(meta, source: DataSource, batch):
 
 
 def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1, iters: int = 50, warmup: int = 10, progress: bool = True,
-          isolate: bool | None = None, block: int | None = None) -> dict:
+          isolate: bool | None = None, block: int | None = None, named: bool = False) -> dict:
     """Time ``models`` side by side: each model alone, then end to end from native images, with the
     end-to-end time split into pre-processing, network and post-processing.
 
@@ -48,6 +48,7 @@ def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1,
     worker process (default: when there are several); the workers take turns, ``block`` (default
     10) iterations at a time, in alternating order, so only one engine's threads run at once.
     In one process, engines' thread pools compete: a pool left spinning by one model slows the next.
+    ``named``: the data source was given on the command line (at its default or not), so it is used or refused, never replaced.
     """
     from edgeseg import runtime
 
@@ -62,7 +63,7 @@ def bench(models, specs=None, source: DataSource = DataSource(), batch: int = 1,
         raise ConfigError(f"--block: expected a positive number of iterations; got {block}")
     # Loaded here (not activated) so that a bad file or option fails before any worker starts.
     runners = [runtime.load(m, spec) for m, spec in zip(models, specs)]
-    images, image_source, why = _bench_images(runners[0].meta, source, batch)
+    images, image_source, why = _bench_images(runners[0].meta, source, batch, named)
     jobs = [{"model": m, "spec": spec, "backend": r.backend} for m, spec, r in zip(models, specs, runners)]
     if isolate:
         infos, times = _time_isolated(jobs, images, iters, warmup, block, progress)
