@@ -546,6 +546,8 @@ def test_folder_inputs_refuse_an_output_folder_inside_them_and_say_what_they_lea
     for suffix in (".png", ".webp", ".tif"):
         Image.fromarray(np.full((36, 48, 3), 80, np.uint8)).save(images / f"a{suffix[1:]}{suffix}")
     (images / "notes.txt").write_text("not an image")
+    (images / ".ipynb_checkpoints").mkdir()  # hidden files and folders are not inputs
+    Image.fromarray(np.full((36, 48, 3), 80, np.uint8)).save(images / ".ipynb_checkpoints" / "apng-checkpoint.png")
     for command in (["predict", "--model", model_files["torch"], images], ["autolabel", "--model", model_files["torch"], "--images", images]):
         code, _, err = cli_run(*command, "--out", images / "out", "--quiet")
         assert code == 2 and err.count("\n") == 1 and "inside the input folder" in err, err

@@ -306,11 +306,22 @@ def frame_sizes(ds: SegDataset) -> set[tuple[int, int]]:
     return {image_size(ds.label_files(i)[0]) for i in range(len(ds))}
 
 
+def res_above_frames(ds: SegDataset, res: tuple[int, int]) -> str | None:
+    """Where ``--res`` is above the data set's frames (its first one's header, not every file's), the
+    start of a sentence saying so; else None."""
+    first = frame_sizes(ds.subset([0])).pop()
+    if res[0] > first[0] or res[1] > first[1]:
+        return f"--res {res[0]}x{res[1]} is above the frames of {ds.info.name} ({first[0]}x{first[1]}, its first image)"
+    return None
+
+
 def check_labelled(ds: SegDataset, what: str) -> None:
     """Refuse a split whose labels are all void (an auto-labelling at threshold 1, say): training on it
     learns nothing and scoring it gives no number. Stops at the first labelled pixel (the first image, as a rule)."""
     for i in range(len(ds)):
-        if bool((ds[i].label != ds.info.ignore_index).any()):
+        files = ds.label_files(i) if isinstance(ds, FileDataset) else []
+        label = ds.map_label(read_label(files[0]), files[0]) if files else ds[i].label  # (the label alone: no image decoded)
+        if bool((label != ds.info.ignore_index).any()):
             return
     raise DataError(f"{what}: {ds.info.name}/{ds.split} holds no labelled pixel in its {len(ds)} images (every pixel is void); "
                     "nothing to learn from or score")

@@ -177,7 +177,7 @@ def check_cache(ds: SegDataset, cache: Path, verify_hashes: bool = False, option
             same = now is not None and now["size"] == src["size"] and (
                 now["sha256"] == src["sha256"] if verify_hashes else all(now[k] == src[k] for k in ("mtime_ns", "ctime_ns") if k in src))
             if not same:
-                raise DataError(f"{where}: {src['path']} changed since the cache was built (stale); rebuild it with: edgeseg data cache")
+                raise DataError(f"{where}: {src['path']} changed since the cache was built (stale; a change of its permissions or a copy counts too, `--verify` judges by content); rebuild it with: edgeseg data cache")
         for part in rec["files"].values():
             path = cache / part["name"]
             if not path.is_file() or path.stat().st_size != part["size"]:

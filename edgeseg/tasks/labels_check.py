@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from edgeseg.data.base import SegDataset, frame_sizes
+from edgeseg.data.base import SegDataset, res_above_frames
 from edgeseg.data.resample import downsample_labels
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.progress import track
@@ -125,10 +125,8 @@ def check_labels_job(source, res: tuple[int, int], modes: str, limit: int | None
                               "block fits; give a smaller stride or a larger --res")
     if limit:
         ds = ds.subset(range(min(limit, len(ds))))
-    first = frame_sizes(ds.subset([0])).pop()
-    if res[0] > first[0] or res[1] > first[1]:  # as train says it
-        logger.warning(f"--res {res[0]}x{res[1]} is above the frames of {ds.info.name} ({first[0]}x{first[1]}, its first image): "
-                       "labels are up-sampled, and every mode keeps them all")
+    if above := res_above_frames(ds, res):
+        logger.warning(f"{above}: labels are up-sampled, and every mode keeps them all")
     if plot_index is not None:
         _check_plot_index(ds, plot_index)
     dup = None

@@ -39,7 +39,8 @@ def collect_inputs(inputs, out_dir=None, out_option: str = "--out") -> tuple[lis
             if out_dir is not None and (Path(out_dir).resolve() == p.resolve() or p.resolve() in Path(out_dir).resolve().parents):
                 raise ConfigError(f"{out_option} {out_dir}: inside the input folder {p}, whose images (with its sub-folders) are read; "
                                   f"the outputs would be read as inputs by the next run: give {out_option} outside it")
-            files = [q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")]
+            # hidden files and folders (.DS_Store, .ipynb_checkpoints/) are not inputs, as a shell's * leaves them out
+            files = [q for q in p.rglob("*") if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)]
             found = sorted(q for q in files if q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")

@@ -155,9 +155,9 @@ def prepare_batch(batch, transform: TrainTransform, device: torch.device, on_dev
 
 
 def _worker_init(_):
-    # Ctrl-C and SIGTERM are handled by the main process, which stops between steps and saves.
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
+    # Ctrl-C is handled by the main process, which stops between steps and saves. (SIGTERM keeps its default:
+    # the loader ends a worker that does not exit with it.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

@@ -42,7 +42,7 @@ def _image_record(ds: SegDataset, i: int) -> dict:
     if not files:
         return {"name": ds.sample_name(i)}
     st = files[0].stat()
-    return {"name": ds.sample_name(i), "image": str(files[0]), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+    return {"name": ds.sample_name(i), "image": str(files[0]), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def labels_key(teacher_sha: str, ds: SegDataset, temperature: float) -> str:

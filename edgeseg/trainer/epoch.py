@@ -37,15 +37,18 @@ class StopFlag:
                 raise KeyboardInterrupt
             self.set = True
 
-        try:
-            self._previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-        except ValueError:  # not the main thread: leave the signals alone
-            self._previous = {}
+        self._previous = {}
+        for s in STOP_SIGNALS:
+            try:
+                self._previous[s] = signal.signal(s, handler)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
         return self
 
     def __exit__(self, *exc):
         for s, previous in self._previous.items():
-            signal.signal(s, previous)
+            # None: the handler was installed from C (an embedding host); the default is the nearest Python can restore
+            signal.signal(s, previous if previous is not None else signal.SIG_DFL)
 
 
 AMP_MODES = ("off", "auto", "bf16", "fp16")

@@ -356,7 +356,7 @@ def _read_history(metrics: Path) -> list[dict]:
         if not isinstance(record, dict) or isinstance(record.get("epoch"), bool) or not isinstance(record.get("epoch"), int):
             raise DataError(f"{metrics}: line {n} is not an epoch's record; the run's history is damaged "
                             "(remove the damaged lines to resume)")
-        history.append(record)
+        history.append({k: float("nan") if v is None else v for k, v in record.items()})  # (non-finite numbers are written as null)
     return history
 
 

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from edgeseg import __version__
 from edgeseg.data import build_dataset
-from edgeseg.data.base import DatasetInfo, SegDataset, check_labelled, frame_sizes, resolved_files
+from edgeseg.data.base import DatasetInfo, SegDataset, check_labelled, frame_sizes, res_above_frames, resolved_files
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.models import Checkpoint, ModelConfig, ModelMeta, load_checkpoint, load_pretrained
 from edgeseg.models.checkpoint import strict_load
@@ -93,10 +93,8 @@ def model_meta(cfg: TrainConfig, data: TrainData) -> ModelMeta:
     """What the run's checkpoints say about the model: its config, classes, resolution and data."""
     info = data.info
     native = native_frame_size(data.train) if cfg.refine != "none" else None
-    first = frame_sizes(data.train.subset([0])).pop()  # (one header: every frame's would be read on every run)
-    if cfg.res[0] > first[0] or cfg.res[1] > first[1]:
-        logger.warning(f"--res {cfg.res[0]}x{cfg.res[1]} is above the frames of {info.name} ({first[0]}x{first[1]}, its first training "
-                       "image): the network trains on up-sampled images and sees no detail they do not have")
+    if above := res_above_frames(data.train, cfg.res):
+        logger.warning(f"{above}: the network trains on up-sampled images and sees no detail they do not have")
     if cfg.upscale > 1:  # the output must not exceed the smallest frame (mixed sizes are fine without --refine)
         sizes = frame_sizes(data.train)
         smallest = (min(w for w, _ in sizes), min(h for _, h in sizes))
