@@ -33,6 +33,10 @@ def model_file(path) -> Path:
     return path
 
 
+class NotAFileError(EdgesegError):
+    """An output path names something other than a regular file: a link, a device, a pipe, a socket."""
+
+
 class MissingDependencyError(EdgesegError):
     """An optional package is needed and not installed."""
 

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edgeseg.errors import ConfigError, EdgesegError
+from edgeseg.errors import ConfigError, NotAFileError
 
 CACHE_ENV = "EDGESEG_CACHE"
 
@@ -31,10 +31,6 @@ def cache_dir() -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"${CACHE_ENV}={value}: is a file; expected a folder for edgeseg's cache")
     return path
-
-
-class NotAFileError(EdgesegError):
-    """An output path names something other than a regular file: a link, a device, a pipe, a socket."""
 
 
 def not_regular_problem(path: str | os.PathLike) -> str | None:

@@ -126,7 +126,8 @@ def test_an_atomic_write_never_replaces_a_link_a_pipe_or_a_device(tmp_path):
     are and the write refused in words; a regular file is replaced."""
     import stat
 
-    from edgeseg.fileio import NotAFileError, atomic_path, write_json_atomic
+    from edgeseg.errors import NotAFileError
+    from edgeseg.fileio import atomic_path, write_json_atomic
 
     (tmp_path / "target.json").write_text("keep")
     (tmp_path / "link.json").symlink_to(tmp_path / "target.json")

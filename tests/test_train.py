@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg.errors import ConfigError, ModelFileError, TrainingStopped
+from edgeseg.errors import ConfigError, DataError, ModelFileError, TrainingStopped
 from edgeseg.models import load_checkpoint, model_from_checkpoint
 from edgeseg.trainer import TrainConfig, train
 
@@ -452,3 +452,16 @@ def test_a_resume_on_a_training_split_that_changed_is_refused(tmp_path):
             shutil.copy(src, data / "train" / kind / f"extra{name}{suffix}")
     with pytest.raises(ConfigError, match=r"the training split changed since .* \(it had 6 samples, now 8"):
         train(tiny_cfg(data, out, resume=True))
+
+
+def test_a_training_set_left_without_labelled_pixels_by_train_limit_is_refused(tmp_path):
+    """The check is on what is trained on: a --train-limit that keeps only void images is refused
+    (with --class-weights it failed at counting, without them it trained on nothing)."""
+    from conftest import make_folder_dataset, write_png
+
+    root = make_folder_dataset(tmp_path / "data", n_train=4)
+    for mask in sorted((root / "train" / "masks").iterdir())[:2]:
+        write_png(mask, np.full((36, 48), 255, np.uint8))
+    with pytest.raises(DataError, match="--train-split: .* holds no labelled pixel in its 2 images"):
+        train(tiny_cfg(root, tmp_path / "run", train_limit=2))
+    train(tiny_cfg(root, tmp_path / "run2", train_limit=4, epochs=1))

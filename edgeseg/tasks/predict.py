@@ -13,7 +13,7 @@ from PIL import Image
 from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.fileio import atomic_path, check_replaceable, move_in
-from edgeseg.progress import Progress, end_line
+from edgeseg.progress import Progress
 from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
 
 logger = logging.getLogger(__name__)
@@ -164,7 +164,6 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
                 bar.update()
         except KeyboardInterrupt:
             _move_in(stage, out_dir, written)
-            end_line()
             logger.warning(f"interrupted: wrote {len(written)} of {len(planned)} label and overlay pairs to {out_dir}")
             raise
         except BaseException:

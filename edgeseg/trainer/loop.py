@@ -154,6 +154,7 @@ class _Run:
     last_ok: Path | None = None  # the last checkpoint written (kept when a step fails)
     contrastive: dict | None = None  # the contrastive phase's summary (--contrastive-epochs)
     teacher_sha256: str | None = None  # what --teacher held when the run began (a resume must find the same)
+    train_samples: dict | None = None  # split_key of the training split (a resume must find the same)
     config_doc: dict | None = None  # config.json, written with the run's first checkpoint (an earlier run's stays until then)
 
     @property
@@ -179,7 +180,7 @@ class _Run:
             cfg["class_weight_values"] = weight_values(self.loss_weight)
         if self.teacher_sha256 is not None:
             cfg["teacher_sha256"] = self.teacher_sha256
-        cfg["train_samples"] = split_key(self.data.train)
+        cfg["train_samples"] = self.train_samples
         return cfg
 
     def loader(self, epoch: int, seed: int | None = None, skip: int = 0):
@@ -236,8 +237,9 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
                                 teacher_sha)
         data = TrainData(WithTeacher(data.train, folder), data.val)
     ckpt = restore(model, cfg, out, dist_info.world) if cfg.resume else None
+    train_samples = split_key(data.train)  # (hashed once: every checkpoint records it)
     started = ((ckpt.training.train_config or {}).get("train_samples") if ckpt is not None else None)
-    if started is not None and started != split_key(data.train):  # its schedule and epochs were planned on that split
+    if started is not None and started != train_samples:  # its schedule and epochs were planned on that split
         raise ConfigError(f"--resume: the training split changed since {out} started (it had {started.get('count')} samples, now "
                           f"{len(data.train)}, or other names); resume on the same data, or train into a new --out")
     init_note = (f"resumed from {out / 'last.pt'} (epoch {ckpt.training.epoch}, step {ckpt.training.step})" if ckpt is not None
@@ -266,7 +268,7 @@ def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistIn
                LRSchedule(optimizer, cfg.lr, plan.total_steps, cfg.schedule, plan.warmup),
                torch.amp.GradScaler(device.type, enabled=autocast == torch.float16), autocast, plan,
                _training_set(cfg, data, meta, dist_info, augment_on == "device"), workers, loss_weight=weight, augment_on=augment_on,
-               teacher_sha256=teacher_sha)
+               teacher_sha256=teacher_sha, train_samples=train_samples)
     run.last_ok = out / "last.pt" if (out / "last.pt").is_file() else None
     if ckpt is not None:
         _restore_state(run, ckpt)

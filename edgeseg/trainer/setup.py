@@ -40,9 +40,9 @@ def build_data(cfg: TrainConfig) -> TrainData:
     """The training split (limited, subsampled, extended as the options say) and the val split."""
     train_ds = build_dataset(cfg.dataset, cfg.data, cfg.train_split, cfg.skip_bad)
     val_ds = build_dataset(cfg.dataset, cfg.data, cfg.val_split, cfg.skip_bad)
-    check_labelled(train_ds, "--train-split")
     check_labelled(val_ds, "--val-split")
-    if _image_files(train_ds) & _image_files(val_ds):
+    train_files = _image_files(train_ds)  # (of the split's files: a decoded cache below names none)
+    if train_files & _image_files(val_ds):
         logger.warning(f"--data {cfg.data}: the training split '{cfg.train_split}' and the validation split '{cfg.val_split}' share "
                        "images (a folder without split folders serves both): validation scores are on training images")
     if cfg.cache:
@@ -57,7 +57,7 @@ def build_data(cfg: TrainConfig) -> TrainData:
         from edgeseg.data.base import ConcatDataset
 
         extra = []
-        seen = {f: "--data's training split" for f in _image_files(train_ds)}
+        seen = {f: "--data's training split" for f in train_files}
         for path in cfg.extra_data:
             try:
                 extra.append(build_dataset("folder", path, cfg.train_split, cfg.skip_bad))
@@ -73,6 +73,7 @@ def build_data(cfg: TrainConfig) -> TrainData:
             train_ds = ConcatDataset([train_ds] + extra)
         except DataError as exc:  # the one class check, said against the option
             raise DataError(f"--extra-data {', '.join(cfg.extra_data)}: {exc}") from None
+    check_labelled(train_ds, "--train-split")  # what is trained on: after --train-limit, --train-fraction and --extra-data
     return TrainData(train_ds, val_ds)
 
 
@@ -160,10 +161,7 @@ def loss_weights(cfg: TrainConfig, data: TrainData, ckpt: Checkpoint | None, dev
     from edgeseg.data.label_stats import class_pixel_counts
     from edgeseg.trainer.losses import class_weights
 
-    w = class_weights(class_pixel_counts(data.train, progress=progress), cfg.class_weights)
-    if w is None:
-        raise DataError(f"--class-weights {cfg.class_weights}: the training labels of {data.info.name} hold no labelled pixel "
-                        "to count; check the labels or train with --class-weights none")
+    w = class_weights(class_pixel_counts(data.train, progress=progress), cfg.class_weights)  # (build_data saw labelled pixels)
     started = (ckpt.training.train_config or {}).get("class_weight_values") if ckpt is not None else None
     if started is not None and not np.allclose(started, w, rtol=1e-4, atol=1e-6):  # the labels (or --extra-data) changed
         raise ConfigError(f"--resume: the training labels changed since {cfg.out} started (its class weights were "
