@@ -41,7 +41,8 @@ def _frames(meta, data: str | None, n: int):
     return [ds[i % len(ds)].image for i in range(n)], ds.info.name
 
 
-def _worker(conn, model: str, backend: str | None, threads: int, data: str | None, frames_n: int):
+def _worker(conn, model: str, backend: str | None, precision: str | None, spinning: str | None, threads: int,
+            data: str | None, frames_n: int):
     import torch
 
     torch.set_num_threads(threads)
@@ -49,7 +50,17 @@ def _worker(conn, model: str, backend: str | None, threads: int, data: str | Non
     from edgeseg.runtime.processing import Preprocess, native_labels, scores_to_labels_reference
     from edgeseg.runtime.spec import RunnerSpec
 
-    runner = runtime.load(model, RunnerSpec(backend=backend, device="cpu", threads=threads)).activate()
+    runner = runtime.load(model, RunnerSpec(backend=backend, device="cpu", threads=threads, precision=precision))
+    if spinning is not None:
+        if runner.backend != "onnxruntime":
+            conn.send({"error": f"{model}: --ort-spinning is ONNX Runtime's option, this model runs on {runner.backend}"})
+            return
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        runner.session_options = opts
+    runner.activate()
     meta = runner.meta
     pre = Preprocess.from_meta(meta)
     if pre.layout != "nchw" or pre.round_uint8:
@@ -58,7 +69,7 @@ def _worker(conn, model: str, backend: str | None, threads: int, data: str | Non
     frames, source = _frames(meta, data, frames_n)
     times = {k: [] for k in PARTS}
     counts = {"label_mismatch": 0, "pixels": 0, "input_max_diff": 0.0}
-    conn.send({"ready": True, "backend": runner.backend, "describe": runner.describe(), "frames": source,
+    conn.send({"ready": True, "backend": runner.backend, "describe": runner.describe(), "spinning": spinning, "frames": source,
                "native": [int(frames[0].shape[1]), int(frames[0].shape[0])], "input": list(meta.input_res)})
     k = 0
     while True:
@@ -107,6 +118,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="ONNX or OpenVINO IR model (repeat)")
     ap.add_argument("--backend", action="append", default=None, help="one per --model, or one for all (default: by file type)")
+    ap.add_argument("--ov-precision", action="append", default=None,
+                    help="OpenVINO precision hint (auto, f32, bf16, f16), one per --model or one for all; default: OpenVINO's own")
+    ap.add_argument("--ort-spinning", action="append", default=None, choices=("default", "0", "1"),
+                    help="ONNX Runtime's session.intra_op.allow_spinning, one per --model or one for all")
+    ap.add_argument("--omp-wait-policy", default=None, choices=("PASSIVE", "ACTIVE"),
+                    help="OMP_WAIT_POLICY for the workers' PyTorch (edgeseg eval/predict/bench use PASSIVE beside an "
+                         "exported model); default: unset")
     ap.add_argument("--data", default=None, help="data set root for the frames (default: the synthetic set's 1024x512 frames)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=60)
@@ -118,12 +136,23 @@ def main(argv=None) -> int:
     backends = args.backend or [None]
     if len(backends) == 1:
         backends = backends * len(args.model)
+    precisions = [None if p == "auto" else p for p in (args.ov_precision or [None])]
+    if len(precisions) == 1:
+        precisions = precisions * len(args.model)
+    spins = [None if v == "default" else v for v in (args.ort_spinning or [None])]
+    if len(spins) == 1:
+        spins = spins * len(args.model)
+    if len({len(backends), len(precisions), len(spins), len(args.model)}) != 1:
+        raise SystemExit("--backend, --ov-precision and --ort-spinning take one value for all models or one per --model")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.omp_wait_policy:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     ctx = mp.get_context("spawn")
     workers = []
-    for model, backend in zip(args.model, backends):
+    for model, backend, precision, spinning in zip(args.model, backends, precisions, spins):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, model, backend, args.threads, args.data, args.frames), daemon=True)
+        proc = ctx.Process(target=_worker, args=(child, model, backend, precision, spinning, args.threads, args.data,
+                                                     args.frames), daemon=True)
         proc.start()
         child.close()
         info = parent.recv()
@@ -149,7 +178,8 @@ def main(argv=None) -> int:
         t = {k: np.asarray(v) for k, v in res["times"].items()}
         before = t["pre_old"] + t["network"] + t["post_old"]
         after = t["pre_new"] + t["network"] + t["post_new"]
-        row = {"model": model, "backend": info["backend"], "ran": info["describe"], "input": info["input"],
+        row = {"model": model, "backend": info["backend"], "ran": info["describe"], "ort_spinning": info["spinning"],
+               "input": info["input"],
                "native": info["native"], "frames": info["frames"],
                "p50_ms": {k: _p50(v) for k, v in t.items()},
                "end_to_end_p50_ms": {"before": _p50(before), "after": _p50(after)},
@@ -159,7 +189,9 @@ def main(argv=None) -> int:
         row["end_to_end_over_network"] = {"before": round(row["end_to_end_p50_ms"]["before"] / net, 3),
                                           "after": round(row["end_to_end_p50_ms"]["after"] / net, 3)}
         rows.append(row)
-        print(f"{model} [{info['backend']}] {info['input'][0]}x{info['input'][1]} from {info['native'][0]}x{info['native'][1]}: "
+        how = info["backend"] + (f":{info['describe']['precision']}" if info["describe"].get("precision") else "")
+        how += f", allow_spinning {info['spinning']}" if info["spinning"] is not None else ""
+        print(f"{model} [{how}] {info['input'][0]}x{info['input'][1]} from {info['native'][0]}x{info['native'][1]}: "
               f"network {net:.1f} ms; pre {row['p50_ms']['pre_old']:.1f} -> {row['p50_ms']['pre_new']:.1f}; "
               f"post {row['p50_ms']['post_old']:.1f} -> {row['p50_ms']['post_new']:.1f}; "
               f"end to end {row['end_to_end_p50_ms']['before']:.1f} -> {row['end_to_end_p50_ms']['after']:.1f} ms "
@@ -174,7 +206,7 @@ def main(argv=None) -> int:
     except OSError:
         pass
     result = {"command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]), "cpu": cpu or platform.processor(),
-              "threads": args.threads, "iters": args.iters, "block": args.block,
+              "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "iters": args.iters, "block": args.block,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "results": rows}
     if args.json:
         with open(args.json, "w") as f:
