@@ -231,6 +231,41 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(finite(obj), indent=indent, sort_keys=False, allow_nan=False)
 
 
+class JSONError(json.JSONDecodeError):
+    """A JSON text edgeseg refuses although Python's parser would take it (or fail on it with
+    something other than a decode error); a JSONDecodeError, so every reader's handler names the file."""
+
+    def __init__(self, msg: str, doc: str):
+        super().__init__(msg, doc, 0)
+        self.args = (msg,)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def is_integer(value: Any) -> bool:
+    """An integer as a file states one: JSON's true and false are Python ints, and are not."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_json(text: str) -> Any:
+    """JSON from ``text``, as every reader of a file parses it: a key given twice in one object is
+    refused (Python's parser keeps the last one silently), and nesting deeper than the parser can
+    follow is a decode error like any other, not a RecursionError."""
+    def unique(pairs):
+        obj = {}
+        for key, value in pairs:
+            if key in obj:
+                raise JSONError(f"key {key!r} given twice in one object", text)
+            obj[key] = value
+        return obj
+
+    try:
+        return json.loads(text, object_pairs_hook=unique)
+    except RecursionError:
+        raise JSONError("nested too deeply to read", text) from None
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json_text(obj) + "\n")
 

@@ -194,3 +194,84 @@ def test_a_checkpoints_training_state_damaged_is_refused_on_resume(folder_datase
                 findings.append(f"{key}={wrong!r}: {type(exc).__name__}: {str(exc)[:100]}")
             torch.save(good, last)
     assert not findings, "\n".join(findings)
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # Python's parser fails on it with RecursionError
+TWICE = '{"names": ["a", "b"], "names": ["c", "d"]}'  # Python's parser keeps the last
+
+
+def test_no_module_parses_json_but_the_one_parser():
+    """Every JSON text edgeseg reads goes through fileio.parse_json, which refuses what Python's
+    parser would take silently (a key given twice) or fail on with another exception (deep nesting)."""
+    import re
+    from pathlib import Path
+
+    import edgeseg
+
+    root = Path(edgeseg.__file__).parent
+    found = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\bjson\.loads?\(", line) and not (p.name == "fileio.py" and "object_pairs_hook" in line)]
+    assert not found, f"JSON parsed outside fileio.parse_json: {found}"
+
+
+def test_parse_json_refuses_a_repeated_key_and_deep_nesting_as_a_decode_error():
+    from edgeseg.fileio import parse_json
+
+    assert parse_json('{"a": [1, {"b": 2}], "c": null}') == {"a": [1, {"b": 2}], "c": None}
+    for text, said in ((TWICE, "key 'names' given twice"), (DEEP, "nested too deeply"), ('{"x": {"y": 1, "y": 1}}', "'y'")):
+        with pytest.raises(json.JSONDecodeError, match=said) as got:
+            parse_json(text)
+        assert "\n" not in str(got.value) and len(str(got.value)) < 80
+
+
+def test_every_json_file_reader_refuses_deep_nesting_and_a_repeated_key(folder_dataset, tiny_checkpoint, shared_folder, tmp_path,
+                                                                        monkeypatch):
+    """Each file edgeseg reads as JSON (classes.json, a cache's and a teacher-label folder's
+    manifest, an engine's fingerprint, an INT8 report, a run's history, the model record in ONNX
+    metadata and an IR) given the two texts: refused as an edgeseg error or taken, no other exception."""
+    from edgeseg.data import build_dataset
+    from edgeseg.data.cache import build_cache, cached_dataset
+    from edgeseg.data.folder import read_classes
+    from edgeseg.export.formats import _calibration_sha
+    from edgeseg.models.meta import PROPS_KEY, ModelMeta
+    from edgeseg.runtime import fingerprint
+    from edgeseg.trainer.distill import check_teacher_labels, teacher_labels
+    from edgeseg.trainer.loop import _read_history
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "cache"))
+    ds = build_dataset("folder", folder_dataset, "train")
+    build_cache(ds, tmp_path / "c", progress=False)
+    teacher = teacher_labels(str(tiny_checkpoint), build_dataset("folder", shared_folder, "train"), 1.0, "cpu", False)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"engine")
+    readers = {
+        folder_dataset / "classes.json": lambda: read_classes(folder_dataset / "classes.json"),
+        tmp_path / "c" / "manifest.json": lambda: cached_dataset(ds, tmp_path / "c", True),
+        teacher / "manifest.json": lambda: check_teacher_labels(teacher, build_dataset("folder", shared_folder, "train"), 1.0),
+        fingerprint.fingerprint_path(engine): lambda: fingerprint.read_fingerprint(engine),
+        tmp_path / "int8_report.json": lambda: _calibration_sha(tmp_path),
+        tmp_path / "metrics.jsonl": lambda: _read_history(tmp_path / "metrics.jsonl"),
+    }
+    findings = []
+    for text in (DEEP, TWICE):
+        for path, read in readers.items():
+            path.write_text(text)
+            try:
+                read()
+            except EdgesegError as exc:
+                assert "\n" not in str(exc)
+            except Exception as exc:  # noqa: BLE001 - what this test looks for
+                findings.append(f"{path.name} ({text[:12]}...): {type(exc).__name__}: {str(exc)[:100]}")
+        for props in ({PROPS_KEY: text}, {"edgeseg.num_classes": text}):
+            with pytest.raises(EdgesegError, match="metadata is damaged"):
+                ModelMeta.from_props(props, "model.onnx")
+    assert not findings, "\n".join(findings)
+
+
+def test_a_colour_or_class_count_stated_as_true_is_not_an_integer(tmp_path):
+    from edgeseg.data.folder import read_classes
+
+    path = tmp_path / "classes.json"
+    path.write_text('{"names": ["a", "b"], "palette": [[1, 2, 3], [7, 8, true]]}')
+    with pytest.raises(EdgesegError, match="palette"):
+        read_classes(path)

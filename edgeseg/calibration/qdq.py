@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeseg.calibration.dataset import CalibrationSet
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import sha256_file, write_json_atomic
+from edgeseg.fileio import parse_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, 
     path = cache_dir / (f"ranges-{method}.json" if target == "tensorrt" else f"ranges-{method}-{target}.json")
     if path.is_file():
         try:
-            cached = json.loads(path.read_text())
+            cached = parse_json(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             cached = {}
         if not isinstance(cached, dict):

@@ -20,7 +20,7 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.data.base import Sample, SegDataset, resolved_files
 from edgeseg.errors import DataError
-from edgeseg.fileio import FolderLock, sha256_file, shape_problem, swap_in, write_json_atomic
+from edgeseg.fileio import FolderLock, parse_json, sha256_file, shape_problem, swap_in, write_json_atomic
 
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
@@ -56,7 +56,7 @@ def _holding(dataset: dict, split, folders) -> tuple[tuple, str]:
 def _refuse_another_cache(ds: SegDataset, out: Path) -> None:
     """``out`` holds a cache: refused when it is of another data set, split or folder of files (a
     damaged one holds nothing to keep: it is rebuilt, as its own refusal says)."""
-    held = json.loads((out / MANIFEST).read_text())
+    held = parse_json((out / MANIFEST).read_text())
     if shape_problem(held, MANIFEST_SHAPE):
         return
     theirs, said = _holding(held["dataset"], held["split"], {Path(src["path"]).parent for rec in held["samples"] for src in rec["sources"]})
@@ -126,7 +126,7 @@ def _decode_into(ds: SegDataset, folder: Path, progress: bool) -> list[dict]:
 def _is_cache(folder: Path) -> bool:
     """Whether ``folder`` holds an edgeseg cache (of any version): its manifest says so, not its name."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = parse_json((folder / MANIFEST).read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return isinstance(manifest, dict) and str(manifest.get("format", "")).startswith(CACHE_FORMAT.rsplit("-v", 1)[0])
@@ -137,7 +137,7 @@ def read_manifest(cache: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{cache}: no {MANIFEST}; not a decoded cache (make one with: edgeseg data cache)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = parse_json(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: damaged ({exc}); rebuild the cache with: edgeseg data cache") from None
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:

@@ -26,6 +26,7 @@ from edgeseg.data.base import (
     require_dir,
 )
 from edgeseg.errors import DataError
+from edgeseg.fileio import is_integer, parse_json
 
 
 def read_classes(path: Path) -> tuple[DatasetInfo, int]:
@@ -33,7 +34,7 @@ def read_classes(path: Path) -> tuple[DatasetInfo, int]:
     if not path.is_file():
         raise DataError(f"{path}: classes.json not found (expected {{\"names\": [...], \"ignore_index\": 255}})")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = parse_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -58,7 +59,7 @@ def read_classes(path: Path) -> tuple[DatasetInfo, int]:
             isinstance(palette, list)
             and len(palette) == len(names)
             and all(
-                isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                isinstance(c, list) and len(c) == 3 and all(is_integer(v) and 0 <= v <= 255 for v in c)
                 for c in palette
             )
         )

@@ -17,6 +17,7 @@ from edgeseg.errors import ConfigError
 from edgeseg.export.int8 import Int8Options
 from edgeseg.export.onnx_export import OnnxOptions
 from edgeseg.export.trt_build import TrtOptions
+from edgeseg.fileio import parse_json
 from edgeseg.records import changed_flags, check_fields, opt
 from edgeseg.runtime.spec import RunnerSpec
 
@@ -214,7 +215,7 @@ def _calibration_sha(out_dir: Path) -> str | None:
     if not report.is_file():
         return None
     try:
-        data = json.loads(report.read_text())
+        data = parse_json(report.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{report}: damaged ({exc}); export with --int8 again") from None
     problem = shape_problem(data, {"calibration_sha256": (str, type(None))})

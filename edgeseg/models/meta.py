@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from edgeseg import __version__
 from edgeseg.data.base import IGNORE_INDEX, MAX_CLASSES, DatasetInfo, default_palette
 from edgeseg.errors import ModelFileError
+from edgeseg.fileio import is_integer, parse_json
 from edgeseg.limits import size_problem
 from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD, ModelConfig
 from edgeseg.records import from_plain, to_plain
@@ -145,8 +146,8 @@ class ModelMeta:
         file has no edgeseg metadata. Reads both this format and edgeseg 0.1.0's flat keys."""
         try:
             if PROPS_KEY in props:
-                return cls.read(json.loads(props[PROPS_KEY]), where)
-            flat = {k[len("edgeseg."):]: json.loads(v) for k, v in props.items() if k.startswith("edgeseg.")}
+                return cls.read(parse_json(props[PROPS_KEY]), where)
+            flat = {k[len("edgeseg."):]: parse_json(v) for k, v in props.items() if k.startswith("edgeseg.")}
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: edgeseg metadata is damaged ({exc}); re-export the model") from None
         with naming(where):
@@ -181,11 +182,11 @@ def description_problem(model: ModelConfig, data: DatasetInfo) -> str | None:
     from edgeseg.models.native import REFINES, UPSCALES
 
     n = model.num_classes
-    if not isinstance(n, int) or not 1 <= n <= MAX_CLASSES:
+    if not is_integer(n) or not 1 <= n <= MAX_CLASSES:
         return f"{n} classes; expected 1 to {MAX_CLASSES} (label masks are 8-bit)"
-    if not isinstance(data.ignore_index, int) or not n <= data.ignore_index <= 255:
-        return f"void value {data.ignore_index} is {'a class' if isinstance(data.ignore_index, int) and 0 <= data.ignore_index < n else 'not a label value'}; expected {n} to 255"
-    if len(data.palette) < n or any(len(c) != 3 or any(not isinstance(v, int) or not 0 <= v <= 255 for v in c) for c in data.palette):
+    if not is_integer(data.ignore_index) or not n <= data.ignore_index <= 255:
+        return f"void value {data.ignore_index} is {'a class' if is_integer(data.ignore_index) and 0 <= data.ignore_index < n else 'not a label value'}; expected {n} to 255"
+    if len(data.palette) < n or any(len(c) != 3 or any(not is_integer(v) or not 0 <= v <= 255 for v in c) for c in data.palette):
         return f"a palette of {len(data.palette)} colours for {n} classes, or a colour that is not three values 0 to 255"
     if model.kernel not in KERNELS:
         return f"resampling kernel '{model.kernel}'; expected one of {', '.join(KERNELS)}"

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from edgeseg.errors import ModelFileError
-from edgeseg.fileio import shape_problem
+from edgeseg.fileio import parse_json, shape_problem
 
 
 def fingerprint_path(engine_path: Path) -> Path:
@@ -30,7 +30,7 @@ def read_fingerprint(engine_path: Path) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{engine_path}: no {path.name} beside it; edgeseg runs engines it built (rebuild with 'edgeseg export --trt')")
     try:
-        fp = json.loads(path.read_text())
+        fp = parse_json(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: unreadable engine fingerprint ({exc})") from None
     if not isinstance(fp, dict) or not isinstance(fp.get("meta", {}), dict):

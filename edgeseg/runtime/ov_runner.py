@@ -10,7 +10,6 @@ of its convolutions (``i8`` where a Q/DQ model was fused into integer kernels).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ModelFileError
+from edgeseg.fileio import parse_json
 from edgeseg.models.meta import ModelMeta
 from edgeseg.optional import require
 from edgeseg.progress import end_line
@@ -49,7 +49,7 @@ def ir_meta(model, path: Path) -> ModelMeta:
         raise ModelFileError(f"{path}: an OpenVINO IR without edgeseg metadata; write it with `edgeseg export --openvino` "
                              "(or run the ONNX model it came from)")
     try:
-        props = json.loads(model.get_rt_info(RT_META).astype(str))
+        props = parse_json(model.get_rt_info(RT_META).astype(str))
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: edgeseg metadata is damaged ({exc}); re-export the model") from None
     meta = ModelMeta.from_props(props, str(path))

@@ -7,7 +7,6 @@ removes."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 from edgeseg.data import DataSource
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.formats import FORMATS, Build, Format, Gate, Request
-from edgeseg.fileio import FolderLock, check_replaceable, move_in, replace_problem, report_json, sha256_file, write_json_atomic
+from edgeseg.fileio import check_replaceable, FolderLock, move_in, parse_json, replace_problem, report_json, sha256_file, write_json_atomic
 from edgeseg.models.meta import PROPS_KEY
 from edgeseg.runtime.registry import EXPORTED_SUFFIXES
 from edgeseg.runtime.spec import RunnerSpec
@@ -238,7 +237,7 @@ def _ours_report(path: Path) -> bool:
     if replace_problem(path, "json") is None:
         return True
     try:
-        obj = json.loads(path.read_text())
+        obj = parse_json(path.read_text())
     except (OSError, ValueError):
         return False
     return isinstance(obj, dict) and {"pixel_agreement", "delta_miou", "passed"} <= obj.keys()

@@ -27,7 +27,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text, resolved_files
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import FolderLock, cache_dir, sha256_file, shape_problem, write_json_atomic
+from edgeseg.fileio import cache_dir, FolderLock, is_integer, parse_json, sha256_file, shape_problem, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> di
     if not path.is_file():
         raise DataError(f"--teacher {folder}: no {MANIFEST}; expected a checkpoint or a teacher-label folder written by edgeseg train --teacher")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = parse_json(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: damaged ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != TEACHER_FORMAT:
@@ -112,7 +112,7 @@ def check_teacher_labels(folder: Path, ds: SegDataset, temperature: float) -> di
         raise DataError(f"--teacher {folder}: made from other images than {ds.info.name}/{ds.split} as they are now "
                         "(names, sizes or times differ); make the labels again from the teacher checkpoint")
     k = manifest.get("top_k")
-    channels = 2 * min(k, ds.info.num_classes) if isinstance(k, int) else None
+    channels = 2 * min(k, ds.info.num_classes) if is_integer(k) else None
     for i in range(len(ds)):
         check_label_file(folder / f"{i:06d}.npy", channels)
     return manifest
@@ -139,7 +139,7 @@ def teacher_sha256(teacher: str) -> str | None:
     if path.is_file():
         return sha256_file(path)
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = parse_json((path / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     return manifest.get("teacher_sha256") if isinstance(manifest, dict) else None
