@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from edgeseg import __version__
 from edgeseg.cli_options import COUNT, INPUT_TEXT, OUT_DIR, OUT_JSON, OUT_PNG, PATH, RES, Group, Needs, OutputPath, Number, count, data_options, record_options, runner_options, take
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, os_error_line
 from edgeseg.progress import configure_logging, end_line, one_line
 from edgeseg.trainer.config import TrainConfig
 
@@ -379,9 +379,8 @@ def main(argv=None) -> None:
     except EdgesegError as exc:
         click.echo(one_line(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
-    except OSError as exc:  # where an output cannot be written: read-only, full disk, a file in the way
-        where = exc.filename if exc.filename is not None else "an output file"
-        click.echo(one_line(f"error: {where}: {exc.strerror or exc}; check the path and free space"), err=True)
+    except OSError as exc:  # a file that cannot be read or written: permissions, a full disk, a file in the way
+        click.echo(one_line(f"error: {os_error_line(exc)}"), err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)

@@ -67,11 +67,29 @@ def orphaned_temporaries(folder: Path) -> list[Path]:
     return found
 
 
+def name_length_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be made because a name in it is longer than its file system allows
+    (255 bytes on most; asked of the nearest folder that exists), or None."""
+    path = Path(path)
+    base = path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        limit = os.pathconf(base, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            return f"the name '{part[:40]}...' in '{path}' is {len(os.fsencode(part))} bytes, over the file system's {limit}"
+    return None
+
+
 def check_replaceable(paths) -> None:
     """Refuse, before any of them is touched, to replace something at ``paths`` that is not a regular
-    file or folder (not_regular_problem): every writer that moves staged files into place calls it."""
+    file or folder (not_regular_problem), or to make a name longer than the file system allows:
+    every writer calls it for the files it will make, before its work."""
     for path in paths:
-        if problem := not_regular_problem(path):
+        if problem := not_regular_problem(path) or name_length_problem(path):
             raise NotAFileError(problem)
 
 
@@ -115,6 +133,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if problem := not_regular_problem(path):  # put there while the file was being written
             raise NotAFileError(problem)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is None or os.fsdecode(exc.filename) == str(tmp_path):
+            exc.filename = str(path)  # a full disk or the like is said of the file being written, not of its temporary
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -125,6 +147,8 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
     or None: a folder where a file is meant or the other way round, a file among its parents, or a
     folder that refuses a new file (tried, where ``probe``, with a file that is removed at once)."""
     path = Path(path)
+    if problem := name_length_problem(path):
+        return problem
     if path.is_symlink() and not path.exists():
         return f"'{path}' is a link to nothing (broken, or a loop); expected a {kind} path"
     if path.exists() or path.is_symlink():

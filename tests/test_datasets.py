@@ -234,3 +234,24 @@ def test_two_files_of_one_name_stem_are_refused_naming_both(tmp_path):
     (tmp_path / "camvid" / "train" / "f0.jpg").write_bytes((tmp_path / "camvid" / "train" / "f0.png").read_bytes())
     with pytest.raises(DataError, match="f0.jpg and f0.png share"):
         build_dataset("camvid", tmp_path / "camvid", "train")
+
+
+def test_image_files_converting_would_spoil_are_refused_or_said(tmp_path, caplog):
+    """A 32-bit float image (values often 0..1) would convert to black: refused naming the file.
+    A file of several frames (a multi-page TIFF) is read by its first frame, and said."""
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.data import base
+    from edgeseg.errors import DataError
+
+    Image.fromarray(np.random.default_rng(0).random((8, 10), dtype=np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match="f.tif: a 32-bit floating-point image"):
+        base.read_image(tmp_path / "f.tif")
+    frames = [Image.fromarray(np.full((8, 10, 3), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
+    base._MULTI_FRAME.clear()
+    with caplog.at_level("WARNING"):
+        got = base.read_image(tmp_path / "pages.tif")
+    assert got.shape == (8, 10, 3) and int(got[0, 0, 0]) == 10
+    assert "2 frames in one image file" in caplog.text

@@ -187,3 +187,71 @@ def test_every_writer_that_moves_staged_files_into_place_refuses_a_link_there(cl
         code, _, err = cli_run(*args, "--out", out, "--quiet")
         assert code == 2 and err.count("\n") == 1 and "is a symbolic link" in err, (what, err)
         assert (out / name).is_symlink() and (tmp_path / "target").read_bytes() == b"keep", what
+
+
+def test_an_os_error_is_said_of_the_file_it_concerns_with_what_to_do():
+    """The command line's last handler: a copy's or move's destination before its source, the
+    reason by errno (a full disk, permissions, a name too long), never a traceback."""
+    import errno
+
+    from edgeseg.errors import os_error_line
+
+    full = OSError(errno.ENOSPC, "No space left on device", "in/img.png", None, "out/img.png")
+    assert os_error_line(full) == "out/img.png: no space left on the device; free space there or write elsewhere"
+    assert os_error_line(OSError(errno.EACCES, "Permission denied", "x.pt")).startswith("x.pt: permission denied; check its permissions")
+    assert "too long" in os_error_line(OSError(errno.ENAMETOOLONG, "File name too long", "a" * 300))
+    assert os_error_line(OSError("921600 requested and 302976 written")).startswith("a file: 921600 requested")
+
+
+def test_a_write_that_fails_is_said_of_the_file_asked_for_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """A full disk while writing (simulated: the write raises ENOSPC with no file name, as a write
+    to an open file does): the error names the file asked for, not its hidden temporary, the old
+    file keeps its content and no temporary is left. Checkpoints are written as plain bytes, so
+    torch.save's own stream errors (a RuntimeError about positions on a full disk) cannot arise."""
+    import errno
+    from pathlib import Path
+
+    import torch
+
+    from edgeseg.trainer.checkpoint import save_torch
+
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError) as got:
+        save_torch(target, {"w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert got.value.filename == str(target) and target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    save_torch(target, {"w": torch.ones(3)})
+    assert torch.equal(torch.load(target, weights_only=True)["w"], torch.ones(3))
+
+
+def test_no_module_saves_torch_objects_but_through_save_torch():
+    import re
+    from pathlib import Path
+
+    import edgeseg
+
+    root = Path(edgeseg.__file__).parent
+    found = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"\btorch\.save\(", line) and not (p.name == "checkpoint.py" and "buffer" in line)]
+    assert not found, f"torch.save outside trainer.checkpoint.save_torch: {found}"
+
+
+def test_names_longer_than_the_file_system_allows_are_refused_before_any_work(tiny_checkpoint, tmp_path, cli_run):
+    """predict's outputs are named after its inputs: one too long for the file system is refused
+    before inference, naming it; an output option's path likewise, naming the option."""
+    import numpy as np
+    from PIL import Image
+
+    long_name = "a" * 245 + ".png"  # fits; its "<stem>_overlay.png" (257 bytes) does not
+    Image.fromarray(np.zeros((36, 48, 3), np.uint8)).save(tmp_path / long_name)
+    code, _, err = cli_run("predict", "--model", tiny_checkpoint, tmp_path / long_name, "--out", tmp_path / "o", "--quiet")
+    assert code == 2 and "over the file system's 255" in err and err.count("\n") == 1 and not (tmp_path / "o").exists()
+    code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--json", tmp_path / ("b" * 300 + ".json"), "--quiet")
+    assert code == 2 and "--json" in err and "over the file system's" in err and err.count("\n") == 1

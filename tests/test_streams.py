@@ -123,3 +123,32 @@ def test_a_stalled_stream_is_given_up_after_the_timeout(onnx_model, tmp_path, mo
         server.close()
     assert time.perf_counter() - t0 < 60
     assert 0 < result["frames"] < frame_count(src) and frame_count(result["video"]) == result["frames"]
+
+
+def _raw_avi(path, size, frames=3):
+    with av.open(str(path), "w", format="avi") as out:
+        stream = out.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "rgb24"
+        for i in range(frames):
+            img = np.full((size[1], size[0], 3), 40 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_video_frames_the_overlay_encoding_cannot_hold_are_said_or_refused_up_front(onnx_model, tmp_path, cli_run, caplog):
+    """Odd frame sizes: the overlay video (yuv420p) is one column/row smaller, said; the frame
+    labels keep the full size. Frames under 2x2: refused before any work, nothing written."""
+    odd = _raw_avi(tmp_path / "odd.avi", (49, 37))
+    with caplog.at_level("WARNING"):
+        code, _, err = cli_run("predict", "--model", onnx_model, odd, "--out", tmp_path / "o", "--labels", "--quiet")
+    assert code == 0, err
+    assert "frames of 49x37; the overlay video is 48x36" in err + caplog.text
+    labels = sorted((tmp_path / "o" / "odd_labels").iterdir())
+    assert labels and Image.open(labels[0]).size == (49, 37)
+    tiny = _raw_avi(tmp_path / "one.avi", (1, 1))
+    code, _, err = cli_run("predict", "--model", onnx_model, tiny, "--out", tmp_path / "p", "--labels", "--quiet")
+    assert code == 2 and "frames of 1x1" in err and err.count("\n") == 1
+    assert not any((tmp_path / "p").glob("*")) if (tmp_path / "p").exists() else True

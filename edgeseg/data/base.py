@@ -113,6 +113,10 @@ def read_image(path: Path, upright: bool = False) -> np.ndarray:
         with open_image(path) as im:
             if any(";16" in str(getattr(t, "args", "")) for t in (im.tile or ())):  # 16-bit colour: the decoder keeps the top byte
                 _note_reduced(path)
+            if im.mode == "F":  # converting would clip its values (often 0..1) to black
+                raise DataError(f"{path}: a 32-bit floating-point image; edgeseg reads 8- and 16-bit images (convert it to 8 bits first)")
+            if getattr(im, "n_frames", 1) > 1:
+                _note_first_frame(path, im.n_frames)
             im.load()
             if upright:
                 im = ImageOps.exif_transpose(im)
@@ -142,6 +146,20 @@ def _note_reduced(path: Path) -> None:
         logging.getLogger(__name__).warning(f"{path}: a 16-bit image; 16-bit images are reduced to 8 bits by their top byte "
                                             "(value >> 8) as they are read (said once)")
     _REDUCED.add(str(path))
+
+
+_MULTI_FRAME: set = set()
+
+
+def _note_first_frame(path: Path, frames: int) -> None:
+    """Say once per process that of an image file of several frames (a multi-page TIFF, an animated
+    WebP) the first frame is read."""
+    if not _MULTI_FRAME:
+        import logging
+
+        logging.getLogger(__name__).warning(f"{path}: {frames} frames in one image file; edgeseg reads the first frame of such "
+                                            "files (said once; give each frame as its own image to use them all)")
+    _MULTI_FRAME.add(str(path))
 
 
 def read_label(path: Path) -> np.ndarray:

@@ -115,7 +115,12 @@ def _decode_into(ds: SegDataset, folder: Path, progress: bool) -> list[dict]:
             if array is None:
                 continue
             name = f"{i:06d}.{part}.npy"
-            np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
+            try:
+                np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
+            except OSError as exc:  # NumPy's short write on a full disk names no file
+                if exc.filename is None:
+                    exc.filename = str(folder / name)
+                raise
             record["files"][part] = {"name": name, "size": (folder / name).stat().st_size}
         samples.append(record)
         bar.update()

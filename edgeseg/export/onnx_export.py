@@ -160,9 +160,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
     with atomic_path(out) as tmp:
         try:
             export_module(wrapper, example, tmp, options.opset, options.dynamic_batch, outputs)
-        except ConfigError:
-            raise
+        except (ConfigError, OSError):
+            raise  # an output that cannot be written (a full disk) is said of the output, by the command line
         except Exception as exc:  # the exporter's own errors are long; keep the first line
+            cause = exc
+            while cause is not None and not isinstance(cause, OSError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:  # a write the exporter wrapped (a full disk): said of the output
+                raise cause from None
             raise ModelFileError(f"{checkpoint}: ONNX export failed: {str(exc).strip().splitlines()[0][:200]}") from None
         slimmed = options.slim and _slim(tmp)
         proto = onnx.load(str(tmp))

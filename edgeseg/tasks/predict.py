@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,8 +40,15 @@ def collect_inputs(inputs, out_dir=None, out_option: str = "--out") -> tuple[lis
             if out_dir is not None and (Path(out_dir).resolve() == p.resolve() or p.resolve() in Path(out_dir).resolve().parents):
                 raise ConfigError(f"{out_option} {out_dir}: inside the input folder {p}, whose images (with its sub-folders) are read; "
                                   f"the outputs would be read as inputs by the next run: give {out_option} outside it")
+            if not os.access(p, os.R_OK | os.X_OK):
+                raise DataError(f"{p}: this folder cannot be read (permission denied); check its permissions")
             # hidden files and folders (.DS_Store, .ipynb_checkpoints/) are not inputs, as a shell's * leaves them out
-            files = [q for q in p.rglob("*") if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)]
+            entries = [q for q in p.rglob("*") if not any(part.startswith(".") for part in q.relative_to(p).parts)]
+            unreadable = sorted(str(q) for q in entries if q.is_dir() and not os.access(q, os.R_OK | os.X_OK))
+            if unreadable:  # rglob passes over them in silence
+                logger.warning(f"{p}: {len(unreadable)} sub-folder(s) cannot be read (permission denied), their files left out: "
+                               f"{', '.join(unreadable[:3])}{' ...' if len(unreadable) > 3 else ''}")
+            files = [q for q in entries if q.is_file()]
             found = sorted(q for q in files if q.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise DataError(f"{p}: no images in this folder (expected {', '.join(IMAGE_SUFFIXES)})")

@@ -282,7 +282,13 @@ class VideoJob:
         options = {"preset": "veryfast"} if codec == "libx264" else {}
         rate = Fraction(self.rate) / self.every
         self.ostream = out.add_stream(codec, rate=max(rate, Fraction(1, 1000)).limit_denominator(1001000), options=options)
-        self.ostream.width, self.ostream.height = image.shape[1] - image.shape[1] % 2, image.shape[0] - image.shape[0] % 2
+        h, w = image.shape[:2]
+        if h < 2 or w < 2:
+            raise DataError(f"frames of {w}x{h}; the overlay video needs frames of at least 2x2 pixels")
+        if h % 2 or w % 2:
+            logger.warning(f"{self.out_path}: frames of {w}x{h}; the overlay video is {w - w % 2}x{h - h % 2} (its encoding, "
+                           "yuv420p, needs even sizes): the last column or row is left out of it, not of the frame labels")
+        self.ostream.width, self.ostream.height = w - w % 2, h - h % 2
         self.ostream.pix_fmt = "yuv420p"
 
     def _close(self, out) -> None:
@@ -295,10 +301,14 @@ class VideoJob:
     # -- the job
     def run(self) -> dict:
         container = self._open()
+        vstream = container.streams.video[0]
+        w, h = vstream.codec_context.width or 0, vstream.codec_context.height or 0
+        if (w and w < 2) or (h and h < 2):  # before any work (the size is known up front for files)
+            container.close()
+            raise DataError(f"{self.source}: frames of {w}x{h}; the overlay video needs frames of at least 2x2 pixels")
         if self.labels_stage is not None:
             shutil.rmtree(self.labels_stage, ignore_errors=True)  # a killed run's
             self.labels_stage.mkdir()
-        vstream = container.streams.video[0]
         self.rate = vstream.average_rate or vstream.guessed_rate or 25
         total = vstream.frames or None
         self.partial.unlink(missing_ok=True)  # a killed run's (a link there was refused up front): never written through

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from pathlib import Path
 
 import torch
@@ -25,9 +27,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
+def save_torch(path: Path, obj) -> None:
+    """``torch.save`` of ``obj`` to ``path``, atomically. Serialised in memory first, then written
+    as bytes: torch.save writing to a file that cannot grow (a full disk) fails with a RuntimeError
+    about stream positions, a plain write with the OSError that says why and where."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(ckpt.to_dict(__version__), tmp)
+        tmp.write_bytes(buffer.getbuffer())
+
+
+def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
+    save_torch(path, ckpt.to_dict(__version__))
 
 
 def _same(value):

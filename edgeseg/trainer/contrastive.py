@@ -160,8 +160,7 @@ def pretrain(model: nn.Module, make_loader, steps_per_epoch: int, epochs: int, *
                                "threshold or give more --contrastive-pixels")
         paired.update(steps=0, with_pairs=0)
     if out is not None and main:
-        from edgeseg.fileio import atomic_path
+        from edgeseg.trainer.checkpoint import save_torch
 
-        with atomic_path(out / "contrastive.pt") as tmp:
-            torch.save({"model": model.state_dict(), "projection": net.projection.state_dict(), "history": history}, tmp)
+        save_torch(out / "contrastive.pt", {"model": model.state_dict(), "projection": net.projection.state_dict(), "history": history})
     return {"epochs": epochs, "history": history}
