@@ -33,6 +33,22 @@ def cache_dir() -> Path:
     return path
 
 
+def cache_folder(sub: str) -> Path:
+    """``cache_dir() / sub``, made and writable; else a ConfigError that says where the cache's
+    location comes from ($EDGESEG_CACHE or $HOME) and how to give another."""
+    folder = cache_dir() / sub
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        probe.unlink()
+    except OSError as exc:
+        origin = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "its default under $HOME, ~/.cache/edgeseg"
+        raise ConfigError(f"{folder}: edgeseg's cache ({origin}) cannot be written ({exc.strerror or exc}); "
+                          f"set ${CACHE_ENV} to a writable absolute folder") from None
+    return folder
+
+
 def not_regular_problem(path: str | os.PathLike) -> str | None:
     """Why edgeseg must not write a file at ``path`` (a whole new file renamed over it), or None:
     something there that is not a regular file would be replaced by one (a symbolic link and its

@@ -137,3 +137,8 @@ def test_a_source_replaced_with_one_of_the_same_size_and_time_is_stale(folder_da
     with pytest.raises(DataError, match="changed since the cache was built"):
         check_cache(ds, tmp_path / "c")
     check_cache(ds, tmp_path / "c", verify_hashes=True)  # the same bytes: the hashes say so
+
+
+def test_data_cache_without_a_data_set_speaks_of_the_data_set_not_of_a_model(tmp_path, cli_run):
+    code, _, err = cli_run("data", "cache", "--out", tmp_path / "c", "--quiet")
+    assert code == 2 and "model" not in err and "synthetic" in err and err.count("\n") == 1

@@ -65,7 +65,7 @@ def test_malformed_classes_json(tmp_path, doc, match):
     assert "classes.json" in str(err.value)
 
 
-def test_bad_samples_name_the_file_and_skip_bad_counts_them(tmp_path):
+def test_bad_samples_name_the_file_and_skip_bad_counts_them(tmp_path, caplog):
     root = camvid_layout(tmp_path, n=4)
     write_png(root / "train" / "orphan.png", np.zeros((12, 16, 3), np.uint8))  # image without label
     with pytest.raises(DataError, match=r"orphan\.png: no label"):
@@ -73,8 +73,10 @@ def test_bad_samples_name_the_file_and_skip_bad_counts_them(tmp_path):
     (root / "trainannot" / "f1.png").write_bytes(b"not a png")  # corrupt
     write_png(root / "trainannot" / "f2.png", np.zeros((5, 5), np.uint8))  # size mismatch
     write_png(root / "trainannot" / "f3.png", np.full((12, 16), 40, np.uint8))  # bad values
-    ds = build_dataset("camvid", root, "train", skip_bad=True)
+    with caplog.at_level("WARNING"):
+        ds = build_dataset("camvid", root, "train", skip_bad=True)
     assert len(ds) == 1 and ds.skipped == 4
+    assert "camvid/train: 4 of 5 samples skipped (--skip-bad)" in caplog.text  # said for every command that opens it
     (root / "train" / "orphan.png").unlink()
     ds = build_dataset("camvid", root, "train")
     with pytest.raises(DataError, match=r"f1\.png: cannot read label"):

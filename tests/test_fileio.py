@@ -255,3 +255,9 @@ def test_names_longer_than_the_file_system_allows_are_refused_before_any_work(ti
     assert code == 2 and "over the file system's 255" in err and err.count("\n") == 1 and not (tmp_path / "o").exists()
     code, _, err = cli_run("eval", "--model", tiny_checkpoint, "--json", tmp_path / ("b" * 300 + ".json"), "--quiet")
     assert code == 2 and "--json" in err and "over the file system's" in err and err.count("\n") == 1
+
+
+def test_an_empty_onnx_file_is_said_to_be_empty(tmp_path, cli_run):
+    (tmp_path / "model.onnx").write_bytes(b"")
+    code, _, err = cli_run("eval", "--model", tmp_path / "model.onnx", "--quiet")
+    assert code == 2 and "holds no ONNX graph (an empty file)" in err and err.count("\n") == 1

@@ -392,7 +392,9 @@ def test_input_paths_given_relative_name_the_same_files_from_any_working_folder(
 
 @pytest.mark.parametrize("env, said", [({"WORLD_SIZE": "abc"}, "$WORLD_SIZE='abc'"), ({"WORLD_SIZE": "2"}, "$RANK is not set"),
                                        ({"WORLD_SIZE": "2", "RANK": "2"}, "$RANK='2': expected a whole number from 0 to 1"),
-                                       ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "$LOCAL_RANK='-1'")])
+                                       ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "$LOCAL_RANK='-1'"),
+                                       ({"WORLD_SIZE": "1", "RANK": "3"}, "$RANK='3': expected a whole number from 0 to 0"),
+                                       ({"RANK": "1"}, "$RANK='1'")])
 def test_a_launcher_environment_that_cannot_be_used_is_one_line_naming_the_variable(cli_run, folder_dataset, tmp_path, monkeypatch, env, said):
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -465,3 +467,18 @@ def test_a_training_set_left_without_labelled_pixels_by_train_limit_is_refused(t
     with pytest.raises(DataError, match="--train-split: .* holds no labelled pixel in its 2 images"):
         train(tiny_cfg(root, tmp_path / "run", train_limit=2))
     train(tiny_cfg(root, tmp_path / "run2", train_limit=4, epochs=1))
+
+
+def test_a_cache_that_cannot_be_written_is_said_naming_its_variable(cli_run, shared_folder, tiny_checkpoint, tmp_path, monkeypatch):
+    """$EDGESEG_CACHE under a file: statistics that are only cached (class weights) are computed
+    without the cache, and said; teacher labels, which live there, are refused in one line naming
+    the variable, before any training."""
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "afile" / "sub"))
+    base = ["train", "--dataset", "folder", "--data", shared_folder, "--model", "tiny", "--res", "24x18", "--epochs", "1",
+            "--pretrained", "none", "--quiet"]
+    code, _, err = cli_run(*base, "--class-weights", "sqrt", "--out", tmp_path / "run")
+    assert code == 0, err
+    code, _, err = cli_run(*base, "--teacher", tiny_checkpoint, "--out", tmp_path / "run2")
+    assert code == 2 and "$EDGESEG_CACHE" in err and "cannot be written" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run2").exists()

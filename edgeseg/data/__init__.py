@@ -63,6 +63,11 @@ def build_dataset(name: str = "synthetic", root: str | Path | None = None, split
     ds.root = str(Path(root).resolve()) if root is not None else None
     if skip_bad:
         ds.validate(skip_bad=True)
+        if ds.skipped:  # every command that opens a data set says it, as --skip-bad promises
+            import logging
+
+            logging.getLogger(__name__).warning(f"{name}/{split}: {ds.skipped} of {ds.skipped + len(ds)} samples skipped "
+                                                "(--skip-bad): unreadable or inconsistent files")
     if len(ds) == 0:
         raise DataError(f"dataset '{name}' split '{split}' has no usable samples")
     return ds
@@ -86,7 +91,7 @@ class DataSource:
             if value is not None and not str(value).strip():
                 raise ConfigError(f"--{name}: expected a value, got an empty string")
 
-    def open(self, model_dataset: str = "", saved_root: str | None = None, split: str | None = None) -> SegDataset:
+    def open(self, model_dataset: str | None = None, saved_root: str | None = None, split: str | None = None) -> SegDataset:
         """The data set, or for a model (its training data set ``model_dataset``, saved at
         ``saved_root``) the one it was trained on where none is given; ``split`` overrides."""
         return resolve_dataset(model_dataset, self.dataset, self.data, split or self.split, self.skip_bad, saved_root)
@@ -109,9 +114,13 @@ __all__ = [
 ]
 
 
-def resolve_dataset(model_dataset: str, dataset: str | None, data, split: str, skip_bad: bool, saved_root: str | None = None) -> SegDataset:
+def resolve_dataset(model_dataset: str | None, dataset: str | None, data, split: str, skip_bad: bool,
+                    saved_root: str | None = None) -> SegDataset:
     """The data set to score a model on: ``dataset`` as given, else the one the model was
-    trained on (``model_dataset``, from its metadata), at ``data`` or where it was saved."""
+    trained on (``model_dataset``, from its metadata; '' when it does not say), at ``data`` or
+    where it was saved. Without a model (``model_dataset`` None): ``dataset``, else synthetic."""
+    if model_dataset is None:
+        return build_dataset(dataset or "synthetic", data, split, skip_bad)
     name = dataset or (model_dataset if model_dataset in DATASETS else None)
     if name is None:
         raise ConfigError(

@@ -26,10 +26,15 @@ def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callabl
     made again, never trusted."""
     import zipfile
 
-    from edgeseg.fileio import atomic_path, cache_dir
+    from edgeseg.errors import ConfigError
+    from edgeseg.fileio import atomic_path, cache_folder
 
     key = hashlib.sha256(json.dumps([ds.fingerprint(), *params]).encode()).hexdigest()[:20]
-    path = cache_dir() / kind / f"{ds.info.name}-{ds.split}-{key}.npz"
+    try:
+        path = cache_folder(kind) / f"{ds.info.name}-{ds.split}-{key}.npz"
+    except ConfigError as exc:  # a cache only saves time: said, and the statistics computed without it
+        logger.warning(f"{exc}; computing the {kind} without caching them")
+        return compute()
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -42,9 +47,13 @@ def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callabl
             why = f"unreadable ({type(exc).__name__})"
         logger.warning(f"{path}: {kind} cache {why}; computing it again")
     arrays = compute()
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+    except OSError as exc:  # a full disk: the statistics are here all the same
+        logger.warning(f"{path}: cannot write the {kind} cache ({exc.strerror or exc}); going on without it")
+        return arrays
     logger.info(f"{kind} cached at {path}")
     return arrays
 

@@ -65,9 +65,12 @@ def read_onnx(path: Path):
     from google.protobuf.message import DecodeError
 
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as exc:
         raise ModelFileError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    if not model.graph.node:  # an empty file, and other bytes that happen to decode, are an empty ModelProto
+        raise ModelFileError(f"{path}: holds no ONNX graph ({'an empty file' if Path(path).stat().st_size == 0 else 'not an ONNX model'})")
+    return model
 
 
 def meta_from_graph(model, path: Path, strict: bool) -> ModelMeta:

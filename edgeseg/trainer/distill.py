@@ -27,7 +27,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text, resolved_files
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import cache_dir, FolderLock, is_integer, parse_json, sha256_file, shape_problem, write_json_atomic
+from edgeseg.fileio import FolderLock, cache_folder, is_integer, parse_json, sha256_file, shape_problem, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def teacher_labels(teacher: str, ds: SegDataset, temperature: float, device: str
 
     check_teacher_classes(load_checkpoint(path).check_weights(f"--teacher {path}").meta, ds, path)
     teacher_sha = teacher_sha or sha256_file(path)
-    folder = cache_dir() / "teacher_labels" / labels_key(teacher_sha, ds, temperature)
+    folder = cache_folder("teacher_labels") / labels_key(teacher_sha, ds, temperature)
     # Runs started together with one teacher share the folder: one labels, the others wait for it.
     with FolderLock(folder, "teacher-label folder", wait=LABEL_WAIT_S):
         try:

@@ -45,6 +45,10 @@ def _env_count(name: str, default: int | None, high: int, set_by: str = "torchru
 def init_distributed(device_type: str) -> DistInfo:
     world = _env_count("WORLD_SIZE", 1, 1_000_001)
     if world <= 1:
+        # a single process: RANK and LOCAL_RANK, where set, must say it is process 0 (a rank of a
+        # larger run launched with the wrong WORLD_SIZE would otherwise train alone, unawares)
+        for name in ("RANK", "LOCAL_RANK"):
+            _env_count(name, 0, 1)
         return DistInfo()
     rank = _env_count("RANK", None, world)
     local_rank = _env_count("LOCAL_RANK", 0, world)

@@ -219,8 +219,6 @@ def weight_values(weight: torch.Tensor) -> list[float]:
 def _set_up(cfg: TrainConfig, device: torch.device, out: Path, dist_info: DistInfo, say) -> _Run:
     torch.manual_seed(cfg.seed + dist_info.rank)
     data = build_data(cfg)
-    if data.train.skipped or data.val.skipped:
-        say(f"skipped {data.train.skipped} bad training and {data.val.skipped} bad validation samples (--skip-bad)")
     # What can be refused from the options and the data alone, before the teacher labels a split or W is fitted.
     plan = plan_steps(cfg, len(data.train), dist_info.world)
     meta = model_meta(cfg, data)
