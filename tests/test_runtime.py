@@ -554,3 +554,30 @@ def test_folder_inputs_refuse_an_output_folder_inside_them_and_say_what_they_lea
     code, out, err = cli_run("predict", "--model", model_files["torch"], images, "--out", tmp_path / "out", "--quiet")
     assert code == 0 and "1 file(s) that are not images" in err and "notes.txt" in err, err
     assert sorted(p.name for p in (tmp_path / "out").glob("*_label.png")) == ["apng_label.png", "atif_label.png", "awebp_label.png"]
+
+
+def test_input_folders_predict_cannot_read_are_refused_or_said(tmp_path, monkeypatch, caplog):
+    """A folder that cannot be read is refused as such (not "no images in this folder"); sub-folders
+    that cannot be read, which rglob passes over in silence, are said. Permissions are simulated
+    (os.access): as root, which CI may be, every folder reads."""
+    import os
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from edgeseg.errors import DataError
+    from edgeseg.tasks import predict as predict_mod
+
+    for rel in ("top/a.png", "top/locked/b.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / rel)
+    real = os.access
+    locked = {tmp_path / "top"}
+    monkeypatch.setattr(predict_mod.os, "access", lambda p, mode: Path(p) not in locked and real(p, mode))
+    with pytest.raises(DataError, match="top: this folder cannot be read"):
+        predict_mod.collect_inputs([tmp_path / "top"])
+    locked = {tmp_path / "top" / "locked"}
+    with caplog.at_level("WARNING"):
+        images, _ = predict_mod.collect_inputs([tmp_path / "top"])
+    assert "1 sub-folder(s) cannot be read" in caplog.text and images
