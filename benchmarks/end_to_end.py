@@ -50,7 +50,11 @@ def _worker(conn, model: str, backend: str | None, precision: str | None, spinni
     from edgeseg.runtime.processing import Preprocess, native_labels, scores_to_labels_reference
     from edgeseg.runtime.spec import RunnerSpec
 
-    runner = runtime.load(model, RunnerSpec(backend=backend, device="cpu", threads=threads, precision=precision))
+    try:
+        runner = runtime.load(model, RunnerSpec(backend=backend, device="cpu", threads=threads, precision=precision))
+    except Exception as exc:  # noqa: BLE001 - said by the parent, which waits for this worker's first message
+        conn.send({"error": f"{model}: {exc}"})
+        return
     if spinning is not None:
         if runner.backend != "onnxruntime":
             conn.send({"error": f"{model}: --ort-spinning is ONNX Runtime's option, this model runs on {runner.backend}"})

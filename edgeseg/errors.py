@@ -72,7 +72,8 @@ def os_error_line(exc: OSError) -> str:
     move's destination, where it has one; else 'a file'), what happened, and what to do."""
     import errno
 
-    where = exc.filename2 if exc.filename2 is not None else exc.filename
+    # a copy's or move's destination is what could not be written; a missing file is its source
+    where = exc.filename2 if exc.filename2 is not None and exc.errno != getattr(errno, "ENOENT", None) else exc.filename
     where = where if where is not None else "a file"
     for name, (what, todo) in _OS_REASONS.items():
         if exc.errno is not None and exc.errno == getattr(errno, name, None):

@@ -24,13 +24,28 @@ def cache_dir() -> Path:
     $EDGESEG_CACHE (an absolute folder) or ~/.cache/edgeseg."""
     value = os.environ.get(CACHE_ENV)
     if value is None:
-        return Path.home() / ".cache" / "edgeseg"
+        try:
+            return Path.home() / ".cache" / "edgeseg"
+        except RuntimeError:  # no $HOME and no home in the user database (a container run as an arbitrary user)
+            raise ConfigError(f"edgeseg's cache: $HOME is not set and this user has no home folder; set ${CACHE_ENV} "
+                              "to a writable absolute folder") from None
     path = Path(value).expanduser()
     if not value.strip() or not path.is_absolute():  # empty or relative: it would be the working folder, or move with it
         raise ConfigError(f"${CACHE_ENV}={value!r}: expected an absolute folder path for edgeseg's cache (or leave it unset)")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"${CACHE_ENV}={value}: is a file; expected a folder for edgeseg's cache")
     return path
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An OSError raised inside without a file name (a short write on a full disk) names ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def cache_folder(sub: str) -> Path:
@@ -83,6 +98,15 @@ def orphaned_temporaries(folder: Path) -> list[Path]:
     return found
 
 
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` takes (255 where it does not say)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+    return limit if limit >= 1 else 255  # -1: no fixed limit; 0 from some FUSE file systems
+
+
 def name_length_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be made because a name in it is longer than its file system allows
     (255 bytes on most; asked of the nearest folder that exists), or None."""
@@ -90,10 +114,7 @@ def name_length_problem(path: str | os.PathLike) -> str | None:
     base = path.parent
     while not base.exists() and base != base.parent:
         base = base.parent
-    try:
-        limit = os.pathconf(base, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        limit = 255
+    limit = name_max(base)
     for part in path.parts:
         if len(os.fsencode(part)) > limit:
             return f"the name '{part[:40]}...' in '{path}' is {len(os.fsencode(part))} bytes, over the file system's {limit}"
@@ -133,16 +154,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # Created like a plain open() would (0666 less the umask, applied by the kernel); mkstemp
     # would make it 0600.
     name = path.name
-    while len(name.encode()) > 200:  # a name near the file system's limit (255 bytes) still leaves room for the temporary's
+    room = max(name_max(path.parent) - 40, 16)  # the temporary's own 36 bytes beside the target's name
+    while len(os.fsencode(name)) > room:
         name = name[:-1]
-    while True:
-        tmp_path = path.parent / f".{name}.{TEMP_TAG}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
-        try:
-            os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
+    tmp_path = None
     try:
+        while True:
+            tmp_path = path.parent / f".{name}.{TEMP_TAG}-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+            try:
+                os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+                break
+            except FileExistsError:
+                continue
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -154,7 +177,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             exc.filename = str(path)  # a full disk or the like is said of the file being written, not of its temporary
         raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -302,8 +325,12 @@ def parse_json(text: str) -> Any:
 
     try:
         return json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError:
+        raise
     except RecursionError:
         raise JSONError("nested too deeply to read", text) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise JSONError(str(exc).split(":")[0].strip()[:70], text) from None
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

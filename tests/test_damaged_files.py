@@ -198,6 +198,7 @@ def test_a_checkpoints_training_state_damaged_is_refused_on_resume(folder_datase
 
 DEEP = "[" * 100_000 + "]" * 100_000  # Python's parser fails on it with RecursionError
 TWICE = '{"names": ["a", "b"], "names": ["c", "d"]}'  # Python's parser keeps the last
+BIG = '{"names": ["a", "b"], "ignore_index": ' + "1" * 5000 + "}"  # Python's int() refuses it with a plain ValueError
 
 
 def test_no_module_parses_json_but_the_one_parser():
@@ -218,7 +219,8 @@ def test_parse_json_refuses_a_repeated_key_and_deep_nesting_as_a_decode_error():
     from edgeseg.fileio import parse_json
 
     assert parse_json('{"a": [1, {"b": 2}], "c": null}') == {"a": [1, {"b": 2}], "c": None}
-    for text, said in ((TWICE, "key 'names' given twice"), (DEEP, "nested too deeply"), ('{"x": {"y": 1, "y": 1}}', "'y'")):
+    for text, said in ((TWICE, "key 'names' given twice"), (DEEP, "nested too deeply"), ('{"x": {"y": 1, "y": 1}}', "'y'"),
+                       (BIG, "digits")):
         with pytest.raises(json.JSONDecodeError, match=said) as got:
             parse_json(text)
         assert "\n" not in str(got.value) and len(str(got.value)) < 80
@@ -253,7 +255,7 @@ def test_every_json_file_reader_refuses_deep_nesting_and_a_repeated_key(folder_d
         tmp_path / "metrics.jsonl": lambda: _read_history(tmp_path / "metrics.jsonl"),
     }
     findings = []
-    for text in (DEEP, TWICE):
+    for text in (DEEP, TWICE, BIG):
         for path, read in readers.items():
             path.write_text(text)
             try:
@@ -270,8 +272,15 @@ def test_every_json_file_reader_refuses_deep_nesting_and_a_repeated_key(folder_d
 
 def test_a_colour_or_class_count_stated_as_true_is_not_an_integer(tmp_path):
     from edgeseg.data.folder import read_classes
+    from edgeseg.models.meta import ModelMeta
 
     path = tmp_path / "classes.json"
     path.write_text('{"names": ["a", "b"], "palette": [[1, 2, 3], [7, 8, true]]}')
     with pytest.raises(EdgesegError, match="palette"):
         read_classes(path)
+    flat = {"edgeseg.class_names": '["a", "b"]', "edgeseg.res": "[48, 36]", "edgeseg.palette": "[[1, 2, 3], [4, 5, 6]]"}
+    assert ModelMeta.from_props(flat, "m.onnx").data.palette[1] == (4, 5, 6)  # edgeseg 0.1.0's flat keys
+    for key, value in (("edgeseg.palette", "[[1, 2, 3], [4, 5, true]]"), ("edgeseg.palette", "[[1, 2, 3], [4, 5, 6.9]]"),
+                       ("edgeseg.ignore_index", "true"), ("edgeseg.mean", "[0.5, true, 0.5]")):
+        with pytest.raises(EdgesegError):
+            ModelMeta.from_props({**flat, key: value}, "m.onnx")

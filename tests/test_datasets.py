@@ -76,7 +76,7 @@ def test_bad_samples_name_the_file_and_skip_bad_counts_them(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         ds = build_dataset("camvid", root, "train", skip_bad=True)
     assert len(ds) == 1 and ds.skipped == 4
-    assert "camvid/train: 4 of 5 samples skipped (--skip-bad)" in caplog.text  # said for every command that opens it
+    assert f"camvid/train at {root.resolve()}: 4 of 5 samples skipped (--skip-bad)" in caplog.text  # said for every command that opens it
     (root / "train" / "orphan.png").unlink()
     ds = build_dataset("camvid", root, "train")
     with pytest.raises(DataError, match=r"f1\.png: cannot read label"):

@@ -393,8 +393,8 @@ def test_input_paths_given_relative_name_the_same_files_from_any_working_folder(
 @pytest.mark.parametrize("env, said", [({"WORLD_SIZE": "abc"}, "$WORLD_SIZE='abc'"), ({"WORLD_SIZE": "2"}, "$RANK is not set"),
                                        ({"WORLD_SIZE": "2", "RANK": "2"}, "$RANK='2': expected a whole number from 0 to 1"),
                                        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "$LOCAL_RANK='-1'"),
-                                       ({"WORLD_SIZE": "1", "RANK": "3"}, "$RANK='3': expected a whole number from 0 to 0"),
-                                       ({"RANK": "1"}, "$RANK='1'")])
+                                       ({"WORLD_SIZE": "1", "RANK": "3"}, "$RANK='3' but $WORLD_SIZE is 1: a single process must be rank 0"),
+                                       ({"LOCAL_RANK": "1"}, "$LOCAL_RANK='1' but $WORLD_SIZE is unset")])
 def test_a_launcher_environment_that_cannot_be_used_is_one_line_naming_the_variable(cli_run, folder_dataset, tmp_path, monkeypatch, env, said):
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

@@ -132,7 +132,7 @@ def _valid_ranges(ranges) -> bool:
     import math
 
     return isinstance(ranges, dict) and all(
-        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v) and v[0] <= v[1]
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) and v[0] <= v[1]
         for v in ranges.values())
 
 

@@ -66,7 +66,8 @@ def build_dataset(name: str = "synthetic", root: str | Path | None = None, split
         if ds.skipped:  # every command that opens a data set says it, as --skip-bad promises
             import logging
 
-            logging.getLogger(__name__).warning(f"{name}/{split}: {ds.skipped} of {ds.skipped + len(ds)} samples skipped "
+            where = f"{name}/{split}" + (f" at {ds.root}" if ds.root else "")
+            logging.getLogger(__name__).warning(f"{where}: {ds.skipped} of {ds.skipped + len(ds)} samples skipped "
                                                 "(--skip-bad): unreadable or inconsistent files")
     if len(ds) == 0:
         raise DataError(f"dataset '{name}' split '{split}' has no usable samples")

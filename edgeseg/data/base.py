@@ -115,14 +115,18 @@ def read_image(path: Path, upright: bool = False) -> np.ndarray:
                 _note_reduced(path)
             if im.mode == "F":  # converting would clip its values (often 0..1) to black
                 raise DataError(f"{path}: a 32-bit floating-point image; edgeseg reads 8- and 16-bit images (convert it to 8 bits first)")
-            if getattr(im, "n_frames", 1) > 1:
+            if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":  # a phone's JPEG with a second, smaller picture is one photo
                 _note_first_frame(path, im.n_frames)
             im.load()
             if upright:
                 im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
+                values = np.array(im).astype(np.int64)
+                if values.size and (values.min() < 0 or values.max() > 65535):  # mode I holds 32-bit integers too
+                    raise DataError(f"{path}: a 32-bit integer image (values {values.min()}..{values.max()}); edgeseg reads 8- and "
+                                    "16-bit images (convert it first)")
                 _note_reduced(path)
-                grey = (np.array(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+                grey = (values >> 8).clip(0, 255).astype(np.uint8)
                 return np.repeat(grey[..., None], 3, axis=2)
             if im.mode != "RGB":
                 im = im.convert("RGB")

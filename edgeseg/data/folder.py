@@ -87,9 +87,11 @@ class Folder(FileDataset):
 
         try:
             with open_image(path) as im:
+                if im.mode not in ("RGBA", "RGB"):  # a conversion from another mode would make up the class pairs
+                    raise DataError(f"{path}: soft label has mode {im.mode}; expected an 8-bit RGBA PNG (as autolabel writes)")
                 soft = np.array(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read soft label ({exc})") from None
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL's decoders raise all three; a bomb is a ValueError
+            raise DataError(f"{path}: cannot read soft label ({str(exc)[:160]})") from None
         if soft.shape[:2] != sample.label.shape:
             raise DataError(f"{path}: soft label is {soft.shape[1]}x{soft.shape[0]}; its mask is {sample.label.shape[1]}x{sample.label.shape[0]}")
         C = self.info.num_classes

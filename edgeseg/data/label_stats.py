@@ -26,7 +26,7 @@ def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callabl
     made again, never trusted."""
     import zipfile
 
-    from edgeseg.errors import ConfigError
+    from edgeseg.errors import ConfigError, NotAFileError
     from edgeseg.fileio import atomic_path, cache_folder
 
     key = hashlib.sha256(json.dumps([ds.fingerprint(), *params]).encode()).hexdigest()[:20]
@@ -51,8 +51,8 @@ def cached_label_stats(ds: SegDataset, kind: str, params: list, compute: Callabl
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
-    except OSError as exc:  # a full disk: the statistics are here all the same
-        logger.warning(f"{path}: cannot write the {kind} cache ({exc.strerror or exc}); going on without it")
+    except (OSError, NotAFileError) as exc:  # a full disk, a link put there: the statistics are here all the same
+        logger.warning(f"{path}: cannot write the {kind} cache ({getattr(exc, 'strerror', None) or exc}); going on without it")
         return arrays
     logger.info(f"{kind} cached at {path}")
     return arrays

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import warnings
@@ -22,6 +23,8 @@ from edgeseg.records import check_fields, opt
 
 OUTPUT_CHOICES = ("logits", "labels", "both")
 MIN_OPSET, MAX_OPSET = 13, 23
+# errors of writing the model file (a full disk, a quota, a read-only or failing device): said of the output
+WRITE_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EROFS", "EACCES") if hasattr(errno, n))
 
 
 @dataclass(frozen=True)
@@ -163,10 +166,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path, options: OnnxOptions = 
         except (ConfigError, OSError):
             raise  # an output that cannot be written (a full disk) is said of the output, by the command line
         except Exception as exc:  # the exporter's own errors are long; keep the first line
-            cause = exc
-            while cause is not None and not isinstance(cause, OSError):
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:  # a write the exporter wrapped (a full disk): said of the output
+            cause, seen = exc.__cause__, set()
+            while cause is not None and not isinstance(cause, OSError) and id(cause) not in seen:
+                seen.add(id(cause))
+                cause = cause.__cause__
+            if isinstance(cause, OSError) and cause.errno in WRITE_ERRNOS:  # a write the exporter wrapped: said of the output
                 raise cause from None
             raise ModelFileError(f"{checkpoint}: ONNX export failed: {str(exc).strip().splitlines()[0][:200]}") from None
         slimmed = options.slim and _slim(tmp)

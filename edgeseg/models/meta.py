@@ -193,11 +193,18 @@ def description_problem(model: ModelConfig, data: DatasetInfo) -> str | None:
     if model.refine not in REFINES or model.upscale not in UPSCALES:
         return f"refine '{model.refine}', upscale {model.upscale}; expected refine in {', '.join(REFINES)} and upscale in {UPSCALES}"
     for what, values in (("mean", model.mean), ("std", model.std)):
-        if len(values) != 3 or any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        if len(values) != 3 or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) for v in values):
             return f"input {what} {tuple(values)}; expected three finite numbers"
     if any(v <= 0 for v in model.std):
         return f"input std {tuple(model.std)}; expected three numbers above 0"
     return None
+
+
+def _stated_int(value) -> int:
+    """An integer a file states (true, 2.9 and "3" are not): else ValueError, which the reader names."""
+    if not is_integer(value):
+        raise ValueError(f"expected an integer, found {value!r}")
+    return value
 
 
 def _from_flat(d: dict, where: str) -> ModelMeta:
@@ -209,8 +216,8 @@ def _from_flat(d: dict, where: str) -> ModelMeta:
         native = tuple(d["native_res"]) if d.get("native_res") else None
         model = ModelConfig(str(d.get("model_name", "")), len(names), mean=tuple(d.get("mean", DEFAULT_MEAN)), std=tuple(d.get("std", DEFAULT_STD)),
                             refine="guided" if native else "none", res=res, native_res=native, kernel=str(d.get("kernel", "area")))
-        data = DatasetInfo(str(d.get("dataset", "")), names, tuple(tuple(int(v) for v in c) for c in d["palette"]),
-                           int(d.get("ignore_index", IGNORE_INDEX)))
+        data = DatasetInfo(str(d.get("dataset", "")), names, tuple(tuple(_stated_int(v) for v in c) for c in d["palette"]),
+                           _stated_int(d.get("ignore_index", IGNORE_INDEX)))
         return ModelMeta(model, data, label_mode=str(d.get("label_mode", "soft")), dataset_root=extra.pop("dataset_root", None),
                          input_layout=str(d.get("input_layout", "nchw")), outputs=tuple(d.get("outputs", ("logits",))),
                          labels_size=tuple(d["labels_size"]) if d.get("labels_size") else None,

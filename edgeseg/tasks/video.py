@@ -277,17 +277,17 @@ class VideoJob:
     def _add_stream(self, out, image) -> None:
         from fractions import Fraction
 
+        h, w = image.shape[:2]
+        if h < 2 or w < 2:  # a live stream's size is known only now; a file's was checked before any work
+            raise DataError(f"frames of {w}x{h}; the overlay video needs frames of at least 2x2 pixels")
+        if h % 2 or w % 2:
+            logger.warning(f"{self.out_path}: frames of {w}x{h}; the overlay video is {w - w % 2}x{h - h % 2} (its encoding, "
+                           "yuv420p, needs even sizes): the last column or row is left out of it, not of the frame labels")
         codec = self.codec
         # a fast x264 preset: encoding a 1024x512 overlay at the default preset costs more than the model
         options = {"preset": "veryfast"} if codec == "libx264" else {}
         rate = Fraction(self.rate) / self.every
         self.ostream = out.add_stream(codec, rate=max(rate, Fraction(1, 1000)).limit_denominator(1001000), options=options)
-        h, w = image.shape[:2]
-        if h < 2 or w < 2:
-            raise DataError(f"frames of {w}x{h}; the overlay video needs frames of at least 2x2 pixels")
-        if h % 2 or w % 2:
-            logger.warning(f"{self.out_path}: frames of {w}x{h}; the overlay video is {w - w % 2}x{h - h % 2} (its encoding, "
-                           "yuv420p, needs even sizes): the last column or row is left out of it, not of the frame labels")
         self.ostream.width, self.ostream.height = w - w % 2, h - h % 2
         self.ostream.pix_fmt = "yuv420p"
 

@@ -48,7 +48,9 @@ def init_distributed(device_type: str) -> DistInfo:
         # a single process: RANK and LOCAL_RANK, where set, must say it is process 0 (a rank of a
         # larger run launched with the wrong WORLD_SIZE would otherwise train alone, unawares)
         for name in ("RANK", "LOCAL_RANK"):
-            _env_count(name, 0, 1)
+            if os.environ.get(name, "0").strip() != "0":
+                raise ConfigError(f"${name}={os.environ[name]!r} but $WORLD_SIZE is {'unset' if 'WORLD_SIZE' not in os.environ else 1}: "
+                                  f"a single process must be rank 0; launch with torchrun, or unset ${name}")
         return DistInfo()
     rank = _env_count("RANK", None, world)
     local_rank = _env_count("LOCAL_RANK", 0, world)
