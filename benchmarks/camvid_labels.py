@@ -54,7 +54,9 @@ def main() -> None:
             cfg = TrainConfig(out=str(out), res=(w, h), dataset="camvid", data=args.data, labels=mode, kernel=args.kernel,
                               model=args.model, pretrained="imagenet", epochs=args.epochs, batch=args.batch, lr=args.lr,
                               seed=seed, val_every=10, progress=False, exist_ok=not args.resume, resume=args.resume, train_limit=args.train_limit, **extra)
-            train(cfg)
+            if train(cfg).get("interrupted"):  # stopped (Ctrl-C, SIGTERM): not the protocol's run
+                print(f"{name}: interrupted; no row written (continue it with --resume)", flush=True)
+                return
             result = evaluate_model(str(out / "last.pt"), progress=False)
             row = {
                 "model": args.model, "res": [w, h], "labels": mode, "kernel": args.kernel, "seed": seed,

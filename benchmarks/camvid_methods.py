@@ -44,7 +44,8 @@ def run(name, cfg_kwargs, args, seed, extra_row=None):
     t0 = time.time()
     cfg = TrainConfig(out=str(out), dataset="camvid", data=args.data, pretrained="imagenet", seed=seed, val_every=10,
                       progress=False, exist_ok=True, batch=8, lr=2e-3, **cfg_kwargs)
-    train(cfg)
+    if train(cfg).get("interrupted"):  # stopped (Ctrl-C, SIGTERM): not the protocol's run, so no row
+        raise SystemExit(f"{name}: interrupted; no row written (continue it with --resume)")
     result = evaluate_model(str(out / "last.pt"), progress=False)
     row = {
         "method": args.method, "variant": name.rsplit("-s", 1)[0], "seed": seed, "res": list(cfg.res), "epochs": cfg.epochs,

@@ -63,12 +63,14 @@ def main() -> None:
             native = image_size(ds.sample_files(0)[0])
             tcfg = teacher_config(args.data, args.dataset, out / "teacher", args.seed, native)
             print(f"training the recipe's teacher at {native[0]}x{native[1]} into {tcfg.out}", flush=True)
-            train(tcfg)
+            if train(tcfg).get("interrupted"):
+                raise SystemExit(f"the teacher's training was interrupted; continue it with: edgeseg train --out {tcfg.out} --resume")
             teacher = str(Path(tcfg.out) / "last.pt")
         extra = dict(teacher=teacher, **DISTILL)
     cfg = TrainConfig(out=str(out / "student"), res=res, dataset=args.dataset, data=args.data, seed=args.seed, pretrained="imagenet",
                       device=args.device, progress=False, exist_ok=True, val_every=10, **RECIPES[res], **extra)
-    train(cfg)
+    if train(cfg).get("interrupted"):  # no score and no path of a model the recipe did not finish
+        raise SystemExit(f"the recipe's training was interrupted; continue it with: edgeseg train --out {cfg.out} --resume")
     last = Path(cfg.out) / "last.pt"
     result = evaluate_model(last, source=DataSource(args.dataset, args.data, "val"), progress=False)
     summary = {"res": list(res), "seed": args.seed, "miou": result["miou"], "boundary_iou": result["boundary_iou"]["mean"],
