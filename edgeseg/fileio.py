@@ -48,15 +48,20 @@ def naming(path: str | os.PathLike) -> Iterator[None]:
         raise
 
 
+def write_probe(folder: Path) -> None:
+    """Make and remove a new file in ``folder``: the OSError a writer there would meet, raised now."""
+    probe = folder / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    probe.unlink(missing_ok=True)
+
+
 def cache_folder(sub: str) -> Path:
     """``cache_dir() / sub``, made and writable; else a ConfigError that says where the cache's
     location comes from ($EDGESEG_CACHE or $HOME) and how to give another."""
     folder = cache_dir() / sub
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
-        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        probe.unlink()
+        write_probe(folder)
     except OSError as exc:
         origin = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "its default under $HOME, ~/.cache/edgeseg"
         raise ConfigError(f"{folder}: edgeseg's cache ({origin}) cannot be written ({exc.strerror or exc}); "
@@ -207,10 +212,8 @@ def output_path_problem(path: str | os.PathLike, kind: str, probe: bool = True) 
         probe_in = parent
     if not probe:
         return None
-    probe_file = probe_in / f".edgeseg-probe-{secrets.token_hex(6)}.tmp"
     try:
-        os.close(os.open(probe_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-        probe_file.unlink(missing_ok=True)
+        write_probe(probe_in)
     except OSError as exc:
         return f"cannot write in '{probe_in}' ({exc.strerror or exc})"
     return None

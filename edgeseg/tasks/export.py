@@ -16,7 +16,7 @@ from pathlib import Path
 from edgeseg.data import DataSource
 from edgeseg.errors import CheckFailed, ConfigError
 from edgeseg.export.formats import FORMATS, Build, Format, Gate, Request
-from edgeseg.fileio import check_replaceable, FolderLock, move_in, parse_json, replace_problem, report_json, sha256_file, write_json_atomic
+from edgeseg.fileio import FolderLock, check_replaceable, move_in, parse_json, replace_problem, report_json, sha256_file, write_json_atomic
 from edgeseg.models.meta import PROPS_KEY
 from edgeseg.runtime.registry import EXPORTED_SUFFIXES
 from edgeseg.runtime.spec import RunnerSpec

@@ -24,7 +24,7 @@ import torch.nn as nn
 from edgeseg import __version__
 from edgeseg.data.transforms import Augment, TrainTransform
 from edgeseg.errors import ConfigError, DataError, ModelFileError, TrainingStopped
-from edgeseg.fileio import FolderLock, json_text, parse_json, write_json_atomic, write_text_atomic
+from edgeseg.fileio import FolderLock, is_integer, json_text, parse_json, write_json_atomic, write_text_atomic
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Checkpoint, ModelMeta, TrainingState, build_model
 from edgeseg.models.checkpoint import strict_load
@@ -353,7 +353,7 @@ def _read_history(metrics: Path) -> list[dict]:
             record = parse_json(line)
         except json.JSONDecodeError:
             record = None
-        if not isinstance(record, dict) or isinstance(record.get("epoch"), bool) or not isinstance(record.get("epoch"), int):
+        if not isinstance(record, dict) or not is_integer(record.get("epoch")):
             raise DataError(f"{metrics}: line {n} is not an epoch's record; the run's history is damaged "
                             "(remove the damaged lines to resume)")
         history.append({k: float("nan") if v is None else v for k, v in record.items()})  # (non-finite numbers are written as null)
