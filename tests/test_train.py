@@ -98,6 +98,33 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(folder_dataset, tmp_path, st
     assert [r["train_loss"] for r in lines] == pytest.approx([r["train_loss"] for r in straight], rel=1e-5)
 
 
+def test_a_stop_sent_to_the_whole_process_group_reaches_loader_workers_and_still_saves(folder_dataset, tmp_path):
+    """SIGTERM to the process group (Slurm's scancel, `timeout`, `kill -- -PGID`) reaches the loader's
+    workers too: they leave the stop to the main process, which may still need batches from them before
+    it can stop between steps and save; resuming is exact. (A worker ended by the signal made the main
+    process fail in its next fetch, with a traceback and nothing saved.)"""
+    import multiprocessing
+
+    cfg = dict(workers=2, batch=1)  # 6 steps an epoch, of which at most 5 are asked of the workers before step 1 ends
+    train(tiny_cfg(folder_dataset, tmp_path / "straight", **cfg))
+    out = tmp_path / "stopped"
+    sent = []
+
+    def stop_group(step):
+        if step == 1:  # the workers get the stop first; the main process's needs a batch they had yet to be asked for
+            sent.extend(p.pid for p in multiprocessing.active_children())
+            for pid in sent:
+                os.kill(pid, signal.SIGTERM)
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = train(tiny_cfg(folder_dataset, out, **cfg), on_step=stop_group)
+    assert sent, "the loader ran no worker processes"
+    assert result["interrupted"] and result["step"] == 6
+    train(tiny_cfg(folder_dataset, out, resume=True, **cfg))
+    assert_same_weights(final_weights(tmp_path / "straight"), final_weights(out))
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(folder_dataset, tmp_path, monkeypatch):
     out = tmp_path / "nan"
     from edgeseg.trainer import losses

@@ -155,9 +155,13 @@ def prepare_batch(batch, transform: TrainTransform, device: torch.device, on_dev
 
 
 def _worker_init(_):
-    # Ctrl-C is handled by the main process, which stops between steps and saves. (SIGTERM keeps its default:
-    # the loader ends a worker that does not exit with it.)
+    # A stop is the main process's to handle: it ends the step, saves where the run stood and then ends its
+    # loader, whose workers leave at its done event (or, were the main process gone, at their watchdog). Ctrl-C
+    # reaches every process of the terminal's group, and so does SIGTERM sent to a process group (Slurm's
+    # scancel, `timeout`, `kill -- -PGID`): a worker ended by it made the main process fail in its next fetch,
+    # before it could save. Ignored, a worker the loader's own terminate() cannot end finishes its item first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
