@@ -132,11 +132,18 @@ def test_an_atomic_write_never_replaces_a_link_a_pipe_or_a_device(tmp_path):
     (tmp_path / "target.json").write_text("keep")
     (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
     os.mkfifo(tmp_path / "pipe.json")
-    for name, said in (("link.json", "is a symbolic link"), ("pipe.json", "is a named pipe")):
+    kinds = [("link.json", "is a symbolic link"), ("pipe.json", "is a named pipe")]
+    try:  # a character device like /dev/null, where this user may make one
+        os.mknod(tmp_path / "device.json", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        kinds.append(("device.json", "is a device"))
+    except OSError:
+        pass
+    for name, said in kinds:
         with pytest.raises(NotAFileError, match=said):
             write_json_atomic(tmp_path / name, {"a": 1})
     assert (tmp_path / "target.json").read_text() == "keep" and (tmp_path / "link.json").is_symlink()
     assert stat.S_ISFIFO((tmp_path / "pipe.json").lstat().st_mode)
+    assert len(kinds) == 2 or stat.S_ISCHR((tmp_path / "device.json").lstat().st_mode)
     with pytest.raises(NotAFileError, match="is a symbolic link"):  # a link put there while the file was written
         with atomic_path(tmp_path / "late.json") as tmp:
             tmp.write_text("new")

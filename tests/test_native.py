@@ -230,6 +230,34 @@ def test_upscaled_model_exports_with_uint8_labels_at_its_output_resolution(share
     assert res["logits"].shape == (1, 5, 36, 48) and res["labels"].shape == (1, 36, 48)
 
 
+@pytest.mark.parametrize("upscale,res", [(2, (24, 18)), (4, (12, 9))])
+def test_plain_upsampled_model_exports_with_parity_and_builds_through_the_tensorrt_double(upscale, res, shared_folder, tmp_path, monkeypatch):
+    """--upscale 2 and 4 without a guide: a trained model's ONNX graph (plain ops, scores at K x its
+    input) agrees with the checkpoint, and the TensorRT double builds and runs it with parity."""
+    import sys
+
+    from trt_double import GENERATIONS, make_tensorrt
+
+    from edgeseg.export.trt_build import TrtOptions
+    from edgeseg.runtime.trt_runner import TrtRunner
+    from edgeseg.trainer import TrainConfig, train
+
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), res=res, dataset="folder", data=str(shared_folder), model="tiny", iters=4,
+                      batch=2, lr=2e-2, progress=False, workers=0, device="cpu", upscale=upscale))
+    monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(GENERATIONS["10"]))
+    monkeypatch.setattr(TrtRunner, "default_device", "cpu")
+    monkeypatch.setattr("edgeseg.runtime.fingerprint.gpu_info", lambda: {"gpu": "Fake GPU", "compute_capability": "8.7", "cuda": None})
+    result = export(out / "last.pt", tmp_path / "export", images=3, trt=TrtOptions(precision="fp16"))
+    assert parity_of(result)["passed"] and parity_of(result)["max_abs_logit_diff"] < 1e-4
+    assert parity_of(result, "tensorrt")["passed"] and parity_of(result, "tensorrt")["n_images"] == 3
+    proto = onnx.load(str(tmp_path / "export" / "model.onnx"))
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims[2:] == [res[1], res[0]] and out_dims[2:] == [res[1] * upscale, res[0] * upscale]
+    assert not any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
+
+
 def test_cli_rejects_an_unknown_upscale(cli_run, tmp_path):
     code, _, err = cli_run("train", "--out", tmp_path / "r", "--upscale", "3")
     assert code == 2 and "--upscale" in err and "Traceback" not in err

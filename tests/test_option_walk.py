@@ -142,6 +142,16 @@ def test_every_option_that_writes_is_checked_as_an_output():
     assert not plain and len(list(output_options())) >= 11, plain
 
 
+def make_null_device(path: Path) -> Path | None:
+    """A character device like /dev/null at ``path`` (where this user may make one; None elsewhere):
+    an output there must never be replaced by a file."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError:
+        return None
+    return path
+
+
 @pytest.mark.parametrize("path", sorted({" ".join(p) for p, _, _ in output_options()}))
 def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_work(path, cli_run, tmp_path):
     """For every output option of every command: a folder where a file is meant (or the other way
@@ -154,6 +164,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
     (tmp_path / "a-folder").mkdir()
     (tmp_path / "a-link").symlink_to(tmp_path / "a-file")
     os.mkfifo(tmp_path / "a-pipe")
+    device = make_null_device(tmp_path / "a-device")
     for cpath, cmd, p in output_options():
         if " ".join(cpath) != path:
             continue
@@ -175,6 +186,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
         cases.append(((p.opts[0], "-"), "standard output"))  # never a file named '-' in the working folder
         if p.type.kind == "file":  # what a whole new file renamed over it would destroy: a link (and its target), a pipe
             cases += [((p.opts[0], str(tmp_path / "a-link")), "is a symbolic link"), ((p.opts[0], str(tmp_path / "a-pipe")), "is a named pipe")]
+            cases += [((p.opts[0], str(device)), "is a device")] if device else []
         for q in cmd.params:  # the output given as each input and as each other output
             if q is p or not isinstance(q.type, (click.Path, InputText)):
                 continue
@@ -199,6 +211,7 @@ def test_outputs_of_the_wrong_kind_or_equal_to_an_input_are_refused_before_any_w
                 findings.append(f"{pair} {more}: exit {code}: {err.strip()[:200]!r}")
     assert (tmp_path / "a-file").read_text() == "keep" and (tmp_path / "a-link").is_symlink()
     assert stat.S_ISFIFO((tmp_path / "a-pipe").lstat().st_mode)
+    assert device is None or stat.S_ISCHR(device.lstat().st_mode)
     assert not (tmp_path / "same.png").exists() or (tmp_path / "same.png").read_text() == "keep"
     assert not findings, f"edgeseg {path}:\n" + "\n".join(findings)
 
