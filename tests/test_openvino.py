@@ -257,3 +257,16 @@ def test_a_damaged_ir_is_one_line_on_the_process_stderr(tmp_path):
     proc = subprocess.run([sys.executable, "-c", launch, "eval", "--model", str(tmp_path / "bad.xml")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "OpenVINO cannot read the IR" in proc.stderr, proc.stderr
+
+
+def test_the_tensorrt_placement_runs_and_is_scored_on_openvino(tiny_checkpoint, tmp_path):
+    """The default INT8 model (TensorRT's placement: symmetric int8, Q/DQ before the ops) also becomes
+    an IR that OpenVINO runs as integer convolutions, scored against the checkpoint."""
+    opts = Int8Options(calib_method="minmax", calib_images=10, sensitivity_images=3, budget=100.0, target="tensorrt")
+    result = export(tiny_checkpoint, tmp_path, OnnxOptions(), int8=opts, images=3, progress=False, openvino=True)
+    assert json.loads((tmp_path / "int8_report.json").read_text())["target"] == "tensorrt"
+    int8 = json.loads((tmp_path / "parity.openvino.int8.json").read_text())
+    assert int8["passed"] and int8["n_images"] == 3 and int8["backend"] == "openvino"
+    convs = int8["ran"]["precision_report"]["convolutions"]
+    assert any(k in ("i8", "u8") for k in convs), convs
+    assert result["formats"]["openvino-int8"]["files"][0] == str(tmp_path / "model.int8.xml")
