@@ -509,3 +509,41 @@ def test_a_cache_that_cannot_be_written_is_said_naming_its_variable(cli_run, sha
     code, _, err = cli_run(*base, "--teacher", tiny_checkpoint, "--out", tmp_path / "run2")
     assert code == 2 and "$EDGESEG_CACHE" in err and "cannot be written" in err and err.count("\n") == 1, err
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_resume_refuses_a_change_to_any_compared_option_by_its_flag():
+    """Every training option is compared on --resume unless it is one of the few that belong to the
+    invocation (where it runs, how it is fed) or only to reporting; each compared one, changed alone,
+    is refused naming its flag, and the others are not."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from edgeseg.records import flag_of
+    from edgeseg.trainer.checkpoint import check_resume_compatible
+    from edgeseg.trainer.config import compared_fields
+
+    exempt = {f.name: f.metadata["resume"] for f in fields(TrainConfig) if f.metadata.get("resume") != "compare"}
+    assert exempt == {"out": "never", "workers": "never", "augment_on": "never", "cache": "never", "device": "never",
+                      "resume": "never", "exist_ok": "never", "progress": "never", "val_every": "inherit", "val_limit": "inherit"}
+    base = TrainConfig(out="run", res=(48, 36), dataset="folder", data="/data/a", model="tiny").to_dict()
+    ckpt = SimpleNamespace(training=SimpleNamespace(train_config=dict(base), world_size=1))
+
+    def changed(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return value + 1
+        if isinstance(value, (list, tuple)):
+            return [*value, 7] if value else [7]
+        return "/elsewhere/changed" if value is None or isinstance(value, str) else None
+
+    compared = compared_fields()
+    assert len(compared) == len(fields(TrainConfig)) - len(exempt) and len(compared) >= 40
+    for f in fields(TrainConfig):
+        now = {**base, f.name: changed(base[f.name])}
+        if f.name in compared:
+            with pytest.raises(ConfigError, match=re.escape(flag_of(f) + " ")):
+                check_resume_compatible(ckpt, now, "run/last.pt")
+        else:
+            check_resume_compatible(ckpt, now, "run/last.pt")
+    check_resume_compatible(ckpt, dict(base), "run/last.pt")
