@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def naming(path: str | os.PathLike) -> Iterator[None]:
+def name_os_errors(path: str | os.PathLike) -> Iterator[None]:
     """An OSError raised inside without a file name (a short write on a full disk) names ``path``."""
     try:
         yield
@@ -312,6 +312,13 @@ class JSONError(json.JSONDecodeError):
 def is_integer(value: Any) -> bool:
     """An integer as a file states one: JSON's true and false are Python ints, and are not."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite number as a file states one (true and false are not numbers)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_json(text: str) -> Any:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeseg.calibration.dataset import CalibrationSet
 from edgeseg.errors import ConfigError
-from edgeseg.fileio import parse_json, sha256_file, write_json_atomic
+from edgeseg.fileio import is_number, parse_json, sha256_file, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +129,8 @@ def cache_key(onnx_sha256: str, calib_sha256: str, method: str) -> str:
 
 def _valid_ranges(ranges) -> bool:
     """``{tensor: [min, max]}`` with finite numbers, min <= max (a hand-edited cache may not be)."""
-    import math
-
     return isinstance(ranges, dict) and all(
-        isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) and v[0] <= v[1]
-        for v in ranges.values())
+        isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v) and v[0] <= v[1] for v in ranges.values())
 
 
 def load_or_compute_ranges(onnx_path: Path, calib: CalibrationSet, method: str, cache_dir: Path, target: str = "tensorrt") -> tuple[dict, str]:

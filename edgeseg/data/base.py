@@ -122,7 +122,7 @@ def read_image(path: Path, upright: bool = False) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: top byte, then grey -> RGB
                 values = np.array(im).astype(np.int64)
-                if values.size and (values.min() < 0 or values.max() > 65535):  # mode I holds 32-bit integers too
+                if im.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):  # mode I holds 32-bit integers too
                     raise DataError(f"{path}: a 32-bit integer image (values {values.min()}..{values.max()}); edgeseg reads 8- and "
                                     "16-bit images (convert it first)")
                 _note_reduced(path)

@@ -20,7 +20,7 @@ import numpy as np
 from edgeseg import __version__
 from edgeseg.data.base import Sample, SegDataset, resolved_files
 from edgeseg.errors import DataError
-from edgeseg.fileio import FolderLock, naming, parse_json, sha256_file, shape_problem, swap_in, write_json_atomic
+from edgeseg.fileio import FolderLock, name_os_errors, parse_json, sha256_file, shape_problem, swap_in, write_json_atomic
 
 CACHE_FORMAT = "edgeseg-decoded-cache-v1"
 MANIFEST = "manifest.json"
@@ -115,7 +115,7 @@ def _decode_into(ds: SegDataset, folder: Path, progress: bool) -> list[dict]:
             if array is None:
                 continue
             name = f"{i:06d}.{part}.npy"
-            with naming(folder / name):  # NumPy's short write on a full disk names no file
+            with name_os_errors(folder / name):  # NumPy's short write on a full disk names no file
                 np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
             record["files"][part] = {"name": name, "size": (folder / name).stat().st_size}
         samples.append(record)

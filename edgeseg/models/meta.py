@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from edgeseg import __version__
 from edgeseg.data.base import IGNORE_INDEX, MAX_CLASSES, DatasetInfo, default_palette
 from edgeseg.errors import ModelFileError
-from edgeseg.fileio import is_integer, parse_json
+from edgeseg.fileio import is_integer, is_number, parse_json
 from edgeseg.limits import size_problem
 from edgeseg.models.base import DEFAULT_MEAN, DEFAULT_STD, ModelConfig
 from edgeseg.records import from_plain, to_plain
@@ -176,8 +176,6 @@ def description_problem(model: ModelConfig, data: DatasetInfo) -> str | None:
     """What in a model description could not be run as it says, or None: every field the runners,
     pre- and post-processing and the label writers read (class count, palette, void value,
     kernel, normalisation, output options)."""
-    import math
-
     from edgeseg.data.resample import KERNELS
     from edgeseg.models.native import REFINES, UPSCALES
 
@@ -193,7 +191,7 @@ def description_problem(model: ModelConfig, data: DatasetInfo) -> str | None:
     if model.refine not in REFINES or model.upscale not in UPSCALES:
         return f"refine '{model.refine}', upscale {model.upscale}; expected refine in {', '.join(REFINES)} and upscale in {UPSCALES}"
     for what, values in (("mean", model.mean), ("std", model.std)):
-        if len(values) != 3 or any(not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) for v in values):
+        if len(values) != 3 or any(not is_number(v) for v in values):
             return f"input {what} {tuple(values)}; expected three finite numbers"
     if any(v <= 0 for v in model.std):
         return f"input std {tuple(model.std)}; expected three numbers above 0"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgeseg.data.base import IMAGE_SUFFIXES, read_image
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import atomic_path, check_replaceable, move_in, naming
+from edgeseg.fileio import atomic_path, check_replaceable, move_in, name_os_errors
 from edgeseg.progress import Progress
 from edgeseg.runtime.processing import AspectCheck, Preprocess, native_labels, overlay
 
@@ -166,9 +166,9 @@ def predict(model, inputs, out_dir, spec=None, alpha: float = 0.5, progress: boo
                 image = read_image(path, upright=True)  # a camera's photo as viewers show it
                 check(image.shape, path)
                 label = native_labels(runner.infer(pre([image])), [image.shape[:2]], runner.name)[0].numpy().astype(np.uint8)
-                with naming(out_dir / f"{stem}_label.png"):  # a full disk is said of the output, not of its staged copy
+                with name_os_errors(out_dir / f"{stem}_label.png"):  # a full disk is said of the output, not of its staged copy
                     Image.fromarray(label).save(stage / f"{stem}_label.png", format="PNG")
-                with naming(out_dir / f"{stem}_overlay.png"):
+                with name_os_errors(out_dir / f"{stem}_overlay.png"):
                     Image.fromarray(overlay(image, label, meta.palette, alpha)).save(stage / f"{stem}_overlay.png", format="PNG")
                 written.append(stem)
                 bar.update()

@@ -27,7 +27,7 @@ import torch
 from edgeseg import __version__
 from edgeseg.data.base import SegDataset, classes_text, resolved_files
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.fileio import FolderLock, cache_folder, is_integer, naming, parse_json, sha256_file, shape_problem, write_json_atomic
+from edgeseg.fileio import FolderLock, cache_folder, is_integer, name_os_errors, parse_json, sha256_file, shape_problem, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def make_teacher_labels(teacher: Path, ds: SegDataset, out: Path, temperature: f
             top = torch.topk(prob, k=min(TOP_K, prob.shape[0]), dim=0)
             packed = torch.stack([v for k in range(top.values.shape[0]) for v in
                                   (top.indices[k].to(torch.uint8), (top.values[k] * 255).round().to(torch.uint8))], -1)
-            with naming(out / f"{i:06d}.npy"):
+            with name_os_errors(out / f"{i:06d}.npy"):
                 np.save(out / f"{i:06d}.npy", packed.numpy(), allow_pickle=False)
             bar.update()
     bar.close()

@@ -49,7 +49,7 @@ def init_distributed(device_type: str) -> DistInfo:
         # larger run launched with the wrong WORLD_SIZE would otherwise train alone, unawares)
         for name in ("RANK", "LOCAL_RANK"):
             if os.environ.get(name, "0").strip() != "0":
-                raise ConfigError(f"${name}={os.environ[name]!r} but $WORLD_SIZE is {'unset' if 'WORLD_SIZE' not in os.environ else 1}: "
+                raise ConfigError(f"${name}={os.environ[name]!r} but $WORLD_SIZE is {os.environ.get('WORLD_SIZE', 'unset')!s}: "
                                   f"a single process must be rank 0; launch with torchrun, or unset ${name}")
         return DistInfo()
     rank = _env_count("RANK", None, world)
